@@ -1,0 +1,567 @@
+package inventory
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Bucket layout (all values JSON unless noted):
+//
+//	meta      "schema" -> decimal schema version
+//	hosts     host ID -> Host
+//	macs      MAC "aa:bb:cc:dd:ee:ff" -> host ID          (index; unique)
+//	ips       reserved IPv4 "10.0.0.5" -> host ID          (index; unique)
+//	leases    MAC -> Lease
+//	leaseips  leased IPv4 -> MAC                            (index; unique)
+//	events    host ID -> bucket{ seq (8-byte big-endian) -> Event }
+//
+// Big-endian sequence keys make a cursor walk the timeline in order.
+var (
+	bucketMeta     = []byte("meta")
+	bucketHosts    = []byte("hosts")
+	bucketMACs     = []byte("macs")
+	bucketIPs      = []byte("ips")
+	bucketLeases   = []byte("leases")
+	bucketLeaseIPs = []byte("leaseips")
+	bucketEvents   = []byte("events")
+	keySchema      = []byte("schema")
+	allBuckets     = [][]byte{bucketMeta, bucketHosts, bucketMACs, bucketIPs, bucketLeases, bucketLeaseIPs, bucketEvents}
+)
+
+// SchemaVersion is the layout this code reads and writes.
+const SchemaVersion = 1
+
+// Options tune Open. The zero value is usable.
+type Options struct {
+	// LockTimeout bounds the wait for the file lock held by another process (default 1s).
+	LockTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now Clock
+}
+
+// BoltStore is the bbolt-backed Store.
+type BoltStore struct {
+	db  *bolt.DB
+	now Clock
+}
+
+var _ Store = (*BoltStore)(nil)
+
+// Open opens (creating if needed) the inventory at path. If another process holds the
+// file it fails with ErrLocked instead of hanging.
+func Open(path string, opts Options) (*BoltStore, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("open inventory %s: %w: is another rackboot running with the same data directory?", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("open inventory %s: %w", path, err)
+	}
+	s := &BoltStore{db: db, now: opts.Now}
+	if err := s.migrate(path); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// migrate creates the buckets of a new file and refuses files written by a newer
+// rackboot. Future migrations copy the file to PATH.schemaN.bak before changing it.
+func (s *BoltStore) migrate(path string) error {
+	var found int
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		v := meta.Get(keySchema)
+		if v == nil {
+			return meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
+		}
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return fmt.Errorf("inventory %s: schema version %q is unreadable: the file is damaged; restore it from a backup", path, v)
+		}
+		found = n
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if found > SchemaVersion {
+		return fmt.Errorf("inventory %s has schema %d but this rackboot knows only up to %d: run a newer rackboot", path, found, SchemaVersion)
+	}
+	if found != 0 && found < SchemaVersion {
+		if err := s.backup(fmt.Sprintf("%s.schema%d.bak", path, found)); err != nil {
+			return fmt.Errorf("backing up inventory before migration: %w", err)
+		}
+		// No migrations exist yet: schema 1 is the first.
+	}
+	return nil
+}
+
+func (s *BoltStore) backup(dst string) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.WriteTo(f); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	})
+}
+
+// Backup writes a consistent copy of the inventory to w (a hot backup).
+func (s *BoltStore) Backup(w io.Writer) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(w)
+		return err
+	})
+}
+
+// Close releases the file.
+func (s *BoltStore) Close() error { return s.db.Close() }
+
+func invalid(err error) error { return fmt.Errorf("%w: %w", ErrInvalid, err) }
+
+// CreateHosts implements Store.
+func (s *BoltStore) CreateHosts(ctx context.Context, hosts ...Host) ([]Host, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	out := make([]Host, 0, len(hosts))
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for i := range hosts {
+			h := hosts[i].Clone()
+			if err := h.Normalize(); err != nil {
+				return invalid(fmt.Errorf("host %d: %w", i+1, err))
+			}
+			if tx.Bucket(bucketHosts).Get([]byte(h.ID)) != nil {
+				return fmt.Errorf("%w: host %s already exists", ErrConflict, h.ID)
+			}
+			h.CreatedAt, h.UpdatedAt, h.Revision = now, now, 1
+			if err := s.index(tx, &h); err != nil {
+				return err
+			}
+			if err := putJSON(tx.Bucket(bucketHosts), []byte(h.ID), &h); err != nil {
+				return err
+			}
+			out = append(out, h)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// index claims h's MACs and reserved IP in the unique indexes, failing with ErrConflict
+// if another host or a foreign lease holds them.
+func (s *BoltStore) index(tx *bolt.Tx, h *Host) error {
+	macs := tx.Bucket(bucketMACs)
+	for _, m := range h.MACs {
+		if owner := macs.Get([]byte(m)); owner != nil && string(owner) != h.ID {
+			return fmt.Errorf("%w: MAC %s already belongs to host %s", ErrConflict, m, owner)
+		}
+		if err := macs.Put([]byte(m), []byte(h.ID)); err != nil {
+			return err
+		}
+	}
+	if h.IP == "" {
+		return nil
+	}
+	ips := tx.Bucket(bucketIPs)
+	if owner := ips.Get([]byte(h.IP)); owner != nil && string(owner) != h.ID {
+		return fmt.Errorf("%w: IP %s is already reserved for host %s", ErrConflict, h.IP, owner)
+	}
+	if mac := tx.Bucket(bucketLeaseIPs).Get([]byte(h.IP)); mac != nil && !h.HasMAC(string(mac)) {
+		var l Lease
+		if err := getJSON(tx.Bucket(bucketLeases), mac, &l); err == nil && l.Expires.After(s.now()) {
+			return fmt.Errorf("%w: IP %s is leased to MAC %s until %s: pick another address or wait for the lease to expire", ErrConflict, h.IP, mac, l.Expires.Format(time.RFC3339))
+		}
+	}
+	return ips.Put([]byte(h.IP), []byte(h.ID))
+}
+
+func (s *BoltStore) unindex(tx *bolt.Tx, h *Host) error {
+	for _, m := range h.MACs {
+		if err := tx.Bucket(bucketMACs).Delete([]byte(m)); err != nil {
+			return err
+		}
+	}
+	if h.IP != "" {
+		return tx.Bucket(bucketIPs).Delete([]byte(h.IP))
+	}
+	return nil
+}
+
+// GetHost implements Store.
+func (s *BoltStore) GetHost(ctx context.Context, id string) (Host, error) {
+	var h Host
+	err := s.db.View(func(tx *bolt.Tx) error { return getHost(tx, id, &h) })
+	return h, err
+}
+
+func getHost(tx *bolt.Tx, id string, h *Host) error {
+	if err := getJSON(tx.Bucket(bucketHosts), []byte(id), h); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("host %s: %w", id, ErrNotFound)
+		}
+		return err
+	}
+	return nil
+}
+
+// HostByMAC implements Store.
+func (s *BoltStore) HostByMAC(ctx context.Context, mac string) (Host, error) {
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return Host{}, invalid(err)
+	}
+	var h Host
+	err = s.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketMACs).Get([]byte(n))
+		if id == nil {
+			return fmt.Errorf("no host with MAC %s: %w", n, ErrNotFound)
+		}
+		return getHost(tx, string(id), &h)
+	})
+	return h, err
+}
+
+// HostByIP implements Store.
+func (s *BoltStore) HostByIP(ctx context.Context, ip string) (Host, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return Host{}, invalid(fmt.Errorf("%q is not an IP address", ip))
+	}
+	key := []byte(a.Unmap().String())
+	var h Host
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if id := tx.Bucket(bucketIPs).Get(key); id != nil {
+			return getHost(tx, string(id), &h)
+		}
+		mac := tx.Bucket(bucketLeaseIPs).Get(key)
+		if mac == nil {
+			return fmt.Errorf("no host with IP %s: %w", key, ErrNotFound)
+		}
+		var l Lease
+		if err := getJSON(tx.Bucket(bucketLeases), mac, &l); err != nil || !l.Expires.After(s.now()) {
+			return fmt.Errorf("no host with IP %s: %w", key, ErrNotFound)
+		}
+		id := tx.Bucket(bucketMACs).Get(mac)
+		if id == nil {
+			return fmt.Errorf("IP %s is leased to MAC %s, which is not enrolled: %w", key, mac, ErrNotFound)
+		}
+		return getHost(tx, string(id), &h)
+	})
+	return h, err
+}
+
+// ListHosts implements Store; hosts come sorted by ID.
+func (s *BoltStore) ListHosts(ctx context.Context) ([]Host, error) {
+	var out []Host
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
+			var h Host
+			if err := json.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("host %s: %w", k, err)
+			}
+			out = append(out, h)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// UpdateHost implements Store.
+func (s *BoltStore) UpdateHost(ctx context.Context, id string, fn func(*Host) error) (Host, error) {
+	if err := ctx.Err(); err != nil {
+		return Host{}, err
+	}
+	var out Host
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var old Host
+		if err := getHost(tx, id, &old); err != nil {
+			return err
+		}
+		h := old.Clone()
+		if err := fn(&h); err != nil {
+			return err
+		}
+		if h.ID != old.ID {
+			return invalid(fmt.Errorf("host %s: the ID cannot change", old.ID))
+		}
+		if err := h.Normalize(); err != nil {
+			return invalid(err)
+		}
+		if err := s.unindex(tx, &old); err != nil {
+			return err
+		}
+		if err := s.index(tx, &h); err != nil {
+			return err
+		}
+		h.CreatedAt = old.CreatedAt
+		h.UpdatedAt = s.now().UTC()
+		h.Revision = old.Revision + 1
+		out = h
+		return putJSON(tx.Bucket(bucketHosts), []byte(h.ID), &h)
+	})
+	return out, err
+}
+
+// DeleteHost implements Store.
+func (s *BoltStore) DeleteHost(ctx context.Context, id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var h Host
+		if err := getHost(tx, id, &h); err != nil {
+			return err
+		}
+		if err := s.unindex(tx, &h); err != nil {
+			return err
+		}
+		for _, m := range h.MACs {
+			if err := deleteLease(tx, m); err != nil {
+				return err
+			}
+		}
+		if tx.Bucket(bucketEvents).Bucket([]byte(id)) != nil {
+			if err := tx.Bucket(bucketEvents).DeleteBucket([]byte(id)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketHosts).Delete([]byte(id))
+	})
+}
+
+// GetLease implements Store.
+func (s *BoltStore) GetLease(ctx context.Context, mac string) (Lease, error) {
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return Lease{}, invalid(err)
+	}
+	var l Lease
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if err := getJSON(tx.Bucket(bucketLeases), []byte(n), &l); err != nil {
+			return fmt.Errorf("lease for %s: %w", n, err)
+		}
+		return nil
+	})
+	return l, err
+}
+
+// LeaseByIP implements Store.
+func (s *BoltStore) LeaseByIP(ctx context.Context, ip string) (Lease, error) {
+	var l Lease
+	err := s.db.View(func(tx *bolt.Tx) error {
+		mac := tx.Bucket(bucketLeaseIPs).Get([]byte(ip))
+		if mac == nil {
+			return fmt.Errorf("lease for IP %s: %w", ip, ErrNotFound)
+		}
+		return getJSON(tx.Bucket(bucketLeases), mac, &l)
+	})
+	return l, err
+}
+
+// ListLeases implements Store.
+func (s *BoltStore) ListLeases(ctx context.Context) ([]Lease, error) {
+	var out []Lease
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error {
+			var l Lease
+			if err := json.Unmarshal(v, &l); err != nil {
+				return fmt.Errorf("lease %s: %w", k, err)
+			}
+			out = append(out, l)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].MAC < out[j].MAC })
+	return out, err
+}
+
+// PutLease implements Store.
+func (s *BoltStore) PutLease(ctx context.Context, l Lease) error {
+	mac, err := NormalizeMAC(l.MAC)
+	if err != nil {
+		return invalid(err)
+	}
+	a, err := netip.ParseAddr(l.IP)
+	if err != nil || !a.Is4() {
+		return invalid(fmt.Errorf("lease for %s: IP %q is not an IPv4 address", mac, l.IP))
+	}
+	switch l.State {
+	case LeaseOffered, LeaseBound, LeaseDeclined:
+	default:
+		return invalid(fmt.Errorf("lease for %s: unknown state %q", mac, l.State))
+	}
+	l.MAC, l.IP, l.Updated = mac, a.String(), s.now().UTC()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		ipKey := []byte(l.IP)
+		if owner := tx.Bucket(bucketIPs).Get(ipKey); owner != nil {
+			hostID := tx.Bucket(bucketMACs).Get([]byte(mac))
+			if !bytes.Equal(hostID, owner) {
+				return fmt.Errorf("%w: IP %s is reserved for host %s", ErrConflict, l.IP, owner)
+			}
+		}
+		if other := tx.Bucket(bucketLeaseIPs).Get(ipKey); other != nil && string(other) != mac {
+			var ol Lease
+			if err := getJSON(tx.Bucket(bucketLeases), other, &ol); err == nil && ol.Expires.After(s.now()) {
+				return fmt.Errorf("%w: IP %s is leased to MAC %s", ErrConflict, l.IP, other)
+			}
+			// The other lease expired: the address is free to reuse.
+			if err := deleteLease(tx, string(other)); err != nil {
+				return err
+			}
+		}
+		if err := deleteLease(tx, mac); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketLeaseIPs).Put(ipKey, []byte(mac)); err != nil {
+			return err
+		}
+		return putJSON(tx.Bucket(bucketLeases), []byte(mac), &l)
+	})
+}
+
+// DeleteLease implements Store; deleting a missing lease is not an error.
+func (s *BoltStore) DeleteLease(ctx context.Context, mac string) error {
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return invalid(err)
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return deleteLease(tx, n) })
+}
+
+func deleteLease(tx *bolt.Tx, mac string) error {
+	var l Lease
+	if err := getJSON(tx.Bucket(bucketLeases), []byte(mac), &l); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	ips := tx.Bucket(bucketLeaseIPs)
+	if owner := ips.Get([]byte(l.IP)); string(owner) == mac {
+		if err := ips.Delete([]byte(l.IP)); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketLeases).Delete([]byte(mac))
+}
+
+// AppendEvent implements Store.
+func (s *BoltStore) AppendEvent(ctx context.Context, hostID string, e Event) (Event, error) {
+	if e.Type == "" {
+		return Event{}, invalid(errors.New("event has no type"))
+	}
+	if e.Time.IsZero() {
+		e.Time = s.now().UTC()
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketHosts).Get([]byte(hostID)) == nil {
+			return fmt.Errorf("host %s: %w", hostID, ErrNotFound)
+		}
+		b, err := tx.Bucket(bucketEvents).CreateBucketIfNotExists([]byte(hostID))
+		if err != nil {
+			return err
+		}
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		e.Seq = seq
+		if err := putJSON(b, seqKey(seq), &e); err != nil {
+			return err
+		}
+		if seq <= MaxEventsPerHost {
+			return nil
+		}
+		// Trim the oldest so a chatty host cannot grow the file without bound.
+		limit := seqKey(seq - MaxEventsPerHost + 1)
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k, limit) < 0; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return e, err
+}
+
+// Events implements Store.
+func (s *BoltStore) Events(ctx context.Context, hostID string, after uint64) ([]Event, error) {
+	var out []Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketHosts).Get([]byte(hostID)) == nil {
+			return fmt.Errorf("host %s: %w", hostID, ErrNotFound)
+		}
+		b := tx.Bucket(bucketEvents).Bucket([]byte(hostID))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("host %s event %d: %w", hostID, binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func seqKey(n uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, n)
+	return k
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, buf)
+}
+
+// getJSON decodes inside the transaction, so nothing returned aliases bbolt's pages.
+func getJSON(b *bolt.Bucket, key []byte, v any) error {
+	buf := b.Get(key)
+	if buf == nil {
+		return ErrNotFound
+	}
+	if err := json.Unmarshal(buf, v); err != nil {
+		return fmt.Errorf("decoding %s/%s: %w", "inventory", key, err)
+	}
+	return nil
+}

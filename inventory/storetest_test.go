@@ -1,0 +1,369 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// fakeClock is a settable clock shared by a store under test.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// storeFactory opens a fresh, empty store driven by clock.
+type storeFactory func(t *testing.T, clock Clock) Store
+
+// runContract is the one test suite every Store implementation must pass.
+func runContract(t *testing.T, open storeFactory) {
+	ctx := context.Background()
+	newStore := func(t *testing.T) (Store, *fakeClock) {
+		c := &fakeClock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
+		return open(t, c.Now), c
+	}
+	ignoreTimes := cmpopts.IgnoreFields(Host{}, "CreatedAt", "UpdatedAt")
+
+	t.Run("CreateGetNormalises", func(t *testing.T) {
+		s, _ := newStore(t)
+		got, err := s.CreateHosts(ctx, Host{MACs: []string{"52-54-00-AA-BB-01"}, Hostname: "node1.rack1", IP: "10.0.0.11", Labels: map[string]string{"role": "worker"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Host{ID: "node1", MACs: []string{"52:54:00:aa:bb:01"}, Hostname: "node1.rack1", IP: "10.0.0.11", Labels: map[string]string{"role": "worker"}, State: StateEnrolled, Revision: 1}
+		if d := cmp.Diff([]Host{want}, got, ignoreTimes); d != "" {
+			t.Fatalf("created (-want +got):\n%s", d)
+		}
+		h, err := s.GetHost(ctx, "node1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(want, h, ignoreTimes); d != "" {
+			t.Fatalf("get (-want +got):\n%s", d)
+		}
+		byMAC, err := s.HostByMAC(ctx, "52:54:00:aa:bb:01")
+		if err != nil || byMAC.ID != "node1" {
+			t.Fatalf("HostByMAC = %v, %v", byMAC.ID, err)
+		}
+		byIP, err := s.HostByIP(ctx, "10.0.0.11")
+		if err != nil || byIP.ID != "node1" {
+			t.Fatalf("HostByIP = %v, %v", byIP.ID, err)
+		}
+	})
+
+	t.Run("DefaultIDFromMAC", func(t *testing.T) {
+		s, _ := newStore(t)
+		got, err := s.CreateHosts(ctx, Host{MACs: []string{"525400aabb02"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0].ID != "mac-525400aabb02" {
+			t.Fatalf("ID = %q", got[0].ID)
+		}
+	})
+
+	t.Run("InvalidWritesNothing", func(t *testing.T) {
+		cases := []struct {
+			name string
+			h    Host
+		}{
+			{"bad MAC", Host{MACs: []string{"52:54:00:zz:00:01"}}},
+			{"no MAC", Host{ID: "x"}},
+			{"bad IP", Host{MACs: []string{"52:54:00:00:00:01"}, IP: "10.0.0.300"}},
+			{"IPv6", Host{MACs: []string{"52:54:00:00:00:01"}, IP: "fd00::1"}},
+			{"bad ID", Host{ID: "Node_1", MACs: []string{"52:54:00:00:00:01"}}},
+			{"bad label", Host{MACs: []string{"52:54:00:00:00:01"}, Labels: map[string]string{"a b": "c"}}},
+			{"dup MAC in host", Host{MACs: []string{"52:54:00:00:00:01", "52-54-00-00-00-01"}}},
+			{"bad state", Host{MACs: []string{"52:54:00:00:00:01"}, State: "sleeping"}},
+			{"profile without kernel", Host{MACs: []string{"52:54:00:00:00:01"}, Boot: &BootProfile{Cmdline: "x"}}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				s, _ := newStore(t)
+				_, err := s.CreateHosts(ctx, c.h)
+				if !errors.Is(err, ErrInvalid) {
+					t.Fatalf("err = %v, want ErrInvalid", err)
+				}
+				if hs, _ := s.ListHosts(ctx); len(hs) != 0 {
+					t.Fatalf("wrote %d hosts", len(hs))
+				}
+			})
+		}
+	})
+
+	t.Run("BatchIsAllOrNothing", func(t *testing.T) {
+		s, _ := newStore(t)
+		if _, err := s.CreateHosts(ctx, Host{ID: "a", MACs: []string{"52:54:00:00:00:0a"}, IP: "10.0.0.10"}); err != nil {
+			t.Fatal(err)
+		}
+		cases := map[string][]Host{
+			"dup MAC with store": {{ID: "b", MACs: []string{"52:54:00:00:00:0b"}}, {ID: "c", MACs: []string{"52:54:00:00:00:0a"}}},
+			"dup IP with store":  {{ID: "b", MACs: []string{"52:54:00:00:00:0b"}}, {ID: "c", MACs: []string{"52:54:00:00:00:0c"}, IP: "10.0.0.10"}},
+			"dup ID with store":  {{ID: "b", MACs: []string{"52:54:00:00:00:0b"}}, {ID: "a", MACs: []string{"52:54:00:00:00:0c"}}},
+			"dup MAC in batch":   {{ID: "b", MACs: []string{"52:54:00:00:00:0b"}}, {ID: "c", MACs: []string{"52:54:00:00:00:0b"}}},
+			"dup IP in batch":    {{ID: "b", MACs: []string{"52:54:00:00:00:0b"}, IP: "10.0.0.20"}, {ID: "c", MACs: []string{"52:54:00:00:00:0c"}, IP: "10.0.0.20"}},
+			"invalid second":     {{ID: "b", MACs: []string{"52:54:00:00:00:0b"}}, {ID: "c", MACs: []string{"nope"}}},
+		}
+		for name, batch := range cases {
+			t.Run(name, func(t *testing.T) {
+				if _, err := s.CreateHosts(ctx, batch...); err == nil {
+					t.Fatal("batch accepted")
+				}
+				hs, err := s.ListHosts(ctx)
+				if err != nil || len(hs) != 1 || hs[0].ID != "a" {
+					t.Fatalf("after failed batch: %d hosts, %v", len(hs), err)
+				}
+				if _, err := s.HostByMAC(ctx, "52:54:00:00:00:0b"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("index of rolled-back host remains: %v", err)
+				}
+			})
+		}
+	})
+
+	t.Run("UpdateReindexes", func(t *testing.T) {
+		s, _ := newStore(t)
+		if _, err := s.CreateHosts(ctx,
+			Host{ID: "a", MACs: []string{"52:54:00:00:00:0a"}, IP: "10.0.0.10"},
+			Host{ID: "b", MACs: []string{"52:54:00:00:00:0b"}, IP: "10.0.0.11"}); err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.UpdateHost(ctx, "a", func(h *Host) error {
+			h.MACs = []string{"52:54:00:00:00:aa"}
+			h.IP = "10.0.0.12"
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Revision != 2 {
+			t.Fatalf("revision = %d, want 2", h.Revision)
+		}
+		if _, err := s.HostByMAC(ctx, "52:54:00:00:00:0a"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("old MAC still indexed: %v", err)
+		}
+		if _, err := s.HostByIP(ctx, "10.0.0.10"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("old IP still indexed: %v", err)
+		}
+		if got, _ := s.HostByIP(ctx, "10.0.0.12"); got.ID != "a" {
+			t.Fatalf("new IP -> %q", got.ID)
+		}
+		_, err = s.UpdateHost(ctx, "a", func(h *Host) error { h.IP = "10.0.0.11"; return nil })
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("taking b's IP: %v, want ErrConflict", err)
+		}
+		if got, _ := s.GetHost(ctx, "a"); got.IP != "10.0.0.12" || got.Revision != 2 {
+			t.Fatalf("failed update changed the host: %+v", got)
+		}
+		sentinel := errors.New("stop")
+		if _, err := s.UpdateHost(ctx, "a", func(h *Host) error { h.Hostname = "x"; return sentinel }); !errors.Is(err, sentinel) {
+			t.Fatalf("fn error not returned: %v", err)
+		}
+		if _, err := s.UpdateHost(ctx, "a", func(h *Host) error { h.ID = "z"; return nil }); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("ID change: %v", err)
+		}
+		if _, err := s.UpdateHost(ctx, "nope", func(*Host) error { return nil }); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("missing host: %v", err)
+		}
+	})
+
+	t.Run("DeleteRemovesEverything", func(t *testing.T) {
+		s, _ := newStore(t)
+		if _, err := s.CreateHosts(ctx, Host{ID: "a", MACs: []string{"52:54:00:00:00:0a"}, IP: "10.0.0.10"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutLease(ctx, Lease{MAC: "52:54:00:00:00:0a", IP: "10.0.0.10", State: LeaseBound, Expires: time.Now().Add(time.Hour * 1e4)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AppendEvent(ctx, "a", Event{Type: "dhcp.ack"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteHost(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetHost(ctx, "a"); !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		if _, err := s.GetLease(ctx, "52:54:00:00:00:0a"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lease survived: %v", err)
+		}
+		// The MAC and IP are free again.
+		if _, err := s.CreateHosts(ctx, Host{ID: "b", MACs: []string{"52:54:00:00:00:0a"}, IP: "10.0.0.10"}); err != nil {
+			t.Fatal(err)
+		}
+		if ev, err := s.Events(ctx, "b", 0); err != nil || len(ev) != 0 {
+			t.Fatalf("events leaked to the new host: %v %v", ev, err)
+		}
+		if err := s.DeleteHost(ctx, "a"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleting twice: %v", err)
+		}
+	})
+
+	t.Run("Leases", func(t *testing.T) {
+		s, clock := newStore(t)
+		if _, err := s.CreateHosts(ctx, Host{ID: "r", MACs: []string{"52:54:00:00:00:01"}, IP: "10.0.0.5"}); err != nil {
+			t.Fatal(err)
+		}
+		exp := clock.Now().Add(time.Hour)
+		if err := s.PutLease(ctx, Lease{MAC: "52:54:00:00:00:02", IP: "10.0.0.5", State: LeaseBound, Expires: exp}); !errors.Is(err, ErrConflict) {
+			t.Fatalf("leasing a reserved IP to a stranger: %v", err)
+		}
+		if err := s.PutLease(ctx, Lease{MAC: "52:54:00:00:00:01", IP: "10.0.0.5", State: LeaseBound, Expires: exp.Add(2 * time.Hour)}); err != nil {
+			t.Fatalf("leasing the reservation to its host: %v", err)
+		}
+		if err := s.PutLease(ctx, Lease{MAC: "52:54:00:00:00:02", IP: "10.0.0.100", State: LeaseOffered, Expires: exp}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutLease(ctx, Lease{MAC: "52:54:00:00:00:03", IP: "10.0.0.100", State: LeaseOffered, Expires: exp}); !errors.Is(err, ErrConflict) {
+			t.Fatalf("double lease: %v", err)
+		}
+		// Moving a MAC's lease frees its old address.
+		if err := s.PutLease(ctx, Lease{MAC: "52:54:00:00:00:02", IP: "10.0.0.101", State: LeaseBound, Expires: exp}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.LeaseByIP(ctx, "10.0.0.100"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("old address still leased: %v", err)
+		}
+		// An expired lease gives its address up.
+		clock.Add(2 * time.Hour)
+		if err := s.PutLease(ctx, Lease{MAC: "52:54:00:00:00:03", IP: "10.0.0.101", State: LeaseBound, Expires: clock.Now().Add(time.Hour)}); err != nil {
+			t.Fatalf("taking an expired lease's address: %v", err)
+		}
+		if _, err := s.GetLease(ctx, "52:54:00:00:00:02"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("expired lease kept: %v", err)
+		}
+		ls, err := s.ListLeases(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range ls {
+			got = append(got, l.MAC+"="+l.IP)
+		}
+		if d := cmp.Diff([]string{"52:54:00:00:00:01=10.0.0.5", "52:54:00:00:00:03=10.0.0.101"}, got); d != "" {
+			t.Fatalf("leases (-want +got):\n%s", d)
+		}
+		// HostByIP falls back to leases of enrolled MACs, and ignores expired ones.
+		if _, err := s.UpdateHost(ctx, "r", func(h *Host) error { h.IP = ""; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if h, err := s.HostByIP(ctx, "10.0.0.5"); err != nil || h.ID != "r" {
+			t.Fatalf("HostByIP via lease: %v %v", h.ID, err)
+		}
+		clock.Add(2 * time.Hour)
+		if _, err := s.HostByIP(ctx, "10.0.0.5"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("HostByIP via expired lease: %v", err)
+		}
+		if err := s.DeleteLease(ctx, "52:54:00:00:00:03"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteLease(ctx, "52:54:00:00:00:03"); err != nil {
+			t.Fatalf("deleting a missing lease: %v", err)
+		}
+		if err := s.PutLease(ctx, Lease{MAC: "bad", IP: "10.0.0.9", State: LeaseBound}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("bad MAC: %v", err)
+		}
+	})
+
+	t.Run("ReservationVsLiveLease", func(t *testing.T) {
+		s, clock := newStore(t)
+		if err := s.PutLease(ctx, Lease{MAC: "52:54:00:00:00:09", IP: "10.0.0.50", State: LeaseBound, Expires: clock.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.CreateHosts(ctx, Host{ID: "n", MACs: []string{"52:54:00:00:00:01"}, IP: "10.0.0.50"})
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("reserving a leased address: %v", err)
+		}
+		// The leaseholder itself may reserve it.
+		if _, err := s.CreateHosts(ctx, Host{ID: "m", MACs: []string{"52:54:00:00:00:09"}, IP: "10.0.0.50"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("EventsOrderedAndBounded", func(t *testing.T) {
+		s, _ := newStore(t)
+		if _, err := s.CreateHosts(ctx, Host{ID: "a", MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AppendEvent(ctx, "missing", Event{Type: "x"}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("event for missing host: %v", err)
+		}
+		if _, err := s.AppendEvent(ctx, "a", Event{}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("event without type: %v", err)
+		}
+		n := MaxEventsPerHost + 5
+		for i := 1; i <= n; i++ {
+			if _, err := s.AppendEvent(ctx, "a", Event{Type: "t", Message: fmt.Sprint(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ev, err := s.Events(ctx, "a", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ev) != MaxEventsPerHost {
+			t.Fatalf("%d events kept, want %d", len(ev), MaxEventsPerHost)
+		}
+		if ev[0].Seq != 6 || ev[len(ev)-1].Seq != uint64(n) || ev[0].Message != "6" {
+			t.Fatalf("kept seq %d..%d (%q)", ev[0].Seq, ev[len(ev)-1].Seq, ev[0].Message)
+		}
+		tail, err := s.Events(ctx, "a", uint64(n-2))
+		if err != nil || len(tail) != 2 || tail[0].Seq != uint64(n-1) {
+			t.Fatalf("tail after %d: %v %v", n-2, tail, err)
+		}
+	})
+
+	t.Run("ConcurrentUpdatesSerialise", func(t *testing.T) {
+		s, _ := newStore(t)
+		if _, err := s.CreateHosts(ctx, Host{ID: "a", MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
+			t.Fatal(err)
+		}
+		const n = 20
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				_, err := s.UpdateHost(ctx, "a", func(h *Host) error {
+					if h.Labels == nil {
+						h.Labels = map[string]string{}
+					}
+					h.Labels[fmt.Sprintf("k%d", i)] = "v"
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}(i)
+		}
+		wg.Wait()
+		h, _ := s.GetHost(ctx, "a")
+		if len(h.Labels) != n || h.Revision != n+1 {
+			t.Fatalf("labels=%d revision=%d: an update was lost", len(h.Labels), h.Revision)
+		}
+	})
+}
+
+func TestBoltStoreContract(t *testing.T) {
+	runContract(t, func(t *testing.T, clock Clock) Store {
+		s, err := Open(filepath.Join(t.TempDir(), "inventory.db"), Options{Now: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
