@@ -1,0 +1,314 @@
+// Package admin owns rackboot's admin HTTP API: the JSON interface under /api/v1/ through
+// which operators (and the `rackboot host` CLI) enrol, label, boot-configure and remove
+// hosts, read their event timelines and see DHCP leases. It also owns the typed Go client
+// for that API and the host file formats (YAML, CSV) that `rackboot host import` reads.
+//
+// Every request needs the bearer token the server was started with. Inputs are decoded
+// strictly (unknown fields are errors), validated before anything is written, and bounded
+// in size; a request that fails writes nothing. BMC passwords are write-only: no response
+// ever carries one.
+//
+// Routes (all JSON; errors are {"error": "..."}):
+//
+//	GET    /api/v1/hosts                  list hosts, sorted by ID
+//	POST   /api/v1/hosts                  create one host from a HostSpec → 201 + host
+//	POST   /api/v1/hosts/import           create {"hosts": [HostSpec...]} all-or-nothing → 201 + {"hosts": [...]}
+//	GET    /api/v1/hosts/{id}             one host
+//	DELETE /api/v1/hosts/{id}             remove a host with its leases and events → 204
+//	POST   /api/v1/hosts/{id}/labels      {"set": {k: v}, "remove": [k]} → host
+//	PUT    /api/v1/hosts/{id}/boot        set the boot profile (BootProfile) → host
+//	DELETE /api/v1/hosts/{id}/boot        clear the boot profile → host
+//	GET    /api/v1/hosts/{id}/events      timeline, oldest first; ?after=SEQ for newer ones only
+//	GET    /api/v1/leases                 DHCP leases, sorted by MAC
+//
+// Every mutation except deletion appends an event to the host's timeline
+// ("admin.created", "admin.labels", "admin.boot"). The event is written right after the
+// change in its own transaction: if that append fails the change stands and the failure
+// is logged.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rackboot/rackboot/inventory"
+)
+
+// Body size limits. An import of a few thousand hosts fits comfortably in 4 MiB.
+const (
+	MaxBodyBytes       = 1 << 20
+	MaxImportBodyBytes = 4 << 20
+	// MaxImportHosts bounds one import so a single transaction stays short.
+	MaxImportHosts = 10000
+)
+
+// Config configures the admin API handler.
+type Config struct {
+	// Store is the inventory the API reads and writes. Required.
+	Store inventory.Store
+	// Token is the bearer token every request must carry. Required: the API never runs
+	// unauthenticated.
+	Token string
+	// Subnets are the DHCP subnets the server answers on. A host's reserved IP must fall
+	// inside one of them (and not be its network or broadcast address). Empty disables
+	// the check, e.g. in proxy or off DHCP mode where the site DHCP server owns addressing.
+	Subnets []netip.Prefix
+	// Logger receives request and mutation logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the API's metrics; nil means they are not exported.
+	Registerer prometheus.Registerer
+}
+
+// handler is the admin API. It authenticates first, then routes with a Go 1.22 pattern mux.
+type handler struct {
+	store     inventory.Store
+	tokenHash [sha256.Size]byte
+	subnets   []netip.Prefix
+	log       *slog.Logger
+	mux       *http.ServeMux
+	requests  *prometheus.CounterVec
+}
+
+// NewHandler returns the admin API. Mount it at "/api/v1/" on the server's mux without
+// stripping the prefix: its routes are full paths.
+func NewHandler(cfg Config) (http.Handler, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("admin API: no inventory store configured")
+	}
+	if strings.TrimSpace(cfg.Token) == "" {
+		return nil, errors.New("admin API: the API token is empty: give a token file with --api-token-file (rackboot creates DATA_DIR/api-token when none exists)")
+	}
+	for _, p := range cfg.Subnets {
+		if !p.IsValid() || !p.Addr().Is4() {
+			return nil, fmt.Errorf("admin API: subnet %s is not an IPv4 prefix", p)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{
+		store:     cfg.Store,
+		tokenHash: sha256.Sum256([]byte(cfg.Token)),
+		subnets:   append([]netip.Prefix(nil), cfg.Subnets...),
+		log:       log,
+		mux:       http.NewServeMux(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rackboot_admin_requests_total",
+			Help: "Admin API requests by route pattern and HTTP status code.",
+		}, []string{"route", "code"}),
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(h.requests); err != nil {
+			return nil, fmt.Errorf("admin API: registering metrics: %w", err)
+		}
+	}
+	h.routes()
+	return h, nil
+}
+
+func (h *handler) routes() {
+	h.handle("GET /api/v1/hosts", h.listHosts)
+	h.handle("POST /api/v1/hosts", h.createHost)
+	h.handle("POST /api/v1/hosts/import", h.importHosts)
+	h.handle("GET /api/v1/hosts/{id}", h.getHost)
+	h.handle("DELETE /api/v1/hosts/{id}", h.deleteHost)
+	h.handle("POST /api/v1/hosts/{id}/labels", h.updateLabels)
+	h.handle("PUT /api/v1/hosts/{id}/boot", h.setBoot)
+	h.handle("DELETE /api/v1/hosts/{id}/boot", h.clearBoot)
+	h.handle("GET /api/v1/hosts/{id}/events", h.events)
+	h.handle("GET /api/v1/leases", h.leases)
+}
+
+// apiFunc is a route's body: it writes a success response itself and returns an error
+// for everything else, which serveAPI turns into a JSON error with the right status.
+type apiFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (h *handler) handle(pattern string, fn apiFunc) {
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			h.writeError(w, r, err)
+		}
+	})
+}
+
+// statusWriter remembers the status code for metrics and logs.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	w = sw
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+
+	_, pattern := h.mux.Handler(r)
+	route := pattern
+	if route == "" {
+		route = "unmatched"
+	}
+	defer func() {
+		h.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		h.log.LogAttrs(r.Context(), slog.LevelDebug, "admin request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", sw.code), slog.String("remoteAddr", r.RemoteAddr))
+	}()
+
+	// Authenticate before routing, so an unauthenticated caller learns nothing about
+	// which routes or hosts exist.
+	if err := h.authenticate(r); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if pattern == "" {
+		// No route matched. The mux would answer in plain text; answer in JSON, with
+		// 405 and Allow when the path exists under another method.
+		h.writeError(w, r, h.unmatched(r))
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// unmatched builds the error for a request no route accepts.
+func (h *handler) unmatched(r *http.Request) error {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, p := h.mux.Handler(probe); p != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		return &apiError{
+			status: http.StatusMethodNotAllowed,
+			msg:    fmt.Sprintf("%s %s is not supported: use %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")),
+			allow:  strings.Join(allowed, ", "),
+		}
+	}
+	return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no API route %s %s: see the routes in the admin package documentation", r.Method, r.URL.Path)}
+}
+
+func (h *handler) authenticate(r *http.Request) error {
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		return &apiError{
+			status: http.StatusUnauthorized,
+			msg:    "missing API token: send it as 'Authorization: Bearer TOKEN'",
+			authn:  `Bearer realm="rackboot"`,
+		}
+	}
+	scheme, token, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return &apiError{
+			status: http.StatusUnauthorized,
+			msg:    "the Authorization header is not a bearer token: send 'Authorization: Bearer TOKEN'",
+			authn:  `Bearer realm="rackboot", error="invalid_request"`,
+		}
+	}
+	// Hashing both sides makes the comparison constant-time in the token's length too.
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	if subtle.ConstantTimeCompare(got[:], h.tokenHash[:]) != 1 {
+		return &apiError{
+			status: http.StatusUnauthorized,
+			msg:    "wrong API token: use the token in the server's API token file",
+			authn:  `Bearer realm="rackboot", error="invalid_token"`,
+		}
+	}
+	return nil
+}
+
+// apiError is an error with the HTTP status it should be reported with.
+type apiError struct {
+	status int
+	msg    string
+	allow  string // Allow header for 405
+	authn  string // WWW-Authenticate header for 401
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrorResponse is the body of every error the API returns.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// writeError maps err to a status: apiError carries its own; the inventory's sentinels
+// map to 400/404/409; anything else is a 500 whose details go to the log.
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := http.StatusInternalServerError, "internal error: "+err.Error()
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		status, msg = ae.status, ae.msg
+		if ae.allow != "" {
+			w.Header().Set("Allow", ae.allow)
+		}
+		if ae.authn != "" {
+			w.Header().Set("WWW-Authenticate", ae.authn)
+		}
+	case errors.Is(err, inventory.ErrInvalid):
+		status, msg = http.StatusBadRequest, trimSentinel(err, inventory.ErrInvalid)
+	case errors.Is(err, inventory.ErrNotFound):
+		status, msg = http.StatusNotFound, err.Error()
+	case errors.Is(err, inventory.ErrConflict):
+		status, msg = http.StatusConflict, trimSentinel(err, inventory.ErrConflict)
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this, but keep the status honest.
+		status, msg = 499, "request cancelled"
+	}
+	if status >= 500 {
+		h.log.LogAttrs(r.Context(), slog.LevelError, "admin API request failed",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+	}
+	writeJSON(w, status, ErrorResponse{Error: msg})
+}
+
+// trimSentinel drops the "invalid: " / "conflict: " prefix the store puts before its
+// message: the status code already says it.
+func trimSentinel(err, sentinel error) string {
+	return strings.TrimPrefix(err.Error(), sentinel.Error()+": ")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		// Only reachable with a programming error (an unmarshalable type).
+		status = http.StatusInternalServerError
+		buf, _ = json.Marshal(ErrorResponse{Error: "internal error: encoding response: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(buf, '\n'))
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+
+	"github.com/rackboot/rackboot/dhcp"
+)
+
+func fakeIfaces(name string) ([]netip.Prefix, error) {
+	if name == "br0" {
+		return []netip.Prefix{netip.MustParsePrefix("fe80::1/64"), netip.MustParsePrefix("10.77.0.1/24")}, nil
+	}
+	return nil, os.ErrNotExist
+}
+
+func loadArgs(t *testing.T, args ...string) (serveConfig, error) {
+	t.Helper()
+	var f serveFlags
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return f.load(fs)
+}
+
+func TestFlagsOverrideFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rackboot.yaml")
+	if err := os.WriteFile(path, []byte(`
+dataDir: /srv/rb
+interface: br0
+http: {port: 9000}
+dhcp:
+  mode: proxy
+  range: 10.77.0.100-10.77.0.150
+  dns: [10.77.0.53]
+  leaseTime: 2h
+  subnets:
+    - cidr: 10.78.0.0/24
+      range: 10.78.0.10-10.78.0.20
+      router: 10.78.0.1
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadArgs(t, "--config", path, "--http-port", "8081", "--dhcp-mode", "server", "--dhcp-dns", "10.77.0.2, 10.77.0.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := cfg.resolve(fakeIfaces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.DataDir != "/srv/rb" || r.HTTP.Port != 8081 || r.DHCP.Mode != "server" || r.Addr != netip.MustParseAddr("10.77.0.1") {
+		t.Fatalf("got dataDir=%s port=%d mode=%s addr=%s", r.DataDir, r.HTTP.Port, r.DHCP.Mode, r.Addr)
+	}
+	want := []dhcp.Subnet{
+		{
+			Prefix: netip.MustParsePrefix("10.77.0.0/24"), Range: dhcp.Range{Start: netip.MustParseAddr("10.77.0.100"), End: netip.MustParseAddr("10.77.0.150")},
+			DNS: []netip.Addr{netip.MustParseAddr("10.77.0.2"), netip.MustParseAddr("10.77.0.3")}, LeaseTime: 2 * time.Hour,
+		},
+		{
+			Prefix: netip.MustParsePrefix("10.78.0.0/24"), Range: dhcp.Range{Start: netip.MustParseAddr("10.78.0.10"), End: netip.MustParseAddr("10.78.0.20")},
+			Router: netip.MustParseAddr("10.78.0.1"), LeaseTime: 2 * time.Hour,
+		},
+	}
+	if d := cmp.Diff(want, r.Subnets, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+		t.Fatalf("subnets (-want +got):\n%s", d)
+	}
+}
+
+func TestBadSettingsNameFieldAndFix(t *testing.T) {
+	cases := []struct {
+		args []string
+		want []string // substrings of the error
+	}{
+		{[]string{"--dhcp-mode", "auto"}, []string{"dhcp.mode (--dhcp-mode)", `"auto"`, "use server"}},
+		{[]string{"--dhcp-range", "10.77.0.200-10.77.0.100"}, []string{"dhcp.range (--dhcp-range)", "start is after end"}},
+		{[]string{"--dhcp-range", "10.99.0.1-10.99.0.9"}, []string{"dhcp.range (--dhcp-range)", "not inside the subnet 10.77.0.0/24"}},
+		{[]string{"--dhcp-range", "10.77.0.1"}, []string{"dhcp.range (--dhcp-range)", "START-END"}},
+		{[]string{"--dhcp-router", "10.1.1.1"}, []string{"dhcp.router (--dhcp-router)", "inside 10.77.0.0/24"}},
+		{[]string{"--dhcp-dns", "dns.example"}, []string{"dhcp.dns (--dhcp-dns)", "IP[,IP]"}},
+		{[]string{"--unknown-hosts", "allow"}, []string{"dhcp.unknownHosts (--unknown-hosts)", "ignore or discover"}},
+		{[]string{"--http-port", "70000"}, []string{"http.port (--http-port)", "1-65535"}},
+		{[]string{"--interface", "eth9"}, []string{"interface (--interface)", "exists"}},
+		{[]string{"--address", "10.77.0.300"}, []string{"address (--address)", "not an IPv4"}},
+		{[]string{"--address", "10.77.5.1"}, []string{"address (--address)", "not an address of interface br0"}},
+		{[]string{"--log-level", "loud"}, []string{"logLevel (--log-level)"}},
+		{[]string{"--unknown-hosts", "discover"}, []string{"dhcp.range (--dhcp-range)", "is empty"}},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			cfg, err := loadArgs(t, append([]string{"--interface", "br0"}, c.args...)...)
+			if err == nil {
+				_, err = cfg.resolve(fakeIfaces)
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestInterfaceRequiredUnlessDHCPOff(t *testing.T) {
+	cfg, _ := loadArgs(t)
+	if _, err := cfg.resolve(fakeIfaces); err == nil || !strings.Contains(err.Error(), "interface (--interface)") {
+		t.Fatalf("no interface in server mode: %v", err)
+	}
+	cfg, _ = loadArgs(t, "--dhcp-mode", "off", "--address", "127.0.0.1")
+	if _, err := cfg.resolve(fakeIfaces); err != nil {
+		t.Fatalf("dhcp off with an address: %v", err)
+	}
+}
+
+func TestConfigFileUnknownFieldIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("dhcp:\n  rnage: 10.0.0.1-10.0.0.2\n"), 0o600)
+	_, err := loadArgs(t, "--config", path)
+	if err == nil || !strings.Contains(err.Error(), "rnage") {
+		t.Fatalf("typo accepted or not named: %v", err)
+	}
+	os.WriteFile(path, []byte("dhcp:\n  leaseTime: soon\n"), 0o600)
+	_, err = loadArgs(t, "--config", path)
+	if err == nil || !strings.Contains(err.Error(), "duration") {
+		t.Fatalf("bad duration: %v", err)
+	}
+}
+
+func TestOverlappingSubnetsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("dhcp:\n  subnets:\n    - cidr: 10.77.0.128/25\n"), 0o600)
+	cfg, err := loadArgs(t, "--config", path, "--interface", "br0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.resolve(fakeIfaces); err == nil || !strings.Contains(err.Error(), "dhcp.subnets[0].cidr") {
+		t.Fatalf("overlap: %v", err)
+	}
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/rackboot/rackboot/inventory"
+)
+
+func newServeCmd(env *cliEnv) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run DHCP, TFTP, the iPXE/HTTP boot server, the inventory and the admin API",
+		Long: `serve runs every rackboot service in one process until SIGINT or SIGTERM.
+
+Settings come from --config (YAML, see README.md) and flags override them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.load(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			r, err := cfg.resolve(systemInterfaceAddrs)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), r, env.stderr)
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level)) // validated by resolve
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// service is one long-running part of serve.
+type service struct {
+	name  string
+	start func(ctx context.Context) error
+}
+
+func serve(ctx context.Context, r *resolved, logw io.Writer) error {
+	log := newLogger(logw, r.LogLevel, r.LogFormat)
+	if err := os.MkdirAll(r.DataDir, 0o700); err != nil {
+		return fmt.Errorf("dataDir (--data-dir): %w: give a directory rackboot may create and write", err)
+	}
+	if err := os.MkdirAll(filepath.Join(r.DataDir, "assets"), 0o755); err != nil {
+		return fmt.Errorf("dataDir (--data-dir): %w", err)
+	}
+	token, err := loadOrCreateToken(r.API.TokenFile, filepath.Join(r.DataDir, "api-token"), log)
+	if err != nil {
+		return err
+	}
+	store, err := inventory.Open(filepath.Join(r.DataDir, "inventory.db"), inventory.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var ready atomic.Bool
+	w, err := buildServices(r, store, token, log, reg)
+	defer func() {
+		for _, c := range w.closers {
+			c()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	services, mux := w.services, w.mux
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+
+	listen := r.HTTP.Listen
+	if listen == "" {
+		listen = hostPort("", r.HTTP.Port)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("http.listen (--http-port): %w: is another server using the port?", err)
+	}
+	// No blanket WriteTimeout: OS images and kernels stream for minutes.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	services = append(services, service{name: "http", start: func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+		}
+		// A fresh context: the cancelled one would abort the shutdown at once.
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}})
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range services {
+		g.Go(func() error {
+			err := s.start(gctx)
+			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			return nil
+		})
+	}
+	go func() {
+		for _, c := range w.ready {
+			select {
+			case <-c:
+			case <-gctx.Done():
+				return
+			}
+		}
+		ready.Store(true)
+	}()
+	log.Info("rackboot serving", "address", r.Addr, "http", ln.Addr().String(), "dhcpMode", r.DHCP.Mode, "dataDir", r.DataDir)
+	err = g.Wait()
+	log.Info("rackboot stopped", "err", err)
+	return err
+}
+
+// loadOrCreateToken reads the admin API token from path, or if path is empty from def,
+// creating def with a random token on first start. The token itself is never logged.
+func loadOrCreateToken(path, def string, log *slog.Logger) (string, error) {
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("api.tokenFile (--api-token-file): %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if len(tok) < 16 {
+			return "", fmt.Errorf("api.tokenFile (--api-token-file): %s holds %d characters: put a token of at least 16 characters in it (e.g. `openssl rand -hex 32`)", path, len(tok))
+		}
+		return tok, nil
+	}
+	b, err := os.ReadFile(def)
+	if err == nil {
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("reading API token %s: %w", def, err)
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(buf)
+	if err := os.WriteFile(def, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing API token %s: %w", def, err)
+	}
+	log.Info("created admin API token", "file", def)
+	return tok, nil
+}

@@ -1,0 +1,421 @@
+package dhcp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Mode selects how the DHCP service behaves on the provisioning network.
+type Mode string
+
+const (
+	// ModeServer: rackboot is the authoritative DHCP server of its subnets.
+	ModeServer Mode = "server"
+	// ModeProxy: another DHCP server hands out addresses; rackboot only adds boot
+	// options (proxyDHCP, PXE specification 2.1).
+	ModeProxy Mode = "proxy"
+	// ModeOff: no DHCP at all; the site's DHCP server points clients at rackboot.
+	ModeOff Mode = "off"
+)
+
+// UnknownHostPolicy says what to do with a MAC address that is not in the inventory.
+type UnknownHostPolicy string
+
+const (
+	// UnknownIgnore: unknown MACs get no answer at all.
+	UnknownIgnore UnknownHostPolicy = "ignore"
+	// UnknownDiscover: unknown MACs get an address from the pool; unknown PXE/HTTP boot
+	// clients are also enrolled as hosts in state "discovered".
+	UnknownDiscover UnknownHostPolicy = "discover"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultPort         = 67
+	DefaultProxyPort    = 4011
+	DefaultLeaseTime    = time.Hour
+	DefaultOfferHold    = time.Minute
+	DefaultDeclineHold  = 10 * time.Minute
+	DefaultBIOSFile     = "undionly.kpxe"
+	DefaultUEFIFile     = "snponly.efi"
+	DefaultHTTPBootFile = "snponly.efi"
+	defaultHTTPPort     = 8080
+	minLeaseTime        = time.Minute
+)
+
+// Config is the DHCP service's whole configuration. cmd/rackboot fills it from flags
+// and the config file; the zero values of optional fields get the defaults above.
+type Config struct {
+	Mode Mode
+	// Interface is the provisioning interface: both listeners are bound to it
+	// (SO_BINDTODEVICE), so rackboot never answers on any other network.
+	Interface string
+	// ServerIP is rackboot's IPv4 address on Interface: the server identifier (option 54)
+	// and, unless Boot says otherwise, the next server and the HTTP host.
+	ServerIP netip.Addr
+	// Port is the DHCP server port (default 67).
+	Port int
+	// ProxyPort is the PXE boot server port answered in proxy mode (default 4011).
+	ProxyPort int
+	// Subnets served in server mode. The first is the local subnet on Interface and
+	// must contain ServerIP; the others are reached through relay agents (giaddr).
+	Subnets []Subnet
+	// UnknownHosts is the policy for MACs not in the inventory (default ignore).
+	UnknownHosts UnknownHostPolicy
+	Boot         Boot
+	// OfferHold is how long an offered address stays reserved for the client it was
+	// offered to (default 1m).
+	OfferHold time.Duration
+	// DeclineHold is how long an address a client DECLINEd stays out of the pool
+	// (default 10m).
+	DeclineHold time.Duration
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Store      Store
+	// Now is the clock; tests replace it (default time.Now).
+	Now func() time.Time
+}
+
+// Subnet is one IPv4 network served in server mode.
+type Subnet struct {
+	Prefix netip.Prefix
+	// Range is the dynamic pool; the zero Range means reservations only.
+	Range  Range
+	Router netip.Addr // zero: no router option
+	DNS    []netip.Addr
+	Domain string
+	// LeaseTime for addresses on this subnet (default 1h).
+	LeaseTime time.Duration
+	// Routes are sent as classless static routes (option 121, RFC 3442) to clients that
+	// ask for them. RFC 3442 makes such clients ignore the router option, so the default
+	// route via Router is appended automatically.
+	Routes []Route
+}
+
+// Range is an inclusive range of IPv4 addresses.
+type Range struct {
+	Start, End netip.Addr
+}
+
+// Route is one classless static route.
+type Route struct {
+	Dest    netip.Prefix
+	Gateway netip.Addr
+}
+
+// Boot says which files and URLs netboot clients are sent to.
+type Boot struct {
+	// HTTPBaseURL is where rackboot's HTTP server is reached by clients, e.g.
+	// http://10.0.0.1:8080 (default http://ServerIP:8080). iPXE scripts and UEFI HTTP
+	// boot binaries are URLs under it.
+	HTTPBaseURL string
+	// TFTPServer is the next server (siaddr, option 66) for TFTP boot files (default
+	// ServerIP).
+	TFTPServer netip.Addr
+	// BIOSFile is sent over TFTP to BIOS PXE clients (arch 0; default undionly.kpxe).
+	BIOSFile string
+	// UEFIFile is sent over TFTP to x86-64 UEFI PXE clients (arch 7 and 9; default
+	// snponly.efi; ipxe.efi carries its own NIC drivers).
+	UEFIFile string
+	// HTTPBootFile is sent as HTTPBaseURL/ipxe/bin/HTTPBootFile to x86-64 UEFI HTTP boot
+	// clients (arch 16; default snponly.efi).
+	HTTPBootFile string
+	// ARM64File is sent to arm64 UEFI clients, over TFTP (arch 11) or as a URL under
+	// /ipxe/bin/ (arch 19). Empty (the default): arm64 clients get no boot options,
+	// because rackboot ships no arm64 iPXE.
+	ARM64File string
+}
+
+// ParseRange parses "START-END", e.g. "10.0.0.100-10.0.0.200".
+func ParseRange(s string) (Range, error) {
+	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
+	if !ok {
+		return Range{}, fmt.Errorf("range %q: write it as START-END, e.g. 10.0.0.100-10.0.0.200", s)
+	}
+	start, err1 := netip.ParseAddr(strings.TrimSpace(a))
+	end, err2 := netip.ParseAddr(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || !start.Is4() || !end.Is4() {
+		return Range{}, fmt.Errorf("range %q: START and END must be IPv4 addresses, e.g. 10.0.0.100-10.0.0.200", s)
+	}
+	if end.Less(start) {
+		return Range{}, fmt.Errorf("range %q: start is after end: write START-END with START <= END", s)
+	}
+	return Range{Start: start, End: end}, nil
+}
+
+// IsZero reports whether r is the empty range (no pool).
+func (r Range) IsZero() bool { return !r.Start.IsValid() && !r.End.IsValid() }
+
+// Contains reports whether a is inside r.
+func (r Range) Contains(a netip.Addr) bool {
+	return !r.IsZero() && a.Is4() && !a.Less(r.Start) && !r.End.Less(a)
+}
+
+func (r Range) String() string {
+	if r.IsZero() {
+		return ""
+	}
+	return r.Start.String() + "-" + r.End.String()
+}
+
+// fieldError names the Config field at fault, so cmd/rackboot can map it to a flag.
+type fieldError struct{ field, msg string }
+
+func (e *fieldError) Error() string { return "dhcp: " + e.field + ": " + e.msg }
+
+func bad(field, format string, args ...any) error {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// withDefaults returns a copy of c with defaults filled in; it does not validate.
+func (c Config) withDefaults() Config {
+	if c.Port == 0 {
+		c.Port = DefaultPort
+	}
+	if c.ProxyPort == 0 {
+		c.ProxyPort = DefaultProxyPort
+	}
+	if c.UnknownHosts == "" {
+		c.UnknownHosts = UnknownIgnore
+	}
+	if c.OfferHold == 0 {
+		c.OfferHold = DefaultOfferHold
+	}
+	if c.DeclineHold == 0 {
+		c.DeclineHold = DefaultDeclineHold
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	b := &c.Boot
+	if b.HTTPBaseURL == "" && c.ServerIP.IsValid() {
+		b.HTTPBaseURL = fmt.Sprintf("http://%s:%d", c.ServerIP, defaultHTTPPort)
+	}
+	b.HTTPBaseURL = strings.TrimRight(b.HTTPBaseURL, "/")
+	if !b.TFTPServer.IsValid() {
+		b.TFTPServer = c.ServerIP
+	}
+	if b.BIOSFile == "" {
+		b.BIOSFile = DefaultBIOSFile
+	}
+	if b.UEFIFile == "" {
+		b.UEFIFile = DefaultUEFIFile
+	}
+	if b.HTTPBootFile == "" {
+		b.HTTPBootFile = DefaultHTTPBootFile
+	}
+	subs := make([]Subnet, len(c.Subnets))
+	for i, s := range c.Subnets {
+		if s.LeaseTime == 0 {
+			s.LeaseTime = DefaultLeaseTime
+		}
+		if s.Prefix.IsValid() {
+			s.Prefix = s.Prefix.Masked()
+		}
+		s.DNS = append([]netip.Addr(nil), s.DNS...)
+		s.Routes = append([]Route(nil), s.Routes...)
+		subs[i] = s
+	}
+	c.Subnets = subs
+	return c
+}
+
+// Validate checks c (after defaults) and returns every problem found, each naming the
+// field and what to do about it.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch c.Mode {
+	case ModeOff:
+		return nil
+	case ModeServer, ModeProxy:
+	case "":
+		return bad("Mode", "is empty: use server (rackboot hands out addresses), proxy (beside an existing DHCP server) or off")
+	default:
+		return bad("Mode", "%q is not a mode: use server, proxy or off", c.Mode)
+	}
+	if !c.ServerIP.Is4() {
+		add(bad("ServerIP", "%q is not an IPv4 address: give rackboot's address on the provisioning interface", c.ServerIP))
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"Port", c.Port}, {"ProxyPort", c.ProxyPort}} {
+		if p.v < 1 || p.v > 65535 {
+			add(bad(p.name, "%d is not a UDP port: use 1-65535", p.v))
+		}
+	}
+	if c.Mode == ModeProxy && c.Port == c.ProxyPort {
+		add(bad("ProxyPort", "is the same as Port (%d): the PXE boot server port must differ (normally 4011)", c.Port))
+	}
+	switch c.UnknownHosts {
+	case UnknownIgnore, UnknownDiscover:
+	default:
+		add(bad("UnknownHosts", "%q is not a policy: use ignore or discover", c.UnknownHosts))
+	}
+	if c.Store == nil {
+		add(bad("Store", "is nil: the DHCP service needs the inventory"))
+	}
+	if c.OfferHold < 0 || c.DeclineHold < 0 {
+		add(bad("OfferHold/DeclineHold", "must not be negative"))
+	}
+	add(c.Boot.validate())
+	if c.Mode == ModeServer {
+		if len(c.Subnets) == 0 {
+			add(bad("Subnets", "is empty: server mode needs at least the local subnet"))
+		}
+		for i, s := range c.Subnets {
+			add(s.validate(fmt.Sprintf("Subnets[%d]", i)))
+			for j := 0; j < i; j++ {
+				if o := c.Subnets[j]; s.Prefix.IsValid() && o.Prefix.IsValid() && s.Prefix.Overlaps(o.Prefix) {
+					add(bad(fmt.Sprintf("Subnets[%d].Prefix", i), "%s overlaps Subnets[%d] %s: list each network once", s.Prefix, j, o.Prefix))
+				}
+			}
+		}
+		if len(c.Subnets) > 0 && c.ServerIP.Is4() && c.Subnets[0].Prefix.IsValid() && !c.Subnets[0].Prefix.Contains(c.ServerIP) {
+			add(bad("Subnets[0].Prefix", "%s does not contain ServerIP %s: the first subnet is the one on the provisioning interface", c.Subnets[0].Prefix, c.ServerIP))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s Subnet) validate(field string) error {
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	p := s.Prefix
+	if !p.IsValid() || !p.Addr().Is4() {
+		return bad(field+".Prefix", "%q is not an IPv4 prefix such as 10.0.0.0/24", p)
+	}
+	if p.Bits() > 30 {
+		add(bad(field+".Prefix", "%s leaves no room for clients: use a /30 or larger network", p))
+	}
+	if !s.Range.IsZero() {
+		switch {
+		case !s.Range.Start.Is4() || !s.Range.End.Is4():
+			add(bad(field+".Range", "%q: give both START and END as IPv4 addresses", s.Range))
+		case s.Range.End.Less(s.Range.Start):
+			add(bad(field+".Range", "%s: start is after end: write START-END with START <= END", s.Range))
+		case !p.Contains(s.Range.Start) || !p.Contains(s.Range.End):
+			add(bad(field+".Range", "%s is not inside the subnet %s: pick a pool inside it", s.Range, p))
+		case s.Range.Start == p.Addr() || s.Range.End == lastAddr(p):
+			add(bad(field+".Range", "%s includes the network or broadcast address of %s: leave them out", s.Range, p))
+		}
+	}
+	if s.Router.IsValid() && (!s.Router.Is4() || !p.Contains(s.Router)) {
+		add(bad(field+".Router", "%s is not an IPv4 address inside %s", s.Router, p))
+	}
+	for _, d := range s.DNS {
+		if !d.Is4() {
+			add(bad(field+".DNS", "%q is not an IPv4 address", d))
+		}
+	}
+	if s.Domain != "" && !validDomain(s.Domain) {
+		add(bad(field+".Domain", "%q is not a domain name: use letters, digits, '-' and '.'", s.Domain))
+	}
+	if s.LeaseTime < minLeaseTime {
+		add(bad(field+".LeaseTime", "%s is too short: use at least %s", s.LeaseTime, minLeaseTime))
+	}
+	for i, r := range s.Routes {
+		if !r.Dest.IsValid() || !r.Dest.Addr().Is4() || !r.Gateway.Is4() {
+			add(bad(fmt.Sprintf("%s.Routes[%d]", field, i), "give an IPv4 destination prefix and gateway"))
+			continue
+		}
+		if !p.Contains(r.Gateway) {
+			add(bad(fmt.Sprintf("%s.Routes[%d]", field, i), "gateway %s is not inside %s: clients can only reach gateways on their own network", r.Gateway, p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b Boot) validate() error {
+	var errs []error
+	u, err := url.Parse(b.HTTPBaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		errs = append(errs, bad("Boot.HTTPBaseURL", "%q is not a base URL such as http://10.0.0.1:8080", b.HTTPBaseURL))
+	}
+	if !b.TFTPServer.Is4() {
+		errs = append(errs, bad("Boot.TFTPServer", "%q is not an IPv4 address", b.TFTPServer))
+	}
+	for _, f := range []struct{ name, v string }{
+		{"Boot.BIOSFile", b.BIOSFile}, {"Boot.UEFIFile", b.UEFIFile},
+		{"Boot.HTTPBootFile", b.HTTPBootFile}, {"Boot.ARM64File", b.ARM64File},
+	} {
+		if f.name == "Boot.ARM64File" && f.v == "" {
+			continue
+		}
+		if !validFileName(f.v) {
+			errs = append(errs, bad(f.name, "%q is not a boot file name: use at most 100 printable characters, no spaces, no '..'", f.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validFileName keeps names short enough for the 128-byte BOOTP file field even as a
+// URL under a typical base, and free of anything a TFTP or HTTP path would misread.
+func validFileName(s string) bool {
+	if s == "" || len(s) > 100 || strings.Contains(s, "..") || strings.HasPrefix(s, "/") {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r >= 0x7f || r == '?' || r == '#' || r == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func validDomain(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// lastAddr is the broadcast address of an IPv4 prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	hostBits := 32 - p.Bits()
+	v := be32(a) | (uint32(1)<<hostBits - 1)
+	if hostBits == 32 {
+		v = ^uint32(0)
+	}
+	return addrFrom32(v)
+}
+
+func be32(a [4]byte) uint32 {
+	return uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+}
+
+func addrFrom32(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}

@@ -1,0 +1,414 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+	"github.com/rackboot/rackboot/inventory"
+)
+
+// Well-known BOOTP/DHCP ports (RFC 2131 §4.1): replies to relays go to the server port,
+// replies to clients to the client port, whatever ports rackboot itself listens on.
+const (
+	serverPort = 67
+	clientPort = 68
+)
+
+// Listener says which socket a packet arrived on.
+type Listener uint8
+
+const (
+	// ListenerDHCP is Config.Port (67).
+	ListenerDHCP Listener = iota
+	// ListenerPXE is Config.ProxyPort (4011), the PXE boot server port.
+	ListenerPXE
+)
+
+// Meta is what the socket knows about a packet besides its bytes.
+type Meta struct {
+	// Peer is the source address and port of the packet.
+	Peer     netip.AddrPort
+	Listener Listener
+}
+
+// Reply is a message to send and where to send it.
+type Reply struct {
+	Msg  *dhcpv4.DHCPv4
+	Dest netip.AddrPort
+}
+
+// Handler turns DHCP requests into replies. It owns no socket: the Server reads
+// packets, calls HandlePacket and writes what comes back, so tests drive it directly.
+// It is safe for concurrent use.
+type Handler struct {
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	serverIP net.IP
+	tftpIP   net.IP
+	tftpName string
+	subnets  []*subnetState
+	// mu serialises address decisions with the lease writes that follow them, so two
+	// clients are never offered or bound to the same address.
+	mu sync.Mutex
+}
+
+// subnetState is a Subnet with its option bytes precomputed.
+type subnetState struct {
+	Subnet
+	exclude   map[netip.Addr]bool // never handed out from the pool
+	mask      []byte
+	router    []byte
+	dns       []byte
+	routes121 []byte
+}
+
+// NewHandler validates cfg and registers the DHCP metrics on cfg.Registerer.
+func NewHandler(cfg Config) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if cfg.Mode == ModeOff {
+		return nil, errors.New("dhcp: mode is off: there is nothing to handle")
+	}
+	h := &Handler{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		serverIP: net.IP(cfg.ServerIP.AsSlice()),
+		tftpIP:   net.IP(cfg.Boot.TFTPServer.AsSlice()),
+		tftpName: cfg.Boot.TFTPServer.String(),
+	}
+	for _, s := range cfg.Subnets {
+		h.subnets = append(h.subnets, newSubnetState(s, cfg.ServerIP))
+	}
+	m, err := newMetrics(cfg.Registerer, h)
+	if err != nil {
+		return nil, err
+	}
+	h.m = m
+	return h, nil
+}
+
+func newSubnetState(s Subnet, server netip.Addr) *subnetState {
+	st := &subnetState{Subnet: s, exclude: map[netip.Addr]bool{
+		s.Prefix.Addr(): true, lastAddr(s.Prefix): true, server: true,
+	}}
+	st.mask = net.CIDRMask(s.Prefix.Bits(), 32)
+	if s.Router.IsValid() {
+		st.exclude[s.Router] = true
+		st.router = s.Router.AsSlice()
+	}
+	for _, d := range s.DNS {
+		st.exclude[d] = true
+		st.dns = append(st.dns, d.AsSlice()...)
+	}
+	if len(s.Routes) > 0 {
+		var rs dhcpv4.Routes
+		for _, r := range s.Routes {
+			rs = append(rs, route(r.Dest, r.Gateway))
+		}
+		if s.Router.IsValid() {
+			rs = append(rs, route(netip.PrefixFrom(netip.IPv4Unspecified(), 0), s.Router))
+		}
+		st.routes121 = rs.ToBytes()
+	}
+	return st
+}
+
+func route(dst netip.Prefix, gw netip.Addr) *dhcpv4.Route {
+	dst = dst.Masked()
+	return &dhcpv4.Route{
+		Dest:   &net.IPNet{IP: net.IP(dst.Addr().AsSlice()), Mask: net.CIDRMask(dst.Bits(), 32)},
+		Router: net.IP(gw.AsSlice()),
+	}
+}
+
+// inPool reports whether a may be handed out from sub's dynamic range.
+func (s *subnetState) inPool(a netip.Addr) bool { return s.Range.Contains(a) && !s.exclude[a] }
+
+// HandlePacket parses one packet and handles it. Malformed packets are counted and
+// dropped; a panic is recovered, counted and logged, so one bad packet never stops
+// the service. A nil Reply means: send nothing.
+func (h *Handler) HandlePacket(ctx context.Context, b []byte, meta Meta) (r *Reply) {
+	typ := "unknown"
+	defer h.recoverPanic(&typ, &r)
+	req, err := dhcpv4.FromBytes(b)
+	if err != nil {
+		h.m.packets.WithLabelValues(typ, string(outMalformed)).Inc()
+		h.log.Debug("dhcp: malformed packet dropped", "peer", meta.Peer, "bytes", len(b), "err", err)
+		return nil
+	}
+	typ = typeLabel(req)
+	return h.handleCounted(ctx, req, meta, typ)
+}
+
+// Handle handles one parsed request; see HandlePacket.
+func (h *Handler) Handle(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta) (r *Reply) {
+	typ := "unknown"
+	defer h.recoverPanic(&typ, &r)
+	typ = typeLabel(req)
+	return h.handleCounted(ctx, req, meta, typ)
+}
+
+func (h *Handler) recoverPanic(typ *string, r **Reply) {
+	if p := recover(); p != nil {
+		h.m.panics.Inc()
+		h.m.packets.WithLabelValues(*typ, string(outError)).Inc()
+		h.log.Error("dhcp: handling a packet panicked; packet dropped", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		*r = nil
+	}
+}
+
+func (h *Handler) handleCounted(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta, typ string) *Reply {
+	r, out, why := h.handle(ctx, req, meta)
+	h.m.packets.WithLabelValues(typ, string(out)).Inc()
+	switch out {
+	case outReplied, outAccepted, outNAK:
+	case outError:
+		h.log.Warn("dhcp: request not answered", "type", typ, "mac", req.ClientHWAddr.String(), "xid", req.TransactionID.String(), "reason", why)
+	default:
+		h.log.Debug("dhcp: request not answered", "type", typ, "outcome", string(out), "mac", req.ClientHWAddr.String(), "xid", req.TransactionID.String(), "reason", why)
+	}
+	return r
+}
+
+// exchange is one request being handled.
+type exchange struct {
+	req   *dhcpv4.DHCPv4
+	c     client
+	host  *inventory.Host // nil: unknown MAC served by policy, or not looked up
+	sub   *subnetState    // server mode only
+	relay netip.Addr      // giaddr, if relayed
+}
+
+func (h *Handler) handle(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta) (*Reply, outcome, string) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return nil, outIgnored, "not a BOOTREQUEST"
+	}
+	if req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
+		return nil, outIgnored, "not an Ethernet client: only 6-byte MAC addresses are served"
+	}
+	if req.MessageType() == dhcpv4.MessageTypeNone {
+		return nil, outIgnored, "BOOTP request (no DHCP message type): BOOTP is not served"
+	}
+	x := &exchange{req: req, c: classify(req)}
+	if gi := addr4(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
+		x.relay = gi
+	}
+	if meta.Listener == ListenerPXE {
+		return h.handlePXE(ctx, x, meta)
+	}
+	if h.cfg.Mode == ModeProxy {
+		return h.handleProxy(ctx, x)
+	}
+	return h.handleServer(ctx, x)
+}
+
+// addr4 converts a header address; anything but 4 bytes (or 16 mapped) is invalid.
+func addr4(ip net.IP) netip.Addr {
+	if v4 := ip.To4(); v4 != nil {
+		return netip.AddrFrom4([4]byte(v4))
+	}
+	return netip.Addr{}
+}
+
+func usable(a netip.Addr) bool { return a.IsValid() && !a.IsUnspecified() }
+
+// lookup finds the client's host. allowed is false when the unknown-host policy says
+// to stay silent. With create, an unknown netboot client is enrolled as discovered.
+func (h *Handler) lookup(ctx context.Context, x *exchange, create bool) (allowed bool, err error) {
+	host, err := h.cfg.Store.HostByMAC(ctx, x.c.mac)
+	if err == nil {
+		x.host = &host
+		return true, nil
+	}
+	if !errors.Is(err, inventory.ErrNotFound) {
+		return false, fmt.Errorf("look up MAC %s in the inventory: %w", x.c.mac, err)
+	}
+	if h.cfg.UnknownHosts != UnknownDiscover {
+		return false, nil
+	}
+	if !create || !x.c.netboot() {
+		return true, nil
+	}
+	nh := inventory.Host{MACs: []string{x.c.mac}, State: inventory.StateDiscovered}
+	if x.c.hasArch {
+		nh.Arch, nh.Firmware = archInfo(x.c.arch)
+	}
+	nh.ID = inventory.DefaultID(&nh)
+	hs, err := h.cfg.Store.CreateHosts(ctx, nh)
+	if errors.Is(err, inventory.ErrConflict) {
+		// Another packet from the same client enrolled it first.
+		if host, err2 := h.cfg.Store.HostByMAC(ctx, x.c.mac); err2 == nil {
+			x.host = &host
+			return true, nil
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("enrol discovered host %s: %w", nh.ID, err)
+	}
+	x.host = &hs[0]
+	h.log.Info("dhcp: discovered a new host", "hostID", nh.ID, "mac", x.c.mac, "arch", nh.Arch, "firmware", string(nh.Firmware))
+	return true, nil
+}
+
+// recordArch stores the arch and firmware option 93 revealed, if they changed.
+func (h *Handler) recordArch(ctx context.Context, x *exchange) {
+	if x.host == nil || !x.c.hasArch {
+		return
+	}
+	arch, fw := archInfo(x.c.arch)
+	if arch == "" || (x.host.Arch == arch && x.host.Firmware == fw) {
+		return
+	}
+	updated, err := h.cfg.Store.UpdateHost(ctx, x.host.ID, func(hst *inventory.Host) error {
+		hst.Arch, hst.Firmware = arch, fw
+		return nil
+	})
+	if err != nil {
+		h.log.Warn("dhcp: could not record the host's arch", "hostID", x.host.ID, "arch", arch, "err", err)
+		return
+	}
+	x.host = &updated
+}
+
+// event appends to the host's timeline; a failure is logged, never fatal to the reply.
+func (h *Handler) event(ctx context.Context, x *exchange, typ, msg string, fields map[string]string) {
+	if x.host == nil {
+		return
+	}
+	if x.relay.IsValid() {
+		fields["relay"] = x.relay.String()
+	}
+	if a := archLabel(x.c); a != "" {
+		fields["arch"] = a
+	}
+	for k, v := range fields {
+		if v == "" {
+			delete(fields, k)
+		}
+	}
+	_, err := h.cfg.Store.AppendEvent(ctx, x.host.ID, inventory.Event{
+		Time: h.cfg.Now().UTC(), Type: typ, Message: msg, Fields: fields,
+	})
+	if err != nil {
+		h.log.Warn("dhcp: could not record event", "hostID", x.host.ID, "event", typ, "err", err)
+	}
+}
+
+// newReply starts a reply to req (RFC 2131 table 3): xid, flags, chaddr and giaddr
+// copied, server identifier set, relay agent information (82, RFC 3046) and client
+// identifier (61, RFC 6842) echoed.
+func (h *Handler) newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) *dhcpv4.DHCPv4 {
+	resp := &dhcpv4.DHCPv4{
+		OpCode:        dhcpv4.OpcodeBootReply,
+		HWType:        req.HWType,
+		TransactionID: req.TransactionID,
+		Flags:         req.Flags,
+		ClientIPAddr:  net.IPv4zero,
+		YourIPAddr:    net.IPv4zero,
+		ServerIPAddr:  net.IPv4zero,
+		GatewayIPAddr: req.GatewayIPAddr,
+		ClientHWAddr:  req.ClientHWAddr,
+		Options:       make(dhcpv4.Options, 16),
+	}
+	resp.UpdateOption(dhcpv4.OptMessageType(mt))
+	resp.UpdateOption(dhcpv4.OptServerIdentifier(h.serverIP))
+	for _, code := range []dhcpv4.OptionCode{dhcpv4.OptionRelayAgentInformation, dhcpv4.OptionClientIdentifier} {
+		if v := req.Options.Get(code); v != nil {
+			resp.Options[code.Code()] = v
+		}
+	}
+	return resp
+}
+
+// replyDest applies RFC 2131 §4.1: relayed requests are answered through the relay,
+// then ciaddr by unicast, else broadcast. We never unicast to yiaddr before the client
+// has the address, since that needs an ARP entry injected; broadcast always works.
+func replyDest(req *dhcpv4.DHCPv4, nak bool) netip.AddrPort {
+	if gi := addr4(req.GatewayIPAddr); usable(gi) {
+		return netip.AddrPortFrom(gi, serverPort)
+	}
+	if ci := addr4(req.ClientIPAddr); !nak && usable(ci) {
+		return netip.AddrPortFrom(ci, clientPort)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), clientPort)
+}
+
+// addNetboot adds boot options for netboot clients; it returns the boot file ("" for
+// none) for logs and events.
+func (h *Handler) addNetboot(resp *dhcpv4.DHCPv4, x *exchange) string {
+	if !x.c.netboot() {
+		return ""
+	}
+	bi, ok := h.bootFor(x.c)
+	if !ok {
+		h.log.Debug("dhcp: no boot file for this client's architecture", "mac", x.c.mac, "arch", archLabel(x.c))
+		return ""
+	}
+	h.addBootOptions(resp, x.c, bi)
+	return bi.file
+}
+
+// handleProxy answers on port 67 in proxy mode: DISCOVERs from netboot clients get an
+// OFFER without an address (PXE specification 2.1, proxyDHCP); everything else belongs
+// to the site's DHCP server.
+func (h *Handler) handleProxy(ctx context.Context, x *exchange) (*Reply, outcome, string) {
+	if x.req.MessageType() != dhcpv4.MessageTypeDiscover {
+		return nil, outIgnored, "proxy mode answers only DISCOVER on the DHCP port; the site DHCP server handles the rest"
+	}
+	return h.proxyReply(ctx, x, dhcpv4.MessageTypeOffer, replyDest(x.req, false))
+}
+
+// handlePXE answers the PXE boot server port (4011): a netboot client that took its
+// address elsewhere asks for its boot file with a REQUEST (or INFORM).
+func (h *Handler) handlePXE(ctx context.Context, x *exchange, meta Meta) (*Reply, outcome, string) {
+	switch x.req.MessageType() {
+	case dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeInform:
+	default:
+		return nil, outIgnored, "the PXE port answers only REQUEST and INFORM"
+	}
+	dest := meta.Peer
+	if !usable(dest.Addr()) || dest.Port() == 0 {
+		dest = replyDest(x.req, false)
+	}
+	return h.proxyReply(ctx, x, dhcpv4.MessageTypeAck, dest)
+}
+
+func (h *Handler) proxyReply(ctx context.Context, x *exchange, mt dhcpv4.MessageType, dest netip.AddrPort) (*Reply, outcome, string) {
+	if !x.c.netboot() {
+		return nil, outIgnored, "not a PXE or HTTP boot client"
+	}
+	bi, ok := h.bootFor(x.c)
+	if !ok {
+		return nil, outIgnored, "no boot file for architecture " + archLabel(x.c)
+	}
+	allowed, err := h.lookup(ctx, x, true)
+	if err != nil {
+		return nil, outError, err.Error()
+	}
+	if !allowed {
+		return nil, outIgnored, "unknown MAC and unknown hosts are ignored"
+	}
+	h.recordArch(ctx, x)
+	resp := h.newReply(x.req, mt)
+	resp.ClientIPAddr = x.req.ClientIPAddr
+	h.addBootOptions(resp, x.c, bi)
+	if mt == dhcpv4.MessageTypeOffer {
+		h.event(ctx, x, "dhcp.discover", "DHCPDISCOVER from "+x.c.mac, map[string]string{"vendorClass": vendorClassString(x.req)})
+		h.event(ctx, x, "dhcp.offer", "proxyDHCP OFFER of "+bi.file, map[string]string{"bootfile": bi.file, "mode": "proxy"})
+	} else {
+		h.event(ctx, x, "dhcp.ack", "PXE boot server ACK with "+bi.file, map[string]string{"bootfile": bi.file, "mode": "proxy", "ip": x.req.ClientIPAddr.String()})
+	}
+	h.log.Debug("dhcp: proxy reply", "type", mt.String(), "mac", x.c.mac, "xid", x.req.TransactionID.String(), "file", bi.file)
+	return &Reply{Msg: resp, Dest: dest}, outReplied, ""
+}

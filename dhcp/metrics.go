@@ -1,0 +1,100 @@
+package dhcp
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rackboot/rackboot/inventory"
+)
+
+// outcome is what became of a packet: the "outcome" label.
+type outcome string
+
+const (
+	outReplied   outcome = "replied"   // a reply was produced
+	outAccepted  outcome = "accepted"  // RELEASE/DECLINE processed (they get no reply)
+	outIgnored   outcome = "ignored"   // not for us, or policy says stay silent
+	outDropped   outcome = "dropped"   // cannot be served: unknown relay subnet, missing fields
+	outMalformed outcome = "malformed" // not a DHCP packet we can parse
+	outNAK       outcome = "nak"       // answered with DHCPNAK
+	outError     outcome = "error"     // our fault: store failure, pool exhausted, misconfiguration
+)
+
+type metrics struct {
+	packets    *prometheus.CounterVec
+	panics     prometheus.Counter
+	sendErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, h *Handler) (*metrics, error) {
+	m := &metrics{
+		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rackboot_dhcp_packets_total",
+			Help: "DHCP packets received, by message type and what became of them.",
+		}, []string{"type", "outcome"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rackboot_dhcp_handler_panics_total",
+			Help: "Packets whose handling panicked and was recovered (a bug: please report).",
+		}),
+		sendErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rackboot_dhcp_send_errors_total",
+			Help: "Replies that could not be written to the socket.",
+		}),
+	}
+	cs := []prometheus.Collector{m.packets, m.panics, m.sendErrors}
+	if h.cfg.Mode == ModeServer {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rackboot_dhcp_leases",
+			Help: "Bound, unexpired DHCP leases (read from the inventory at scrape time).",
+		}, h.countBoundLeases))
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("dhcp: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (h *Handler) countBoundLeases() float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ls, err := h.cfg.Store.ListLeases(ctx)
+	if err != nil {
+		return math.NaN()
+	}
+	now := h.cfg.Now()
+	n := 0
+	for _, l := range ls {
+		if l.State == inventory.LeaseBound && l.Expires.After(now) {
+			n++
+		}
+	}
+	return float64(n)
+}
+
+// typeLabel keeps the "type" label bounded whatever clients send.
+func typeLabel(req *dhcpv4.DHCPv4) string {
+	if req == nil {
+		return "unknown"
+	}
+	switch req.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		return "discover"
+	case dhcpv4.MessageTypeRequest:
+		return "request"
+	case dhcpv4.MessageTypeDecline:
+		return "decline"
+	case dhcpv4.MessageTypeRelease:
+		return "release"
+	case dhcpv4.MessageTypeInform:
+		return "inform"
+	case dhcpv4.MessageTypeNone:
+		return "bootp"
+	}
+	return "other"
+}

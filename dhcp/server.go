@@ -1,0 +1,193 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// packetTimeout bounds the inventory work for one packet; a client retransmits long
+// before a reply this late would be useful.
+const packetTimeout = 5 * time.Second
+
+// maxPacket is the read buffer: larger than any UDP datagram, so nothing is truncated
+// into a misleading parse error.
+const maxPacket = 65535
+
+// Server runs the DHCP service: it owns the sockets and hands packets to a Handler.
+type Server struct {
+	cfg     Config
+	h       *Handler
+	log     *slog.Logger
+	conn    net.PacketConn // Port (67)
+	pxeConn net.PacketConn // ProxyPort (4011), proxy mode only
+	ready   chan struct{}
+	once    sync.Once
+}
+
+// Option adjusts a Server.
+type Option func(*Server)
+
+// WithConn makes the server use c instead of opening Config.Port on Config.Interface
+// (tests pass a socket pair or loopback socket). The server closes c when it stops.
+func WithConn(c net.PacketConn) Option { return func(s *Server) { s.conn = c } }
+
+// WithPXEConn is WithConn for the PXE boot server port (Config.ProxyPort).
+func WithPXEConn(c net.PacketConn) Option { return func(s *Server) { s.pxeConn = c } }
+
+// New validates cfg and prepares the service. With Mode off it returns a Server whose
+// Start just waits for the context.
+func New(cfg Config, opts ...Option) (*Server, error) {
+	s := &Server{ready: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	if cfg.Mode == ModeOff {
+		s.cfg = cfg.withDefaults()
+		s.log = s.cfg.Logger
+		return s, nil
+	}
+	if cfg.Interface == "" && s.conn == nil {
+		return nil, bad("Interface", "is empty: name the provisioning interface the DHCP service listens on, or set the mode to off")
+	}
+	h, err := NewHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.h, s.cfg, s.log = h, h.cfg, h.log
+	return s, nil
+}
+
+// Handler returns the server's packet handler (nil in mode off).
+func (s *Server) Handler() *Handler { return s.h }
+
+// Ready is closed once the sockets are open (for /readyz).
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Start opens the sockets and serves until ctx ends; it then closes them and returns
+// nil. It returns an error if a socket cannot be opened or fails.
+func (s *Server) Start(ctx context.Context) error {
+	if s.cfg.Mode == ModeOff {
+		s.log.Info("dhcp: off: clients must get addresses and boot options elsewhere")
+		s.once.Do(func() { close(s.ready) })
+		<-ctx.Done()
+		return nil
+	}
+	type listener struct {
+		conn net.PacketConn
+		kind Listener
+	}
+	var ls []listener
+	closeAll := func() {
+		for _, l := range ls {
+			l.conn.Close()
+		}
+	}
+	conn := s.conn
+	if conn == nil {
+		var err error
+		// Proxy mode shares port 67 with the site's DHCP server if both run on one host.
+		if conn, err = listen(ctx, s.cfg.Interface, s.cfg.Port, s.cfg.Mode == ModeProxy); err != nil {
+			return err
+		}
+	}
+	ls = append(ls, listener{conn, ListenerDHCP})
+	if s.cfg.Mode == ModeProxy {
+		pc := s.pxeConn
+		if pc == nil {
+			var err error
+			if pc, err = listen(ctx, s.cfg.Interface, s.cfg.ProxyPort, false); err != nil {
+				closeAll()
+				return err
+			}
+		}
+		ls = append(ls, listener{pc, ListenerPXE})
+	} else if s.pxeConn != nil {
+		s.pxeConn.Close()
+	}
+	for _, l := range ls {
+		s.log.Info("dhcp: listening", "mode", string(s.cfg.Mode), "interface", s.cfg.Interface, "addr", l.conn.LocalAddr().String(), "serverIP", s.cfg.ServerIP)
+	}
+	s.once.Do(func() { close(s.ready) })
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(ls))
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		wg.Go(func() {
+			errs[i] = s.serve(ctx, l.conn, l.kind)
+			cancel() // one socket failing stops the service
+		})
+	}
+	<-ctx.Done()
+	closeAll() // unblocks ReadFrom
+	wg.Wait()
+	s.log.Info("dhcp: stopped")
+	return errors.Join(errs...)
+}
+
+// serve reads and answers packets one at a time. Sequential handling keeps a client's
+// DISCOVER and REQUEST in order and is plenty for a rack (each packet costs a few
+// inventory reads and at most a couple of writes).
+func (s *Server) serve(ctx context.Context, conn net.PacketConn, kind Listener) error {
+	buf := make([]byte, maxPacket)
+	for {
+		n, peer, err := conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("dhcp: read from %s: %w", conn.LocalAddr(), err)
+		}
+		meta := Meta{Listener: kind}
+		if ua, ok := peer.(*net.UDPAddr); ok {
+			ap := ua.AddrPort()
+			meta.Peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+		pctx, pcancel := context.WithTimeout(ctx, packetTimeout)
+		r := s.h.HandlePacket(pctx, buf[:n], meta)
+		pcancel()
+		if r == nil {
+			continue
+		}
+		if _, err := conn.WriteTo(r.Msg.ToBytes(), net.UDPAddrFromAddrPort(r.Dest)); err != nil {
+			s.h.m.sendErrors.Inc()
+			s.log.Warn("dhcp: could not send reply", "dest", r.Dest.String(), "mac", r.Msg.ClientHWAddr.String(), "xid", r.Msg.TransactionID.String(), "err", err)
+		}
+	}
+}
+
+// listen opens a UDP socket on port, bound to iface.
+func listen(ctx context.Context, iface string, port int, share bool) (net.PacketConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = setSockopts(int(fd), iface, share) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(ctx, "udp4", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		switch {
+		case errors.Is(err, syscall.EADDRINUSE):
+			return nil, fmt.Errorf("dhcp: listen on UDP port %d on %s: %w: another DHCP server (dnsmasq, dhcpd, another rackboot) holds it: stop it, or run rackboot with DHCP mode proxy or off", port, iface, err)
+		case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM):
+			return nil, fmt.Errorf("dhcp: listen on UDP port %d on %s: %w: run as root or grant CAP_NET_BIND_SERVICE and CAP_NET_RAW", port, iface, err)
+		case errors.Is(err, syscall.ENODEV):
+			return nil, fmt.Errorf("dhcp: listen on UDP port %d: %w: interface %q does not exist: check the interface name", port, err, iface)
+		}
+		return nil, fmt.Errorf("dhcp: listen on UDP port %d on %s: %w", port, iface, err)
+	}
+	return pc, nil
+}

@@ -1,0 +1,35 @@
+//go:build linux
+
+package dhcp
+
+import (
+	"fmt"
+	"syscall"
+)
+
+// soReusePort is SO_REUSEPORT in asm-generic (amd64, arm64, riscv64, ...); the syscall
+// package does not export it and this saves a dependency on golang.org/x/sys.
+const soReusePort = 0xf
+
+// setSockopts prepares a DHCP socket before bind: broadcast replies allowed, bound to
+// the provisioning interface, and, for proxy mode only, sharing the port with the
+// site's DHCP server running on the same host.
+func setSockopts(fd int, iface string, share bool) error {
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1); err != nil {
+		return fmt.Errorf("allow broadcast: %w", err)
+	}
+	if share {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+			return fmt.Errorf("set SO_REUSEADDR: %w", err)
+		}
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, soReusePort, 1); err != nil {
+			return fmt.Errorf("set SO_REUSEPORT: %w", err)
+		}
+	}
+	if iface != "" {
+		if err := syscall.BindToDevice(fd, iface); err != nil {
+			return fmt.Errorf("bind to interface %s (SO_BINDTODEVICE; needs CAP_NET_RAW on kernels before 5.7): %w", iface, err)
+		}
+	}
+	return nil
+}
