@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -91,9 +90,9 @@ func buildServices(r *resolved, store *inventory.BoltStore, token string, log *s
 		// The socket is opened here, before serve reports ready, and bound to the
 		// server address so TFTP is not offered on other networks.
 		addr := hostPort(r.Addr.String(), r.TFTP.Port)
-		conn, err := net.ListenPacket("udp4", addr)
+		conn, err := tftp.Listen("udp4", addr)
 		if err != nil {
-			return w, fmt.Errorf("tftp.port (--tftp-port): listen on %s: %w: is another TFTP server running?", addr, err)
+			return w, err
 		}
 		w.closers = append(w.closers, conn.Close)
 		w.services = append(w.services, service{name: "tftp", start: func(ctx context.Context) error {

@@ -1,0 +1,95 @@
+// Package ipxe owns rackboot's network-boot payloads: the iPXE binaries shipped inside
+// rackboot, the iPXE script each host gets, and the HTTP routes that serve them along
+// with boot assets and the boot phone-home.
+//
+// # Binaries
+//
+// undionly.kpxe (BIOS), snponly.efi and ipxe.efi (x86-64 UEFI) are Debian's, copied
+// unmodified from the ipxe package 1.0.0+git-20190125.36a4c85-5.1 into bin/ and
+// embedded with go:embed; bin/PROVENANCE names the package and the sha256 of each file,
+// bin/COPYRIGHT and bin/GPL-2 carry the licence (see Notices). Binaries returns them as
+// an fs.FS that TFTP and HTTP both serve.
+//
+// Debian ships no arm64 EFI iPXE, so rackboot has none built in: an arm64 host gets a
+// binary only when the operator puts one in DATA_DIR/ipxe (for example
+// DATA_DIR/ipxe/arm64-efi/snponly.efi, mirroring boot.ipxe.org's layout) and points the
+// DHCP arm64 boot file at that name. OpenBinaries layers that directory, opened through
+// os.Root so nothing outside it can be reached, over the embedded files: a file there
+// replaces the embedded one of the same name (a newer iPXE build, say), and anything
+// else falls through to the embedded set. The directory is read at each request but
+// opened once at start; one created later is picked up on the next restart.
+//
+// # Scripts
+//
+// RenderScript is a pure function from (host or unknown MAC, discovery policy, server
+// URL, agent boot environment) to script bytes. The decision, in order:
+//
+//   - unknown MAC, discovery off: no script (ErrNoScript; HTTP 404), so the firmware
+//     falls through to its next boot device as if rackboot were not there.
+//   - unknown MAC, discovery on: the agent's boot environment, to inspect and enrol the
+//     machine; until provisioning provides one (BootEnv is nil), a script that says so
+//     and exits.
+//   - a host with a boot profile: boot it, whatever the state (an explicit operator
+//     instruction, like Matchbox profiles or pixiecore).
+//   - discovered, inspecting, provisioning, deprovisioning: these states need the agent;
+//     boot BootEnv when set, else say so and exit to local boot.
+//   - enrolled, available, provisioned, failed: exit to local boot, with an echo of why.
+//
+// "Exit to local boot" is iPXE's exit: control returns to the firmware, which tries the
+// next boot device, so hosts must list network before disk in their boot order (the
+// usual setting for managed racks). sanboot of a local disk is not used because its
+// drive numbering differs between BIOS and UEFI machines.
+//
+// A kernel or initrd given as a bare path ("debian/vmlinuz") is served by rackboot
+// from DATA_DIR/assets and becomes ${base}/assets/debian/vmlinuz, where the script sets
+// base to the server URL; http, https and tftp URLs are used as given. Every initrd is
+// fetched with an explicit --name and named on the kernel line as initrd=NAME, so a
+// UEFI kernel's EFI stub finds it (BIOS kernels ignore the argument).
+//
+// The kernel command line may use exactly three placeholders, {{.MAC}} (the MAC that
+// asked for the script), {{.HostID}} (empty for unknown hosts) and {{.ServerURL}}.
+// They are substituted literally: this is not text/template, there are no functions,
+// pipelines or conditionals, and anything else between {{ and }} is an error, so a
+// host's profile can never run code in rackboot. Because iPXE splits lines on spaces and
+// treats the tokens "||", "&&", ";" and a leading "#" specially, a command line holding
+// such a token, or any control character, is refused rather than escaped (iPXE has no
+// quoting). iPXE settings such as ${net0/mac} are left for iPXE to expand, on purpose.
+// ValidateCmdline lets the admin API refuse a bad command line when it is written.
+//
+// BootEnv is the extension point for provisioning: the issue that adds the agent sets
+// HandlerConfig.BootEnv (kernel, initramfs, command line with the same placeholders)
+// and the four agent states boot it with no change here.
+//
+// # HTTP
+//
+// Handler serves, with Go 1.22 ServeMux patterns:
+//
+//	GET /ipxe/boot.ipxe?mac=MAC       the host's script
+//	GET /ipxe/MAC/boot.ipxe           the same, for firmware that cannot send a query
+//	GET /ipxe/bin/NAME                an iPXE binary, for UEFI HTTP boot
+//	GET /assets/PATH                  a file under DATA_DIR/assets, with Range
+//	GET|POST /boot/phonehome?mac=MAC  records boot.phonehome when the caller is the host
+//
+// The two /ipxe/X/Y forms share one pattern ("/ipxe/{seg}/{file}"), because ServeMux
+// refuses "/ipxe/{mac}/boot.ipxe" beside "/ipxe/bin/{name}" (both match
+// /ipxe/bin/boot.ipxe and neither is more specific); nested binary names
+// (arm64-efi/snponly.efi) have their own pattern.
+//
+// Every fetch is logged, counted in rackboot_http_requests_total{route,code} and
+// rackboot_http_request_duration_seconds{route}, and recorded on a host's timeline:
+// scripts on the host the MAC names (with the source address and whether it belongs to
+// that host, so a script fetched in proxy-DHCP mode, where rackboot never sees the
+// lease, still shows up), binaries and assets on the host the source address belongs
+// to (nothing when it belongs to none). The source address is the TCP peer: rackboot
+// serves the provisioning network directly and trusts no X-Forwarded-For.
+//
+// A phone-home is accepted only from the host's reserved or leased address; anything
+// else gets 403 and a boot.phonehome.rejected event on the named host, so a spoofed
+// phone-home is visible but never counts as the host's.
+//
+// Transfers get per-request write deadlines instead of a server-wide WriteTimeout:
+// scripts and phone-homes must be written within ScriptTimeout, while binaries and
+// assets only need to keep moving (each write extends the deadline by StallTimeout), so
+// a large initrd on a slow link is never cut off. The http.Server should set
+// ReadHeaderTimeout and IdleTimeout, and no WriteTimeout.
+package ipxe
