@@ -58,11 +58,17 @@ unit:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# lab boots a SeaBIOS and an OVMF (UEFI HTTP boot) guest from rackboot inside a network
+# namespace, prints each host's timeline as it grows, and tears everything down when both
+# have booted. LAB_ARGS=--keep leaves it up until Ctrl-C.
+LAB_VMS ?= seabios ovmf-http
 lab: deps build
-	$(GO) run ./lab/cmd/lab up
+	$(GO) run ./lab/cmd/rackboot-lab --rackboot $(BIN) $(addprefix --vm ,$(LAB_VMS)) $(LAB_ARGS)
 
+# lab-down removes lab namespaces (and their processes) left by a lab or test that was
+# killed before it could clean up.
 lab-down:
-	$(GO) run ./lab/cmd/lab down
+	$(GO) run ./lab/cmd/rackboot-lab --sweep
 
 clean:
 	rm -rf bin

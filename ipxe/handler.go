@@ -284,7 +284,12 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, route, name 
 	if rg := r.Header.Get("Range"); rg != "" {
 		fields["range"] = rg
 	}
-	log.Info("served file", "code", sw.Status(), "bytes", sw.bytes, "duration", h.now().Sub(start))
+	log.Info("served file", "method", r.Method, "code", sw.Status(), "bytes", sw.bytes, "duration", h.now().Sub(start))
+	// A HEAD (UEFI HTTP boot sends one to learn the size) fetches nothing: only GETs go
+	// on the timeline.
+	if r.Method != http.MethodGet {
+		return
+	}
 	if host, ok := h.hostByIP(r.Context(), src); ok {
 		h.event(host.ID, inventory.Event{Type: eventType, Message: fmt.Sprintf("fetched %s over HTTP", name), Fields: fields})
 	}

@@ -306,8 +306,15 @@ func TestBinaryRoute(t *testing.T) {
 	if got := len(f.store.eventsOf("node-1")) + len(f.store.eventsOf("node-2")); got != 5 {
 		t.Errorf("%d events after a fetch from an unknown address, want still 5", got)
 	}
-	if got := f.counter(t, RouteBinary, "200"); got != 5 {
-		t.Errorf("binary 200 counter = %v, want 5", got)
+	// A HEAD (UEFI HTTP boot probes the size first) is answered but is no fetch.
+	if w := f.do("HEAD", "/ipxe/bin/"+SNPOnlyEFI, hostIP); w.Code != 200 || w.Header().Get("Content-Length") != "173792" {
+		t.Errorf("HEAD: status %d length %q", w.Code, w.Header().Get("Content-Length"))
+	}
+	if got := len(f.store.eventsOf("node-1")); got != 5 {
+		t.Errorf("%d events after a HEAD, want still 5", got)
+	}
+	if got := f.counter(t, RouteBinary, "200"); got != 6 {
+		t.Errorf("binary 200 counter = %v, want 6 (5 GETs and a HEAD)", got)
 	}
 }
 

@@ -65,6 +65,10 @@ const (
 	OutcomeRefused      = "refused"       // a name CleanPath refuses, or a directory
 	OutcomeError        = "error"         // the file could not be opened or read
 	OutcomeFailed       = "failed"        // the transfer started but did not complete
+	// OutcomeAborted: the client ended the transfer with TFTP error 8 (RFC 2347 option
+	// negotiation refused). UEFI PXE firmware does this on purpose: it asks for a file
+	// once only to learn its tsize, then requests it again.
+	OutcomeAborted = "aborted"
 	OutcomeWriteRefused = "write_refused" // a write request
 )
 
@@ -298,6 +302,9 @@ func (s *Server) send(t *transfer, ot tftplib.OutgoingTransfer, rf io.ReaderFrom
 	t.bytes = n
 	if err != nil {
 		t.outcome = OutcomeFailed
+		if clientAborted(err) {
+			t.outcome = OutcomeAborted
+		}
 		return err
 	}
 	t.outcome = OutcomeOK
@@ -315,6 +322,10 @@ func (s *Server) writeHandler(ctx context.Context) func(string, io.WriterTo) err
 		return t.err
 	}
 }
+
+// clientAborted recognises pin/tftp's report of an error packet with code 8 from the
+// client; the library exposes it only as text.
+func clientAborted(err error) bool { return strings.Contains(err.Error(), "code=8,") }
 
 // finish logs, counts and records one request.
 func (s *Server) finish(ctx context.Context, t transfer) {
@@ -377,6 +388,8 @@ func (s *Server) finish(ctx context.Context, t transfer) {
 		s.log.Info("TFTP transfer", attrs...)
 	case OutcomeError:
 		s.log.Error("TFTP transfer", attrs...)
+	case OutcomeAborted:
+		s.log.Debug("TFTP transfer", attrs...)
 	default:
 		s.log.Warn("TFTP transfer", attrs...)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -594,4 +595,27 @@ func parseOpts(p []byte) map[string]string {
 		m[parts[i]] = parts[i+1]
 	}
 	return m
+}
+
+// TestClientAbortAfterOACK is what UEFI PXE firmware does: ask for the file with tsize
+// only to learn its size, then end the transfer with error 8. That is counted as
+// "aborted", not as a failed transfer.
+func TestClientAbortAfterOACK(t *testing.T) {
+	ts := startServer(t, nil)
+	rc := dialRaw(t)
+	rc.send(t, ts.addr, rrq(ipxe.SNPOnlyEFI, "octet", "tsize", "0", "blksize", "1468"))
+	if op, _ := rc.recv(t); op != opOACK {
+		t.Fatalf("opcode %d, want OACK", op)
+	}
+	abort := append([]byte{0, 5, 0, 8}, []byte("User aborted the transfer\x00")...)
+	if _, err := rc.c.WriteTo(abort, rc.peer); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.value(t, "rackboot_tftp_transfers_total", map[string]string{"file": ipxe.SNPOnlyEFI, "outcome": OutcomeAborted}) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no aborted transfer counted; failed = %v", ts.value(t, "rackboot_tftp_transfers_total", map[string]string{"file": ipxe.SNPOnlyEFI, "outcome": OutcomeFailed}))
+		}
+		runtime.Gosched()
+	}
 }

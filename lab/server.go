@@ -1,0 +1,169 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/rackboot/rackboot/inventory"
+)
+
+// Server is one `rackboot serve` inside a lab namespace, with the data directory and API
+// token that survive its restarts, plus the CLI pointed at it.
+type Server struct {
+	NS *Netns
+	// Bin is the rackboot binary.
+	Bin string
+	// Dir holds the data directory, the token file, the YAML config if any and one log
+	// per run (rackboot-N.log).
+	Dir       string
+	DataDir   string
+	TokenFile string
+	// Addr is the --address; URL is http://Addr:8080.
+	Addr string
+	URL  string
+	// Args are the serve arguments of the next Start.
+	Args []string
+	// Proc is the running (or last) serve process.
+	Proc *Process
+
+	c    Cleaner
+	runs int
+}
+
+// ServerConfig says how to run rackboot in a lab namespace.
+type ServerConfig struct {
+	Bin  string
+	NS   *Netns
+	Dir  string
+	Addr string
+	// Interface is the provisioning interface; default br0.
+	Interface string
+	// Flags are added after the common ones (--data-dir, --interface, --address,
+	// --http-port 8080, --tftp-port 69, --api-token-file, --log-level debug).
+	Flags []string
+}
+
+// NewServer prepares a Server: a random API token in Dir/api-token and
+// Dir/data/assets. Start runs it.
+func NewServer(c Cleaner, cfg ServerConfig) (*Server, error) {
+	if cfg.Interface == "" {
+		cfg.Interface = "br0"
+	}
+	s := &Server{
+		NS: cfg.NS, Bin: cfg.Bin, Dir: cfg.Dir, Addr: cfg.Addr, URL: "http://" + cfg.Addr + ":8080",
+		DataDir: filepath.Join(cfg.Dir, "data"), TokenFile: filepath.Join(cfg.Dir, "api-token"), c: c,
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(s.DataDir, "assets"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(s.TokenFile, []byte(hex.EncodeToString(b[:])+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	s.Args = append([]string{
+		"serve",
+		"--data-dir", s.DataDir,
+		"--interface", cfg.Interface,
+		"--address", cfg.Addr,
+		"--http-port", "8080",
+		"--tftp-port", "69",
+		"--api-token-file", s.TokenFile,
+		"--log-level", "debug",
+	}, cfg.Flags...)
+	return s, nil
+}
+
+// Start runs `rackboot serve` and waits (up to 30 s) until /readyz answers 200.
+func (s *Server) Start(ctx context.Context) error {
+	s.runs++
+	log := filepath.Join(s.Dir, fmt.Sprintf("rackboot-%d.log", s.runs))
+	p, err := s.NS.Start(s.c, log, append([]string{s.Bin}, s.Args...)...)
+	if err != nil {
+		return err
+	}
+	s.Proc = p
+	return Poll(ctx, 30*time.Second, "rackboot /readyz", Alive(HTTPStatus(s.NS.HTTPClient(), s.URL+"/readyz", 200), p))
+}
+
+// Stop sends SIGTERM and waits up to 10 s; an exit status other than 0 is an error, as is
+// not exiting in time (the process is then killed).
+func (s *Server) Stop() error {
+	if err := s.Proc.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-s.Proc.Done():
+	case <-time.After(10 * time.Second):
+		_ = s.Proc.StopWithin(0)
+		return fmt.Errorf("rackboot did not exit within 10s of SIGTERM:\n%s", Tail(s.Proc.Log, 30))
+	}
+	if _, err := s.Proc.Exited(); err != nil {
+		return fmt.Errorf("rackboot exited with %v after SIGTERM, want a clean exit:\n%s", err, Tail(s.Proc.Log, 30))
+	}
+	return nil
+}
+
+// SetFlag replaces the value of flag in Args (or appends it) for the next Start.
+func (s *Server) SetFlag(flag, value string) {
+	for i := range s.Args {
+		if s.Args[i] == flag && i+1 < len(s.Args) {
+			s.Args[i+1] = value
+			return
+		}
+	}
+	s.Args = append(s.Args, flag, value)
+}
+
+// CLI runs `rackboot ARGS --server URL --token-file F` in the namespace and returns stdout.
+func (s *Server) CLI(ctx context.Context, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	full := append([]string{s.Bin}, args...)
+	full = append(full, "--server", s.URL, "--token-file", s.TokenFile)
+	return s.NS.Exec(ctx, full...)
+}
+
+// Events returns a host's timeline (`host events ID -o json`).
+func (s *Server) Events(ctx context.Context, id string) ([]inventory.Event, error) {
+	out, err := s.CLI(ctx, "host", "events", id, "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var evs []inventory.Event
+	if err := json.Unmarshal(out, &evs); err != nil {
+		return nil, fmt.Errorf("host events %s -o json: %w: %s", id, err, out)
+	}
+	return evs, nil
+}
+
+// InstallPhoneHome copies the kernel and phone-home initramfs to
+// DATA_DIR/assets/phonehome/{vmlinuz,initrd.gz}, where PhoneHomeProfileArgs point.
+func (s *Server) InstallPhoneHome(k *Kernel, initrd string) error {
+	dst := filepath.Join(s.DataDir, "assets", "phonehome")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	if err := copyFile(k.Vmlinuz, filepath.Join(dst, "vmlinuz")); err != nil {
+		return err
+	}
+	return copyFile(initrd, filepath.Join(dst, "initrd.gz"))
+}
+
+// PhoneHomeCmdline is the boot profile command line of phone-home hosts: rackboot fills
+// in its URL and the MAC, and the phone-home init reads both.
+const PhoneHomeCmdline = "console=ttyS0 quiet rackboot.url={{.ServerURL}} rackboot.mac={{.MAC}}"
+
+// PhoneHomeProfileArgs are the `rackboot host add` flags of the phone-home boot profile.
+func PhoneHomeProfileArgs() []string {
+	return []string{"--boot-kernel", "phonehome/vmlinuz", "--boot-initrd", "phonehome/initrd.gz", "--boot-cmdline", PhoneHomeCmdline}
+}
