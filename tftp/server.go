@@ -60,15 +60,15 @@ const EventRead = "tftp.read"
 
 // Outcomes, the outcome label of rackboot_tftp_transfers_total.
 const (
-	OutcomeOK           = "ok"            // the whole file was sent and acknowledged
-	OutcomeNotFound     = "not_found"     // a valid name that the FS does not have
-	OutcomeRefused      = "refused"       // a name CleanPath refuses, or a directory
-	OutcomeError        = "error"         // the file could not be opened or read
-	OutcomeFailed       = "failed"        // the transfer started but did not complete
+	OutcomeOK       = "ok"        // the whole file was sent and acknowledged
+	OutcomeNotFound = "not_found" // a valid name that the FS does not have
+	OutcomeRefused  = "refused"   // a name CleanPath refuses, or a directory
+	OutcomeError    = "error"     // the file could not be opened or read
+	OutcomeFailed   = "failed"    // the transfer started but did not complete
 	// OutcomeAborted: the client ended the transfer with TFTP error 8 (RFC 2347 option
 	// negotiation refused). UEFI PXE firmware does this on purpose: it asks for a file
 	// once only to learn its tsize, then requests it again.
-	OutcomeAborted = "aborted"
+	OutcomeAborted      = "aborted"
 	OutcomeWriteRefused = "write_refused" // a write request
 )
 
