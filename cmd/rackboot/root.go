@@ -40,6 +40,7 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 	root.SetOut(env.stdout)
 	root.SetErr(env.stderr)
 	root.AddCommand(newServeCmd(env), newHostCmd(env), newVersionCmd(env))
+	root.AddCommand(newLabCmd(env))
 	return root
 }
 
