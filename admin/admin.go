@@ -20,9 +20,20 @@
 //	DELETE /api/v1/hosts/{id}/boot        clear the boot profile → host
 //	GET    /api/v1/hosts/{id}/events      timeline, oldest first; ?after=SEQ for newer ones only
 //	GET    /api/v1/leases                 DHCP leases, sorted by MAC
+//	PUT    /api/v1/hosts/{id}/bmc         {"url": ..., "password": ...} set the BMC (password write-only; empty keeps it) → host
+//	DELETE /api/v1/hosts/{id}/bmc         remove the BMC and its password → host
+//	GET    /api/v1/hosts/{id}/power       ask the BMC for the power state → BMCResponse
+//	POST   /api/v1/hosts/{id}/power       {"action": "on|off|soft|cycle|reset"} → BMCResponse
+//	POST   /api/v1/hosts/{id}/bootdev     {"device": "pxe|disk", "persistent": bool, "uefi": bool} → BMCResponse
+//
+// BMC operations answer within the BMC service's timeout. Their failures carry a code
+// ("bmc_auth", "bmc_unreachable", "bmc_timeout", ...) beside the message: 502 when the
+// BMC refused or could not be reached, 504 when it did not answer in time, 503 when
+// every BMC worker is busy, 409 when the host has no usable BMC URL.
 //
 // Every mutation except deletion appends an event to the host's timeline
-// ("admin.created", "admin.labels", "admin.boot"). The event is written right after the
+// ("admin.created", "admin.labels", "admin.boot", "admin.bmc"; power actions are
+// recorded by the BMC service as "bmc.power", "bmc.bootdev" and "bmc.error"). The event is written right after the
 // change in its own transaction: if that append fails the change stands and the failure
 // is logged.
 package admin
@@ -68,11 +79,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the API's metrics; nil means they are not exported.
 	Registerer prometheus.Registerer
+	// BMC runs power and boot-device operations; nil answers those routes with 503.
+	BMC PowerController
 }
 
 // handler is the admin API. It authenticates first, then routes with a Go 1.22 pattern mux.
 type handler struct {
 	store     inventory.Store
+	bmc       PowerController
 	tokenHash [sha256.Size]byte
 	subnets   []netip.Prefix
 	log       *slog.Logger
@@ -100,6 +114,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	}
 	h := &handler{
 		store:     cfg.Store,
+		bmc:       cfg.BMC,
 		tokenHash: sha256.Sum256([]byte(cfg.Token)),
 		subnets:   append([]netip.Prefix(nil), cfg.Subnets...),
 		log:       log,
@@ -129,6 +144,7 @@ func (h *handler) routes() {
 	h.handle("DELETE /api/v1/hosts/{id}/boot", h.clearBoot)
 	h.handle("GET /api/v1/hosts/{id}/events", h.events)
 	h.handle("GET /api/v1/leases", h.leases)
+	h.bmcRoutes()
 }
 
 // apiFunc is a route's body: it writes a success response itself and returns an error
@@ -251,6 +267,7 @@ type apiError struct {
 	msg    string
 	allow  string // Allow header for 405
 	authn  string // WWW-Authenticate header for 401
+	code   string // machine-readable error code, for BMC failures
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -262,16 +279,18 @@ func badRequest(format string, args ...any) error {
 // ErrorResponse is the body of every error the API returns.
 type ErrorResponse struct {
 	Error string `json:"error"`
+	// Code classifies BMC failures: bmc_auth, bmc_unreachable, bmc_timeout, ...
+	Code string `json:"code,omitempty"`
 }
 
 // writeError maps err to a status: apiError carries its own; the inventory's sentinels
 // map to 400/404/409; anything else is a 500 whose details go to the log.
 func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status, msg := http.StatusInternalServerError, "internal error: "+err.Error()
+	status, msg, code := http.StatusInternalServerError, "internal error: "+err.Error(), ""
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
-		status, msg = ae.status, ae.msg
+		status, msg, code = ae.status, ae.msg, ae.code
 		if ae.allow != "" {
 			w.Header().Set("Allow", ae.allow)
 		}
@@ -288,11 +307,13 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		// The client went away; nobody reads this, but keep the status honest.
 		status, msg = 499, "request cancelled"
 	}
-	if status >= 500 {
+	// A BMC's failure (502/504, with a code) is logged by the BMC service; it is not
+	// this server failing.
+	if status >= 500 && code == "" {
 		h.log.LogAttrs(r.Context(), slog.LevelError, "admin API request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
 	}
-	writeJSON(w, status, ErrorResponse{Error: msg})
+	writeJSON(w, status, ErrorResponse{Error: msg, Code: code})
 }
 
 // trimSentinel drops the "invalid: " / "conflict: " prefix the store puts before its

@@ -56,11 +56,25 @@ type apiEnv struct {
 // newAPI serves the admin API over a real BoltStore in t.TempDir() on loopback.
 func newAPI(t *testing.T, subnets ...string) *apiEnv {
 	t.Helper()
-	store, err := inventory.Open(filepath.Join(t.TempDir(), "inventory.db"), inventory.Options{})
+	return newAPIWith(t, nil, subnets...)
+}
+
+// openTestStore opens a real BoltStore, with its secret key, in a temporary directory.
+func openTestStore(tb testing.TB) *inventory.BoltStore {
+	tb.Helper()
+	dir := tb.TempDir()
+	store, err := inventory.Open(filepath.Join(dir, "inventory.db"), inventory.Options{SecretKeyFile: filepath.Join(dir, "secret.key")})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	tb.Cleanup(func() { store.Close() })
+	return store
+}
+
+// newAPIWith is newAPI with a BMC controller (nil: BMC routes disabled).
+func newAPIWith(t *testing.T, pc PowerController, subnets ...string) *apiEnv {
+	t.Helper()
+	store := openTestStore(t)
 	var prefixes []netip.Prefix
 	for _, s := range subnets {
 		prefixes = append(prefixes, netip.MustParsePrefix(s))
@@ -73,6 +87,7 @@ func newAPI(t *testing.T, subnets ...string) *apiEnv {
 		Subnets:    prefixes,
 		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registerer: reg,
+		BMC:        pc,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -198,11 +213,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestNewHandlerRefusesBadConfig(t *testing.T) {
-	store, err := inventory.Open(filepath.Join(t.TempDir(), "inventory.db"), inventory.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openTestStore(t)
 	cases := []struct {
 		name string
 		cfg  Config
@@ -395,13 +406,13 @@ func TestRedaction(t *testing.T) {
 	if h.BMC == nil || h.BMC.URL != "ipmi://admin@10.0.0.1:623" || h.BMC.Password != "" {
 		t.Fatalf("API BMC = %+v", h.BMC)
 	}
-	// ...and the store still has it, so redaction happens on the way out, not on the way in.
-	stored, err := e.store.GetHost(ctx, "bmc1")
+	// ...and the store still has it (sealed): only BMCCredentials returns it.
+	stored, err := e.store.BMCCredentials(ctx, "bmc1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored.BMC == nil || stored.BMC.Password != password {
-		t.Fatalf("stored BMC = %+v, want the password kept", stored.BMC)
+	if stored.Password != password || !h.BMC.PasswordSet {
+		t.Fatalf("stored BMC = %+v (API says passwordSet=%v), want the password kept", stored, h.BMC.PasswordSet)
 	}
 }
 

@@ -33,6 +33,8 @@ type Client struct {
 type APIError struct {
 	StatusCode int
 	Message    string
+	// Code is the server's error code for BMC failures (bmc_auth, bmc_timeout, ...).
+	Code string
 }
 
 func (e *APIError) Error() string { return e.Message }
@@ -46,6 +48,9 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode == http.StatusConflict
 	case inventory.ErrInvalid:
 		return e.StatusCode == http.StatusBadRequest
+	}
+	if code, ok := bmcCodes[target]; ok {
+		return e.Code == code
 	}
 	return false
 }
@@ -172,7 +177,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 func responseError(resp *http.Response, data []byte) error {
 	var er ErrorResponse
 	if json.Unmarshal(data, &er) == nil && er.Error != "" {
-		return &APIError{StatusCode: resp.StatusCode, Message: er.Error}
+		return &APIError{StatusCode: resp.StatusCode, Message: er.Error, Code: er.Code}
 	}
 	snippet := strings.TrimSpace(string(data))
 	if len(snippet) > 200 {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -25,11 +24,7 @@ type fuzzEnv struct {
 }
 
 func newFuzzEnv(f *testing.F) *fuzzEnv {
-	store, err := inventory.Open(filepath.Join(f.TempDir(), "inventory.db"), inventory.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { store.Close() })
+	store := openTestStore(f)
 	h, err := NewHandler(Config{Store: store, Token: testToken, Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.50.0/24")}})
 	if err != nil {
 		f.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -111,26 +112,12 @@ func validateBMC(b *inventory.BMC) error {
 	if b == nil {
 		return nil
 	}
-	u, err := url.Parse(b.URL)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return fmt.Errorf("BMC URL %q is invalid: write it as ipmi://USER@HOST[:PORT] or redfish://USER@HOST", redactURL(b.URL))
-	}
-	if _, set := u.User.Password(); set {
-		// The URL is returned by the API and logged; only the password field is write-only.
-		return errors.New("the BMC URL carries a password: put it in bmc.password instead, which is never shown")
+	// The URL is returned by the API and logged; only the password field is write-only,
+	// so ParseURL refuses a URL that carries one.
+	if _, err := bmc.ParseURL(b.URL); err != nil {
+		return err
 	}
 	return nil
-}
-
-// redactURL keeps a malformed URL's shape for an error message without its userinfo.
-func redactURL(s string) string {
-	if i := strings.LastIndex(s, "@"); i >= 0 {
-		if j := strings.Index(s, "://"); j >= 0 && j < i {
-			return s[:j+3] + "REDACTED" + s[i:]
-		}
-		return "REDACTED" + s[i:]
-	}
-	return s
 }
 
 // MaxCmdline bounds a kernel command line (Linux's own limit on x86 is 2048 by default,

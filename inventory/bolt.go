@@ -27,7 +27,9 @@ import (
 //	leases    MAC -> Lease
 //	leaseips  leased IPv4 -> MAC                            (index; unique)
 //	events    host ID -> bucket{ seq (8-byte big-endian) -> Event }
+//	secrets   host ID -> the host's BMC password, sealed (AES-256-GCM, see secret.go)
 //
+// Host values never hold a BMC password: it lives only, encrypted, in secrets.
 // Big-endian sequence keys make a cursor walk the timeline in order.
 var (
 	bucketMeta     = []byte("meta")
@@ -37,8 +39,9 @@ var (
 	bucketLeases   = []byte("leases")
 	bucketLeaseIPs = []byte("leaseips")
 	bucketEvents   = []byte("events")
+	bucketSecrets  = []byte("secrets")
 	keySchema      = []byte("schema")
-	allBuckets     = [][]byte{bucketMeta, bucketHosts, bucketMACs, bucketIPs, bucketLeases, bucketLeaseIPs, bucketEvents}
+	allBuckets     = [][]byte{bucketMeta, bucketHosts, bucketMACs, bucketIPs, bucketLeases, bucketLeaseIPs, bucketEvents, bucketSecrets}
 )
 
 // SchemaVersion is the layout this code reads and writes.
@@ -50,12 +53,16 @@ type Options struct {
 	LockTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now Clock
+	// SecretKeyFile is the key that seals BMC passwords (see LoadOrCreateKey); it is
+	// created on first use. Without it the store refuses to store a BMC password.
+	SecretKeyFile string
 }
 
 // BoltStore is the bbolt-backed Store.
 type BoltStore struct {
-	db  *bolt.DB
-	now Clock
+	db     *bolt.DB
+	now    Clock
+	sealer *Sealer // nil: no secret key, so no BMC passwords
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -69,6 +76,16 @@ func Open(path string, opts Options) (*BoltStore, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	var sealer *Sealer
+	if opts.SecretKeyFile != "" {
+		key, _, err := LoadOrCreateKey(opts.SecretKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		if sealer, err = NewSealer(key); err != nil {
+			return nil, err
+		}
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
@@ -76,10 +93,14 @@ func Open(path string, opts Options) (*BoltStore, error) {
 		}
 		return nil, fmt.Errorf("open inventory %s: %w", path, err)
 	}
-	s := &BoltStore{db: db, now: opts.Now}
+	s := &BoltStore{db: db, now: opts.Now, sealer: sealer}
 	if err := s.migrate(path); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if err := s.sealClearPasswords(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open inventory %s: %w", path, err)
 	}
 	return s, nil
 }
@@ -168,6 +189,9 @@ func (s *BoltStore) CreateHosts(ctx context.Context, hosts ...Host) ([]Host, err
 			if err := s.index(tx, &h); err != nil {
 				return err
 			}
+			if err := s.storeSecret(tx, &h); err != nil {
+				return err
+			}
 			if err := putJSON(tx.Bucket(bucketHosts), []byte(h.ID), &h); err != nil {
 				return err
 			}
@@ -235,7 +259,17 @@ func getHost(tx *bolt.Tx, id string, h *Host) error {
 		}
 		return err
 	}
+	stripPassword(h)
 	return nil
+}
+
+// stripPassword keeps reads password-free even for a record written before passwords
+// were sealed and not yet migrated (a store opened without a key).
+func stripPassword(h *Host) {
+	if h.BMC != nil && h.BMC.Password != "" {
+		h.BMC.Password = ""
+		h.BMC.PasswordSet = true
+	}
 }
 
 // HostByMAC implements Store.
@@ -293,6 +327,7 @@ func (s *BoltStore) ListHosts(ctx context.Context) ([]Host, error) {
 			if err := json.Unmarshal(v, &h); err != nil {
 				return fmt.Errorf("host %s: %w", k, err)
 			}
+			stripPassword(&h)
 			out = append(out, h)
 			return nil
 		})
@@ -327,6 +362,9 @@ func (s *BoltStore) UpdateHost(ctx context.Context, id string, fn func(*Host) er
 		if err := s.index(tx, &h); err != nil {
 			return err
 		}
+		if err := s.storeSecret(tx, &h); err != nil {
+			return err
+		}
 		h.CreatedAt = old.CreatedAt
 		h.UpdatedAt = s.now().UTC()
 		h.Revision = old.Revision + 1
@@ -350,6 +388,9 @@ func (s *BoltStore) DeleteHost(ctx context.Context, id string) error {
 			if err := deleteLease(tx, m); err != nil {
 				return err
 			}
+		}
+		if err := tx.Bucket(bucketSecrets).Delete([]byte(id)); err != nil {
+			return err
 		}
 		if tx.Bucket(bucketEvents).Bucket([]byte(id)) != nil {
 			if err := tx.Bucket(bucketEvents).DeleteBucket([]byte(id)); err != nil {
@@ -564,4 +605,108 @@ func getJSON(b *bolt.Bucket, key []byte, v any) error {
 		return fmt.Errorf("decoding %s/%s: %w", "inventory", key, err)
 	}
 	return nil
+}
+
+// storeSecret moves h's BMC password out of h and into the secrets bucket, sealed,
+// and sets PasswordSet. An empty Password keeps the stored one when PasswordSet is
+// true and removes it when false; no BMC removes it.
+func (s *BoltStore) storeSecret(tx *bolt.Tx, h *Host) error {
+	b := tx.Bucket(bucketSecrets)
+	key := []byte(h.ID)
+	if h.BMC == nil {
+		return b.Delete(key)
+	}
+	pw := h.BMC.Password
+	h.BMC.Password = ""
+	switch {
+	case pw != "":
+		if s.sealer == nil {
+			return fmt.Errorf("host %s: cannot store its BMC password: the inventory was opened without a secret key (Options.SecretKeyFile)", h.ID)
+		}
+		sealed, err := s.sealer.Seal([]byte(pw), secretLabel(h.ID))
+		if err != nil {
+			return fmt.Errorf("host %s: sealing the BMC password: %w", h.ID, err)
+		}
+		h.BMC.PasswordSet = true
+		return b.Put(key, sealed)
+	case h.BMC.PasswordSet:
+		h.BMC.PasswordSet = b.Get(key) != nil
+		return nil
+	default:
+		return b.Delete(key)
+	}
+}
+
+// BMCCredentials implements Store: the one read that returns a BMC password.
+func (s *BoltStore) BMCCredentials(ctx context.Context, id string) (BMC, error) {
+	var out BMC
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var h Host
+		if err := getJSON(tx.Bucket(bucketHosts), []byte(id), &h); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("host %s: %w", id, ErrNotFound)
+			}
+			return err
+		}
+		if h.BMC == nil {
+			return nil
+		}
+		out = BMC{URL: h.BMC.URL}
+		if h.BMC.Password != "" {
+			// A record from before sealing, in a store opened without a key.
+			out.Password, out.PasswordSet = h.BMC.Password, true
+			return nil
+		}
+		sealed := tx.Bucket(bucketSecrets).Get([]byte(id))
+		if sealed == nil {
+			return nil
+		}
+		if s.sealer == nil {
+			return fmt.Errorf("host %s: its BMC password is encrypted but the inventory was opened without the secret key", id)
+		}
+		pw, err := s.sealer.Open(sealed, secretLabel(id))
+		if err != nil {
+			return fmt.Errorf("host %s: %w the BMC password: the secret key is not the one it was stored with: restore that key file, or set the password again with 'rackboot host bmc %s --bmc URL --bmc-password-file FILE'", id, err, id)
+		}
+		out.Password, out.PasswordSet = string(pw), true
+		return nil
+	})
+	return out, err
+}
+
+// sealClearPasswords moves BMC passwords that an earlier build stored inside host
+// records into the secrets bucket. It needs the key; without one they stay (reads
+// never return them) until a store with a key opens the file.
+func (s *BoltStore) sealClearPasswords() error {
+	if s.sealer == nil {
+		return nil
+	}
+	var ids []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
+			var h Host
+			if json.Unmarshal(v, &h) == nil && h.BMC != nil && h.BMC.Password != "" {
+				ids = append(ids, string(k))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, id := range ids {
+			var h Host
+			if err := getJSON(tx.Bucket(bucketHosts), []byte(id), &h); err != nil {
+				return err
+			}
+			if err := s.storeSecret(tx, &h); err != nil {
+				return err
+			}
+			if err := putJSON(tx.Bucket(bucketHosts), []byte(id), &h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -4,6 +4,10 @@
 //
 // Every change is one bbolt transaction. Readers get copies: nothing returned aliases
 // memory that bbolt owns.
+//
+// BMC passwords are the only secrets: they are sealed with AES-256-GCM under a key file
+// kept beside the database (secret.go), never stored in a host record, and returned by
+// BMCCredentials alone; every other read carries only BMC.PasswordSet.
 package inventory
 
 import (
@@ -41,8 +45,13 @@ type Store interface {
 	// UpdateHost applies fn to the stored host inside one transaction; returning an error
 	// from fn aborts the update. Uniqueness is re-checked after fn.
 	UpdateHost(ctx context.Context, id string, fn func(*Host) error) (Host, error)
-	// DeleteHost removes the host, its reservation, its leases and its events.
+	// DeleteHost removes the host, its reservation, its leases, its events and its
+	// BMC password.
 	DeleteHost(ctx context.Context, id string) error
+	// BMCCredentials returns the host's BMC URL with its password decrypted: the only
+	// read that returns a password (every other returns Host.BMC without it). A host
+	// without a BMC gives the zero BMC.
+	BMCCredentials(ctx context.Context, id string) (BMC, error)
 
 	GetLease(ctx context.Context, mac string) (Lease, error)
 	LeaseByIP(ctx context.Context, ip string) (Lease, error)

@@ -326,6 +326,96 @@ func runContract(t *testing.T, open storeFactory) {
 		}
 	})
 
+	t.Run("BMCPasswordWriteOnly", func(t *testing.T) {
+		s, _ := newStore(t)
+		const pw = "pw-Contract-7f3a"
+		created, err := s.CreateHosts(ctx,
+			Host{ID: "a", MACs: []string{"52:54:00:00:00:0a"}, BMC: &BMC{URL: "ipmi://admin@10.0.0.2", Password: pw}},
+			Host{ID: "b", MACs: []string{"52:54:00:00:00:0b"}, BMC: &BMC{URL: "ipmi://admin@10.0.0.3", PasswordSet: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []*BMC{{URL: "ipmi://admin@10.0.0.2", PasswordSet: true}, {URL: "ipmi://admin@10.0.0.3"}}
+		if d := cmp.Diff(want, []*BMC{created[0].BMC, created[1].BMC}); d != "" {
+			t.Fatalf("created BMCs (-want +got):\n%s", d)
+		}
+		// No read but BMCCredentials returns the password.
+		got, _ := s.GetHost(ctx, "a")
+		byMAC, _ := s.HostByMAC(ctx, "52:54:00:00:00:0a")
+		list, _ := s.ListHosts(ctx)
+		for name, h := range map[string]Host{"GetHost": got, "HostByMAC": byMAC, "ListHosts": list[0]} {
+			if d := cmp.Diff(want[0], h.BMC); d != "" {
+				t.Errorf("%s BMC (-want +got):\n%s", name, d)
+			}
+		}
+		creds, err := s.BMCCredentials(ctx, "a")
+		if err != nil || creds != (BMC{URL: "ipmi://admin@10.0.0.2", Password: pw, PasswordSet: true}) {
+			t.Fatalf("BMCCredentials = %+v, %v", creds, err)
+		}
+		// An update that does not touch the BMC keeps the password...
+		if _, err := s.UpdateHost(ctx, "a", func(h *Host) error { h.Hostname = "a1"; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		// ...so does changing the URL alone...
+		if _, err := s.UpdateHost(ctx, "a", func(h *Host) error { h.BMC.URL = "ipmi://admin@10.0.0.9:6230"; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if creds, _ := s.BMCCredentials(ctx, "a"); creds.Password != pw || creds.URL != "ipmi://admin@10.0.0.9:6230" {
+			t.Fatalf("after URL change: %+v", creds)
+		}
+		// ...a new password replaces it...
+		h, err := s.UpdateHost(ctx, "a", func(h *Host) error { h.BMC.Password = "second"; return nil })
+		if err != nil || h.BMC.Password != "" || !h.BMC.PasswordSet {
+			t.Fatalf("update returned %+v, %v", h.BMC, err)
+		}
+		if creds, _ := s.BMCCredentials(ctx, "a"); creds.Password != "second" {
+			t.Fatalf("after new password: %+v", creds)
+		}
+		// ...a failed update keeps the old one...
+		stop := errors.New("stop")
+		if _, err := s.UpdateHost(ctx, "a", func(h *Host) error { h.BMC.Password = "third"; return stop }); !errors.Is(err, stop) {
+			t.Fatal(err)
+		}
+		if creds, _ := s.BMCCredentials(ctx, "a"); creds.Password != "second" {
+			t.Fatalf("aborted update changed the password: %+v", creds)
+		}
+		// ...PasswordSet false removes it, and no BMC removes everything.
+		if _, err := s.UpdateHost(ctx, "a", func(h *Host) error { h.BMC = &BMC{URL: h.BMC.URL}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if creds, _ := s.BMCCredentials(ctx, "a"); creds.Password != "" || creds.PasswordSet {
+			t.Fatalf("password not removed: %+v", creds)
+		}
+		if _, err := s.UpdateHost(ctx, "a", func(h *Host) error { h.BMC = &BMC{URL: h.BMC.URL, Password: "x"}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UpdateHost(ctx, "a", func(h *Host) error { h.BMC = nil; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if creds, err := s.BMCCredentials(ctx, "a"); err != nil || creds != (BMC{}) {
+			t.Fatalf("host without BMC: %+v, %v", creds, err)
+		}
+		// A deleted host's password does not come back with a new host of the same ID.
+		if err := s.DeleteHost(ctx, "b"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.BMCCredentials(ctx, "b"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted host: %v", err)
+		}
+		if _, err := s.UpdateHost(ctx, "a", func(h *Host) error { h.BMC = &BMC{URL: "ipmi://u@h", Password: "gone"}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteHost(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateHosts(ctx, Host{ID: "a", MACs: []string{"52:54:00:00:00:0a"}, BMC: &BMC{URL: "ipmi://u@h", PasswordSet: true}}); err != nil {
+			t.Fatal(err)
+		}
+		if creds, _ := s.BMCCredentials(ctx, "a"); creds.Password != "" || creds.PasswordSet {
+			t.Fatalf("a recreated host inherited a password: %+v", creds)
+		}
+	})
+
 	t.Run("ConcurrentUpdatesSerialise", func(t *testing.T) {
 		s, _ := newStore(t)
 		if _, err := s.CreateHosts(ctx, Host{ID: "a", MACs: []string{"52:54:00:00:00:0a"}}); err != nil {
@@ -359,7 +449,8 @@ func runContract(t *testing.T, open storeFactory) {
 
 func TestBoltStoreContract(t *testing.T) {
 	runContract(t, func(t *testing.T, clock Clock) Store {
-		s, err := Open(filepath.Join(t.TempDir(), "inventory.db"), Options{Now: clock})
+		dir := t.TempDir()
+		s, err := Open(filepath.Join(dir, "inventory.db"), Options{Now: clock, SecretKeyFile: filepath.Join(dir, "secret.key")})
 		if err != nil {
 			t.Fatal(err)
 		}

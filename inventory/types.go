@@ -68,13 +68,18 @@ func (p *BootProfile) Validate() error {
 	return nil
 }
 
-// BMC is how to reach a host's baseboard management controller. The password is kept
-// only in encrypted form by the store (see issue 3); API views never carry it.
+// BMC is how to reach a host's baseboard management controller. The store keeps the
+// password only sealed (secret.go); no read returns it except Store.BMCCredentials.
 type BMC struct {
 	// URL is ipmi://USER@HOST:PORT, redfish://USER@HOST or redfish+http://USER@HOST:PORT.
 	URL string `json:"url"`
-	// Password is write-only: set by callers when enrolling, never returned to clients.
+	// Password is write-only: set by callers when enrolling or changing it, never
+	// returned by reads, the API or the CLI.
 	Password string `json:"password,omitempty"`
+	// PasswordSet says whether the store holds a password for this BMC. On writes, a
+	// non-empty Password replaces the stored one; an empty Password keeps it when
+	// PasswordSet is true and removes it when false.
+	PasswordSet bool `json:"passwordSet,omitempty"`
 }
 
 // Host is one server in the rack.
@@ -152,12 +157,12 @@ func (h Host) Redacted() Host {
 // Lease is a DHCP address binding. Reservations live on Host; leases record what was
 // actually handed out (reserved or from the pool), so both survive restarts.
 type Lease struct {
-	MAC      string    `json:"mac"`
-	IP       string    `json:"ip"`
-	Hostname string    `json:"hostname,omitempty"`
+	MAC      string     `json:"mac"`
+	IP       string     `json:"ip"`
+	Hostname string     `json:"hostname,omitempty"`
 	State    LeaseState `json:"state"`
-	Expires  time.Time `json:"expires"`
-	Updated  time.Time `json:"updated"`
+	Expires  time.Time  `json:"expires"`
+	Updated  time.Time  `json:"updated"`
 }
 
 // LeaseState distinguishes an offer held for a client from a bound lease.

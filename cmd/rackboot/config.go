@@ -33,6 +33,7 @@ type serveConfig struct {
 	API       apiConfig  `json:"api"`
 	DHCP      dhcpConfig `json:"dhcp"`
 	Boot      bootConfig `json:"boot"`
+	BMC       bmcConfig  `json:"bmc"`
 }
 
 type httpConfig struct {

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rackboot/rackboot/admin"
+	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -67,7 +68,8 @@ The API token is read from, in order:
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&h.server, "server", "", "admin API URL (env RACKBOOT_SERVER; default "+defaultServer+")")
 	pf.StringVar(&h.tokenFile, "token-file", "", "file holding the API token (env RACKBOOT_TOKEN holds the token itself, RACKBOOT_TOKEN_FILE a file)")
-	cmd.AddCommand(h.addCmd(), h.listCmd(), h.showCmd(), h.rmCmd(), h.labelCmd(), h.bootCmd(), h.eventsCmd(), h.importCmd(), h.leasesCmd())
+	cmd.AddCommand(h.addCmd(), h.listCmd(), h.showCmd(), h.rmCmd(), h.labelCmd(), h.bootCmd(), h.eventsCmd(), h.importCmd(), h.leasesCmd(),
+		h.bmcCmd(), h.powerCmd(), h.bootdevCmd())
 	return cmd
 }
 
@@ -177,18 +179,28 @@ func (h *hostCLI) addCmd() *cobra.Command {
 		spec            admin.HostSpec
 		labels, initrds []string
 		kernel, cmdline string
+		bmcFlags        bmcFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "add --mac MAC [--mac MAC]... [--id ID] [--ip IP] [--hostname NAME] [--label k=v]... [--boot-kernel URL [--boot-initrd URL]... [--boot-cmdline S]]",
+		Use:   "add --mac MAC [--mac MAC]... [--id ID] [--ip IP] [--hostname NAME] [--label k=v]... [--boot-kernel URL [--boot-initrd URL]... [--boot-cmdline S]] [--bmc URL --bmc-password-file FILE]",
 		Short: "Enrol a host",
 		Long: `add enrols one host. Its ID defaults to the short hostname, else "mac-" and the first
 MAC's hex digits. --ip reserves an address inside the server's DHCP subnets.
 
 A boot profile (--boot-kernel etc.) makes the host's iPXE script boot that kernel whatever
 its state. Kernel and initrd are http(s)/tftp URLs or paths under the server's assets
-directory (e.g. debian/vmlinuz).`,
+directory (e.g. debian/vmlinuz).
+
+--bmc gives the host's BMC (` + bmcURLHelp + `); its password is read from
+--bmc-password-file ("-" for standard input), never from the command line, and is stored
+encrypted and never shown.`,
 		Args: cobra.NoArgs,
 		RunE: h.run(func(ctx context.Context, c *admin.Client, _ []string) error {
+			b, err := bmcFlags.spec(h.stdin, false)
+			if err != nil {
+				return err
+			}
+			spec.BMC = b
 			for _, l := range labels {
 				k, v, err := inventory.ParseLabel(l)
 				if err != nil {
@@ -229,6 +241,7 @@ directory (e.g. debian/vmlinuz).`,
 	f.StringVar(&kernel, "boot-kernel", "", "kernel URL or assets path to boot")
 	f.StringArrayVar(&initrds, "boot-initrd", nil, "initrd URL or assets path (repeatable, in order)")
 	f.StringVar(&cmdline, "boot-cmdline", "", "kernel command line")
+	bmcFlags.register(cmd)
 	return cmd
 }
 
@@ -668,4 +681,249 @@ func joinSorted(m map[string]string, sep string) string {
 		parts[i] = k + "=" + m[k]
 	}
 	return strings.Join(parts, sep)
+}
+
+const bmcURLHelp = "ipmi://USER@HOST[:PORT][?cipher=N], redfish://USER@HOST[:PORT][?insecure=1&auth=basic&system=NAME] or redfish+http://USER@HOST:PORT"
+
+// maxPasswordFile bounds --bmc-password-file: BMC passwords are at most a few dozen bytes.
+const maxPasswordFile = 4096
+
+// bmcFlags are the BMC options shared by `host add` and `host bmc`.
+type bmcFlags struct {
+	url, passwordFile, password string
+}
+
+func (b *bmcFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&b.url, "bmc", "", "BMC URL: "+bmcURLHelp)
+	f.StringVar(&b.passwordFile, "bmc-password-file", "", `file holding the BMC password ("-": standard input)`)
+	// Only to say why it does not exist: a password on the command line is visible in
+	// ps and kept in shell history.
+	f.StringVar(&b.password, "bmc-password", "", "")
+	_ = f.MarkHidden("bmc-password")
+}
+
+// spec validates the flags and returns the BMC to send; nil when none was given (and
+// none is required).
+func (b *bmcFlags) spec(stdin io.Reader, required bool) (*inventory.BMC, error) {
+	if b.password != "" {
+		return nil, errors.New("--bmc-password: a password on the command line shows in ps and shell history: put it in a file (mode 0600) and give --bmc-password-file FILE, or --bmc-password-file - to read standard input")
+	}
+	if b.url == "" {
+		if b.passwordFile != "" {
+			return nil, errors.New("--bmc-password-file needs --bmc URL")
+		}
+		if required {
+			return nil, errors.New("give --bmc URL (" + bmcURLHelp + ")")
+		}
+		return nil, nil
+	}
+	if _, err := bmc.ParseURL(b.url); err != nil {
+		return nil, fmt.Errorf("--bmc: %w", err)
+	}
+	out := &inventory.BMC{URL: b.url}
+	if b.passwordFile != "" {
+		pw, err := readPasswordFile(b.passwordFile, stdin)
+		if err != nil {
+			return nil, err
+		}
+		out.Password = pw
+	}
+	return out, nil
+}
+
+// readPasswordFile reads a password: the whole file, less one trailing newline, so
+// `echo pw > file` works and a password may still contain spaces.
+func readPasswordFile(name string, stdin io.Reader) (string, error) {
+	var (
+		data []byte
+		err  error
+	)
+	if name == "-" {
+		data, err = io.ReadAll(io.LimitReader(stdin, maxPasswordFile+1))
+	} else {
+		var f *os.File
+		if f, err = os.Open(name); err == nil {
+			data, err = io.ReadAll(io.LimitReader(f, maxPasswordFile+1))
+			f.Close()
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("--bmc-password-file: %w", err)
+	}
+	if len(data) > maxPasswordFile {
+		return "", fmt.Errorf("--bmc-password-file %s: more than %d bytes: give a file holding only the password", name, maxPasswordFile)
+	}
+	pw := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	if pw == "" {
+		return "", fmt.Errorf("--bmc-password-file %s is empty: put the BMC password in it", name)
+	}
+	if strings.ContainsAny(pw, "\n\r\x00") {
+		return "", fmt.Errorf("--bmc-password-file %s holds more than one line: give a file holding only the password", name)
+	}
+	return pw, nil
+}
+
+// bmcClient is the API client with room for a BMC operation: the server bounds each
+// one by its BMC timeout (30 s by default) plus the wait for a free worker.
+func bmcClient(c *admin.Client) *admin.Client {
+	cc := *c
+	cc.HTTPClient = &http.Client{Timeout: 3 * time.Minute}
+	return &cc
+}
+
+func (h *hostCLI) bmcCmd() *cobra.Command {
+	var (
+		flags bmcFlags
+		clear bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bmc ID --bmc URL [--bmc-password-file FILE] | --clear",
+		Short: "Set, change or remove a host's BMC",
+		Long: `bmc sets the host's BMC URL (` + bmcURLHelp + `)
+and, with --bmc-password-file ("-": standard input), its password. Without a password file
+the stored password is kept, so a URL can be corrected alone. --clear removes the BMC and
+its password. The password is stored encrypted and never shown.`,
+		Args: cobra.ExactArgs(1),
+		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			id := args[0]
+			if clear {
+				if flags.url != "" || flags.passwordFile != "" {
+					return errors.New("--clear removes the BMC: give it alone, without --bmc or --bmc-password-file")
+				}
+				if _, err := c.ClearBMC(ctx, id); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintf(h.env.stdout, "host %s: BMC removed\n", id)
+				return err
+			}
+			b, err := flags.spec(h.stdin, true)
+			if err != nil {
+				return err
+			}
+			host, err := c.SetBMC(ctx, id, admin.BMCRequest{URL: b.URL, Password: b.Password})
+			if err != nil {
+				return err
+			}
+			note := "no password stored"
+			switch {
+			case b.Password != "":
+				note = "password set"
+			case host.BMC != nil && host.BMC.PasswordSet:
+				note = "password kept"
+			}
+			_, err = fmt.Fprintf(h.env.stdout, "host %s: BMC %s (%s)\n", host.ID, b.URL, note)
+			return err
+		}),
+	}
+	flags.register(cmd)
+	cmd.Flags().BoolVar(&clear, "clear", false, "remove the BMC and its password")
+	return cmd
+}
+
+func (h *hostCLI) powerCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "power ID on|off|soft|cycle|reset|status [-o text|json]",
+		Short: "Power a host on, off or through a cycle, or show its power state, through its BMC",
+		Long: `power acts through the host's BMC:
+
+  on      power on (nothing happens if it is on)
+  off     cut power at once
+  soft    ask the OS to shut down (ACPI); returns once the BMC accepted it
+  cycle   off, then on; a host that is off is powered on
+  reset   hard reset
+  status  show the power state
+
+Unreachable BMCs, wrong credentials and BMCs that do not answer fail with the reason
+within the server's BMC timeout.`,
+		Args: cobra.ExactArgs(2),
+		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			if err := checkOutput(output, "text", "json"); err != nil {
+				return err
+			}
+			id, verb := args[0], args[1]
+			var (
+				res admin.BMCResponse
+				err error
+			)
+			if verb == "status" {
+				res, err = bmcClient(c).PowerStatus(ctx, id)
+			} else {
+				a, perr := bmc.ParsePowerAction(verb)
+				if perr != nil {
+					return fmt.Errorf("%w, or status", perr)
+				}
+				res, err = bmcClient(c).Power(ctx, id, a)
+			}
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeIndentedJSON(h.env.stdout, res)
+			}
+			if verb == "status" {
+				_, err = fmt.Fprintf(h.env.stdout, "host %s: power is %s\n", id, res.State)
+			} else {
+				_, err = fmt.Fprintf(h.env.stdout, "host %s: power %s done (%s)\n", id, verb, res.Duration())
+			}
+			return err
+		}),
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func (h *hostCLI) bootdevCmd() *cobra.Command {
+	var (
+		output             string
+		persistent, legacy bool
+		uefi               bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bootdev ID pxe|disk [--persistent] [--legacy|--uefi] [-o text|json]",
+		Short: "Set the device a host boots from next, through its BMC",
+		Long: `bootdev sets the host's next boot device: pxe (network boot from rackboot) or disk.
+It applies to the next boot only unless --persistent. The boot mode is UEFI, or legacy
+BIOS for hosts whose firmware is known to be BIOS; --legacy or --uefi choose it.`,
+		Args: cobra.ExactArgs(2),
+		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			if err := checkOutput(output, "text", "json"); err != nil {
+				return err
+			}
+			dev, err := bmc.ParseBootDevice(args[1])
+			if err != nil {
+				return err
+			}
+			if legacy && uefi {
+				return errors.New("--legacy and --uefi contradict each other: give one")
+			}
+			req := admin.BootDeviceRequest{Device: dev, Persistent: persistent}
+			if legacy || uefi {
+				req.UEFI = &uefi
+			}
+			res, err := bmcClient(c).SetBootDevice(ctx, args[0], req)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeIndentedJSON(h.env.stdout, res)
+			}
+			when, mode := "next boot only", "legacy BIOS"
+			if res.Boot != nil && res.Boot.Persistent {
+				when = "every boot"
+			}
+			if res.Boot != nil && res.Boot.UEFI {
+				mode = "UEFI"
+			}
+			_, err = fmt.Fprintf(h.env.stdout, "host %s: boots from %s, %s, %s\n", args[0], dev, mode, when)
+			return err
+		}),
+	}
+	f := cmd.Flags()
+	f.BoolVar(&persistent, "persistent", false, "keep the boot device for every boot, not only the next")
+	f.BoolVar(&legacy, "legacy", false, "boot in legacy BIOS mode")
+	f.BoolVar(&uefi, "uefi", false, "boot in UEFI mode")
+	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rackboot/rackboot/admin"
+	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -37,12 +38,29 @@ type cliHarness struct {
 
 func newCLIHarness(t *testing.T) *cliHarness {
 	t.Helper()
-	store, err := inventory.Open(filepath.Join(t.TempDir(), "inventory.db"), inventory.Options{})
+	return newCLIHarnessWith(t, nil)
+}
+
+// newCLIHarnessWith serves the BMC routes through a bmc.Service over backend (nil:
+// bmclib's, the real one).
+func newCLIHarnessWith(t *testing.T, backend bmc.Backend) *cliHarness {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := inventory.Open(filepath.Join(dir, "inventory.db"), inventory.Options{SecretKeyFile: filepath.Join(dir, "secret.key")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	api, err := admin.NewHandler(admin.Config{Store: store, Token: cliToken, Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.50.0/24")}})
+	svc, err := bmc.New(bmc.Config{Store: store, Backend: backend, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-svc.Ready()
+	api, err := admin.NewHandler(admin.Config{Store: store, Token: cliToken, Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.50.0/24")}, BMC: svc})
 	if err != nil {
 		t.Fatal(err)
 	}

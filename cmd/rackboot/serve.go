@@ -78,7 +78,8 @@ func serve(ctx context.Context, r *resolved, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := inventory.Open(filepath.Join(r.DataDir, "inventory.db"), inventory.Options{})
+	// DATA_DIR/secret.key seals the BMC passwords; Open creates it (0600) on first start.
+	store, err := inventory.Open(filepath.Join(r.DataDir, "inventory.db"), inventory.Options{SecretKeyFile: filepath.Join(r.DataDir, "secret.key")})
 	if err != nil {
 		return err
 	}

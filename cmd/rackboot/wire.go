@@ -65,12 +65,20 @@ func buildServices(r *resolved, store *inventory.BoltStore, token string, log *s
 			subnets = append(subnets, s.Prefix)
 		}
 	}
+	bmcs, err := newBMCService(r.BMC, store, log.With("service", "bmc"), reg)
+	if err != nil {
+		return w, err
+	}
+	w.services = append(w.services, service{name: "bmc", start: bmcs.Start})
+	w.ready = append(w.ready, bmcs.Ready())
+
 	api, err := admin.NewHandler(admin.Config{
 		Store:      store,
 		Token:      token,
 		Subnets:    subnets,
 		Logger:     log.With("service", "api"),
 		Registerer: reg,
+		BMC:        bmcs,
 	})
 	if err != nil {
 		return w, err
