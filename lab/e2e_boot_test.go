@@ -53,6 +53,7 @@ func bootSteps(mac, ip, arch string, firmwareFetch []eventStep) []eventStep {
 //	seabios:   DHCP (iPXE ROM) → HTTP script → kernel, initrd → DHCP (Linux) → phone-home
 //	ovmf-pxe:  DHCP (arch 7) → TFTP snponly.efi → DHCP (iPXE) → HTTP script → … → phone-home
 //	ovmf-http: DHCP (HTTPClient) → HTTP snponly.efi → DHCP (iPXE) → HTTP script → … → phone-home
+//	ovmf-ipxe: DHCP (iPXE EFI ROM, arch 7) → HTTP script → … → phone-home
 //
 // The guests boot in parallel; the segment sends router advertisements so the 2019 iPXE
 // does not wait 13 s for IPv6 on each DHCP.
@@ -92,6 +93,10 @@ func TestQEMURackbootNetboot(t *testing.T) {
 		{OVMFHTTP, func(mac, ip string) []eventStep {
 			return bootSteps(mac, ip, "x86_64-uefi-http", []eventStep{
 				{Type: "http.binary", Fields: map[string]string{"file": "snponly.efi", "code": "200", "bytes": snponlySize, "ip": ip}}})
+		}},
+		{OVMFIPXE, func(mac, ip string) []eventStep {
+			// QEMU's iPXE EFI ROM boots before OVMF's PXE: its first DHCP is already iPXE's.
+			return bootSteps(mac, ip, "x86_64-uefi", nil)
 		}},
 	} {
 		id := "boot-" + string(tt.fw)

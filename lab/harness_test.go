@@ -119,7 +119,8 @@ func TestPollReportsLastReason(t *testing.T) {
 }
 
 // TestVMQEMUArgs pins the QEMU command lines that the boot tests showed to work (see the
-// Firmware docs): a change here should be re-checked with TestQEMUStandinNetboot.
+// Firmware docs): a change here should be re-checked with TestQEMUStandinNetboot. The
+// devices carry ids and no bootindex: StartVM and the lab BMCs add the boot order.
 func TestVMQEMUArgs(t *testing.T) {
 	common := []string{"qemu-system-x86_64", "-name", "vm", "-accel", "tcg", "-m", "512", "-smp", "1",
 		"-nodefaults", "-vga", "std", "-display", "none", "-serial", "file:/l/vm.serial", "-monitor", "none",
@@ -142,22 +143,23 @@ func TestVMQEMUArgs(t *testing.T) {
 		wantErr string
 	}{
 		{"seabios", with(func(v *VM) { v.Firmware = SeaBIOS }), cat(common,
-			[]string{"-machine", "pc,graphics=off", "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,bootindex=1"}), ""},
+			[]string{"-machine", "pc,graphics=off", "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0"}), ""},
 		{"seabios e1000 uuid disk", with(func(v *VM) {
 			v.Firmware, v.NIC, v.UUID, v.Disk, v.MemoryMB = SeaBIOS, "e1000", "8f6cbd2c-5fa4-4d6a-9a7b-3b2f1e0d0c0b", "/l/d.qcow2", 1024
 		}), cat([]string{"qemu-system-x86_64", "-name", "vm", "-accel", "tcg", "-m", "1024"}, common[7:],
 			[]string{"-uuid", "8f6cbd2c-5fa4-4d6a-9a7b-3b2f1e0d0c0b", "-machine", "pc,graphics=off",
-				"-device", "e1000,netdev=net0,mac=52:54:00:aa:bb:cc,bootindex=1", "-drive", "if=virtio,format=qcow2,file=/l/d.qcow2"}), ""},
+				"-device", "e1000,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0", "-drive", "if=none,id=disk0drv,format=qcow2,file=/l/d.qcow2",
+				"-device", "virtio-blk-pci,drive=disk0drv,id=disk0"}), ""},
 		{"ovmf ipxe rom", with(func(v *VM) { v.Firmware = OVMFIPXE }), cat(common, []string{"-machine", "q35"}, pflash,
-			[]string{"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,bootindex=1"}), ""},
+			[]string{"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0"}), ""},
 		{"ovmf native pxe", with(func(v *VM) { v.Firmware = OVMFPXE }), cat(common, []string{"-machine", "q35"}, pflash,
-			[]string{"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,bootindex=1,romfile="}), ""},
+			[]string{"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0,romfile="}), ""},
 		{"ovmf http boot", with(func(v *VM) { v.Firmware = OVMFHTTP }), cat(common, []string{"-machine", "q35"}, pflash,
 			[]string{"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
 				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
-				"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,bootindex=1,romfile="}), ""},
+				"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0,romfile="}), ""},
 		{"direct kernel", with(func(v *VM) { v.Firmware, v.Kernel, v.Initrd, v.Append = SeaBIOS, "/k", "/i", "console=ttyS0" }),
-			cat(common, []string{"-machine", "pc,graphics=off", "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,bootindex=1",
+			cat(common, []string{"-machine", "pc,graphics=off", "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0",
 				"-kernel", "/k", "-append", "console=ttyS0", "-initrd", "/i"}), ""},
 		{"native pxe e1000 refused", with(func(v *VM) { v.Firmware, v.NIC = OVMFPXE, "e1000" }), nil, "OVMF has no e1000 driver"},
 		{"bad firmware", with(func(v *VM) { v.Firmware = "coreboot" }), nil, "firmware"},

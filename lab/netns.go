@@ -53,10 +53,15 @@ func NewNetns(c Cleaner, role string) (*Netns, error) {
 	}
 	n := &Netns{Name: name}
 	c.Cleanup(func() {
-		if err := run("ip", "netns", "del", name); err != nil {
-			if r, ok := c.(failureReporter); ok {
-				r.Logf("lab: delete namespace %s: %v", name, err)
-			}
+		r, _ := c.(failureReporter)
+		// Everything the lab started here was stopped by teardown registered later (so
+		// run earlier); whatever is left (a QEMU whose BMC died half-way through a
+		// power-on) would keep the namespace, its taps and addresses alive unnamed.
+		if killed, err := killProcessesIn(name); r != nil && (err != nil || len(killed) > 0) {
+			r.Logf("lab: namespace %s: killed %d processes left in it %v: %v", name, len(killed), killed, err)
+		}
+		if err := run("ip", "netns", "del", name); err != nil && r != nil {
+			r.Logf("lab: delete namespace %s: %v", name, err)
 		}
 	})
 	if err := n.IP("link", "set", "lo", "up"); err != nil {
@@ -65,20 +70,25 @@ func NewNetns(c Cleaner, role string) (*Netns, error) {
 	return n, nil
 }
 
-// SweepStale deletes rb<pid>-* namespaces whose creating process is gone: leftovers of a
-// test binary that was killed before its cleanup ran. It never touches a namespace whose
-// creator still runs, so parallel test processes are safe.
+// SweepStale cleans up after lab runs whose creating process is gone (a test binary or
+// `make lab` killed before its teardown ran): it forces off the QEMUs of their
+// BMC-managed VMs (recorded by StartBMCVM; see sweepVMs), kills whatever still runs in
+// their rb<pid>-* namespaces and deletes those. It never touches what belongs to a
+// process that still runs, so parallel test processes are safe.
 func SweepStale() error {
+	errs := []error{sweepVMs()}
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
-		return fmt.Errorf("ip netns list: %w", err)
+		return errors.Join(append(errs, fmt.Errorf("ip netns list: %w", err))...)
 	}
-	var errs []error
 	for _, line := range strings.Split(string(out), "\n") {
 		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 		pid, ok := creatorPID(name)
 		if !ok || processAlive(pid) {
 			continue
+		}
+		if _, err := killProcessesIn(name); err != nil {
+			errs = append(errs, err)
 		}
 		if err := run("ip", "netns", "del", name); err != nil {
 			errs = append(errs, err)
@@ -205,6 +215,26 @@ func (n *Netns) HTTPClient() *http.Client {
 	}
 }
 
+// WriteIPMIToolWrapper writes an executable script at path that runs ipmitool inside
+// the namespace with the arguments and environment it was given. bmclib's ipmitool
+// provider runs ipmitool as a process in the caller's namespace: a test in the root
+// namespace hands this script to bmclib.WithIpmitoolPath so its IPMI traffic stays in
+// the lab. (`rackboot serve` running inside the namespace needs no wrapper.) The paths
+// are absolute because bmclib runs the tool with nothing but IPMITOOL_PASSWORD in its
+// environment, no PATH.
+func (n *Netns) WriteIPMIToolWrapper(path string) error {
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		return fmt.Errorf("ipmitool wrapper: %w (apt-get install iproute2)", err)
+	}
+	tool, err := exec.LookPath("ipmitool")
+	if err != nil {
+		return fmt.Errorf("ipmitool wrapper: %w (apt-get install ipmitool)", err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\n# ipmitool inside lab namespace %s, written by rackboot's lab.\nexec %s netns exec %s %s \"$@\"\n", n.Name, ip, n.Name, tool)
+	return os.WriteFile(path, []byte(script), 0o755)
+}
+
 // Segment is one lab L2 network: a namespace holding a bridge with the server's address
 // on it. Clients hang off the bridge through veth pairs, VMs through taps. Its addresses
 // exist only inside the lab's namespaces, which have no route to the host.
@@ -214,8 +244,10 @@ type Segment struct {
 	// Addr is the server's address and the subnet, e.g. 10.77.0.1/24.
 	Addr netip.Prefix
 
-	mu    sync.Mutex
-	ports int
+	mu       sync.Mutex
+	ports    int
+	bmcs     int                 // BMC addresses handed out (StartBMCVM)
+	bmcAddrs map[netip.Addr]bool // BMC addresses on the namespace's loopback
 }
 
 // NewSegment creates a namespace named after role with bridge br0 addressed addr.

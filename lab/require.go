@@ -40,6 +40,10 @@ func Check(tools ...string) error {
 // silently skipping. tools are looked up in PATH in addition to ip(8).
 func Require(t testing.TB, tools ...string) {
 	t.Helper()
+	if testing.Short() {
+		// make unit: the fast tests only, whoever runs them.
+		t.Skip("lab test: skipped with -short")
+	}
 	err := Check(tools...)
 	if err == nil {
 		return
@@ -62,6 +66,8 @@ func installHint(tool string) string {
 		"dhcrelay":           "isc-dhcp-relay",
 		"apt-get":            "apt",
 		"dpkg-deb":           "dpkg",
+		"ipmi_sim":           "openipmi",
+		"ipmitool":           "ipmitool",
 	}[tool]
 	if pkg == "" {
 		return "install it"

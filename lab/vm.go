@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/rackboot/rackboot/lab/bmcsim"
 )
 
 // Firmware is how a lab VM boots.
@@ -87,8 +89,19 @@ func (vm *VM) validate() error {
 // UEFI reports whether the VM boots OVMF.
 func (vm *VM) UEFI() bool { return vm.Firmware != SeaBIOS }
 
-// QEMUArgs returns the qemu-system-x86_64 command line. varsPath is the VM's own writable
-// copy of OVMF_VARS (UEFI only): OVMF writes boot entries there, so VMs must not share it.
+// Device ids of a lab VM's NIC and disk in QEMU, which boot-order arguments name
+// (-set device.nic0.bootindex=1; bmcsim.BootIndexArgs).
+const (
+	NICID  = "nic0"
+	DiskID = "disk0"
+)
+
+// QEMUArgs returns the qemu-system-x86_64 command line without a boot order: the NIC is
+// device NICID and the disk (if any) DiskID, neither with a bootindex, so the caller
+// orders them (StartVM: network first; a lab BMC: per power-on, from its stored boot
+// device). This is also the argv of a BMC-managed VM's vm.json. varsPath is the VM's own
+// writable copy of OVMF_VARS (UEFI only): OVMF writes boot entries there, so VMs must not
+// share it.
 func (vm *VM) QEMUArgs(varsPath string) ([]string, error) {
 	if err := vm.validate(); err != nil {
 		return nil, err
@@ -119,7 +132,9 @@ func (vm *VM) QEMUArgs(varsPath string) ([]string, error) {
 	if vm.UUID != "" {
 		args = append(args, "-uuid", vm.UUID)
 	}
-	dev := nic + ",netdev=net0,mac=" + strings.ToLower(vm.MAC) + ",bootindex=1"
+	// No bootindex here: boot order is the caller's (StartVM puts the NIC first, a lab
+	// BMC picks the order per power-on), set with -set device.ID.bootindex=N on these ids.
+	dev := nic + ",netdev=net0,mac=" + strings.ToLower(vm.MAC) + ",id=" + NICID
 	switch vm.Firmware {
 	case SeaBIOS:
 		// graphics=off turns on SeaBIOS's serial console, which also carries the iPXE
@@ -151,7 +166,10 @@ func (vm *VM) QEMUArgs(varsPath string) ([]string, error) {
 		if strings.HasSuffix(vm.Disk, ".qcow2") {
 			format = "qcow2"
 		}
-		args = append(args, "-drive", "if=virtio,format="+format+",file="+vm.Disk)
+		// if=none plus a device of our own, so the disk has an id for bootindex.
+		args = append(args,
+			"-drive", "if=none,id="+DiskID+"drv,format="+format+",file="+vm.Disk,
+			"-device", "virtio-blk-pci,drive="+DiskID+"drv,id="+DiskID)
 	}
 	if vm.Kernel != "" {
 		args = append(args, "-kernel", vm.Kernel, "-append", vm.Append)
@@ -162,9 +180,27 @@ func (vm *VM) QEMUArgs(varsPath string) ([]string, error) {
 	return args, nil
 }
 
+// bootOrder returns the boot argument sets of vm's devices (see bmcsim.BootIndexArgs).
+func (vm *VM) bootOrder() bmcsim.BootArgs {
+	disk := ""
+	if vm.Disk != "" {
+		disk = DiskID
+	}
+	return bmcsim.BootIndexArgs(NICID, disk)
+}
+
+// firmwareMode is the boot mode a lab BMC reports for vm.
+func (vm *VM) firmwareMode() bmcsim.BootMode {
+	if vm.UEFI() {
+		return bmcsim.BootUEFI
+	}
+	return bmcsim.BootLegacy
+}
+
 // StartVM starts vm's QEMU inside n (where its tap lives) as a tracked Process logging
-// QEMU's own messages to SerialLog+".qemu". UEFI VMs get a private OVMF_VARS copy next to
-// the serial log.
+// QEMU's own messages to SerialLog+".qemu", network first in the boot order. UEFI VMs
+// get a private OVMF_VARS copy next to the serial log. For a VM powered through a BMC,
+// use Segment.StartBMCVM instead.
 func (n *Netns) StartVM(c Cleaner, vm VM) (*Process, error) {
 	var vars string
 	if vm.UEFI() {
@@ -177,6 +213,7 @@ func (n *Netns) StartVM(c Cleaner, vm VM) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	args = append(args, vm.bootOrder().PXE...)
 	if err := os.MkdirAll(filepath.Dir(vm.SerialLog), 0o755); err != nil {
 		return nil, err
 	}

@@ -1,8 +1,13 @@
 // Command rackboot-lab brings up the QEMU lab by hand (what `make lab` runs): a network
 // namespace with a bridge (10.77.0.1/24, router advertisements on), `rackboot serve` in it
 // with a fresh data directory, the phone-home boot fixtures as assets, and one TCG guest
-// per --vm, each enrolled with the phone-home boot profile. It prints how to reach
-// everything and tears it all down on Ctrl-C or SIGTERM. Needs root.
+// per --vm, each with a lab BMC (SeaBIOS guests IPMI through ipmi_sim, OVMF guests
+// Redfish through `rackboot lab redfish`) on a lab address in the namespace. Each guest
+// is enrolled with its BMC and the phone-home boot profile and powered on the way an
+// operator would: `rackboot host bootdev ID pxe` and `rackboot host power ID on`. It
+// follows the hosts' timelines (BMC actions, DHCP, TFTP/HTTP, phone-home) until every
+// guest has phoned home, prints how to reach everything and tears it all down (at once,
+// or with --keep on Ctrl-C or SIGTERM). Needs root.
 //
 //	go build -o /tmp/rackboot ./cmd/rackboot
 //	go run ./lab/cmd/rackboot-lab --rackboot /tmp/rackboot --vm seabios --vm ovmf-pxe --vm ovmf-http
@@ -49,7 +54,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	sweep := fs.Bool("sweep", false, "only remove lab namespaces left by runs that were killed, then exit")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up when the guests have not all booted by then")
 	var vms vmList
-	fs.Var(&vms, "vm", "a guest to boot: seabios, ovmf-ipxe, ovmf-pxe or ovmf-http (repeatable; default seabios)")
+	fs.Var(&vms, "vm", "a guest to boot: seabios (IPMI BMC), ovmf-ipxe, ovmf-pxe or ovmf-http (Redfish BMC) (repeatable; default seabios)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,7 +67,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(vms) == 0 {
 		vms = vmList{string(lab.SeaBIOS)}
 	}
-	if err := lab.Check("qemu-system-x86_64", "dnsmasq", "apt-get", "dpkg-deb"); err != nil {
+	if err := lab.Check("qemu-system-x86_64", "dnsmasq", "apt-get", "dpkg-deb", "ipmi_sim", "ipmitool"); err != nil {
 		return err
 	}
 	absBin, err := filepath.Abs(*bin)
@@ -112,36 +117,74 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "rackboot is serving in namespace %s on %s (log %s)\n", seg.NS.Name, srv.URL, srv.Proc.Log)
 
 	var ids []string
+	legacy := map[string]bool{}
 	for i, fw := range vms {
 		id := fmt.Sprintf("lab-%d-%s", i+1, fw)
 		ids = append(ids, id)
 		mac := fmt.Sprintf("52:54:00:77:10:%02x", i+1)
 		ip := fmt.Sprintf("10.77.0.%d", 10+i)
-		add := append([]string{"host", "add", "--mac", mac, "--ip", ip, "--hostname", id}, lab.PhoneHomeProfileArgs()...)
-		if _, err := srv.CLI(ctx, add...); err != nil {
+		proto := lab.Redfish
+		if lab.Firmware(fw) == lab.SeaBIOS {
+			proto, legacy[id] = lab.IPMI, true
+		}
+		// A disk whose boot sector says so, for `host bootdev ID disk` to show
+		// (SeaBIOS boots it; OVMF finds no EFI partition and goes on to the network).
+		vmDir := filepath.Join(*dir, id)
+		if err := os.MkdirAll(vmDir, 0o755); err != nil {
 			return err
 		}
-		tap, err := seg.AddTap()
+		disk := filepath.Join(vmDir, "disk.img")
+		if err := lab.WriteBootDisk(disk, 1<<20); err != nil {
+			return err
+		}
+		vm, err := seg.StartBMCVM(ctx, &stack, lab.BMCVMConfig{
+			VM:  lab.VM{Name: id, MAC: mac, Firmware: lab.Firmware(fw), Disk: disk},
+			Dir: vmDir, Rackboot: absBin, BMC: lab.BMCConfig{Protocol: proto},
+		})
 		if err != nil {
 			return err
 		}
-		vm := lab.VM{Name: id, MAC: mac, Tap: tap, Firmware: lab.Firmware(fw), SerialLog: filepath.Join(*dir, id+".serial")}
-		if _, err := seg.NS.StartVM(&stack, vm); err != nil {
+		add := append([]string{"host", "add", "--id", id, "--mac", mac, "--ip", ip, "--hostname", id,
+			"--bmc", vm.BMC.URL(), "--bmc-password-file", vm.BMC.PasswordFile}, lab.PhoneHomeProfileArgs()...)
+		if _, err := srv.CLI(ctx, add...); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "VM %s (%s, %s): serial console %s\n", id, mac, fw, vm.SerialLog)
+		fmt.Fprintf(out, "VM %s (%s, %s): BMC %s, serial console %s\n", id, mac, fw, vm.BMC.URL(), vm.SerialLog())
+		if proto == lab.IPMI {
+			fmt.Fprintf(out, "  ipmitool:  ip netns exec %s %s\n", seg.NS.Name, strings.Join(vm.BMC.IPMIToolArgs("power", "status"), " "))
+		} else {
+			fmt.Fprintf(out, "  Redfish:   ip netns exec %s curl -su %s:$(cat %s) %s/redfish/v1/Systems/%s\n",
+				seg.NS.Name, vm.BMC.Username, vm.BMC.PasswordFile, vm.BMC.Endpoint(), vm.BMC.SystemID)
+		}
+	}
+	// Powered on only once all are enrolled and their BMCs up, the way an operator
+	// would: through rackboot, which asks each host's BMC.
+	for _, id := range ids {
+		bootdev := []string{"host", "bootdev", id, "pxe"}
+		if legacy[id] {
+			// rackboot assumes UEFI for a host whose firmware it has not seen yet.
+			bootdev = append(bootdev, "--legacy")
+		}
+		for _, args := range [][]string{bootdev, {"host", "power", id, "on"}} {
+			b, err := srv.CLI(ctx, args...)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "rackboot %s: %s", strings.Join(args, " "), b)
+		}
 	}
 	fmt.Fprintf(out, `
 Enter the lab:   ip netns exec %s bash
 Host timeline:   ip netns exec %s %s host events ID --server %s --token-file %s
+Power a host:    ip netns exec %s %s host power ID on|off|cycle|status --server %s --token-file %s
 Logs stay in %s.
 
-`, seg.NS.Name, seg.NS.Name, absBin, srv.URL, srv.TokenFile, *dir)
+`, seg.NS.Name, seg.NS.Name, absBin, srv.URL, srv.TokenFile, seg.NS.Name, absBin, srv.URL, srv.TokenFile, *dir)
 	if err := follow(ctx, srv, ids, *timeout, out); err != nil {
 		return err
 	}
 	if *keep {
-		fmt.Fprintln(out, "every guest booted; the lab stays up until Ctrl-C")
+		fmt.Fprintln(out, "every guest booted (and powered itself off); power them on again with rackboot host power ID on. The lab stays up until Ctrl-C")
 		select {
 		case <-ctx.Done():
 		case <-srv.Proc.Done():
