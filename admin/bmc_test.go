@@ -17,43 +17,6 @@ import (
 	"github.com/rackboot/rackboot/lab/bmcsim"
 )
 
-// machine is a bmcsim.Machine in memory: what the lab's Redfish emulator controls.
-type machine struct {
-	mu    sync.Mutex
-	state bmcsim.PowerState
-	boot  bmcsim.BootOverride
-}
-
-func (m *machine) PowerState(context.Context) (bmcsim.PowerState, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.state, nil
-}
-
-func (m *machine) Power(_ context.Context, op bmcsim.PowerOp) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if op == bmcsim.OpOff || op == bmcsim.OpSoft {
-		m.state = bmcsim.PowerOff
-	} else {
-		m.state = bmcsim.PowerOn
-	}
-	return nil
-}
-
-func (m *machine) BootOverride(context.Context) (bmcsim.BootOverride, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.boot, nil
-}
-
-func (m *machine) SetBootOverride(_ context.Context, o bmcsim.BootOverride) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.boot = o
-	return nil
-}
-
 func startBMCService(t *testing.T, cfg bmc.Config) *bmc.Service {
 	t.Helper()
 	svc, err := bmc.New(cfg)
@@ -72,7 +35,7 @@ func startBMCService(t *testing.T, cfg bmc.Config) *bmc.Service {
 // provider against the lab's Redfish emulator on loopback, end to end.
 func TestBMCRoutesOverTheWire(t *testing.T) {
 	const password = "pw-Api-Redfish-5e"
-	m := &machine{state: bmcsim.PowerOff, boot: bmcsim.BootOverride{Target: bmcsim.BootNone, Persistence: bmcsim.BootOnce, Mode: bmcsim.BootUEFI}}
+	m := bmcsim.NewMemoryMachine()
 	rf, err := bmcsim.NewRedfishServer(bmcsim.RedfishConfig{Systems: map[string]bmcsim.Machine{"1": m}, Username: "root", Password: password})
 	if err != nil {
 		t.Fatal(err)
@@ -116,14 +79,18 @@ func TestBMCRoutesOverTheWire(t *testing.T) {
 	if err != nil || res.Boot == nil || *res.Boot != (bmc.BootOptions{Device: bmc.BootPXE, UEFI: true}) {
 		t.Fatalf("bootdev = %+v, %v", res, err)
 	}
+	if got, _ := m.BootOverride(ctx); got != (bmcsim.BootOverride{Target: bmcsim.BootPXE, Persistence: bmcsim.BootOnce, Mode: bmcsim.BootUEFI}) {
+		t.Fatalf("emulator boot override %+v, want pxe once uefi", got)
+	}
 	if _, err := e.client.Power(ctx, "n1", bmc.ActionCycle); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := e.client.PowerStatus(ctx, "n1"); st.State != bmc.PowerOn {
 		t.Fatalf("after cycle: %+v", st)
 	}
-	if got, _ := m.BootOverride(ctx); got != (bmcsim.BootOverride{Target: bmcsim.BootPXE, Persistence: bmcsim.BootOnce, Mode: bmcsim.BootUEFI}) {
-		t.Fatalf("emulator boot override %+v, want pxe once uefi", got)
+	// The machine consumed the one-time override when it powered on.
+	if got, _ := m.BootOverride(ctx); got.Target != bmcsim.BootNone {
+		t.Fatalf("after power-on the once override is still %+v", got)
 	}
 	// A URL change alone keeps the password.
 	if _, err := e.client.SetBMC(ctx, "n1", BMCRequest{URL: url + "?auth=basic"}); err != nil {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -154,59 +153,6 @@ func (l *labBMCs) addIPMI(t testing.TB, user, password string) ipmiBMC {
 		return strings.Contains(string(out), "Chassis Power is"), nil
 	})
 	return ipmiBMC{Addr: a, State: state}
-}
-
-// memMachine is a bmcsim.Machine without QEMU: power and boot override in memory.
-type memMachine struct {
-	mu    sync.Mutex
-	state bmcsim.PowerState
-	boot  bmcsim.BootOverride
-	ops   []bmcsim.PowerOp
-}
-
-func newMemMachine() *memMachine {
-	return &memMachine{state: bmcsim.PowerOff, boot: bmcsim.BootOverride{Target: bmcsim.BootNone, Persistence: bmcsim.BootOnce, Mode: bmcsim.BootUEFI}}
-}
-
-func (m *memMachine) PowerState(context.Context) (bmcsim.PowerState, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.state, nil
-}
-
-func (m *memMachine) Power(_ context.Context, op bmcsim.PowerOp) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.ops = append(m.ops, op)
-	switch op {
-	case bmcsim.OpOff, bmcsim.OpSoft:
-		m.state = bmcsim.PowerOff
-	default:
-		m.state = bmcsim.PowerOn
-		if m.boot.Persistence == bmcsim.BootOnce {
-			m.boot.Target = bmcsim.BootNone
-		}
-	}
-	return nil
-}
-
-func (m *memMachine) BootOverride(context.Context) (bmcsim.BootOverride, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.boot, nil
-}
-
-func (m *memMachine) SetBootOverride(_ context.Context, o bmcsim.BootOverride) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.boot = o
-	return nil
-}
-
-func (m *memMachine) snapshot() (bmcsim.PowerState, bmcsim.BootOverride, []bmcsim.PowerOp) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.state, m.boot, append([]bmcsim.PowerOp(nil), m.ops...)
 }
 
 // serveRedfish runs the lab's Redfish emulator for machine (system Id "1") on ln.

@@ -124,7 +124,7 @@ func TestNetnsBMCFaultsDoNotBlockOthers(t *testing.T) {
 	store := openStore(t)
 	const pw = "pw-Fault-31d0"
 	var good []string
-	machines := map[string]*memMachine{}
+	machines := map[string]*bmcsim.MemoryMachine{}
 	var ipmiGood []ipmiBMC
 	for i := 0; i < 6; i++ {
 		sim := l.addIPMI(t, "admin", pw)
@@ -134,7 +134,7 @@ func TestNetnsBMCFaultsDoNotBlockOthers(t *testing.T) {
 		ipmiGood = append(ipmiGood, sim)
 	}
 	for i := 0; i < 4; i++ {
-		m := newMemMachine()
+		m := bmcsim.NewMemoryMachine()
 		id := fmt.Sprintf("redfish-good-%d", i)
 		addHost(t, store, len(good), id, l.addRedfish(t, "root", pw, m), pw)
 		good = append(good, id)
@@ -176,7 +176,7 @@ func TestNetnsBMCFaultsDoNotBlockOthers(t *testing.T) {
 			c.Close()
 		}
 	})
-	rfWrong := newMemMachine()
+	rfWrong := bmcsim.NewMemoryMachine()
 	bad := []struct {
 		id, url  string
 		class    error
@@ -261,11 +261,11 @@ func TestNetnsBMCFaultsDoNotBlockOthers(t *testing.T) {
 		t.Logf("%s after %v (%d attempts): %v", b.id, r.took.Round(time.Millisecond), e.Attempts, r.err)
 	}
 	for id, m := range machines {
-		if st, _, ops := m.snapshot(); st != bmcsim.PowerOn || len(ops) != 1 || ops[0] != bmcsim.OpOn {
+		if st, _, ops := m.Snapshot(); st != bmcsim.PowerOn || len(ops) != 1 || ops[0] != bmcsim.OpOn {
 			t.Errorf("%s: state %s after ops %v, want one power-on (cycle of an off host)", id, st, ops)
 		}
 	}
-	if _, _, ops := rfWrong.snapshot(); len(ops) != 0 {
+	if _, _, ops := rfWrong.Snapshot(); len(ops) != 0 {
 		t.Errorf("the wrongly-credentialed Redfish machine was acted on: %v", ops)
 	}
 	for i, sim := range ipmiGood {
@@ -288,7 +288,7 @@ func TestNetnsRedfishEmulatorPowerAndBoot(t *testing.T) {
 	requireLab(t)
 	l := newLabBMCs(t)
 	store := openStore(t)
-	m := newMemMachine()
+	m := bmcsim.NewMemoryMachine()
 	url := l.addRedfish(t, "root", "pw-Rf-0a1b", m)
 	addHost(t, store, 1, "rf-session", url, "pw-Rf-0a1b")
 	addHost(t, store, 2, "rf-basic", url+"?auth=basic", "pw-Rf-0a1b")
@@ -299,7 +299,7 @@ func TestNetnsRedfishEmulatorPowerAndBoot(t *testing.T) {
 			if _, err := svc.SetBootDevice(ctx, id, bmc.BootOptions{Device: bmc.BootPXE, UEFI: true}); err != nil {
 				t.Fatal(err)
 			}
-			if _, boot, _ := m.snapshot(); boot != (bmcsim.BootOverride{Target: bmcsim.BootPXE, Persistence: bmcsim.BootOnce, Mode: bmcsim.BootUEFI}) {
+			if _, boot, _ := m.Snapshot(); boot != (bmcsim.BootOverride{Target: bmcsim.BootPXE, Persistence: bmcsim.BootOnce, Mode: bmcsim.BootUEFI}) {
 				t.Fatalf("boot override %+v", boot)
 			}
 			for _, a := range []bmc.PowerAction{bmc.ActionOn, bmc.ActionCycle, bmc.ActionReset, bmc.ActionSoft, bmc.ActionOff} {
@@ -314,12 +314,12 @@ func TestNetnsRedfishEmulatorPowerAndBoot(t *testing.T) {
 			if _, err := svc.SetBootDevice(ctx, id, bmc.BootOptions{Device: bmc.BootDisk, Persistent: true}); err != nil {
 				t.Fatal(err)
 			}
-			if _, boot, _ := m.snapshot(); boot != (bmcsim.BootOverride{Target: bmcsim.BootDisk, Persistence: bmcsim.BootPersistent, Mode: bmcsim.BootLegacy}) {
+			if _, boot, _ := m.Snapshot(); boot != (bmcsim.BootOverride{Target: bmcsim.BootDisk, Persistence: bmcsim.BootPersistent, Mode: bmcsim.BootLegacy}) {
 				t.Fatalf("boot override %+v", boot)
 			}
 		})
 	}
-	_, _, ops := m.snapshot()
+	_, _, ops := m.Snapshot()
 	// Per host: on, cycle (ForceRestart: emulator's reset), reset (PowerCycle: its
 	// cycle), soft, off — the first host starts from off, so "on" acts; the second
 	// finds the machine off again.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rackboot/rackboot/admin"
@@ -91,49 +90,12 @@ func TestHostAddWithBMC(t *testing.T) {
 	}
 }
 
-// memMachine is what the lab's Redfish emulator powers in these tests.
-type memMachine struct {
-	mu    sync.Mutex
-	state bmcsim.PowerState
-	boot  bmcsim.BootOverride
-}
-
-func (m *memMachine) PowerState(context.Context) (bmcsim.PowerState, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.state, nil
-}
-
-func (m *memMachine) Power(_ context.Context, op bmcsim.PowerOp) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if op == bmcsim.OpOff || op == bmcsim.OpSoft {
-		m.state = bmcsim.PowerOff
-	} else {
-		m.state = bmcsim.PowerOn
-	}
-	return nil
-}
-
-func (m *memMachine) BootOverride(context.Context) (bmcsim.BootOverride, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.boot, nil
-}
-
-func (m *memMachine) SetBootOverride(_ context.Context, o bmcsim.BootOverride) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.boot = o
-	return nil
-}
-
 // TestHostPowerAndBootdevOverTheWire runs the BMC subcommands through the admin API,
 // the BMC service and bmclib's Redfish provider against the lab's Redfish emulator on
 // loopback.
 func TestHostPowerAndBootdevOverTheWire(t *testing.T) {
 	const pw = "pw-Cli-Redfish-a9"
-	m := &memMachine{state: bmcsim.PowerOff, boot: bmcsim.BootOverride{Target: bmcsim.BootNone, Persistence: bmcsim.BootOnce, Mode: bmcsim.BootUEFI}}
+	m := bmcsim.NewMemoryMachine()
 	rf, err := bmcsim.NewRedfishServer(bmcsim.RedfishConfig{Systems: map[string]bmcsim.Machine{"1": m}, Username: "root", Password: pw})
 	if err != nil {
 		t.Fatal(err)
