@@ -39,7 +39,7 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 	}
 	root.SetOut(env.stdout)
 	root.SetErr(env.stderr)
-	root.AddCommand(newServeCmd(env), newHostCmd(env), newVersionCmd(env))
+	root.AddCommand(newServeCmd(env), newHostCmd(env), newVersionCmd(env), newAgentCmd(env, root), newBootenvCmd(env))
 	root.AddCommand(newLabCmd(env))
 	return root
 }
