@@ -26,6 +26,9 @@
 //	POST   /api/v1/hosts/{id}/power       {"action": "on|off|soft|cycle|reset"} → BMCResponse
 //	POST   /api/v1/hosts/{id}/bootdev     {"device": "pxe|disk", "persistent": bool, "uefi": bool} → BMCResponse
 //
+// Provisioning (inspect, provision, release, retry, watch) and the image catalog
+// (/api/v1/images) are listed in provision.go and images.go.
+//
 // BMC operations answer within the BMC service's timeout. Their failures carry a code
 // ("bmc_auth", "bmc_unreachable", "bmc_timeout", ...) beside the message: 502 when the
 // BMC refused or could not be reached, 504 when it did not answer in time, 503 when
@@ -81,12 +84,19 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// BMC runs power and boot-device operations; nil answers those routes with 503.
 	BMC PowerController
+	// Provisioner runs inspect, provision, release, retry and watch (provision.go);
+	// nil answers those routes with 503.
+	Provisioner Provisioner
+	// Images is the OS image catalog (images.go); nil answers its routes with 503.
+	Images ImageCatalog
 }
 
 // handler is the admin API. It authenticates first, then routes with a Go 1.22 pattern mux.
 type handler struct {
 	store     inventory.Store
 	bmc       PowerController
+	prov      Provisioner
+	images    ImageCatalog
 	tokenHash [sha256.Size]byte
 	subnets   []netip.Prefix
 	log       *slog.Logger
@@ -115,6 +125,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	h := &handler{
 		store:     cfg.Store,
 		bmc:       cfg.BMC,
+		prov:      cfg.Provisioner,
+		images:    cfg.Images,
 		tokenHash: sha256.Sum256([]byte(cfg.Token)),
 		subnets:   append([]netip.Prefix(nil), cfg.Subnets...),
 		log:       log,
@@ -145,6 +157,8 @@ func (h *handler) routes() {
 	h.handle("GET /api/v1/hosts/{id}/events", h.events)
 	h.handle("GET /api/v1/leases", h.leases)
 	h.bmcRoutes()
+	h.provisionRoutes()
+	h.imageRoutes()
 }
 
 // apiFunc is a route's body: it writes a success response itself and returns an error

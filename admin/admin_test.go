@@ -690,8 +690,8 @@ func TestUnmatchedRoutesAnswerJSON(t *testing.T) {
 	if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "PUT, DELETE" {
 		t.Fatalf("GET /boot: %d Allow=%q", r.status, r.header.Get("Allow"))
 	}
-	r = e.raw("GET", "/api/v1/images", "")
-	if msg := e.errorOf(r); r.status != http.StatusNotFound || !strings.Contains(msg, "no API route GET /api/v1/images") {
+	r = e.raw("GET", "/api/v1/gadgets", "")
+	if msg := e.errorOf(r); r.status != http.StatusNotFound || !strings.Contains(msg, "no API route GET /api/v1/gadgets") {
 		t.Fatalf("unknown route: %d %s", r.status, msg)
 	}
 }

@@ -102,6 +102,22 @@ type Host struct {
 	UpdatedAt   time.Time    `json:"updatedAt"`
 	// Revision increases on every write, so callers can see a host changed.
 	Revision uint64 `json:"revision"`
+
+	// Claim says who owns the host (claim.go). A value, not a pointer, so Clone copies
+	// it; the zero Claim means unclaimed.
+	Claim Claim `json:"claim,omitzero"`
+
+	// ---- Provisioning (issue 4). Written only by the provision package, through
+	// BoltStore.TransitionHost (provision.go), which keeps the token index in step. ----
+
+	// Facts is the hardware the agent reported at the host's last agent boot.
+	Facts *HostFacts `json:"facts,omitempty"`
+	// Provision is the image the host holds or is getting, with its request and
+	// result; nil while it holds none.
+	Provision *Provision `json:"provision,omitempty"`
+	// Operation is the agent-driven operation in progress (inspection, provisioning,
+	// deprovisioning), or the one a failed host failed in; nil otherwise.
+	Operation *Operation `json:"operation,omitempty"`
 }
 
 // Addr returns the reserved address, or the zero Addr when there is none.
@@ -142,6 +158,7 @@ func (h Host) Clone() Host {
 		b.Initrds = append([]string(nil), h.Boot.Initrds...)
 		c.Boot = &b
 	}
+	cloneProvisioning(&c) // provision.go
 	return c
 }
 

@@ -56,9 +56,14 @@
 // quoting). iPXE settings such as ${net0/mac} are left for iPXE to expand, on purpose.
 // ValidateCmdline lets the admin API refuse a bad command line when it is written.
 //
-// BootEnv is the extension point for provisioning: the issue that adds the agent sets
-// HandlerConfig.BootEnv (kernel, initramfs, command line with the same placeholders)
-// and the four agent states boot it with no change here.
+// BootEnv is the extension point for provisioning: HandlerConfig.BootEnv (kernel,
+// initramfs, command line with the same placeholders) is what the four agent states
+// boot. When HandlerConfig.AgentTokens is set (the provisioner), a script that boots the
+// agent first asks it for a fresh per-boot token and appends "rackboot.token=TOKEN" to
+// the command line (ScriptInput.AgentArgs): so the script is a pure function of the
+// host and that token. A provisioning host whose image is written (operation phase
+// disk-boot) exits to its local disk instead, so a host that still network-boots first
+// runs its new system and its cloud-init rather than the agent again.
 //
 // # HTTP
 //

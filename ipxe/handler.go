@@ -29,6 +29,12 @@ type Store interface {
 	AppendEvent(ctx context.Context, hostID string, e inventory.Event) (inventory.Event, error)
 }
 
+// AgentTokens issues a fresh agent token for one boot of host through mac and returns
+// the kernel arguments carrying it; *provision.Provisioner implements it.
+type AgentTokens interface {
+	AgentArgs(ctx context.Context, host inventory.Host, mac string) (string, error)
+}
+
 // Event types this package records (see the inventory's event contract).
 const (
 	EventScript            = "http.script"
@@ -73,6 +79,9 @@ type HandlerConfig struct {
 	Discovery bool
 	// BootEnv is the agent's boot environment; nil until provisioning provides one.
 	BootEnv *BootEnv
+	// AgentTokens issues the per-boot agent token put on the agent's kernel line
+	// (the provisioner); nil boots the agent without one.
+	AgentTokens AgentTokens
 	// Logger gets a line per request; nil discards.
 	Logger *slog.Logger
 	// Registerer gets the HTTP metrics unless Metrics is set; nil keeps them private.
@@ -198,9 +207,18 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "rackboot cannot read its inventory; see its log", http.StatusInternalServerError)
 		return
 	}
-	s, err := RenderScript(ScriptInput{
+	in := ScriptInput{
 		Host: host, MAC: mac, Discovery: h.cfg.Discovery, ServerURL: h.serverURL(r), BootEnv: h.cfg.BootEnv,
-	})
+	}
+	s, err := RenderScript(in)
+	if err == nil && s.Action == ActionAgent && host != nil && h.cfg.AgentTokens != nil {
+		// Only a script that boots the agent costs a token (one write per boot).
+		if in.AgentArgs, err = h.cfg.AgentTokens.AgentArgs(ctx, *host, mac); err == nil {
+			s, err = RenderScript(in)
+		} else {
+			err = fmt.Errorf("issuing the agent's token: %w", err)
+		}
+	}
 	if errors.Is(err, ErrNoScript) {
 		log.Info("no iPXE script: unknown MAC and unknown hosts are ignored")
 		http.Error(w, err.Error(), http.StatusNotFound)

@@ -44,6 +44,10 @@ type ScriptInput struct {
 	// BootEnv is the agent's boot environment. It is nil until provisioning provides
 	// one; the agent states then fall back to local boot.
 	BootEnv *BootEnv
+	// AgentArgs is appended to BootEnv's command line when the script boots the agent:
+	// the per-boot token the provisioner issued (rackboot.token=...). The handler asks
+	// for it only once it knows the script boots the agent.
+	AgentArgs string
 }
 
 // Action says what a script makes the host do; it is logged and put on the timeline.
@@ -72,6 +76,12 @@ func needsAgent(s inventory.State) bool {
 		return true
 	}
 	return false
+}
+
+// bootsOwnDisk reports a provisioning host whose image is written: it must boot that
+// image (to run its cloud-init), not the agent again.
+func bootsOwnDisk(h *inventory.Host) bool {
+	return h.State == inventory.StateProvisioning && h.Operation != nil && h.Operation.Phase == inventory.PhaseDiskBoot
 }
 
 // RenderScript decides what the host in `in` boots and renders the iPXE script for it.
@@ -110,9 +120,16 @@ func RenderScript(in ScriptInput) (Script, error) {
 	case h.Boot != nil:
 		reason := fmt.Sprintf("%s is %s: booting its boot profile", h.ID, h.State)
 		return w.boot(ActionProfile, reason, base, bootSpec(*h.Boot), vars)
+	case bootsOwnDisk(h):
+		reason := fmt.Sprintf("%s is provisioning and its image is written: booting from local disk", h.ID)
+		return w.local(reason), nil
 	case needsAgent(h.State) && in.BootEnv != nil:
 		reason := fmt.Sprintf("%s is %s: booting the rackboot agent", h.ID, h.State)
-		return w.boot(ActionAgent, reason, base, bootSpec(*in.BootEnv), vars)
+		spec := bootSpec(*in.BootEnv)
+		if in.AgentArgs != "" {
+			spec.Cmdline = strings.TrimSpace(spec.Cmdline + " " + in.AgentArgs)
+		}
+		return w.boot(ActionAgent, reason, base, spec, vars)
 	case needsAgent(h.State):
 		reason := fmt.Sprintf("%s is %s and needs the rackboot agent, which this rackboot cannot boot yet: booting from local disk", h.ID, h.State)
 		return w.local(reason), nil

@@ -70,6 +70,7 @@ The API token is read from, in order:
 	pf.StringVar(&h.tokenFile, "token-file", "", "file holding the API token (env RACKBOOT_TOKEN holds the token itself, RACKBOOT_TOKEN_FILE a file)")
 	cmd.AddCommand(h.addCmd(), h.listCmd(), h.showCmd(), h.rmCmd(), h.labelCmd(), h.bootCmd(), h.eventsCmd(), h.importCmd(), h.leasesCmd(),
 		h.bmcCmd(), h.powerCmd(), h.bootdevCmd())
+	cmd.AddCommand(h.provisionCmds()...) // host_provision.go
 	return cmd
 }
 

@@ -41,6 +41,7 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 	root.SetErr(env.stderr)
 	root.AddCommand(newServeCmd(env), newHostCmd(env), newVersionCmd(env), newAgentCmd(env, root), newBootenvCmd(env))
 	root.AddCommand(newLabCmd(env))
+	root.AddCommand(newImageCmd(env)) // image.go
 	return root
 }
 

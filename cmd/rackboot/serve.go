@@ -27,6 +27,7 @@ import (
 
 func newServeCmd(env *cliEnv) *cobra.Command {
 	var f serveFlags
+	var cf capiFlags // capi.go
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run DHCP, TFTP, the iPXE/HTTP boot server, the inventory and the admin API",
@@ -43,10 +44,15 @@ Settings come from --config (YAML, see README.md) and flags override them.`,
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), r, env.stderr)
+			capi, err := cf.resolve(env.getenv)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), r, capi, env.stderr)
 		},
 	}
 	f.register(cmd.Flags())
+	cf.register(cmd.Flags())
 	return cmd
 }
 
@@ -66,7 +72,7 @@ type service struct {
 	start func(ctx context.Context) error
 }
 
-func serve(ctx context.Context, r *resolved, logw io.Writer) error {
+func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer) error {
 	log := newLogger(logw, r.LogLevel, r.LogFormat)
 	if err := os.MkdirAll(r.DataDir, 0o700); err != nil {
 		return fmt.Errorf("dataDir (--data-dir): %w: give a directory rackboot may create and write", err)
@@ -89,7 +95,7 @@ func serve(ctx context.Context, r *resolved, logw io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var ready atomic.Bool
-	w, err := buildServices(r, store, token, log, reg)
+	w, err := buildServices(r, capi, store, token, log, reg)
 	defer func() {
 		for _, c := range w.closers {
 			c()

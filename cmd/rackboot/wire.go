@@ -30,7 +30,7 @@ type wiring struct {
 // buildServices turns the resolved configuration into services. It returns the wiring
 // even with an error, so the caller can run its closers. Every service gets its
 // typed Config here; none of them reads flags or the environment.
-func buildServices(r *resolved, store *inventory.BoltStore, token string, log *slog.Logger, reg prometheus.Registerer) (*wiring, error) {
+func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, token string, log *slog.Logger, reg prometheus.Registerer) (*wiring, error) {
 	w := &wiring{mux: http.NewServeMux()}
 	serverURL := "http://" + hostPort(r.Addr.String(), r.HTTP.Port)
 
@@ -45,14 +45,30 @@ func buildServices(r *resolved, store *inventory.BoltStore, token string, log *s
 	}
 	w.closers = append(w.closers, assets.Close)
 
+	bmcs, err := newBMCService(r.BMC, store, log.With("service", "bmc"), reg)
+	if err != nil {
+		return w, err
+	}
+	w.services = append(w.services, service{name: "bmc", start: bmcs.Start})
+	w.ready = append(w.ready, bmcs.Ready())
+	pv, err := buildProvisioning(r, store, bmcs, serverURL, w, log, reg)
+	if err != nil {
+		return w, err
+	}
+	if err := addCAPI(capi, store, pv.prov, w, log); err != nil { // capi.go
+		return w, err
+	}
+
 	boot, err := ipxe.NewHandler(ipxe.HandlerConfig{
-		Store:      store,
-		Binaries:   bins,
-		Assets:     assets.FS(),
-		ServerURL:  serverURL,
-		Discovery:  r.DHCP.UnknownHosts == "discover",
-		Logger:     log.With("service", "http"),
-		Registerer: reg,
+		Store:       store,
+		Binaries:    bins,
+		Assets:      assets.FS(),
+		ServerURL:   serverURL,
+		Discovery:   r.DHCP.UnknownHosts == "discover",
+		BootEnv:     pv.bootEnv,
+		AgentTokens: pv.prov,
+		Logger:      log.With("service", "http"),
+		Registerer:  reg,
 	})
 	if err != nil {
 		return w, err
@@ -65,20 +81,16 @@ func buildServices(r *resolved, store *inventory.BoltStore, token string, log *s
 			subnets = append(subnets, s.Prefix)
 		}
 	}
-	bmcs, err := newBMCService(r.BMC, store, log.With("service", "bmc"), reg)
-	if err != nil {
-		return w, err
-	}
-	w.services = append(w.services, service{name: "bmc", start: bmcs.Start})
-	w.ready = append(w.ready, bmcs.Ready())
 
 	api, err := admin.NewHandler(admin.Config{
-		Store:      store,
-		Token:      token,
-		Subnets:    subnets,
-		Logger:     log.With("service", "api"),
-		Registerer: reg,
-		BMC:        bmcs,
+		Store:       store,
+		Token:       token,
+		Subnets:     subnets,
+		Logger:      log.With("service", "api"),
+		Registerer:  reg,
+		BMC:         bmcs,
+		Provisioner: pv.prov,
+		Images:      pv.catalog,
 	})
 	if err != nil {
 		return w, err

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/rackboot/rackboot/admin"
+	"github.com/rackboot/rackboot/agentapi"
+	"github.com/rackboot/rackboot/inventory"
+)
+
+// newImageCmd returns `rackboot image`, the OS image catalog's CLI. It talks to the
+// admin API like `rackboot host` (same --server and token resolution).
+func newImageCmd(env *cliEnv) *cobra.Command {
+	return newImageCmdWith(env, defaultTokenFiles())
+}
+
+func newImageCmdWith(env *cliEnv, tokenFiles []string) *cobra.Command {
+	h := &hostCLI{env: env, tokenFiles: tokenFiles}
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Manage the OS image catalog through the admin API",
+		Long: `image manages the OS images rackboot writes to hosts. An image is cached and verified
+against its sha256 on the rackboot server before any host gets it.
+
+The server and token are found as for 'rackboot host' (--server, RACKBOOT_SERVER,
+--token-file, RACKBOOT_TOKEN...).`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&h.server, "server", "", "admin API URL (env RACKBOOT_SERVER; default "+defaultServer+")")
+	pf.StringVar(&h.tokenFile, "token-file", "", "file holding the API token (env RACKBOOT_TOKEN holds the token itself, RACKBOOT_TOKEN_FILE a file)")
+	cmd.AddCommand(h.imageAddCmd(), h.imageListCmd(), h.imageShowCmd(), h.imageRmCmd())
+	return cmd
+}
+
+func (h *hostCLI) imageAddCmd() *cobra.Command {
+	var (
+		req    admin.AddImageRequest
+		file   string
+		format string
+		noWait bool
+	)
+	cmd := &cobra.Command{
+		Use:   "add NAME (--url URL | --file PATH) --sha256 SUM [--format raw|gzip|zstd|xz] [--no-wait]",
+		Short: "Add an OS image: downloaded (URL) or uploaded (file), then verified",
+		Long: `add puts an image in the catalog. With --url the rackboot server downloads it (http,
+https, or file:///PATH on the server); with --file this command uploads the file. The
+image is usable once its sha256 matches --sha256; a mismatch marks it failed, keeps
+nothing, and no host ever gets it. Without --no-wait, add waits for the verdict.
+
+--format is how the file is compressed (raw, gzip, zstd, xz); leave it out to let the
+agent detect it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			req.Name = args[0]
+			if (req.URL == "") == (file == "") {
+				return errors.New("give exactly one of --url and --file")
+			}
+			if err := inventory.ValidateImageName(req.Name); err != nil {
+				return err
+			}
+			sum, err := inventory.ValidateSHA256(req.SHA256)
+			if err != nil {
+				return fmt.Errorf("--sha256: %w", err)
+			}
+			req.SHA256 = sum
+			req.Format = agentapi.Format(format)
+			if !req.Format.Valid() {
+				return fmt.Errorf("--format %q: use raw, gzip, zstd or xz", format)
+			}
+			var f *os.File
+			var size int64 = -1
+			if file != "" {
+				if f, err = os.Open(file); err != nil {
+					return fmt.Errorf("--file: %w", err)
+				}
+				defer f.Close()
+				if st, err := f.Stat(); err == nil {
+					size = st.Size()
+				}
+			}
+			im, err := c.AddImage(ctx, req)
+			if err != nil {
+				return err
+			}
+			if f != nil {
+				fmt.Fprintf(h.env.stderr, "uploading %s (%s) as image %s...\n", file, agentapi.FormatBytes(uint64(max(size, 0))), im.Name)
+				// An upload takes as long as it takes: no overall client timeout.
+				up := *c
+				up.HTTPClient = &http.Client{}
+				if im, err = up.UploadImage(ctx, im.Name, f, size); err != nil {
+					return err
+				}
+			}
+			if !noWait {
+				if im, err = h.waitImage(ctx, c, im); err != nil {
+					return err
+				}
+			}
+			_, err = fmt.Fprintf(h.env.stdout, "image %s: %s\n", im.Name, imageState(im))
+			if err == nil && im.Status == inventory.ImageFailed {
+				err = fmt.Errorf("image %s failed: %s", im.Name, im.Error)
+			}
+			return err
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.URL, "url", "", "http(s) URL the server downloads, or file:///PATH on the server")
+	f.StringVar(&file, "file", "", "local file to upload")
+	f.StringVar(&req.SHA256, "sha256", "", "the image file's sha256 (sha256sum FILE); required")
+	f.StringVar(&format, "format", "", "raw, gzip, zstd or xz (default: detect)")
+	f.BoolVar(&noWait, "no-wait", false, "return once the server accepted the image, without waiting for the download and verification")
+	_ = cmd.MarkFlagRequired("sha256")
+	return cmd
+}
+
+// waitImage polls until the image is no longer pending, printing progress.
+func (h *hostCLI) waitImage(ctx context.Context, c *admin.Client, im inventory.Image) (inventory.Image, error) {
+	var last int64 = -1
+	for im.Status == inventory.ImagePending {
+		if im.BytesDone != last {
+			last = im.BytesDone
+			if im.Size > 0 {
+				fmt.Fprintf(h.env.stderr, "image %s: %s of %s\n", im.Name, agentapi.FormatBytes(uint64(im.BytesDone)), agentapi.FormatBytes(uint64(im.Size)))
+			}
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return im, ctx.Err()
+		case <-t.C:
+		}
+		var err error
+		if im, err = c.GetImage(ctx, im.Name); err != nil {
+			return im, err
+		}
+	}
+	return im, nil
+}
+
+func imageState(im inventory.Image) string {
+	switch im.Status {
+	case inventory.ImageReady:
+		return fmt.Sprintf("ready (%s, sha256 %s verified)", agentapi.FormatBytes(uint64(im.Size)), im.SHA256)
+	case inventory.ImageFailed:
+		return "failed: " + im.Error
+	}
+	if im.Size > 0 {
+		return fmt.Sprintf("pending (%s of %s)", agentapi.FormatBytes(uint64(im.BytesDone)), agentapi.FormatBytes(uint64(im.Size)))
+	}
+	return "pending"
+}
+
+func (h *hostCLI) imageListCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "list [-o table|json]",
+		Short: "List the image catalog",
+		Args:  cobra.NoArgs,
+		RunE: h.run(func(ctx context.Context, c *admin.Client, _ []string) error {
+			if err := checkOutput(output, "table", "json"); err != nil {
+				return err
+			}
+			ims, err := c.ListImages(ctx)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if ims == nil {
+					ims = []inventory.Image{}
+				}
+				return writeIndentedJSON(h.env.stdout, ims)
+			}
+			if len(ims) == 0 {
+				fmt.Fprintln(h.env.stderr, "no images: add one with 'rackboot image add NAME --url URL --sha256 SUM'")
+			}
+			tw := tabwriter.NewWriter(h.env.stdout, 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATUS\tSIZE\tFORMAT\tSHA256\tSOURCE")
+			for _, im := range ims {
+				size := "-"
+				if im.Size > 0 {
+					size = agentapi.FormatBytes(uint64(im.Size))
+				}
+				format := string(im.Format)
+				if format == "" {
+					format = "auto"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", im.Name, im.Status, size, format, im.SHA256[:12], im.Source)
+			}
+			return tw.Flush()
+		}),
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func (h *hostCLI) imageShowCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "show NAME [-o yaml|json]",
+		Short: "Show one image",
+		Args:  cobra.ExactArgs(1),
+		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			if err := checkOutput(output, "yaml", "json"); err != nil {
+				return err
+			}
+			im, err := c.GetImage(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeIndentedJSON(h.env.stdout, im)
+			}
+			buf, err := yaml.Marshal(im)
+			if err != nil {
+				return err
+			}
+			_, err = h.env.stdout.Write(buf)
+			return err
+		}),
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
+	return cmd
+}
+
+func (h *hostCLI) imageRmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove an image (refused while a host uses it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			if err := c.RemoveImage(ctx, args[0]); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(h.env.stdout, "removed image %s\n", args[0])
+			return err
+		}),
+	}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"log/slog"
+	"net/http"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rackboot/rackboot/bmc"
+	"github.com/rackboot/rackboot/images"
+	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/ipxe"
+	"github.com/rackboot/rackboot/metadata"
+	"github.com/rackboot/rackboot/provision"
+)
+
+// provisioning is the part of serve that takes hosts through their life: the image
+// catalog, the state machine with the agent API, the per-host metadata, and the agent's
+// boot environment.
+type provisioning struct {
+	catalog *images.Catalog
+	prov    *provision.Provisioner
+	// bootEnv is nil until `rackboot bootenv import` has built one in DATA_DIR/bootenv.
+	bootEnv *ipxe.BootEnv
+}
+
+// buildProvisioning wires images, provision and metadata onto w's mux and services.
+// Outside DHCP server mode rackboot sees no leases, so the address a host's agent first
+// spoke from stands in for its lease (TrustFirstAddress, TrustProvisionIP).
+func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Service, serverURL string, w *wiring, log *slog.Logger, reg prometheus.Registerer) (*provisioning, error) {
+	httpm, err := ipxe.NewHTTPMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	trustFirst := r.DHCP.Mode != "server"
+	pv := &provisioning{}
+	var authorize images.Authorizer // set below, once the provisioner exists
+	pv.catalog, err = images.New(images.Config{
+		Dir:        filepath.Join(r.DataDir, "images"),
+		Store:      store,
+		Authorize:  func(req *http.Request, name string) (string, error) { return authorize(req, name) },
+		Logger:     log.With("service", "images"),
+		Registerer: reg,
+		Metrics:    httpm,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.closers = append(w.closers, pv.catalog.Close)
+	bootDir := filepath.Join(r.DataDir, "bootenv")
+	if pv.bootEnv, err = provision.LoadBootEnv(bootDir, serverURL); err != nil {
+		return nil, err
+	}
+	noAgent := ""
+	if pv.bootEnv == nil {
+		noAgent = "this rackboot has no agent boot environment, so it cannot inspect, provision or wipe hosts: build one with 'rackboot bootenv import --deb linux-image-VERSION.deb --data-dir " + r.DataDir + "' and restart rackboot serve"
+		log.Warn(noAgent)
+	}
+	pv.prov, err = provision.New(provision.Config{
+		NoAgent:           noAgent,
+		Store:             store,
+		BMC:               bmcs,
+		Images:            pv.catalog,
+		ServerURL:         serverURL,
+		TrustFirstAddress: trustFirst,
+		Logger:            log.With("service", "provision"),
+		Registerer:        reg,
+		Metrics:           httpm,
+	})
+	if err != nil {
+		return nil, err
+	}
+	authorize = pv.prov.AuthorizeImage
+	md, err := metadata.NewHandler(metadata.Config{
+		Store:            store,
+		PhoneHome:        pv.prov,
+		ServerURL:        serverURL,
+		TrustProvisionIP: trustFirst,
+		Logger:           log.With("service", "metadata"),
+		Metrics:          httpm,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if pv.bootEnv != nil {
+		if err := pv.prov.RegisterBootEnv(w.mux, bootDir); err != nil {
+			return nil, err
+		}
+	}
+	pv.catalog.Register(w.mux)
+	pv.prov.Register(w.mux)
+	md.Register(w.mux)
+	w.services = append(w.services,
+		service{name: "images", start: pv.catalog.Start},
+		service{name: "provision", start: pv.prov.Start})
+	return pv, nil
+}

@@ -1,0 +1,200 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	infrav1 "github.com/rackboot/rackboot/api/v1alpha1"
+)
+
+// Config is what the Cluster API controllers of one rack need.
+type Config struct {
+	// REST talks to the management cluster.
+	REST *rest.Config
+	// Rack is this instance's rack: the failure domain whose machines it reconciles and
+	// the RACK of the providerIDs it sets. Required.
+	Rack        string
+	Inventory   Inventory
+	Provisioner HostProvisioner
+	Logger      *slog.Logger
+	// LeaderElection makes one instance per rack active (the Lease is
+	// rackboot-RACK in LeaderElectionNamespace); the others wait as hot standbys.
+	LeaderElection          bool
+	LeaderElectionNamespace string
+	// Namespace limits the controllers to one namespace; empty watches all.
+	Namespace string
+	// Concurrency is the number of machines reconciled at once (default 10).
+	Concurrency int
+	// Poll is how often a host the provisioner works on is re-checked without a
+	// HostChanged call (default 15s); machines waiting for a free host are re-checked
+	// every 2×Poll.
+	Poll time.Duration
+}
+
+var rackRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// NewScheme returns a scheme with the types the controllers read and write.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, clusterv1.AddToScheme, infrav1.AddToScheme} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Manager runs the RackbootCluster and RackbootMachine controllers of one rack.
+type Manager struct {
+	mgr      ctrl.Manager
+	machines *MachineReconciler
+}
+
+// New builds the controllers; Start runs them.
+func New(cfg Config) (*Manager, error) {
+	switch {
+	case cfg.REST == nil:
+		return nil, errors.New("cluster API controllers: no management cluster configuration: give --kubeconfig or run in a pod")
+	case !rackRe.MatchString(cfg.Rack):
+		return nil, fmt.Errorf("cluster API controllers: rack %q is invalid: use lower-case letters, digits and '-' (it becomes part of rackboot://RACK/HOST and of a Lease name)", cfg.Rack)
+	case cfg.Inventory == nil || cfg.Provisioner == nil:
+		return nil, errors.New("cluster API controllers: an inventory and a provisioner are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 10
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 15 * time.Second
+	}
+	if cfg.LeaderElection && cfg.LeaderElectionNamespace == "" {
+		return nil, errors.New("cluster API controllers: leader election needs a namespace for its Lease (--leader-election-namespace)")
+	}
+	scheme, err := NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	logger := logr.FromSlogHandler(cfg.Logger.Handler())
+	opts := ctrl.Options{
+		Scheme:                  scheme,
+		Logger:                  logger,
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		LeaderElection:          cfg.LeaderElection,
+		LeaderElectionID:        "rackboot-" + cfg.Rack,
+		LeaderElectionNamespace: cfg.LeaderElectionNamespace,
+		// Hand the Lease over at once on a clean shutdown instead of after it expires.
+		LeaderElectionReleaseOnCancel: true,
+		Controller:                    ctrlConfig(cfg.Concurrency),
+	}
+	if cfg.Namespace != "" {
+		opts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{cfg.Namespace: {}}}
+	}
+	mgr, err := ctrl.NewManager(cfg.REST, opts)
+	if err != nil {
+		return nil, fmt.Errorf("cluster API controllers: %w", err)
+	}
+	m := &Manager{mgr: mgr, machines: &MachineReconciler{
+		client:      mgr.GetClient(),
+		apiReader:   mgr.GetAPIReader(),
+		rack:        cfg.Rack,
+		inv:         cfg.Inventory,
+		prov:        cfg.Provisioner,
+		poll:        cfg.Poll,
+		waitingPoll: 2 * cfg.Poll,
+		kick:        make(chan event.GenericEvent, 4096),
+		waiting:     map[types.NamespacedName]struct{}{},
+	}}
+	if err := m.setup(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Manager) setup() error {
+	mapper, err := util.ClusterToTypedObjectsMapper(m.mgr.GetClient(), &infrav1.RackbootMachineList{}, m.mgr.GetScheme())
+	if err != nil {
+		return err
+	}
+	// Machines labelled for another rack never reach Reconcile; those placed by a
+	// Machine's failure domain are filtered there, after reading the Machine.
+	otherRack := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		l := o.GetLabels()[infrav1.RackLabel]
+		return l == "" || l == m.machines.rack
+	})
+	err = ctrl.NewControllerManagedBy(m.mgr).
+		For(&infrav1.RackbootMachine{}, builder.WithPredicates(otherRack)).
+		Watches(&clusterv1.Machine{}, handler.EnqueueRequestsFromMapFunc(util.MachineToInfrastructureMapFunc(infrav1.GroupVersion.WithKind("RackbootMachine")))).
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(mapper)).
+		WatchesRawSource(source.Channel(m.machines.kick, &handler.EnqueueRequestForObject{})).
+		Named("rackbootmachine").
+		Complete(m.machines)
+	if err != nil {
+		return fmt.Errorf("cluster API controllers: rackbootmachine: %w", err)
+	}
+	cmapper, err := util.ClusterToTypedObjectsMapper(m.mgr.GetClient(), &infrav1.RackbootClusterList{}, m.mgr.GetScheme())
+	if err != nil {
+		return err
+	}
+	err = ctrl.NewControllerManagedBy(m.mgr).
+		For(&infrav1.RackbootCluster{}).
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(cmapper)).
+		Named("rackbootcluster").
+		Complete(&ClusterReconciler{client: m.mgr.GetClient()})
+	if err != nil {
+		return fmt.Errorf("cluster API controllers: rackbootcluster: %w", err)
+	}
+	return nil
+}
+
+func ctrlConfig(concurrency int) config.Controller {
+	return config.Controller{
+		// Several managers may live in one process (tests; several racks served by one
+		// binary); controller names need not be unique across them.
+		SkipNameValidation: ptr.To(true),
+		GroupKindConcurrency: map[string]int{
+			"RackbootMachine.infrastructure.cluster.x-k8s.io": concurrency,
+		},
+	}
+}
+
+// Start runs the controllers until ctx ends. With leader election, they act only
+// while this instance holds its rack's Lease.
+func (m *Manager) Start(ctx context.Context) error { return m.mgr.Start(ctx) }
+
+// HostChanged is the provisioner's hook: call it after a host changes state so the
+// owning machine is reconciled at once.
+func (m *Manager) HostChanged(ctx context.Context, hostID string) {
+	m.machines.HostChanged(ctx, hostID)
+}
+
+// Elected is closed when this instance leads its rack (at once without leader election).
+func (m *Manager) Elected() <-chan struct{} { return m.mgr.Elected() }
+
+// GetClient is the manager's cached client (for tests and the CLI).
+func (m *Manager) GetClient() client.Client { return m.mgr.GetClient() }
