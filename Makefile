@@ -15,7 +15,8 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 # Debian packages the tests and the lab drive for real.
 DEB_PACKAGES := qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf openipmi ipmitool \
-	busybox-static cpio dnsmasq-base tftp-hpa isc-dhcp-client isc-dhcp-relay iproute2 curl python3-sushy e2fsprogs
+	busybox-static cpio dnsmasq-base tftp-hpa isc-dhcp-client isc-dhcp-relay iproute2 curl python3-sushy e2fsprogs \
+	debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin fdisk zstd
 
 TEST_TIMEOUT ?= 40m
 
@@ -31,7 +32,7 @@ K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) 
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36
 export KUBEBUILDER_ASSETS := $(ENVTEST_DIR)
 
-.PHONY: all build test unit lint deps bench lab lab-down clean envtest generate verify-generate
+.PHONY: all build test unit lint deps bench lab lab-image lab-down clean envtest generate verify-generate
 
 all: build
 
@@ -99,6 +100,12 @@ bench:
 LAB_VMS ?= seabios ovmf-http
 lab: deps build
 	$(GO) run ./lab/cmd/rackboot-lab --rackboot $(BIN) $(addprefix --vm ,$(LAB_VMS)) $(LAB_ARGS)
+
+# lab-image builds the lab's Debian 12 disk image (debootstrap from the apt mirror, no
+# loop mounts; needs root), cached under ~/.cache/rackboot-lab/images by a hash of
+# hack/lab-image.sh, and prints its path, sha256 and the `rackboot image add` line.
+lab-image: deps
+	$(GO) run ./lab/cmd/lab-image
 
 # lab-down removes lab namespaces (and their processes) left by a lab or test that was
 # killed before it could clean up.

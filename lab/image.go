@@ -1,0 +1,204 @@
+package lab
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// LabImageScript is the recipe of the lab's Debian disk image, relative to the
+// repository root. Its content is the image's cache key.
+const LabImageScript = "hack/lab-image.sh"
+
+// LabImageName is the name the lab registers the image under (rackboot image add).
+const LabImageName = "debian-12"
+
+// labImageTools are what the recipe runs besides coreutils.
+func labImageTools() []string {
+	return []string{"debootstrap", "mformat", "mcopy", "mmd", "syslinux", "grub-mkstandalone", "mkfs.ext4", "sfdisk", "zstd"}
+}
+
+// EnsureLabImage returns the lab's Debian 12 disk image (zstd-compressed raw) and the
+// sha256 of the file as it is (what `rackboot image add --sha256` takes), building it
+// with hack/lab-image.sh on first use. Built once per version of the recipe, cached under
+// CacheDir()/images behind a lock of its own (a cold build takes minutes and must not
+// hold up the other fixtures). Needs root, like the rest of the lab.
+func EnsureLabImage(ctx context.Context) (path, sum string, err error) {
+	return EnsureLabImageLog(ctx, io.Discard)
+}
+
+// EnsureLabImageLog is EnsureLabImage with the build's progress written to progress.
+func EnsureLabImageLog(ctx context.Context, progress io.Writer) (path, sum string, err error) {
+	script, err := findRepoFile(LabImageScript)
+	if err != nil {
+		return "", "", err
+	}
+	recipe, err := os.ReadFile(script)
+	if err != nil {
+		return "", "", fmt.Errorf("read the lab image recipe: %w", err)
+	}
+	h := sha256.Sum256(recipe)
+	key := hex.EncodeToString(h[:])[:16]
+	cache, err := CacheDir()
+	if err != nil {
+		return "", "", err
+	}
+	dir := filepath.Join(cache, "images")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	unlock, err := lockFile(filepath.Join(dir, ".lock"))
+	if err != nil {
+		return "", "", err
+	}
+	defer unlock()
+
+	path = filepath.Join(dir, "debian-12-lab-"+key+".raw.zst")
+	sumFile := path + ".sha256"
+	if b, err := os.ReadFile(sumFile); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 && len(f[0]) == 64 {
+			if _, err := os.Stat(path); err == nil {
+				return path, f[0], nil
+			}
+		}
+	}
+	for _, tool := range labImageTools() {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "", "", fmt.Errorf("lab image: %s is not installed: apt-get install debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin e2fsprogs fdisk zstd (make deps)", tool)
+		}
+	}
+	// The work directory sits beside the cache (the root tree and the raw disk are a few
+	// hundred MB; /tmp may be small), and is removed by the script.
+	work, err := os.MkdirTemp(dir, "work-")
+	if err != nil {
+		return "", "", err
+	}
+	defer func() {
+		// debootstrap mounts proc, sys and a /dev (bind mounts of the host's device nodes,
+		// in a container) inside the new root and the script unmounts them; if it was
+		// killed first, removing the tree would reach through those mounts.
+		if m := mountsUnder(work); len(m) > 0 {
+			err = errors.Join(err, fmt.Errorf("lab image: %s left in place: still mounted under it: %s (umount -l them, then remove it)", work, strings.Join(m, " ")))
+			return
+		}
+		os.RemoveAll(work)
+	}()
+	logPath := filepath.Join(dir, "build-"+key+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return "", "", err
+	}
+	defer logf.Close()
+	cmd := exec.CommandContext(ctx, "bash", script, path+".build", filepath.Join(work, "w"))
+	cmd.Env = append(os.Environ(), "RACKBOOT_LAB_DEB_CACHE="+filepath.Join(cache, "debootstrap-debs"))
+	// Its own process group, stopped with SIGTERM: debootstrap and its chroots stop too,
+	// and the script's exit trap unmounts what debootstrap mounted.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = time.Minute
+	cmd.Stdout = io.MultiWriter(logf, progress)
+	cmd.Stderr = io.MultiWriter(logf, progress)
+	if err := cmd.Run(); err != nil {
+		os.Remove(path + ".build")
+		return "", "", fmt.Errorf("build the lab image with %s: %w (log: %s):\n%s", script, err, logPath, Tail(logPath, 20))
+	}
+	sum, err = fileSHA256(path + ".build")
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.Rename(path+".build", path); err != nil {
+		return "", "", err
+	}
+	// The checksum file is written last: it marks the image complete.
+	if err := os.WriteFile(sumFile, []byte(sum+"  "+filepath.Base(path)+"\n"), 0o644); err != nil {
+		return "", "", err
+	}
+	// Builds of earlier recipes are 150-200 MB each and nothing asks for them again.
+	old, _ := filepath.Glob(filepath.Join(dir, "debian-12-lab-*.raw.zst*"))
+	logs, _ := filepath.Glob(filepath.Join(dir, "build-*.log"))
+	for _, o := range append(old, logs...) {
+		if b := filepath.Base(o); !strings.HasPrefix(b, filepath.Base(path)) && b != filepath.Base(logPath) {
+			os.Remove(o)
+		}
+	}
+	// Stable names for people: debian-12-lab.raw.zst(.sha256) → the current build.
+	for _, l := range [][2]string{{filepath.Base(path), "debian-12-lab.raw.zst"}, {filepath.Base(sumFile), "debian-12-lab.raw.zst.sha256"}} {
+		link := filepath.Join(dir, l[1])
+		_ = os.Remove(link)
+		if err := os.Symlink(l[0], link); err != nil {
+			return "", "", err
+		}
+	}
+	return path, sum, nil
+}
+
+// lockFile takes an exclusive flock on path and returns its release.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// findRepoFile finds rel in the repository this code runs from: the working directory or
+// one of its parents holding go.mod (tests run in their package's directory, `go run`
+// in the repository root).
+func findRepoFile(rel string) (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			p := filepath.Join(dir, rel)
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("%s not found in the repository at %s: %w", rel, dir, err)
+			}
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New(rel + " not found: run from inside the rackboot repository")
+		}
+		dir = parent
+	}
+}
+
+// mountsUnder lists the mount points at or below dir (from /proc/self/mountinfo).
+func mountsUnder(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		// Field 5 is the mount point, with spaces and the like escaped as octal.
+		if mp := f[4]; mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out
+}
