@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -57,6 +58,60 @@ var capiProviders = []capiProvider{
 // Nodes the test registers (as kubelets would, with the provider ID from meta-data)
 // to the Machines by providerID.
 func TestRealClusterAPI(t *testing.T) {
+	rc := startRealCAPI(t)
+	ctx := context.Background()
+	ns := newNamespace(t, rc.c, "capi")
+	store := newStore(t, "cp", 1, map[string]string{"role": "control-plane"})
+	addTestHosts(t, store, "wk", 0, 2, map[string]string{"role": "worker"})
+	prov := newFakeProvisioner(store)
+	mgr, _ := startManager(t, Config{REST: rc.cfg, Rack: "r1", Inventory: store, Provisioner: prov, Namespace: ns, Poll: 5 * time.Second})
+	prov.notify = func(id string) { mgr.HostChanged(ctx, id) }
+	c, start := rc.c, rc.start
+	rc.applyCluster(t, ns, "demo", 1, 2)
+
+	// The control-plane machine: real `kubeadm init` bootstrap data reaches its host.
+	cpHost := waitProvisioned(t, c, prov, ns, "cp-", "kubeadm init", 3*time.Minute)
+	t.Logf("control-plane host %s provisioned with CABPK's init data after %v", cpHost, time.Since(start).Round(time.Millisecond))
+
+	// What kubeadm init leaves behind, and the node the kubelet registers.
+	initControlPlane(t, c)
+	registerNode(t, c, cpHost)
+
+	// Workers: join data only exists once the control plane is initialized.
+	for range 2 {
+		waitProvisioned(t, c, prov, ns, "wk-", "kubeadm join", 3*time.Minute)
+	}
+	t.Logf("both workers provisioned with CABPK's join data after %v", time.Since(start).Round(time.Millisecond))
+
+	// Cluster API surfaces providerID and addresses on the Machines and, through the
+	// Node registered with that provider ID, links the Machine to its Node.
+	eventually(t, 2*time.Minute, "the control-plane Machine to carry providerID, addresses and its Node", func() (bool, string) {
+		var ms clusterv1.MachineList
+		if err := c.List(ctx, &ms, client.InNamespace(ns), client.HasLabels{clusterv1.MachineControlPlaneLabel}); err != nil || len(ms.Items) != 1 {
+			return false, fmt.Sprint(len(ms.Items), err)
+		}
+		m := ms.Items[0]
+		ok := m.Spec.ProviderID == "rackboot://r1/"+cpHost && len(m.Status.Addresses) == 2 && m.Status.NodeRef.Name == cpHost
+		return ok, fmt.Sprintf("providerID %q addresses %v nodeRef %q phase %s", m.Spec.ProviderID, m.Status.Addresses, m.Status.NodeRef.Name, m.Status.Phase)
+	})
+}
+
+// realCAPI is an envtest control plane with the real Cluster API core, kubeadm
+// bootstrap and kubeadm control-plane controllers (and their webhooks) running
+// against it, for as long as the test runs.
+type realCAPI struct {
+	cfg        *rest.Config
+	c          client.Client
+	kubeconfig []byte // of an admin user, for the controllers and the workload cluster
+	root       string // the module root
+	start      time.Time
+}
+
+// startRealCAPI starts envtest with Cluster API's CRDs and rackboot's, installs the
+// three providers' webhooks and runs the providers, and returns once their webhook
+// servers listen (the API server calls them on every create).
+func startRealCAPI(t *testing.T) *realCAPI {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a control plane and three Cluster API controllers")
 	}
@@ -125,7 +180,6 @@ func TestRealClusterAPI(t *testing.T) {
 			"--diagnostics-address=0", "--insecure-diagnostics", "--health-addr=0", "--sync-period=1m")
 		ports = append(ports, port)
 	}
-	// The API server calls the webhooks on every create: wait until all three listen.
 	for i, port := range ports {
 		eventually(t, 2*time.Minute, capiProviders[i].bin+"'s webhook server", func() (bool, string) {
 			conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
@@ -137,72 +191,76 @@ func TestRealClusterAPI(t *testing.T) {
 		})
 	}
 	t.Logf("envtest with Cluster API webhooks and controllers started in %v", time.Since(start).Round(time.Millisecond))
+	return &realCAPI{cfg: cfg, c: c, kubeconfig: kubeconfig, root: root, start: start}
+}
 
-	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "capi-"}}
-	if err := c.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	store := newStore(t, "cp", 1, map[string]string{"role": "control-plane"})
-	addTestHosts(t, store, "wk", 0, 2, map[string]string{"role": "worker"})
-	prov := newFakeProvisioner(store)
-	mgr, _ := startManager(t, Config{REST: cfg, Rack: "r1", Inventory: store, Provisioner: prov, Namespace: ns.Name, Poll: 5 * time.Second})
-	prov.notify = func(id string) { mgr.HostChanged(ctx, id) }
-
-	// The workload cluster is this envtest: the user-provided kubeconfig secret (not of
-	// type cluster.x-k8s.io/secret, so KCP leaves it alone) points there.
-	server, err := url.Parse(cfg.Host)
+// applyCluster applies config/templates/cluster-template.yaml in ns: a Cluster named
+// cluster with a KubeadmControlPlane of cp machines and a MachineDeployment of
+// workers. The workload cluster is this envtest: the user-provided kubeconfig secret
+// (not of type cluster.x-k8s.io/secret, so KCP leaves it alone) points there.
+func (rc *realCAPI) applyCluster(t *testing.T, ns, cluster string, cp, workers int) {
+	t.Helper()
+	server, err := url.Parse(rc.cfg.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if server.Host == "" {
-		server, _ = url.Parse("https://" + cfg.Host)
+		server, _ = url.Parse("https://" + rc.cfg.Host)
 	}
-	const cluster = "demo"
-	if err := c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: cluster + "-kubeconfig", Labels: map[string]string{clusterv1.ClusterNameLabel: cluster}},
-		Data:       map[string][]byte{"value": kubeconfig},
+	if err := rc.c.Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: cluster + "-kubeconfig", Labels: map[string]string{clusterv1.ClusterNameLabel: cluster}},
+		Data:       map[string][]byte{"value": rc.kubeconfig},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	vars := map[string]string{
-		"CLUSTER_NAME": cluster, "NAMESPACE": ns.Name, "KUBERNETES_VERSION": "v1.36.4",
-		"CONTROL_PLANE_MACHINE_COUNT": "1", "WORKER_MACHINE_COUNT": "2",
+		"CLUSTER_NAME": cluster, "NAMESPACE": ns, "KUBERNETES_VERSION": "v1.36.4",
+		"CONTROL_PLANE_MACHINE_COUNT": strconv.Itoa(cp), "WORKER_MACHINE_COUNT": strconv.Itoa(workers),
 		"CONTROL_PLANE_ENDPOINT_HOST": server.Hostname(), "CONTROL_PLANE_ENDPOINT_PORT": server.Port(),
 		"RACKBOOT_IMAGE": "debian-13",
 	}
-	applyTemplate(t, c, filepath.Join(root, "config/templates/cluster-template.yaml"), vars)
+	applyTemplate(t, rc.c, filepath.Join(rc.root, "config/templates/cluster-template.yaml"), vars)
+}
 
-	// The control-plane machine: real `kubeadm init` bootstrap data reaches its host.
-	cpHost := waitProvisioned(t, c, prov, ns.Name, "cp-", "kubeadm init", 3*time.Minute)
-	t.Logf("control-plane host %s provisioned with CABPK's init data after %v", cpHost, time.Since(start).Round(time.Millisecond))
-
-	// What kubeadm init leaves behind, and the node the kubelet registers.
-	if err := c.Create(ctx, &corev1.ConfigMap{
+// initControlPlane creates what kubeadm init leaves behind in the workload cluster,
+// so KCP calls the control plane initialized and CABPK writes join data.
+func initControlPlane(t *testing.T, c client.Client) {
+	t.Helper()
+	if err := c.Create(context.Background(), &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kubeadm-config"},
 		Data:       map[string]string{"ClusterConfiguration": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	registerNode(t, c, cpHost)
+}
 
-	// Workers: join data only exists once the control plane is initialized.
-	for range 2 {
-		waitProvisioned(t, c, prov, ns.Name, "wk-", "kubeadm join", 3*time.Minute)
+// bootstrapOf finds the RackbootMachine owner ("NAMESPACE/NAME"), its Machine and the
+// bootstrap data secret CABPK wrote for that Machine.
+func bootstrapOf(t *testing.T, c client.Client, owner string) (*infrav1.RackbootMachine, *clusterv1.Machine, *corev1.Secret) {
+	t.Helper()
+	ctx := context.Background()
+	ns, name, _ := strings.Cut(owner, "/")
+	rm := &infrav1.RackbootMachine{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rm); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("both workers provisioned with CABPK's join data after %v", time.Since(start).Round(time.Millisecond))
-
-	// Cluster API surfaces providerID and addresses on the Machines and, through the
-	// Node registered with that provider ID, links the Machine to its Node.
-	eventually(t, 2*time.Minute, "the control-plane Machine to carry providerID, addresses and its Node", func() (bool, string) {
-		var ms clusterv1.MachineList
-		if err := c.List(ctx, &ms, client.InNamespace(ns.Name), client.HasLabels{clusterv1.MachineControlPlaneLabel}); err != nil || len(ms.Items) != 1 {
-			return false, fmt.Sprint(len(ms.Items), err)
+	var machine *clusterv1.Machine
+	for _, ref := range rm.OwnerReferences {
+		if ref.Kind == "Machine" {
+			machine = &clusterv1.Machine{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, machine); err != nil {
+				t.Fatal(err)
+			}
 		}
-		m := ms.Items[0]
-		ok := m.Spec.ProviderID == "rackboot://r1/"+cpHost && len(m.Status.Addresses) == 2 && m.Status.NodeRef.Name == cpHost
-		return ok, fmt.Sprintf("providerID %q addresses %v nodeRef %q phase %s", m.Spec.ProviderID, m.Status.Addresses, m.Status.NodeRef.Name, m.Status.Phase)
-	})
+	}
+	if machine == nil || machine.Spec.Bootstrap.DataSecretName == nil {
+		t.Fatalf("RackbootMachine %s has no Machine with bootstrap data", rm.Name)
+	}
+	s := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: *machine.Spec.Bootstrap.DataSecretName}, s); err != nil {
+		t.Fatal(err)
+	}
+	return rm, machine, s
 }
 
 // waitProvisioned waits for a RackbootMachine that claimed a host named prefix* to be
@@ -236,27 +294,7 @@ func waitProvisioned(t *testing.T, c client.Client, prov *fakeProvisioner, ns, p
 	if !ok {
 		t.Fatalf("host %s provisioned without a request", host)
 	}
-	ns2, name, _ := strings.Cut(req.Owner, "/")
-	rm := &infrav1.RackbootMachine{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns2, Name: name}, rm); err != nil {
-		t.Fatal(err)
-	}
-	var machine *clusterv1.Machine
-	for _, ref := range rm.OwnerReferences {
-		if ref.Kind == "Machine" {
-			machine = &clusterv1.Machine{}
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, machine); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if machine == nil || machine.Spec.Bootstrap.DataSecretName == nil {
-		t.Fatalf("RackbootMachine %s has no Machine with bootstrap data", rm.Name)
-	}
-	var s corev1.Secret
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: *machine.Spec.Bootstrap.DataSecretName}, &s); err != nil {
-		t.Fatal(err)
-	}
+	_, machine, s := bootstrapOf(t, c, req.Owner)
 	if !bytes.Equal(req.UserData, s.Data["value"]) || req.Format != UserDataFormat(s.Data["format"]) {
 		t.Fatalf("host %s got %d bytes (%s), not Machine %s's bootstrap secret %s", host, len(req.UserData), req.Format, machine.Name, s.Name)
 	}

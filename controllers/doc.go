@@ -19,8 +19,9 @@
 // idempotent per owner, so a restarted rackboot finds each machine's host again.
 //
 // The controllers never drive hosts themselves: a HostProvisioner (the provision
-// package's state machine) writes the image with the bootstrap data as user-data and
-// wipes on deletion. The providerID is rackboot://RACK/HOST; the kubelet gets it
+// package's state machine, through ProvisionAdapter) writes the image with the
+// bootstrap data as user-data and wipes on deletion; the provisioner's OnTransition
+// calls Manager.HostChanged so a machine follows its host without waiting for a poll. The providerID is rackboot://RACK/HOST; the kubelet gets it
 // through the host's NoCloud meta-data (metadata.provider_id), which the cluster
 // template passes as kubeletExtraArgs provider-id:
 // "{{ ds.meta_data.metadata.provider_id }}" (CABPK's cloud-config is a Jinja

@@ -70,5 +70,8 @@
 // for them. The agent handler and the API change hosts at the same time; every change
 // re-checks, inside its transaction, that the host is still where the change expects
 // it (state, phase, attempt), so a late BMC answer or a stale agent cannot undo a newer
-// decision.
+// decision. After each committed change of a host's state, Config.OnTransition (when
+// set) is called with the host's ID: `rackboot serve` hands it to the Cluster API
+// controllers (controllers.Manager.HostChanged), so a machine follows its host at once
+// rather than at its next poll.
 package provision

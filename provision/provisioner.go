@@ -139,6 +139,12 @@ type Config struct {
 	// Registerer gets the provisioner's metrics; Metrics the agent routes' HTTP ones.
 	Registerer prometheus.Registerer
 	Metrics    *ipxe.HTTPMetrics
+	// OnTransition, when set, is called with a host's ID after each change of its
+	// state, once the change is committed: the Cluster API controllers' HostChanged,
+	// so a machine sees its host provisioned (or wiped, or failed) at once rather than
+	// at its next poll. It runs on the goroutine that made the change (an agent
+	// request, a reconcile pass, an API call) and must not block.
+	OnTransition func(hostID string)
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -327,13 +333,18 @@ func (p *Provisioner) transition(ctx context.Context, id string, fn func(*invent
 }
 
 func (p *Provisioner) wrote(h inventory.Host, evs []inventory.Event) {
+	changed := false
 	for _, e := range evs {
 		if e.Type == EventState {
+			changed = true
 			p.m.transitions.WithLabelValues(e.Fields["to"]).Inc()
 			p.log.Info("host state changed", "hostID", h.ID, "from", e.Fields["from"], "to", e.Fields["to"], "reason", h.StateReason)
 		}
 	}
 	p.notify()
+	if changed && p.cfg.OnTransition != nil {
+		p.cfg.OnTransition(h.ID)
+	}
 }
 
 // notify wakes Watch callers and the reconcile loop.

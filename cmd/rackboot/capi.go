@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	"github.com/rackboot/rackboot/controllers"
 	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/metadata"
 	"github.com/rackboot/rackboot/provision"
 )
 
@@ -78,7 +77,7 @@ func addCAPI(s capiSettings, store *inventory.BoltStore, prov *provision.Provisi
 		REST:                    s.REST,
 		Rack:                    s.Rack,
 		Inventory:               store,
-		Provisioner:             capiProvisioner{p: prov, store: store},
+		Provisioner:             controllers.ProvisionAdapter{Provisioner: prov, Leases: store},
 		Logger:                  log.With("service", "capi", "rack", s.Rack),
 		LeaderElection:          s.LeaderElect,
 		LeaderElectionNamespace: s.LeaderElectionNamespace,
@@ -87,61 +86,22 @@ func addCAPI(s capiSettings, store *inventory.BoltStore, prov *provision.Provisi
 	if err != nil {
 		return err
 	}
+	w.capiHook.m.Store(m)
 	w.services = append(w.services, service{name: "capi", start: m.Start})
 	return nil
 }
 
-// capiProvisioner adapts the provision package to the controllers' HostProvisioner.
-type capiProvisioner struct {
-	p     *provision.Provisioner
-	store *inventory.BoltStore
+// capiHook forwards the provisioner's host transitions to the machine controller, so
+// a machine sees its host provisioned, wiped or failed at once instead of at its next
+// poll. The provisioner is built first; until the controllers exist (or when they are
+// off) transitions go nowhere.
+type capiHook struct {
+	m atomic.Pointer[controllers.Manager]
 }
 
-var _ controllers.HostProvisioner = capiProvisioner{}
-
-func (a capiProvisioner) Provision(ctx context.Context, id string, req controllers.ProvisionRequest) error {
-	r := provision.Request{Image: req.Image, RootDisk: req.RootDisk, Metadata: req.Metadata, Owner: req.Owner}
-	var err error
-	switch req.Format {
-	case controllers.FormatIgnition:
-		r.Ignition, err = controllers.IgnitionWithAddition(req.UserData, req.ButaneAddition, metadata.RenderButane)
-	default:
-		r.UserData, err = controllers.CloudConfigWithAddition(req.UserData, req.CloudConfigAddition)
+// hostChanged is the provisioner's OnTransition; it never blocks.
+func (h *capiHook) hostChanged(hostID string) {
+	if m := h.m.Load(); m != nil {
+		m.HostChanged(context.Background(), hostID)
 	}
-	if err != nil {
-		return err
-	}
-	_, err = a.p.Provision(ctx, id, r)
-	return err
-}
-
-func (a capiProvisioner) Deprovision(ctx context.Context, id, owner string) error {
-	_, err := a.p.Release(ctx, id, provision.ReleaseOptions{Owner: owner})
-	return err
-}
-
-func (a capiProvisioner) HostStatus(ctx context.Context, id string) (controllers.HostStatus, error) {
-	h, err := a.p.Get(ctx, id)
-	if err != nil {
-		return controllers.HostStatus{}, err
-	}
-	st := controllers.HostStatus{State: h.State, Reason: h.StateReason}
-	if h.Provision != nil {
-		st.ImageOwner = h.Provision.Requester
-	}
-	st.Addresses = []clusterv1.MachineAddress{{Type: clusterv1.MachineHostName, Address: metadata.Hostname(h)}}
-	ip := h.IP
-	if ip == "" {
-		// No reservation: the address its DHCP lease gives it.
-		for _, mac := range h.MACs {
-			if l, err := a.store.GetLease(ctx, mac); err == nil && l.State == inventory.LeaseBound {
-				ip = l.IP
-				break
-			}
-		}
-	}
-	if ip != "" {
-		st.Addresses = append(st.Addresses, clusterv1.MachineAddress{Type: clusterv1.MachineInternalIP, Address: ip})
-	}
-	return st, nil
 }

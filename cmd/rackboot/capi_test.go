@@ -113,7 +113,7 @@ func TestCAPIProvisionerAdapter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := capiProvisioner{p: p, store: store}
+	a := controllers.ProvisionAdapter{Provisioner: p, Leases: store}
 
 	bootstrap := []byte("## template: jinja\n#cloud-config\nruncmd:\n- kubeadm init\n")
 	req := controllers.ProvisionRequest{

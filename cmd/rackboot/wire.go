@@ -25,6 +25,9 @@ type wiring struct {
 	mux      *http.ServeMux
 	ready    []<-chan struct{}
 	closers  []func() error
+	// capiHook hands the provisioner's host transitions to the Cluster API
+	// controllers, which are built after it (capi.go).
+	capiHook capiHook
 }
 
 // buildServices turns the resolved configuration into services. It returns the wiring

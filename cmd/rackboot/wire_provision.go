@@ -67,6 +67,7 @@ func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Servic
 		Logger:            log.With("service", "provision"),
 		Registerer:        reg,
 		Metrics:           httpm,
+		OnTransition:      w.capiHook.hostChanged,
 	})
 	if err != nil {
 		return nil, err
