@@ -296,19 +296,24 @@ func (h *hostCLI) showCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				return writeIndentedJSON(h.env.stdout, host)
-			}
-			buf, err := yaml.Marshal(host)
-			if err != nil {
-				return err
-			}
-			_, err = h.env.stdout.Write(buf)
-			return err
+			return writeDocument(h.env.stdout, output, host)
 		}),
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
 	return cmd
+}
+
+// writeDocument prints v as indented JSON when output is "json", else as YAML.
+func writeDocument(w io.Writer, output string, v any) error {
+	if output == "json" {
+		return writeIndentedJSON(w, v)
+	}
+	buf, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(buf)
+	return err
 }
 
 func (h *hostCLI) rmCmd() *cobra.Command {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/agentapi"
@@ -217,15 +216,7 @@ func (h *hostCLI) imageShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				return writeIndentedJSON(h.env.stdout, im)
-			}
-			buf, err := yaml.Marshal(im)
-			if err != nil {
-				return err
-			}
-			_, err = h.env.stdout.Write(buf)
-			return err
+			return writeDocument(h.env.stdout, output, im)
 		}),
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
