@@ -36,18 +36,12 @@ func startBMCService(t *testing.T, cfg bmc.Config) *bmc.Service {
 func TestBMCRoutesOverTheWire(t *testing.T) {
 	const password = "pw-Api-Redfish-5e"
 	m := bmcsim.NewMemoryMachine()
-	rf, err := bmcsim.NewRedfishServer(bmcsim.RedfishConfig{Systems: map[string]bmcsim.Machine{"1": m}, Username: "root", Password: password})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- rf.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-served })
+	bmcsim.ServeRedfishTB(t, ln, "root", password, m)
+	ctx := context.Background()
 
 	var e *apiEnv
 	svc := startBMCService(t, bmc.Config{Store: lazyStore{&e}, Timeout: 10 * time.Second})

@@ -28,7 +28,7 @@ func BenchmarkPowerStatusPool(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				serveRedfish(b, ln, "root", "bench-pw", bmcsim.NewMemoryMachine())
+				bmcsim.ServeRedfishTB(b, ln, "root", "bench-pw", bmcsim.NewMemoryMachine())
 				addHost(b, store, i, fmt.Sprintf("h%d", i), "redfish+http://root@"+ln.Addr().String(), "bench-pw")
 			}
 			benchStatus(b, store, n, bmc.LibConfig{})

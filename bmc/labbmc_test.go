@@ -3,7 +3,6 @@ package bmc_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -155,24 +154,6 @@ func (l *labBMCs) addIPMI(t testing.TB, user, password string) ipmiBMC {
 	return ipmiBMC{Addr: a, State: state}
 }
 
-// serveRedfish runs the lab's Redfish emulator for machine (system Id "1") on ln.
-func serveRedfish(t testing.TB, ln net.Listener, user, password string, machine bmcsim.Machine) {
-	t.Helper()
-	srv, err := bmcsim.NewRedfishServer(bmcsim.RedfishConfig{Systems: map[string]bmcsim.Machine{"1": machine}, Username: user, Password: password})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("redfish emulator: %v", err)
-		}
-	})
-}
-
 // addRedfish starts an emulator on a lab address and returns its URL.
 func (l *labBMCs) addRedfish(t testing.TB, user, password string, machine bmcsim.Machine) string {
 	t.Helper()
@@ -181,7 +162,7 @@ func (l *labBMCs) addRedfish(t testing.TB, user, password string, machine bmcsim
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveRedfish(t, ln, user, password, machine)
+	bmcsim.ServeRedfishTB(t, ln, user, password, machine)
 	return fmt.Sprintf("redfish+http://%s@%s", user, a)
 }
 

@@ -96,18 +96,12 @@ func TestHostAddWithBMC(t *testing.T) {
 func TestHostPowerAndBootdevOverTheWire(t *testing.T) {
 	const pw = "pw-Cli-Redfish-a9"
 	m := bmcsim.NewMemoryMachine()
-	rf, err := bmcsim.NewRedfishServer(bmcsim.RedfishConfig{Systems: map[string]bmcsim.Machine{"1": m}, Username: "root", Password: pw})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- rf.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-served })
+	bmcsim.ServeRedfishTB(t, ln, "root", pw, m)
+	ctx := context.Background()
 
 	h := newCLIHarness(t)
 	url := "redfish+http://root@" + ln.Addr().String()

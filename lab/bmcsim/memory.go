@@ -2,7 +2,9 @@ package bmcsim
 
 import (
 	"context"
+	"net"
 	"sync"
+	"testing"
 )
 
 // MemoryMachine is a Machine without QEMU: power state and boot override in memory, with
@@ -66,4 +68,24 @@ func (m *MemoryMachine) Snapshot() (PowerState, BootOverride, []PowerOp) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.state, m.boot, append([]PowerOp(nil), m.ops...)
+}
+
+// ServeRedfishTB runs a Redfish emulator with one system "1" on ln until tb's cleanup,
+// which stops it and reports a serve error. Tests of rackboot's BMC client, admin API
+// and CLI share it.
+func ServeRedfishTB(tb testing.TB, ln net.Listener, username, password string, m Machine) {
+	tb.Helper()
+	srv, err := NewRedfishServer(RedfishConfig{Systems: map[string]Machine{"1": m}, Username: username, Password: password})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("redfish emulator: %v", err)
+		}
+	})
 }
