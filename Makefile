@@ -16,7 +16,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Debian packages the tests and the lab drive for real.
 DEB_PACKAGES := qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf openipmi ipmitool \
 	busybox-static cpio dnsmasq-base tftp-hpa isc-dhcp-client isc-dhcp-relay iproute2 curl python3-sushy e2fsprogs \
-	debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin fdisk zstd
+	debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin fdisk zstd nginx btrfs-progs openssh-client
 
 TEST_TIMEOUT ?= 40m
 

@@ -14,7 +14,7 @@
 //	POST   /api/v1/hosts                  create one host from a HostSpec → 201 + host
 //	POST   /api/v1/hosts/import           create {"hosts": [HostSpec...]} all-or-nothing → 201 + {"hosts": [...]}
 //	GET    /api/v1/hosts/{id}             one host
-//	DELETE /api/v1/hosts/{id}             remove a host with its leases and events → 204
+//	DELETE /api/v1/hosts/{id}             remove a host with its events, provisioning data and BMC secret (leases stay until they expire) → 204
 //	POST   /api/v1/hosts/{id}/labels      {"set": {k: v}, "remove": [k]} → host
 //	PUT    /api/v1/hosts/{id}/boot        set the boot profile (BootProfile) → host
 //	DELETE /api/v1/hosts/{id}/boot        clear the boot profile → host

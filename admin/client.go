@@ -80,7 +80,8 @@ func (c *Client) GetHost(ctx context.Context, id string) (inventory.Host, error)
 	return out, c.do(ctx, http.MethodGet, hostPath(id, ""), nil, &out)
 }
 
-// DeleteHost removes a host with its leases and events.
+// DeleteHost removes a host with its events, provisioning data and BMC secret; its
+// DHCP leases stay until they expire.
 func (c *Client) DeleteHost(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, hostPath(id, ""), nil, nil)
 }

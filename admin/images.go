@@ -62,6 +62,17 @@ func imageName(r *http.Request) (string, error) {
 	return name, nil
 }
 
+// namedImage is how every route on one image starts: the name from the path, then the
+// catalog.
+func (h *handler) namedImage(r *http.Request) (string, ImageCatalog, error) {
+	name, err := imageName(r)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := h.catalog()
+	return name, c, err
+}
+
 func imageNotFound(name string, err error) error {
 	if errors.Is(err, inventory.ErrNotFound) {
 		return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no image %q: rackboot image list shows the catalog", name)}
@@ -104,11 +115,7 @@ func (h *handler) addImage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) getImage(w http.ResponseWriter, r *http.Request) error {
-	name, err := imageName(r)
-	if err != nil {
-		return err
-	}
-	c, err := h.catalog()
+	name, c, err := h.namedImage(r)
 	if err != nil {
 		return err
 	}
@@ -121,11 +128,7 @@ func (h *handler) getImage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) error {
-	name, err := imageName(r)
-	if err != nil {
-		return err
-	}
-	c, err := h.catalog()
+	name, c, err := h.namedImage(r)
 	if err != nil {
 		return err
 	}
@@ -143,11 +146,7 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) removeImage(w http.ResponseWriter, r *http.Request) error {
-	name, err := imageName(r)
-	if err != nil {
-		return err
-	}
-	c, err := h.catalog()
+	name, c, err := h.namedImage(r)
 	if err != nil {
 		return err
 	}

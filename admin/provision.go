@@ -105,21 +105,30 @@ func (h *handler) hostResult(w http.ResponseWriter, id string, host inventory.Ho
 	return nil
 }
 
-func (h *handler) inspectHost(w http.ResponseWriter, r *http.Request) error {
+// startOperation is the plumbing of inspect, release and retry: the host ID from the
+// path, the optional body decoded into req, then start on the provisioner, whose
+// answer is the reply.
+func (h *handler) startOperation(w http.ResponseWriter, r *http.Request, req any, start func(p Provisioner, id string) (inventory.Host, error)) error {
 	id, err := hostID(r)
 	if err != nil {
 		return err
 	}
-	var req OwnerRequest
-	if err := optionalBody(w, r, &req); err != nil {
+	if err := optionalBody(w, r, req); err != nil {
 		return err
 	}
 	p, err := h.provisioner()
 	if err != nil {
 		return err
 	}
-	host, err := p.Inspect(r.Context(), id, provision.Options{Owner: req.Owner, Force: req.Force})
+	host, err := start(p, id)
 	return h.hostResult(w, id, host, err)
+}
+
+func (h *handler) inspectHost(w http.ResponseWriter, r *http.Request) error {
+	var req OwnerRequest
+	return h.startOperation(w, r, &req, func(p Provisioner, id string) (inventory.Host, error) {
+		return p.Inspect(r.Context(), id, provision.Options{Owner: req.Owner, Force: req.Force})
+	})
 }
 
 func (h *handler) provisionHost(w http.ResponseWriter, r *http.Request) error {
@@ -153,37 +162,17 @@ func (h *handler) provisionHost(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) releaseHost(w http.ResponseWriter, r *http.Request) error {
-	id, err := hostID(r)
-	if err != nil {
-		return err
-	}
 	var req ReleaseRequest
-	if err := optionalBody(w, r, &req); err != nil {
-		return err
-	}
-	p, err := h.provisioner()
-	if err != nil {
-		return err
-	}
-	host, err := p.Release(r.Context(), id, provision.ReleaseOptions{Wipe: req.Wipe, Owner: req.Owner, Force: req.Force})
-	return h.hostResult(w, id, host, err)
+	return h.startOperation(w, r, &req, func(p Provisioner, id string) (inventory.Host, error) {
+		return p.Release(r.Context(), id, provision.ReleaseOptions{Wipe: req.Wipe, Owner: req.Owner, Force: req.Force})
+	})
 }
 
 func (h *handler) retryHost(w http.ResponseWriter, r *http.Request) error {
-	id, err := hostID(r)
-	if err != nil {
-		return err
-	}
 	var req OwnerRequest
-	if err := optionalBody(w, r, &req); err != nil {
-		return err
-	}
-	p, err := h.provisioner()
-	if err != nil {
-		return err
-	}
-	host, err := p.Retry(r.Context(), id, provision.Options{Owner: req.Owner, Force: req.Force})
-	return h.hostResult(w, id, host, err)
+	return h.startOperation(w, r, &req, func(p Provisioner, id string) (inventory.Host, error) {
+		return p.Retry(r.Context(), id, provision.Options{Owner: req.Owner, Force: req.Force})
+	})
 }
 
 func (h *handler) watchHost(w http.ResponseWriter, r *http.Request) error {

@@ -56,8 +56,8 @@ type Config struct {
 	// Power ends the run; nil uses reboot(2) when PID1 and only logs otherwise.
 	Power func(PowerAction) error
 	// MountPartition mounts a partition of a disk (fstype "ext4" for the cloud-init
-	// drop-in, "vfat" to read the CIDATA partition back); nil mounts the block device
-	// (tests pass a fake).
+	// drop-in, "vfat" to read the CIDATA partition back, "btrfs" or "ext4" for the
+	// Ignition config); nil mounts the block device (tests pass a fake).
 	MountPartition func(diskName string, p Partition, fstype, target string) (unmount func() error, err error)
 	// VerifyInMemoryMax is the largest image (as served) downloaded and verified before
 	// the disk is touched. 0: half of MemAvailable; negative: always stream.
@@ -202,10 +202,26 @@ func (r *runner) run(ctx context.Context) (PowerAction, error) {
 	r.log.Info("hardware facts", "facts", formatFacts(r.facts))
 
 	plan, err := r.hello(ctx)
+	if errors.Is(err, agentapi.ErrInvalidPlan) && plan.Action != "" {
+		return PowerOff, r.refuse(ctx, plan, err)
+	}
 	if err != nil {
 		return PowerOff, err
 	}
 	return r.runPlan(ctx, plan)
+}
+
+// refuse reports a plan this agent cannot run as a failed result, most likely sent by a
+// server newer than this boot environment: the host's timeline then says why rather
+// than the server timing the boot out.
+func (r *runner) refuse(ctx context.Context, plan agentapi.Plan, err error) error {
+	err = fmt.Errorf("the agent refuses this plan (a boot environment older than the server? rebuild it): %w", err)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if rerr := r.client.Result(rctx, agentapi.Result{Action: plan.Action, Error: err.Error(), Next: string(PowerOff)}); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
 }
 
 // bringUp loads drivers, waits for the boot NIC and takes an address, as configured.
@@ -362,7 +378,7 @@ func (r *runner) hello(ctx context.Context) (agentapi.Plan, error) {
 // runPlan runs the plan and reports its result. The returned action is what to do next.
 func (r *runner) runPlan(ctx context.Context, plan agentapi.Plan) (PowerAction, error) {
 	if err := plan.Validate(); err != nil {
-		return PowerOff, err
+		return PowerOff, r.refuse(ctx, plan, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -461,7 +477,9 @@ func (r *runner) provision(ctx context.Context, p *agentapi.Provision, res *agen
 	if err := d.rereadPartitions(); err != nil {
 		return err
 	}
-	if p.CloudInit.Mode != agentapi.CloudInitDropIn && p.CloudInit.Mode != agentapi.CloudInitCIData {
+	switch p.CloudInit.Mode {
+	case agentapi.CloudInitDropIn, agentapi.CloudInitCIData, agentapi.CloudInitIgnition:
+	default:
 		return nil
 	}
 	// The exclusive open would keep the kernel from mounting a partition (EBUSY): let
@@ -486,6 +504,13 @@ func (r *runner) provision(ctx context.Context, p *agentapi.Provision, res *agen
 	case agentapi.CloudInitCIData:
 		r.progress(agentapi.Progress{Phase: agentapi.PhaseCloudInit, Disk: target.Name, Message: "writing the CIDATA partition"})
 		part, err := r.cloudInitCIData(ctx, d, p.CloudInit.SeedURL)
+		if err != nil {
+			return err
+		}
+		res.RootPartition = part
+	case agentapi.CloudInitIgnition:
+		r.progress(agentapi.Progress{Phase: agentapi.PhaseCloudInit, Disk: target.Name, Message: "writing the Ignition config"})
+		part, err := r.installIgnition(d, p.Ignition.Config)
 		if err != nil {
 			return err
 		}

@@ -96,6 +96,9 @@ func (r *runner) mountPartition(diskName string, p Partition, fstype, target str
 	switch fstype {
 	case "ext4":
 		mods = []string{"ext4"}
+	case "btrfs":
+		// Flatcar's OEM partition (the Ignition config).
+		mods = []string{"btrfs"}
 	case "vfat":
 		// The default codepage (437) and iocharset (ascii) are modules of their own.
 		mods = []string{"vfat", "nls_cp437", "nls_ascii", "nls_utf8"}

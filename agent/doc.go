@@ -43,6 +43,14 @@
 //     seedfrom set to the host's NoCloud-net URL. Stock cloud images (Debian, Ubuntu)
 //     work as they are.
 //   - cidata: see cidata.go.
+//   - ignition (Flatcar, Fedora CoreOS): the config carried in the plan is written
+//     where the image's first boot reads it: config.ign at the root of the filesystem
+//     labelled OEM (Flatcar; btrfs or ext4) or ignition/config.ign in the one labelled
+//     boot (Fedora CoreOS; ext4), found by filesystem label or GPT partition name from
+//     the superblocks, mounted (btrfs or ext4 loaded first), written 0600 through
+//     os.Root with a temporary file, fsync and rename, read back, unmounted. No such
+//     partition, or two, is an error naming what was looked for and what the disk
+//     has. See ignition.go.
 //
 // The whole disk is opened O_EXCL while it is written (the kernel refuses while anything
 // on it is mounted) and released before a partition is mounted.

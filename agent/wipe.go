@@ -12,14 +12,38 @@ import (
 // wipeEdge is how much of each end of a disk and of each partition a quick wipe zeroes:
 // it covers the protective MBR and primary GPT (first 34 sectors), the backup GPT (last
 // 33), filesystem superblocks (ext4 at 1 KiB, XFS at 0, btrfs at 64 KiB), LVM labels
-// (second sector), MD RAID 1.0/0.90 superblocks (the last 64-128 KiB) and ZFS labels
-// (the first and last 512 KiB).
+// (second sector), MD RAID 1.0/0.90 superblocks (the last 64-128 KiB), ZFS labels (the
+// first and last 512 KiB) and LUKS2 secondary headers up to 512 KiB.
 const wipeEdge = 1 << 20
 
+// signatureCopies are the offsets, from the start of a disk or partition, of signature
+// copies beyond its first and last wipeEdge that tools still find once the primary is
+// gone; a quick wipe zeroes sigCopySize bytes at each one that fits in the extent:
+//   - 1, 2 and 4 MiB: the LUKS2 secondary header, which sits at the primary header's
+//     size (16 KiB to 4 MiB); libblkid (wipefs, blkid) and cryptsetup find it there.
+//     The same 1 and 2 MiB are where VMFS (ESXi) keeps its volume and filesystem
+//     headers, which libblkid reports too.
+//   - 64 MiB and 256 GiB: btrfs's superblock mirrors (the primary is at 64 KiB). libblkid
+//     looks only at the primary, but `btrfs rescue super-recover` rebuilds it from a
+//     mirror, bringing back a filesystem the wipe was meant to end: a Flatcar disk's
+//     OEM partition (128 MiB) can be btrfs. There is no third mirror: btrfs writes
+//     three copies in all, and 1 PiB, which GRUB also reads, is never written.
+//
+// What else libblkid probes lies within wipeEdge of one end. The exception is Promise
+// FastTrack RAID metadata, up to 3087 sectors before a whole disk's end: left alone.
+func signatureCopies() []int64 {
+	return []int64{1 << 20, 2 << 20, 4 << 20, 64 << 20, 256 << 30}
+}
+
+// sigCopySize covers a btrfs superblock and a LUKS2 binary header (4 KiB each) and the
+// magic of a VMFS header.
+const sigCopySize = 4 << 10
+
 // wipeRanges is the byte ranges a quick wipe zeroes on a disk of size bytes with parts:
-// the first and last wipeEdge of the disk and of every partition, and of the place a
-// GPT's backup header sits when it is not at the end of the disk (an image written to a
-// larger disk keeps its backup GPT at the image's end). Ranges are sorted and merged.
+// the first and last wipeEdge of the disk and of every partition and the signature
+// copies inside each of them, and the place a GPT's backup header sits when it is not
+// at the end of the disk (an image written to a larger disk keeps its backup GPT at the
+// image's end). Ranges are sorted and merged.
 func wipeRanges(size int64, parts []Partition, t PartitionTable, sector int) [][2]int64 {
 	var rs [][2]int64
 	add := func(off, n int64) {
@@ -34,14 +58,21 @@ func wipeRanges(size int64, parts []Partition, t PartitionTable, sector int) [][
 			rs = append(rs, [2]int64{off, off + n})
 		}
 	}
-	edges := func(start, n int64) {
+	extent := func(start, n int64) {
 		add(start, min(n, wipeEdge))
 		tail := max(start, start+n-wipeEdge)
 		add(tail, start+n-tail)
+		// A copy that does not fit was never written, and zeroing past the extent's
+		// end would hit the next partition.
+		for _, off := range signatureCopies() {
+			if off+sigCopySize <= n {
+				add(start+off, sigCopySize)
+			}
+		}
 	}
-	edges(0, size)
+	extent(0, size)
 	for _, p := range parts {
-		edges(p.Start, p.Size)
+		extent(p.Start, p.Size)
 	}
 	if t.Kind == "gpt" {
 		ss := int64(sector)

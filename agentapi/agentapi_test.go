@@ -1,6 +1,7 @@
 package agentapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -171,7 +172,33 @@ func TestPlanValidate(t *testing.T) {
 		{"seed without slash", Plan{Action: ActionProvision, Provision: with(func(p *Provision) { p.CloudInit.SeedURL = "http://x/nocloud" })}, "ending in /"},
 		{"seed breaking YAML", Plan{Action: ActionProvision, Provision: with(func(p *Provision) { p.CloudInit.SeedURL = "http://x/a b/" })}, "YAML"},
 		{"no cloud-init", Plan{Action: ActionProvision, Provision: with(func(p *Provision) { p.CloudInit = CloudInit{} })}, ""},
-		{"bad mode", Plan{Action: ActionProvision, Provision: with(func(p *Provision) { p.CloudInit.Mode = "ignition" })}, "cloudInit.mode"},
+		{"bad mode", Plan{Action: ActionProvision, Provision: with(func(p *Provision) { p.CloudInit.Mode = "ignite" })}, "cloudInit.mode"},
+		{"ignition", Plan{Action: ActionProvision, Provision: with(func(p *Provision) {
+			p.CloudInit = CloudInit{Mode: CloudInitIgnition}
+			p.Ignition = &Ignition{Config: []byte(`{"ignition":{"version":"3.4.0"}}`)}
+		})}, ""},
+		{"ignition without a config", Plan{Action: ActionProvision, Provision: with(func(p *Provision) {
+			p.CloudInit = CloudInit{Mode: CloudInitIgnition}
+		})}, "without an ignition config"},
+		{"ignition config not JSON", Plan{Action: ActionProvision, Provision: with(func(p *Provision) {
+			p.CloudInit = CloudInit{Mode: CloudInitIgnition}
+			p.Ignition = &Ignition{Config: []byte(`{"ignition":{"version":"3.4.0"}`)}
+		})}, "not a JSON object"},
+		{"ignition config a JSON array", Plan{Action: ActionProvision, Provision: with(func(p *Provision) {
+			p.CloudInit = CloudInit{Mode: CloudInitIgnition}
+			p.Ignition = &Ignition{Config: []byte(`[1]`)}
+		})}, "not a JSON object"},
+		{"ignition config without version", Plan{Action: ActionProvision, Provision: with(func(p *Provision) {
+			p.CloudInit = CloudInit{Mode: CloudInitIgnition}
+			p.Ignition = &Ignition{Config: []byte(`{"passwd":{}}`)}
+		})}, "ignition.version"},
+		{"ignition config too large", Plan{Action: ActionProvision, Provision: with(func(p *Provision) {
+			p.CloudInit = CloudInit{Mode: CloudInitIgnition}
+			p.Ignition = &Ignition{Config: []byte(`{"ignition":{"version":"3.4.0"},"x":"` + strings.Repeat("a", MaxIgnitionBytes) + `"}`)}
+		})}, "bytes"},
+		{"ignition config in another mode", Plan{Action: ActionProvision, Provision: with(func(p *Provision) {
+			p.Ignition = &Ignition{Config: []byte(`{"ignition":{"version":"3.4.0"}}`)}
+		})}, "only in mode ignition"},
 		{"deprovision", Plan{Action: ActionDeprovision, Deprovision: &Deprovision{Wipe: WipeFull, Disks: []string{"sda", "/dev/nvme0n1"}}}, ""},
 		{"bad wipe", Plan{Action: ActionDeprovision, Deprovision: &Deprovision{Wipe: "shred"}}, "wipe"},
 		{"bad disk", Plan{Action: ActionDeprovision, Deprovision: &Deprovision{Wipe: WipeQuick, Disks: []string{"../sda"}}}, "disk"},
@@ -251,14 +278,16 @@ func TestClient(t *testing.T) {
 	if calls.Load() != 1 {
 		t.Errorf("a 401 was retried: %d calls", calls.Load())
 	}
-	// An invalid plan from the server is an error, not a plan.
+	// An invalid plan from the server is an error (ErrInvalidPlan), with the plan as
+	// decoded so the agent can report its refusal against the plan's action.
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, Plan{Action: ActionProvision})
 	}))
 	defer bad.Close()
 	c.BaseURL = bad.URL
-	if _, err := c.Hello(t.Context(), Hello{MAC: "52:54:00:00:00:01"}); err == nil || !strings.Contains(err.Error(), "invalid plan") {
-		t.Errorf("Hello with an invalid plan = %v", err)
+	p, err := c.Hello(t.Context(), Hello{MAC: "52:54:00:00:00:01"})
+	if !errors.Is(err, ErrInvalidPlan) || !strings.Contains(err.Error(), "without provision") || p.Action != ActionProvision {
+		t.Errorf("Hello with an invalid plan = %+v, %v; want the plan and ErrInvalidPlan", p, err)
 	}
 }
 
@@ -280,6 +309,11 @@ func TestWireFormat(t *testing.T) {
 			ImageURL: "http://10.0.0.1:8080/images/debian-12/disk.raw.zst", SHA256: strings.Repeat("0f", 32), Format: FormatZstd,
 			Size: 536870912, RootDisk: RootDiskHint{MinSizeBytes: 10 << 30, Prefer: PreferSmallest},
 			CloudInit: CloudInit{Mode: CloudInitDropIn, SeedURL: "http://10.0.0.1:8080/nocloud/Zm9v/"},
+		}},
+		"plan-provision-ignition.json": Plan{Action: ActionProvision, Provision: &Provision{
+			ImageURL: "http://10.0.0.1:8080/images/flatcar/disk.raw.gz", SHA256: strings.Repeat("0f", 32), Format: FormatGzip,
+			CloudInit: CloudInit{Mode: CloudInitIgnition},
+			Ignition:  &Ignition{Config: []byte(`{"ignition":{"version":"3.4.0"}}` + "\n")},
 		}},
 		"plan-deprovision.json": Plan{Action: ActionDeprovision, PowerOff: true, Deprovision: &Deprovision{Wipe: WipeQuick}},
 		"plan-wait.json":        Plan{Action: ActionWait, WaitSeconds: 30, Message: "image debian-12 is still downloading"},
@@ -310,6 +344,40 @@ func TestWireFormat(t *testing.T) {
 			}
 			if diff := cmp.Diff(string(want), string(b)); diff != "" {
 				t.Errorf("%s changed (-golden +now):\n%s", name, diff)
+			}
+		})
+	}
+}
+
+// TestIgnitionConfigBytesSurvive: the config goes through JSON as base64, so the agent
+// writes exactly the bytes the server rendered (indentation, key order, a final
+// newline, non-ASCII), and the largest config still fits in a plan under MaxBodyBytes.
+func TestIgnitionConfigBytesSurvive(t *testing.T) {
+	cfg := []byte("{\n  \"ignition\": {\"version\": \"3.4.0\"},\n  \"z\": \"é<&>\",\n  \"a\": 1\n}\n")
+	big := append([]byte(`{"ignition":{"version":"3.4.0"},"x":"`), []byte(strings.Repeat("a", MaxIgnitionBytes-40))...)
+	big = append(big, `"}`...)
+	for name, c := range map[string][]byte{"small": cfg, "largest": big} {
+		t.Run(name, func(t *testing.T) {
+			in := Plan{Action: ActionProvision, Provision: &Provision{
+				ImageURL: "http://10.0.0.1:8080/images/f.raw", SHA256: strings.Repeat("ab", 32),
+				CloudInit: CloudInit{Mode: CloudInitIgnition}, Ignition: &Ignition{Config: c},
+			}}
+			if err := in.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			b, err := json.Marshal(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) > MaxBodyBytes {
+				t.Fatalf("plan of %d bytes is over MaxBodyBytes", len(b))
+			}
+			var out Plan
+			if err := json.Unmarshal(b, &out); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Provision.Ignition.Config, c) {
+				t.Errorf("config changed on the wire:\n%q\nwant\n%q", out.Provision.Ignition.Config, c)
 			}
 		})
 	}

@@ -70,14 +70,20 @@ type Client struct {
 	Log   *slog.Logger
 }
 
-// Hello sends the facts and returns the validated plan.
+// ErrInvalidPlan is the error of a hello whose plan fails Validate: most likely a server
+// newer than the agent (a mode the agent does not know).
+var ErrInvalidPlan = errors.New("the server sent a plan this agent cannot run")
+
+// Hello sends the facts and returns the validated plan. A plan that fails Validate is
+// returned as it was decoded, with an error wrapping ErrInvalidPlan, so the agent can
+// report its refusal against the plan's action; it must not run it.
 func (c *Client) Hello(ctx context.Context, h Hello) (Plan, error) {
 	var p Plan
 	if err := c.call(ctx, PathHello, h, &p, c.retry(DefaultRetry())); err != nil {
 		return Plan{}, fmt.Errorf("hello: %w", err)
 	}
 	if err := p.Validate(); err != nil {
-		return Plan{}, fmt.Errorf("hello: the server sent an invalid plan: %w", err)
+		return p, fmt.Errorf("hello: %w: %w", ErrInvalidPlan, err)
 	}
 	return p, nil
 }

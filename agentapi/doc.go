@@ -59,4 +59,11 @@
 //
 // Fields are added, never renamed or removed, within v1; both sides ignore fields they
 // do not know. A change that breaks either side gets a new path prefix (/agent/v2/).
+// A new value of an enumeration (an Action, a CloudInitMode) is a v1 addition when an
+// agent that does not know it refuses the plan rather than running part of it: Validate
+// rejects unknown values and the agent powers off (agents since the Ignition mode also
+// report the refusal as a failed Result; older ones leave the server to time the boot
+// out). So cloudInit.mode "ignition" with provision.ignition was added in v1: an older
+// agent refuses it instead of writing an Ignition image that would boot without its
+// config.
 package agentapi

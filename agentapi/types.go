@@ -1,6 +1,7 @@
 package agentapi
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,9 @@ const (
 	// MaxBodyBytes bounds a request or response body: a host with many disks and NICs
 	// stays far below it.
 	MaxBodyBytes = 1 << 20
+	// MaxIgnitionBytes bounds Provision.Ignition.Config, so a plan that carries one
+	// (base64 in JSON, 4/3 of it) stays under MaxBodyBytes.
+	MaxIgnitionBytes = 640 << 10
 )
 
 // Hello is the agent's first message: who it is and what the hardware is.
@@ -188,6 +192,19 @@ type Provision struct {
 	// RootDisk chooses the disk to write; the zero value takes the smallest fixed disk.
 	RootDisk  RootDiskHint `json:"rootDisk"`
 	CloudInit CloudInit    `json:"cloudInit"`
+	// Ignition is the host's Ignition config, for CloudInit.Mode "ignition" (and only
+	// then).
+	Ignition *Ignition `json:"ignition,omitempty"`
+}
+
+// Ignition is an Ignition config the agent installs on the written disk, where the
+// image's own Ignition reads it in the initramfs of the first boot, with no network
+// needed for it (see CloudInitIgnition).
+type Ignition struct {
+	// Config is the Ignition JSON (spec 3.x) as the server rendered it for this host
+	// (the user's config plus rackboot's phone-home unit), written byte for byte; base64
+	// in JSON. At most MaxIgnitionBytes.
+	Config []byte `json:"config"`
 }
 
 // CloudInitMode says how the installed system is pointed at its cloud-init.
@@ -204,6 +221,15 @@ const (
 	// disk holding meta-data, user-data, vendor-data and network-config fetched from
 	// SeedURL, for images whose root filesystem the agent cannot write.
 	CloudInitCIData CloudInitMode = "cidata"
+	// CloudInitIgnition is for Flatcar and Fedora CoreOS images, which have Ignition
+	// instead of cloud-init: the agent writes Provision.Ignition.Config where the
+	// image's first boot reads it on bare metal (platform "metal"): config.ign at the
+	// root of the filesystem labelled OEM (Flatcar; btrfs, ext4 before Flatcar moved
+	// it to btrfs), or ignition/config.ign in the filesystem labelled boot (Fedora
+	// CoreOS; ext4), mode 0600: it may hold secrets. SeedURL is not used. Added within
+	// v1: an agent that predates it refuses the plan (Validate) and powers off, so no
+	// host boots an Ignition image without its config.
+	CloudInitIgnition CloudInitMode = "ignition"
 )
 
 // CloudInit points the installed system at its per-host NoCloud data.
@@ -273,8 +299,9 @@ type Result struct {
 	// to the root disk (after decompression).
 	ImageBytes   int64 `json:"imageBytes,omitempty"`
 	BytesWritten int64 `json:"bytesWritten,omitempty"`
-	// RootPartition is the partition that got the cloud-init drop-in (e.g. vda1), or
-	// the CIDATA partition that was added.
+	// RootPartition is the partition that got the cloud-init drop-in (e.g. vda1), the
+	// CIDATA partition that was added, or the partition that got the Ignition config
+	// (e.g. vda6, Flatcar's OEM).
 	RootPartition string `json:"rootPartition,omitempty"`
 	// Wiped lists the disks that were wiped.
 	Wiped []string `json:"wiped,omitempty"`
@@ -364,8 +391,40 @@ func (p *Provision) Validate() error {
 		if strings.ContainsAny(p.CloudInit.SeedURL, " \t\r\n\"'#{}[],&*!|>%@`") {
 			return fmt.Errorf("provision: cloudInit.seedURL %q contains characters that need quoting in YAML: percent-encode them", p.CloudInit.SeedURL)
 		}
+	case CloudInitIgnition:
+		if p.Ignition == nil {
+			return errors.New("provision: cloudInit.mode ignition without an ignition config")
+		}
+		if err := p.Ignition.Validate(); err != nil {
+			return fmt.Errorf("provision: %w", err)
+		}
 	default:
-		return fmt.Errorf("provision: cloudInit.mode %q: use dropin, cidata or none", p.CloudInit.Mode)
+		return fmt.Errorf("provision: cloudInit.mode %q: use dropin, cidata, ignition or none", p.CloudInit.Mode)
+	}
+	if p.Ignition != nil && p.CloudInit.Mode != CloudInitIgnition {
+		return fmt.Errorf("provision: an ignition config with cloudInit.mode %q: the agent installs it only in mode ignition", p.CloudInit.Mode)
+	}
+	return nil
+}
+
+// Validate checks what the agent can check without Ignition's own parser (the server
+// validated the config against the spec when it was given): a JSON object, not too
+// large, with ignition.version set, so a truncated or mistaken config is refused before
+// the disk is touched.
+func (ig *Ignition) Validate() error {
+	if len(ig.Config) == 0 || len(ig.Config) > MaxIgnitionBytes {
+		return fmt.Errorf("ignition config of %d bytes: give 1-%d", len(ig.Config), MaxIgnitionBytes)
+	}
+	var doc struct {
+		Ignition struct {
+			Version string `json:"version"`
+		} `json:"ignition"`
+	}
+	if err := json.Unmarshal(ig.Config, &doc); err != nil {
+		return fmt.Errorf("ignition config is not a JSON object: %w", err)
+	}
+	if doc.Ignition.Version == "" {
+		return errors.New("ignition config has no ignition.version")
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -294,7 +295,27 @@ kernel/net/core/failover.ko:
 			if !st1.ModTime().Equal(st2.ModTime()) {
 				t.Error("the cached initramfs was rewritten")
 			}
-			// A new agent binary is a new boot environment; the old cache entry goes.
+			// What a running server reads back is this build.
+			pub, err := Published(filepath.Join(data, "bootenv"))
+			if err != nil || pub.Key != env.Key || pub.KernelVersion != env.KernelVersion || pub.Modules != env.Modules ||
+				pub.InitramfsSize != env.InitramfsSize || pub.Kernel != env.Kernel || pub.Initramfs != env.Initramfs {
+				t.Errorf("Published = %+v, %v; want %+v", pub, err, env)
+			}
+			cacheKeys := func() []string {
+				t.Helper()
+				ents, err := os.ReadDir(filepath.Join(data, "bootenv/cache"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var keys []string
+				for _, e := range ents {
+					keys = append(keys, e.Name())
+				}
+				return keys
+			}
+			// A new agent binary is a new boot environment. The one it replaces stays
+			// in the cache (a host may be half-way through booting it); the one before
+			// goes.
 			if err := os.WriteFile(agent, append(agentBin, 0), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -302,8 +323,24 @@ kernel/net/core/failover.ko:
 			if err != nil || third.Cached || third.Key == env.Key {
 				t.Errorf("Build after the agent changed = %+v, %v", third, err)
 			}
-			if ents, _ := os.ReadDir(filepath.Join(data, "bootenv/cache")); len(ents) != 1 {
-				t.Errorf("cache holds %d entries, want 1", len(ents))
+			if pub, err := Published(filepath.Join(data, "bootenv")); err != nil || pub.Key != third.Key {
+				t.Errorf("Published after the rebuild = %+v, %v; want key %s", pub, err, third.Key)
+			}
+			if diff := cmp.Diff(sortedStrings(env.Key, third.Key), cacheKeys()); diff != "" {
+				t.Errorf("cache entries (-want +got):\n%s", diff)
+			}
+			if k, err := os.ReadFile(filepath.Join(KeyDir(filepath.Join(data, "bootenv"), env.Key), InitramfsFile)); err != nil || len(k) == 0 {
+				t.Errorf("the replaced build's initramfs: %d bytes, %v", len(k), err)
+			}
+			if err := os.WriteFile(agent, append(agentBin, 0, 0), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			fourth, err := Build(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(sortedStrings(third.Key, fourth.Key), cacheKeys()); diff != "" {
+				t.Errorf("cache entries after a fourth build (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -395,6 +432,51 @@ func TestMatchAny(t *testing.T) {
 	} {
 		if got := matchAny(pats, p); got != want {
 			t.Errorf("matchAny(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func sortedStrings(s ...string) []string {
+	sort.Strings(s)
+	return s
+}
+
+func TestPublishedErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Published(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("empty directory: %v, want fs.ErrNotExist", err)
+	}
+	write := func(name, body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ manifest, want string }{
+		{"{", "damaged"},
+		{`{"key": "../../etc"}`, "no valid build key"},
+		{`{"key": "0123456789abcdef0123"}`, "published kernel"},
+	} {
+		write(ManifestFile, c.manifest)
+		if _, err := Published(dir); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("manifest %s: %v, want an error about %q", c.manifest, err, c.want)
+		}
+	}
+	write(KernelFile, "k")
+	write(InitramfsFile, "initrd")
+	e, err := Published(dir)
+	if err != nil || e.Key != "0123456789abcdef0123" || e.InitramfsSize != 6 {
+		t.Errorf("Published = %+v, %v", e, err)
+	}
+}
+
+func TestValidKey(t *testing.T) {
+	for k, want := range map[string]bool{
+		"0123456789abcdef0123": true, "deadbeef": true, "": false, "..": false, "0123456789ABCDEF0123": false,
+		"0123456789abcdef0123/x": false, "abc": false,
+	} {
+		if got := ValidKey(k); got != want {
+			t.Errorf("ValidKey(%q) = %v", k, got)
 		}
 	}
 }

@@ -32,8 +32,9 @@ const formatVersion = "rackboot-bootenv-1"
 
 // DefaultModules are the module paths (under lib/modules/VERSION) packed into the
 // initramfs, with everything they depend on: the NIC and storage drivers a server may
-// boot from, ext4 for the cloud-init drop-in, vfat to check the CIDATA partition, and
-// the hardware RNG drivers. "DIR/**" takes a directory tree.
+// boot from, ext4 for the cloud-init drop-in, vfat to check the CIDATA partition,
+// btrfs for Flatcar's OEM partition (the Ignition config), and the hardware RNG
+// drivers. "DIR/**" takes a directory tree.
 func DefaultModules() []string {
 	return []string{
 		"kernel/drivers/net/ethernet/**",
@@ -51,6 +52,10 @@ func DefaultModules() []string {
 		"kernel/fs/nls/nls_cp437.ko",
 		"kernel/fs/nls/nls_ascii.ko",
 		"kernel/fs/nls/nls_utf8.ko",
+		// Flatcar keeps its OEM partition, where the agent writes the Ignition config,
+		// on btrfs (zlib-compressed); its dependencies (raid6_pq, xor, zstd...) come
+		// along through modules.dep.
+		"kernel/fs/btrfs/**",
 		// Hardware RNGs (virtio-rng, TPM-less boards' RNGs) feed the kernel's random
 		// pool, which an https image URL needs early in boot.
 		"kernel/drivers/char/hw_random/**",
@@ -196,16 +201,20 @@ func Build(ctx context.Context, cfg Config) (Env, error) {
 	if err != nil {
 		return Env{}, fmt.Errorf("bootenv: cache entry %s: %w (delete it to rebuild)", entry, err)
 	}
-	for _, f := range []string{"vmlinuz", "initramfs.gz", "manifest.json"} {
+	// The build published until now stays in the cache: a running rackboot serve
+	// (provision.BootEnvs) serves each build under its key, and a host that fetched its
+	// kernel from it just before this import still gets the matching initramfs. Older
+	// builds go (the published files are links of their own).
+	prev := publishedKey(dir)
+	// The manifest goes last: a server that sees the new one finds the files in place.
+	for _, f := range []string{KernelFile, InitramfsFile, ManifestFile} {
 		if err := publish(filepath.Join(entry, f), filepath.Join(dir, f)); err != nil {
 			return Env{}, err
 		}
 	}
-	// Older builds are of no use once a new one is published (the published files are
-	// links of their own).
 	if ents, err := os.ReadDir(filepath.Join(dir, "cache")); err == nil {
 		for _, e := range ents {
-			if e.Name() != key {
+			if e.Name() != key && e.Name() != prev {
 				_ = os.RemoveAll(filepath.Join(dir, "cache", e.Name()))
 			}
 		}

@@ -52,7 +52,9 @@ log() { echo "lab-image: $(date +%T) $*" >&2; }
 # --- the root filesystem ------------------------------------------------------------------
 # debootstrap does not resolve virtual packages: python3-cryptography (cloud-init, through
 # python3-oauthlib) depends on python3-cffi-backend-api-*, which python3-cffi-backend provides.
-packages=python3-cffi-backend,linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,ifupdown,isc-dhcp-client,iproute2,netbase,cloud-init,cloud-guest-utils,openssh-server,sudo,zstd
+# dbus and libpam-systemd: without them systemd-logind does not run, and the host ignores
+# the ACPI power button (a BMC's soft power off) and SSH sessions get no logind session.
+packages=python3-cffi-backend,linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,ifupdown,isc-dhcp-client,iproute2,netbase,cloud-init,cloud-guest-utils,openssh-server,sudo,zstd,dbus,libpam-systemd
 debcache=()
 if [ -n "${RACKBOOT_LAB_DEB_CACHE:-}" ]; then
 	mkdir -p "$RACKBOOT_LAB_DEB_CACHE"

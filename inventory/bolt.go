@@ -28,6 +28,11 @@ import (
 //	leaseips  leased IPv4 -> MAC                            (index; unique)
 //	events    host ID -> bucket{ seq (8-byte big-endian) -> Event }
 //	secrets   host ID -> the host's BMC password, sealed (AES-256-GCM, see secret.go)
+//	tokens, provdata, images: see provision.go and image.go
+//
+// Per host: hosts, macs, ips, events, secrets, provdata and the tokens entries naming
+// it go with the host (DeleteHost); leases and leaseips are per MAC and outlive it until
+// they expire.
 //
 // Host values never hold a BMC password: it lives only, encrypted, in secrets.
 // Big-endian sequence keys make a cursor walk the timeline in order.
@@ -374,8 +379,24 @@ func (s *BoltStore) UpdateHost(ctx context.Context, id string, fn func(*Host) er
 	return out, err
 }
 
-// DeleteHost implements Store.
+// DeleteHost implements Store. One transaction removes everything kept for the host:
+// its record, its MAC and reservation index entries, its sealed BMC password, its
+// timeline, its sealed provisioning data (user-data, Ignition: kubeadm join secrets)
+// and every token index entry that names it. A crash leaves the whole host or none of
+// it, and a host created later with the same ID starts with nothing of this one.
+//
+// Its DHCP leases stay, keyed by MAC, until they expire or the client releases them. A
+// lease is a promise made to a NIC on the wire, not part of the operator's record: the
+// machine may still be running with that address, and dropping the lease would let the
+// pool hand the address to another client while it is in use (ISC dhcpd, Kea and
+// dnsmasq keep leases when a reservation goes, for the same reason). A kept lease no
+// longer resolves to a host (HostByIP); a host enrolled again with the same MAC carries
+// on with it; a host with another MAC cannot reserve the address until it expires, and
+// the conflict says until when.
 func (s *BoltStore) DeleteHost(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		var h Host
 		if err := getHost(tx, id, &h); err != nil {
@@ -384,17 +405,20 @@ func (s *BoltStore) DeleteHost(ctx context.Context, id string) error {
 		if err := s.unindex(tx, &h); err != nil {
 			return err
 		}
-		for _, m := range h.MACs {
-			if err := deleteLease(tx, m); err != nil {
-				return err
-			}
-		}
 		if err := tx.Bucket(bucketSecrets).Delete([]byte(id)); err != nil {
 			return err
 		}
 		if tx.Bucket(bucketEvents).Bucket([]byte(id)) != nil {
 			if err := tx.Bucket(bucketEvents).DeleteBucket([]byte(id)); err != nil {
 				return err
+			}
+		}
+		if err := dropTokens(tx, &h); err != nil { // provision.go
+			return err
+		}
+		if b := tx.Bucket(bucketProvData); b != nil {
+			if err := b.Delete([]byte(id)); err != nil {
+				return fmt.Errorf("host %s: deleting its provisioning data: %w", id, err)
 			}
 		}
 		return tx.Bucket(bucketHosts).Delete([]byte(id))

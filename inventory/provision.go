@@ -289,6 +289,34 @@ func syncTokens(tx *bolt.Tx, old, h *Host) error {
 	return nil
 }
 
+// dropTokens removes, for a host being deleted, every token index entry that names it:
+// the hashes it holds, and any entry left behind (by an older build, say) that
+// HostByTokenHash would have ignored; no entry outlives its host. The index holds about
+// two entries per host, so scanning it costs little, and deletes are rare.
+func dropTokens(tx *bolt.Tx, h *Host) error {
+	b := tx.Bucket(bucketTokens)
+	if b == nil {
+		return nil
+	}
+	var stale [][]byte
+	// Collected first: bbolt does not allow deleting inside ForEach.
+	err := b.ForEach(func(k, v []byte) error {
+		if string(v) == h.ID {
+			stale = append(stale, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := b.Delete(k); err != nil {
+			return fmt.Errorf("host %s: deleting its token index entry: %w", h.ID, err)
+		}
+	}
+	return nil
+}
+
 // HostByTokenHash returns the host that holds the token whose SHA-256 (hex) is hash,
 // as its current agent token or its metadata token; ErrNotFound otherwise. An index
 // entry left behind by a deleted host is ignored.

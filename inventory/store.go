@@ -45,8 +45,10 @@ type Store interface {
 	// UpdateHost applies fn to the stored host inside one transaction; returning an error
 	// from fn aborts the update. Uniqueness is re-checked after fn.
 	UpdateHost(ctx context.Context, id string, fn func(*Host) error) (Host, error)
-	// DeleteHost removes the host, its reservation, its leases, its events and its
-	// BMC password.
+	// DeleteHost removes, in one transaction, the host, its MAC and reservation index
+	// entries, its events, its BMC password and (stores that keep them) its
+	// provisioning data and agent/metadata tokens. Its DHCP leases stay, per MAC, until
+	// they expire: the machine may still be using the address (see BoltStore.DeleteHost).
 	DeleteHost(ctx context.Context, id string) error
 	// BMCCredentials returns the host's BMC URL with its password decrypted: the only
 	// read that returns a password (every other returns Host.BMC without it). A host

@@ -26,6 +26,14 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// provisioningStore is what a store that keeps the provisioning records (provision.go)
+// offers beyond Store; the contract checks those records too where it can.
+type provisioningStore interface {
+	TransitionHost(ctx context.Context, id string, fn func(h *Host, c *HostChange) error) (Host, []Event, error)
+	ProvisionData(ctx context.Context, hostID string) (ProvisionData, error)
+	HostByTokenHash(ctx context.Context, hash string) (Host, error)
+}
+
 // storeFactory opens a fresh, empty store driven by clock.
 type storeFactory func(t *testing.T, clock Clock) Store
 
@@ -181,11 +189,11 @@ func runContract(t *testing.T, open storeFactory) {
 	})
 
 	t.Run("DeleteRemovesEverything", func(t *testing.T) {
-		s, _ := newStore(t)
+		s, clock := newStore(t)
 		if _, err := s.CreateHosts(ctx, Host{ID: "a", MACs: []string{"52:54:00:00:00:0a"}, IP: "10.0.0.10"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.PutLease(ctx, Lease{MAC: "52:54:00:00:00:0a", IP: "10.0.0.10", State: LeaseBound, Expires: time.Now().Add(time.Hour * 1e4)}); err != nil {
+		if err := s.PutLease(ctx, Lease{MAC: "52:54:00:00:00:0a", IP: "10.0.0.10", State: LeaseBound, Expires: clock.Now().Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.AppendEvent(ctx, "a", Event{Type: "dhcp.ack"}); err != nil {
@@ -197,10 +205,25 @@ func runContract(t *testing.T, open storeFactory) {
 		if _, err := s.GetHost(ctx, "a"); !errors.Is(err, ErrNotFound) {
 			t.Fatal(err)
 		}
-		if _, err := s.GetLease(ctx, "52:54:00:00:00:0a"); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("lease survived: %v", err)
+		if _, err := s.HostByMAC(ctx, "52:54:00:00:00:0a"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("HostByMAC after delete: %v", err)
 		}
-		// The MAC and IP are free again.
+		if _, err := s.Events(ctx, "a", 0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("events after delete: %v", err)
+		}
+		// The lease outlives the host: the machine may still use the address, so it is
+		// not handed to anyone else before it expires. It names no host any more.
+		if l, err := s.GetLease(ctx, "52:54:00:00:00:0a"); err != nil || l.IP != "10.0.0.10" {
+			t.Fatalf("lease after delete: %+v, %v", l, err)
+		}
+		if h, err := s.HostByIP(ctx, "10.0.0.10"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("HostByIP after delete = %s, %v", h.ID, err)
+		}
+		if _, err := s.CreateHosts(ctx, Host{ID: "c", MACs: []string{"52:54:00:00:00:0c"}, IP: "10.0.0.10"}); !errors.Is(err, ErrConflict) {
+			t.Fatalf("reserving a deleted host's live lease for another MAC: %v", err)
+		}
+		// The same NIC enrolled again carries on with its lease; nothing else of the
+		// old host comes back.
 		if _, err := s.CreateHosts(ctx, Host{ID: "b", MACs: []string{"52:54:00:00:00:0a"}, IP: "10.0.0.10"}); err != nil {
 			t.Fatal(err)
 		}
@@ -209,6 +232,80 @@ func runContract(t *testing.T, open storeFactory) {
 		}
 		if err := s.DeleteHost(ctx, "a"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("deleting twice: %v", err)
+		}
+		// Once the lease has expired the address is free for another MAC.
+		if err := s.DeleteHost(ctx, "b"); err != nil {
+			t.Fatal(err)
+		}
+		clock.Add(2 * time.Hour)
+		if _, err := s.CreateHosts(ctx, Host{ID: "c", MACs: []string{"52:54:00:00:00:0c"}, IP: "10.0.0.10"}); err != nil {
+			t.Fatalf("reserving an expired lease's address: %v", err)
+		}
+	})
+
+	t.Run("DeleteDropsProvisioningRecords", func(t *testing.T) {
+		s, _ := newStore(t)
+		ps, ok := s.(provisioningStore)
+		if !ok {
+			t.Skipf("%T keeps no provisioning records", s)
+		}
+		const mac = "52:54:00:00:00:0a"
+		userData := []byte("#cloud-config\nkubeadm-join-token: abcdef.0123456789abcdef\n")
+		if _, err := s.CreateHosts(ctx, Host{ID: "a", MACs: []string{mac}, BMC: &BMC{URL: "ipmi://admin@10.0.1.10", Password: "hunter2"}}); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := ps.TransitionHost(ctx, "a", func(h *Host, c *HostChange) error {
+			h.State = StateProvisioning
+			h.Operation = &Operation{State: StateProvisioning, Phase: PhaseAgent, Attempt: 1, TokenHash: "agent-hash"}
+			h.Provision = &Provision{ID: "p1", Image: "debian-12", MetadataTokenHash: "meta-hash"}
+			c.Data = &ProvisionData{ProvisionID: "p1", Kind: ConfigCloudConfig, UserData: userData}
+			c.Events = append(c.Events, Event{Type: "state.changed"})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, hash := range []string{"agent-hash", "meta-hash"} {
+			if h, err := ps.HostByTokenHash(ctx, hash); err != nil || h.ID != "a" {
+				t.Fatalf("before delete, token %s: %s, %v", hash, h.ID, err)
+			}
+		}
+		if d, err := ps.ProvisionData(ctx, "a"); err != nil || string(d.UserData) != string(userData) {
+			t.Fatalf("before delete, provisioning data: %+v, %v", d, err)
+		}
+		if err := s.DeleteHost(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		gone := func(when string) {
+			t.Helper()
+			for _, hash := range []string{"agent-hash", "meta-hash"} {
+				if h, err := ps.HostByTokenHash(ctx, hash); !errors.Is(err, ErrNotFound) {
+					t.Errorf("%s: token %s still finds host %q (%v)", when, hash, h.ID, err)
+				}
+			}
+			if d, err := ps.ProvisionData(ctx, "a"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("%s: the user-data survived: %q, %v", when, d.UserData, err)
+			}
+		}
+		gone("after delete")
+		if _, err := s.BMCCredentials(ctx, "a"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("BMC credentials after delete: %v", err)
+		}
+		// A new host with the same ID and MAC starts clean: no user-data (the kubeadm
+		// secrets of the old one), no tokens, no timeline, no password.
+		if _, err := s.CreateHosts(ctx, Host{ID: "a", MACs: []string{mac}, BMC: &BMC{URL: "ipmi://admin@10.0.1.10"}}); err != nil {
+			t.Fatal(err)
+		}
+		gone("a new host with the same ID")
+		h, err := s.GetHost(ctx, "a")
+		if err != nil || h.State != StateEnrolled || h.Provision != nil || h.Operation != nil || h.Revision != 1 {
+			t.Errorf("new host = %+v, %v", h, err)
+		}
+		if ev, err := s.Events(ctx, "a", 0); err != nil || len(ev) != 0 {
+			t.Errorf("new host's timeline: %v, %v", ev, err)
+		}
+		if creds, err := s.BMCCredentials(ctx, "a"); err != nil || creds.Password != "" || creds.PasswordSet {
+			t.Errorf("new host's BMC credentials: %+v, %v", creds, err)
 		}
 	})
 

@@ -79,6 +79,10 @@ type HandlerConfig struct {
 	Discovery bool
 	// BootEnv is the agent's boot environment; nil until provisioning provides one.
 	BootEnv *BootEnv
+	// BootEnvs, when set, is asked at each script request for the agent's boot
+	// environment and replaces BootEnv (provision.BootEnvs.Current, which follows
+	// `rackboot bootenv import` while serve runs); nil from it means none.
+	BootEnvs func() *BootEnv
 	// AgentTokens issues the per-boot agent token put on the agent's kernel line
 	// (the provisioner); nil boots the agent without one.
 	AgentTokens AgentTokens
@@ -207,8 +211,12 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "rackboot cannot read its inventory; see its log", http.StatusInternalServerError)
 		return
 	}
+	bootEnv := h.cfg.BootEnv
+	if h.cfg.BootEnvs != nil {
+		bootEnv = h.cfg.BootEnvs()
+	}
 	in := ScriptInput{
-		Host: host, MAC: mac, Discovery: h.cfg.Discovery, ServerURL: h.serverURL(r), BootEnv: h.cfg.BootEnv,
+		Host: host, MAC: mac, Discovery: h.cfg.Discovery, ServerURL: h.serverURL(r), BootEnv: bootEnv,
 	}
 	s, err := RenderScript(in)
 	if err == nil && s.Action == ActionAgent && host != nil && h.cfg.AgentTokens != nil {

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rackboot/rackboot/agentapi"
-	"github.com/rackboot/rackboot/images"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/metadata"
 )
@@ -197,6 +195,10 @@ func (p *Provisioner) hello(r *http.Request) (agentapi.Plan, error) {
 	if call.host.State == inventory.StateProvisioning && call.host.Provision != nil {
 		im, imErr = p.cfg.Images.Lookup(ctx, call.host.Provision.Image)
 	}
+	data, err := p.planData(ctx, call.host)
+	if err != nil {
+		return agentapi.Plan{}, err
+	}
 	metaTok, err := agentapi.NewToken()
 	if err != nil {
 		return agentapi.Plan{}, err
@@ -257,15 +259,12 @@ func (p *Provisioner) hello(r *http.Request) (agentapi.Plan, error) {
 					Message: fmt.Sprintf("rackboot: image %s is still being downloaded and verified", pv.Image)}
 			default:
 				pv.MetadataTokenHash, pv.BootMAC, pv.HostIP = metadata.TokenHash(metaTok), mac, call.src.String()
-				ci := agentapi.CloudInit{Mode: pv.CloudInit}
-				if ci.Mode != agentapi.CloudInitNone {
-					ci.SeedURL = base + metadata.PathPrefix + url.PathEscape(metaTok) + "/"
+				var perr error
+				if plan, perr = provisionPlan(*h, im, base, metaTok, data); perr != nil {
+					p.fail(h, c, perr.Error(), nil)
+					failMsg = perr.Error()
+					return nil
 				}
-				plan = agentapi.Plan{Action: agentapi.ActionProvision, Message: fmt.Sprintf("rackboot: writing %s to %s", pv.Image, h.ID),
-					Provision: &agentapi.Provision{
-						ImageURL: base + images.URLPath(im.Name), SHA256: im.SHA256, Format: im.Format, Size: im.Size,
-						RootDisk: pv.RootDisk, CloudInit: ci,
-					}}
 			}
 		}
 		if err := plan.Validate(); err != nil {
@@ -290,7 +289,11 @@ func describePlan(pl agentapi.Plan) string {
 	case agentapi.ActionProvision:
 		pv := pl.Provision
 		s := fmt.Sprintf("write %s (%s, sha256 %s) to the %s disk", pv.ImageURL, agentapi.FormatBytes(uint64(pv.Size)), pv.SHA256[:12], pv.RootDisk)
-		if pv.CloudInit.Mode != agentapi.CloudInitNone {
+		switch pv.CloudInit.Mode {
+		case agentapi.CloudInitNone:
+		case agentapi.CloudInitIgnition:
+			s += fmt.Sprintf(", install its Ignition config (%d bytes)", len(pv.Ignition.Config))
+		default:
 			s += ", cloud-init " + string(pv.CloudInit.Mode)
 		}
 		return s + ", then reboot"

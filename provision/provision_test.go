@@ -417,7 +417,7 @@ func TestButaneRenderedAtRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Provision.Config != inventory.ConfigIgnition || h.Provision.CloudInit != agentapi.CloudInitNone {
+	if h.Provision.Config != inventory.ConfigIgnition || h.Provision.CloudInit != agentapi.CloudInitIgnition {
 		t.Errorf("config kind = %q, cloud-init mode %q", h.Provision.Config, h.Provision.CloudInit)
 	}
 	d, err := e.store.ProvisionData(ctx, hostID)

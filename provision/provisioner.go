@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/bmc"
+	"github.com/rackboot/rackboot/images"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
 	"github.com/rackboot/rackboot/metadata"
@@ -31,6 +33,9 @@ type Store interface {
 	TransitionHost(ctx context.Context, id string, fn func(*inventory.Host, *inventory.HostChange) error) (inventory.Host, []inventory.Event, error)
 	StartProvisioning(ctx context.Context, id, image string, fn func(*inventory.Host, inventory.Image, *inventory.HostChange) error) (inventory.Host, []inventory.Event, error)
 	AppendEvent(ctx context.Context, hostID string, e inventory.Event) (inventory.Event, error)
+	// ProvisionData is the host's sealed cloud-init or Ignition payload (an Ignition
+	// plan carries the rendered config).
+	ProvisionData(ctx context.Context, hostID string) (inventory.ProvisionData, error)
 }
 
 var _ Store = (*inventory.BoltStore)(nil)
@@ -129,13 +134,19 @@ type Config struct {
 	// leases. With rackboot as the DHCP server leave it false.
 	TrustFirstAddress bool
 	// CloudInit is how the agent points an installed system at its cloud-init
-	// (default dropin, which works with stock cloud images).
+	// (default dropin, which works with stock cloud images). Hosts provisioned with
+	// Butane or Ignition take ignition whatever this says.
 	CloudInit agentapi.CloudInitMode
 	// NoAgent, when set, is why this rackboot cannot boot the agent (no boot
 	// environment built): Inspect, Provision and Release are refused with it rather
 	// than left to time out.
 	NoAgent string
-	Logger  *slog.Logger
+	// AgentReady, when set, is asked at each Inspect, Provision and Release: NoAgent
+	// refuses them only while it returns false (provision.BootEnvs.Ready, so a boot
+	// environment imported while serve runs lifts the refusal). Without it NoAgent
+	// alone decides.
+	AgentReady func() bool
+	Logger     *slog.Logger
 	// Registerer gets the provisioner's metrics; Metrics the agent routes' HTTP ones.
 	Registerer prometheus.Registerer
 	Metrics    *ipxe.HTTPMetrics
@@ -248,7 +259,10 @@ type Request struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Metadata is served in the host's meta-data under "metadata".
 	Metadata map[string]string `json:"metadata,omitempty"`
-	// CloudInit overrides Config.CloudInit for this host (dropin, cidata or none).
+	// CloudInit overrides Config.CloudInit for this host (dropin, cidata, ignition or
+	// none). A Butane or Ignition config takes ignition unless none is asked for (the
+	// image finds its config some other way); ignition without one installs a config
+	// holding only rackboot's phone-home unit.
 	CloudInit agentapi.CloudInitMode `json:"cloudInit,omitempty"`
 	// Owner is who asks: a host claimed by another owner is refused (ErrConflict).
 	// The CAPI controller passes its claim owner; the CLI passes nothing.
@@ -361,7 +375,7 @@ func (p *Provisioner) notify() {
 
 // canBootAgent refuses operations this rackboot could only let time out.
 func (p *Provisioner) canBootAgent() error {
-	if p.cfg.NoAgent != "" {
+	if p.cfg.NoAgent != "" && (p.cfg.AgentReady == nil || !p.cfg.AgentReady()) {
 		return conflict("%s", p.cfg.NoAgent)
 	}
 	return nil
@@ -418,13 +432,10 @@ func (p *Provisioner) Provision(ctx context.Context, id string, req Request) (in
 			return inventory.Host{}, invalidf("metadata %q: keys of 1-253 characters and values of at most 4096, please", k)
 		}
 	}
-	mode := req.CloudInit
-	switch mode {
-	case "":
-		mode = p.cfg.CloudInit
-	case agentapi.CloudInitDropIn, agentapi.CloudInitCIData, agentapi.CloudInitNone:
+	switch req.CloudInit {
+	case "", agentapi.CloudInitDropIn, agentapi.CloudInitCIData, agentapi.CloudInitIgnition, agentapi.CloudInitNone:
 	default:
-		return inventory.Host{}, invalidf("cloud-init mode %q: use dropin, cidata or none", mode)
+		return inventory.Host{}, invalidf("cloud-init mode %q: use dropin, cidata, ignition or none", req.CloudInit)
 	}
 	given := 0
 	for _, b := range [][]byte{req.UserData, req.Butane, req.Ignition} {
@@ -454,11 +465,21 @@ func (p *Provisioner) Provision(ctx context.Context, id string, req Request) (in
 		}
 		data.Kind, data.Ignition = inventory.ConfigIgnition, req.Ignition
 	}
-	if data.Kind == inventory.ConfigIgnition && req.CloudInit == "" {
-		// Ignition images have no cloud-init to point at; the agent has no way yet to
-		// install an Ignition config (agentapi has no such mode), so it writes the image
-		// as it is.
-		mode = agentapi.CloudInitNone
+	mode, err := installMode(req.CloudInit, p.cfg.CloudInit, &data)
+	if err != nil {
+		return inventory.Host{}, err
+	}
+	if mode == agentapi.CloudInitIgnition {
+		// The plan carries the rendered config: refuse now what would not fit in one,
+		// rather than fail the host when its agent asks.
+		tok := strings.Repeat("x", 43)
+		cfg, err := metadata.Ignition(metadata.Input{BaseURL: "http://255.255.255.255:65535" + metadata.PathPrefix + tok + "/"}, data)
+		if err != nil {
+			return inventory.Host{}, invalidf("%v", err)
+		}
+		if len(cfg) > agentapi.MaxIgnitionBytes-1024 {
+			return inventory.Host{}, invalidf("the Ignition config renders to %d bytes, over the %d the agent installs: fetch large files from URLs (storage.files[].contents.source) instead of inlining them", len(cfg), agentapi.MaxIgnitionBytes-1024)
+		}
 	}
 	provID, err := randomID()
 	if err != nil {
@@ -715,6 +736,86 @@ func (p *Provisioner) Watch(ctx context.Context, id string, after uint64) (inven
 		}
 		t.Stop()
 	}
+}
+
+// emptyIgnition is the config installed in mode ignition when none was given: Ignition
+// spec 3.3.0, which every Flatcar since 3185 and every Fedora CoreOS reads; rackboot
+// adds its phone-home unit to it like to any other.
+const emptyIgnition = `{"ignition":{"version":"3.3.0"}}`
+
+// installMode decides how the agent configures the installed system, from the mode
+// asked for (empty: the default, def) and the configuration given (data, which it may
+// complete). An Ignition config goes with mode ignition, or none when the request says
+// the image finds its config by itself; cloud-init modes take cloud-init user-data or
+// nothing.
+func installMode(asked, def agentapi.CloudInitMode, data *inventory.ProvisionData) (agentapi.CloudInitMode, error) {
+	mode := asked
+	if mode == "" {
+		mode = def
+		if data.Kind == inventory.ConfigIgnition {
+			mode = agentapi.CloudInitIgnition
+		}
+	}
+	switch {
+	case data.Kind == inventory.ConfigIgnition && mode != agentapi.CloudInitIgnition && mode != agentapi.CloudInitNone:
+		return "", invalidf("cloud-init mode %s is for cloud-init images; a Butane or Ignition config is installed with mode ignition (or none, when the image finds its config by itself)", mode)
+	case data.Kind == inventory.ConfigCloudConfig && mode == agentapi.CloudInitIgnition:
+		return "", invalidf("cloud-init mode ignition installs a Butane or Ignition config, not cloud-init user-data: give --butane or an Ignition config, or another mode")
+	case data.Kind == inventory.ConfigNone && mode == agentapi.CloudInitIgnition:
+		// Nothing of the user's to install, but the host still has to phone home.
+		data.Kind, data.Ignition = inventory.ConfigIgnition, []byte(emptyIgnition)
+	}
+	return mode, nil
+}
+
+// planData reads what the plan of a host being provisioned needs from outside the
+// host record: the sealed Ignition config, for mode ignition. A missing one is left for
+// provisionPlan to fail the host with; any other error is the server's (the agent
+// retries).
+func (p *Provisioner) planData(ctx context.Context, h inventory.Host) (inventory.ProvisionData, error) {
+	if h.State != inventory.StateProvisioning || h.Provision == nil || h.Provision.CloudInit != agentapi.CloudInitIgnition {
+		return inventory.ProvisionData{}, nil
+	}
+	d, err := p.store.ProvisionData(ctx, h.ID)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return inventory.ProvisionData{}, nil
+	}
+	return d, err
+}
+
+// provisionPlan is the plan of host h, whose image im is ready: write the image, then
+// point the installed system at its configuration. metaTok is this hello's fresh
+// metadata token: the NoCloud seed URL, and the phone-home URL in an Ignition config,
+// carry it. For mode ignition the config is rendered here, as metadata serves it at
+// .../ignition, and carried in the plan, so the agent writes it on the disk and the
+// host's first boot needs no network to find it. An error is why the provisioning
+// fails.
+func provisionPlan(h inventory.Host, im inventory.Image, base, metaTok string, data inventory.ProvisionData) (agentapi.Plan, error) {
+	pv := h.Provision
+	seed := base + metadata.PathPrefix + url.PathEscape(metaTok) + "/"
+	pr := &agentapi.Provision{
+		ImageURL: base + images.URLPath(im.Name), SHA256: im.SHA256, Format: im.Format, Size: im.Size,
+		RootDisk: pv.RootDisk, CloudInit: agentapi.CloudInit{Mode: pv.CloudInit},
+	}
+	switch pv.CloudInit {
+	case agentapi.CloudInitNone:
+	case agentapi.CloudInitIgnition:
+		if data.Kind != inventory.ConfigIgnition || data.ProvisionID != pv.ID {
+			return agentapi.Plan{}, errors.New("the Ignition config of this provisioning is missing from the inventory: release the host and provision it again")
+		}
+		cfg, err := metadata.Ignition(metadata.Input{Host: h, BaseURL: seed, BootMAC: pv.BootMAC}, data)
+		if err != nil {
+			return agentapi.Plan{}, fmt.Errorf("rendering the Ignition config: %w", err)
+		}
+		if len(cfg) > agentapi.MaxIgnitionBytes {
+			// Provision refuses configs near the limit; this is the backstop.
+			return agentapi.Plan{}, fmt.Errorf("the Ignition config renders to %d bytes, over the %d the agent installs: make it smaller and provision the host again", len(cfg), agentapi.MaxIgnitionBytes)
+		}
+		pr.Ignition = &agentapi.Ignition{Config: cfg}
+	default:
+		pr.CloudInit.SeedURL = seed
+	}
+	return agentapi.Plan{Action: agentapi.ActionProvision, Message: fmt.Sprintf("rackboot: writing %s to %s", pv.Image, h.ID), Provision: pr}, nil
 }
 
 func randomID() (string, error) {

@@ -26,7 +26,9 @@ import (
 	"github.com/rackboot/rackboot/agent"
 	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/bootenv"
+	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
+	"github.com/rackboot/rackboot/metadata"
 )
 
 const (
@@ -44,7 +46,8 @@ type server struct {
 	hellos   []stamped[agentapi.Hello]
 	progress []stamped[agentapi.Progress]
 	results  []stamped[agentapi.Result]
-	image    []byte
+	// images are served under /images/NAME.
+	images   map[string][]byte
 	imageGet []time.Time // start and end of each image response
 	log      func(string, ...any)
 }
@@ -67,9 +70,16 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(doc))
 		return
 	}
-	if r.URL.Path == "/images/test.img.gz" {
+	if name, ok := strings.CutPrefix(r.URL.Path, "/images/"); ok {
+		s.mu.Lock()
+		img, found := s.images[name]
+		s.mu.Unlock()
+		if !found {
+			http.NotFound(w, r)
+			return
+		}
 		start := time.Now()
-		http.ServeContent(w, r, "test.img.gz", time.Unix(0, 0), bytes.NewReader(s.image))
+		http.ServeContent(w, r, name, time.Unix(0, 0), bytes.NewReader(img))
 		s.mu.Lock()
 		s.imageGet = append(s.imageGet, start, time.Now())
 		s.mu.Unlock()
@@ -137,8 +147,10 @@ func (s *server) resultCount() int {
 
 // TestQEMUAgent boots the Debian kernel with rackboot's initramfs in QEMU (TCG, SeaBIOS,
 // direct kernel boot, 1 GiB of memory, a 1 GiB virtio disk, a known MAC and SMBIOS UUID)
-// on a lab segment with dnsmasq for DHCP, twice: a provisioning plan (a gzip image with a
-// GPT and an ext4 root, cloud-init drop-in), then a quick-wipe deprovisioning plan.
+// on a lab segment with dnsmasq for DHCP, four times: a provisioning plan (a gzip image
+// with a GPT and an ext4 root, cloud-init drop-in), the same in cidata mode, a Flatcar
+// layout in Ignition mode (the config lands on the btrfs OEM partition), then a
+// quick-wipe deprovisioning plan.
 func TestQEMUAgent(t *testing.T) {
 	lab.Require(t, "qemu-system-x86_64", "dnsmasq", "apt-get", "go", "mkfs.ext4", "debugfs", "wipefs", "blkid")
 	ctx := t.Context()
@@ -196,7 +208,7 @@ func TestQEMUAgent(t *testing.T) {
 	}
 	lab.WaitFor(t, 10*time.Second, "dnsmasq to start", lab.Alive(lab.FileContains(dnsmasq.Log, "DHCP, IP range"), dnsmasq))
 
-	srv := &server{image: served, log: t.Logf}
+	srv := &server{images: map[string][]byte{"test.img.gz": served}, log: t.Logf}
 	l, err := seg.NS.Listen("tcp", "10.77.41.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -405,6 +417,80 @@ func TestQEMUAgent(t *testing.T) {
 		return
 	}
 
+	t.Run("provision-ignition", func(t *testing.T) {
+		lab.Require(t, "sfdisk", "mkfs.vfat", "mkfs.btrfs", "btrfs")
+		// Flatcar's layout, small: EFI-SYSTEM, OEM (btrfs, holding grub.cfg, as
+		// Flatcar's does) and ROOT, made by sfdisk and the mkfs tools, not by rackboot.
+		img := buildFlatcarImage(t, map[string]string{"grub.cfg": "set linux_append=\"flatcar.autologin\"\n"})
+		var gz bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+		zw.Write(img)
+		zw.Close()
+		srv.mu.Lock()
+		srv.images["flatcar.img.gz"] = gz.Bytes()
+		srv.mu.Unlock()
+		// The config as the server renders it: Butane to Ignition, plus the phone-home
+		// unit pointing at this host's metadata URL.
+		ign, err := metadata.RenderButane([]byte(flatcarButane))
+		if err != nil {
+			t.Fatal(err)
+		}
+		config, err := metadata.Ignition(metadata.Input{BaseURL: seed}, inventory.ProvisionData{Kind: inventory.ConfigIgnition, Ignition: ign})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, res, start, serial := boot(t, "provision-ignition", agentapi.Plan{Action: agentapi.ActionProvision, Provision: &agentapi.Provision{
+			ImageURL: base + "/images/flatcar.img.gz", SHA256: sum(gz.Bytes()), Size: int64(gz.Len()),
+			CloudInit: agentapi.CloudInit{Mode: agentapi.CloudInitIgnition}, Ignition: &agentapi.Ignition{Config: config},
+		}})
+		if !res.Msg.OK || res.Msg.RootPartition != "vda6" || res.Msg.Next != "reboot" || res.Msg.BytesWritten != int64(len(img)) {
+			t.Errorf("result %+v", res.Msg)
+		}
+		if !strings.Contains(serial, "Ignition config written") {
+			t.Errorf("no Ignition line on the console; serial tail:\n%s", tail(serial, 30))
+		}
+		disk, err := os.ReadFile(diskPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Everything but the OEM filesystem is the image's, byte for byte.
+		oem := flatcarOEM
+		if !bytes.Equal(disk[:oem.start], img[:oem.start]) || !bytes.Equal(disk[oem.start+oem.size:len(img)], img[oem.start+oem.size:]) {
+			t.Error("the agent changed the disk outside the OEM partition")
+		}
+		// The OEM filesystem read back on this side by btrfs-progs, without mounting:
+		// the config byte for byte, mode 0600, the image's file kept, and a filesystem
+		// btrfs check finds consistent after the kernel's write and unmount.
+		part := filepath.Join(t.TempDir(), "oem.btrfs")
+		if err := os.WriteFile(part, disk[oem.start:oem.start+oem.size], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("btrfs", "check", "--readonly", part).CombinedOutput(); err != nil {
+			t.Errorf("btrfs check of the OEM partition: %v\n%s", err, out)
+		}
+		files := t.TempDir()
+		if out, err := exec.Command("btrfs", "restore", "-m", part, files).CombinedOutput(); err != nil {
+			t.Fatalf("btrfs restore: %v\n%s", err, out)
+		}
+		got, err := os.ReadFile(filepath.Join(files, "config.ign"))
+		if err != nil || !bytes.Equal(got, config) {
+			t.Errorf("config.ign on the OEM partition = %q, %v;\nwant what the server rendered:\n%s", got, err, config)
+		}
+		if st, err := os.Stat(filepath.Join(files, "config.ign")); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("config.ign: %v, %v; want mode 0600", st, err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(files, "grub.cfg")); string(got) != "set linux_append=\"flatcar.autologin\"\n" {
+			t.Errorf("grub.cfg = %q", got)
+		}
+		if ents, _ := os.ReadDir(files); len(ents) != 2 {
+			t.Errorf("OEM partition holds %v, want grub.cfg and config.ign only", ents)
+		}
+		t.Logf("provision-ignition: QEMU start to result %v; agent: %s", res.At.Sub(start).Round(100*time.Millisecond), firstLine(serial[strings.Index(serial, "Ignition config written"):]))
+	})
+	if t.Failed() {
+		return
+	}
+
 	t.Run("deprovision", func(t *testing.T) {
 		if got := signatures(t, diskPath); got == "" {
 			t.Fatal("no signatures on the disk before the wipe")
@@ -548,4 +634,84 @@ func signatures(t *testing.T, image string) string {
 		s += "\n" + v + " at 1 MiB"
 	}
 	return strings.TrimSpace(s)
+}
+
+const flatcarButane = "variant: flatcar\nversion: 1.1.0\npasswd:\n  users:\n    - name: core\n      ssh_authorized_keys: [\"ssh-ed25519 AAAA e2e\"]\n"
+
+// flatcarOEM is where buildFlatcarImage puts the OEM partition (partition 6), in bytes.
+var flatcarOEM = struct{ start, size int64 }{10 << 20, 32 << 20}
+
+// buildFlatcarImage makes a 52 MiB disk image laid out like Flatcar's (partition
+// numbers, GPT names and filesystem labels), with sfdisk and the mkfs tools: 1
+// EFI-SYSTEM (vfat), 6 OEM (btrfs holding oemFiles; mixed block groups keep it at 32
+// MiB, a plain btrfs needs 114), 9 ROOT (ext4). No loop device, no mount.
+func buildFlatcarImage(t *testing.T, oemFiles map[string]string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	img := filepath.Join(dir, "flatcar.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 52<<20); err != nil {
+		t.Fatal(err)
+	}
+	const linux = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+	script := fmt.Sprintf(`label: gpt
+unit: sectors
+p1 : start=2048, size=16384, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI-SYSTEM"
+p6 : start=%d, size=%d, type=%s, name="OEM"
+p9 : start=%d, size=16384, type=%s, name="ROOT"
+`, flatcarOEM.start/512, flatcarOEM.size/512, linux, (flatcarOEM.start+flatcarOEM.size)/512, linux)
+	cmd := exec.Command("sfdisk", "-q", img)
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v\n%s", err, out)
+	}
+	src := filepath.Join(dir, "oem")
+	for name, content := range oemFiles {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	esp, oem := filepath.Join(dir, "esp.vfat"), filepath.Join(dir, "oem.btrfs")
+	if err := os.WriteFile(oem, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(oem, flatcarOEM.size); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{
+		{"mkfs.vfat", "-C", "-n", "EFI-SYSTEM", esp, "8192"},
+		{"mkfs.btrfs", "-q", "-f", "--mixed", "-L", "OEM", "--rootdir", src, oem},
+		{"mkfs.ext4", "-q", "-F", "-L", "ROOT", "-E", "offset=" + strconv.FormatInt(flatcarOEM.start+flatcarOEM.size, 10), img, "8192k"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
+		}
+	}
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []struct {
+		file string
+		at   int64
+		max  int64
+	}{{esp, 1 << 20, 8 << 20}, {oem, flatcarOEM.start, flatcarOEM.size}} {
+		fs, err := os.ReadFile(part.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(fs)) > part.max {
+			t.Fatalf("%s is %d bytes, more than its partition", part.file, len(fs))
+		}
+		copy(b[part.at:], fs)
+	}
+	if int64(len(b)) != 52<<20 {
+		t.Fatalf("image is %d bytes", len(b))
+	}
+	return b
 }

@@ -23,7 +23,10 @@ func newBootenvCmd(env *cliEnv) *cobra.Command {
 and writes DATA_DIR/bootenv/vmlinuz and DATA_DIR/bootenv/initramfs.gz: the kernel, and an
 initramfs holding this rackboot binary as /init plus the kernel's NIC and storage driver
 modules (and ext4). The result is cached by content: importing the same package with the
-same binary again does nothing.`,
+same binary again does nothing. The build it replaces stays in DATA_DIR/bootenv/cache, and
+a running rackboot serve keeps serving it by its key to hosts half-way through booting
+it; older builds are removed. rackboot serve needs no restart: it uses the new build
+from the next iPXE script that boots the agent.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Log = newLogger(env.stderr, logLevel, "text")

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rackboot/rackboot/dhcp"
+	"github.com/rackboot/rackboot/provision"
 )
 
 // serveConfig is everything `rackboot serve` reads. It comes from the YAML file given
@@ -25,15 +26,16 @@ type serveConfig struct {
 	Interface string `json:"interface"`
 	// Address is this server's IPv4 address on the provisioning network: the next-server
 	// and the host part of every boot URL handed to clients.
-	Address   string     `json:"address"`
-	LogLevel  string     `json:"logLevel"`
-	LogFormat string     `json:"logFormat"`
-	HTTP      httpConfig `json:"http"`
-	TFTP      tftpConfig `json:"tftp"`
-	API       apiConfig  `json:"api"`
-	DHCP      dhcpConfig `json:"dhcp"`
-	Boot      bootConfig `json:"boot"`
-	BMC       bmcConfig  `json:"bmc"`
+	Address   string          `json:"address"`
+	LogLevel  string          `json:"logLevel"`
+	LogFormat string          `json:"logFormat"`
+	HTTP      httpConfig      `json:"http"`
+	TFTP      tftpConfig      `json:"tftp"`
+	API       apiConfig       `json:"api"`
+	DHCP      dhcpConfig      `json:"dhcp"`
+	Boot      bootConfig      `json:"boot"`
+	BMC       bmcConfig       `json:"bmc"`
+	Provision provisionConfig `json:"provision"`
 }
 
 type httpConfig struct {
@@ -86,6 +88,132 @@ type bootConfig struct {
 	HTTPBootBinary string `json:"httpBootBinary"`
 }
 
+// provisionConfig is the serve configuration's "provision" section: the host state
+// machine's timeout and retry policy (provision.Timeouts; provision/doc.go draws the
+// phases). There is no power timeout of its own: one BMC call is bounded by
+// bmc.timeout, and the power phase by retries.powerAttempts and retries.powerBackoff.
+//
+//	provision:
+//	  timeouts:
+//	    boot: 15m         # power-on to the agent's hello (firmware, PXE, kernel, drivers)
+//	    stall: 15m        # the agent silent while it runs its plan
+//	    diskBoot: 30m     # image written to cloud-init's phone-home from the installed OS
+//	    rebootGrace: 30s  # a host found off after its image is written is powered on after this
+//	  retries:
+//	    bootAttempts: 3   # agent boots per operation before the host fails
+//	    powerAttempts: 3  # failing BMC sequences per boot before the host fails
+//	    powerBackoff: 30s # wait before the next BMC try
+type provisionConfig struct {
+	Timeouts provisionTimeouts `json:"timeouts"`
+	Retries  provisionRetries  `json:"retries"`
+}
+
+type provisionTimeouts struct {
+	Boot        durationSetting `json:"boot"`
+	Stall       durationSetting `json:"stall"`
+	DiskBoot    durationSetting `json:"diskBoot"`
+	RebootGrace durationSetting `json:"rebootGrace"`
+}
+
+type provisionRetries struct {
+	BootAttempts  int             `json:"bootAttempts"`
+	PowerAttempts int             `json:"powerAttempts"`
+	PowerBackoff  durationSetting `json:"powerBackoff"`
+}
+
+// Bounds of the provision settings. A timeout below minPhaseTimeout would expire before
+// any machine can POST and reach the agent (the lab's TCG VMs take 18-35 s); pauses below
+// a second are typos ("30ms" for "30s").
+const (
+	minPhaseTimeout = 30 * time.Second
+	minPause        = time.Second
+	maxAttempts     = 100
+)
+
+func defaultProvisionConfig() provisionConfig {
+	return provisionConfig{
+		Timeouts: provisionTimeouts{
+			Boot:        durationSetting{d: provision.DefaultBootTimeout},
+			Stall:       durationSetting{d: provision.DefaultStallTimeout},
+			DiskBoot:    durationSetting{d: provision.DefaultDiskBootTimeout},
+			RebootGrace: durationSetting{d: provision.DefaultRebootGrace},
+		},
+		Retries: provisionRetries{
+			BootAttempts:  provision.DefaultBootAttempts,
+			PowerAttempts: provision.DefaultPowerAttempts,
+			PowerBackoff:  durationSetting{d: provision.DefaultPowerBackoff},
+		},
+	}
+}
+
+// validate checks every setting (defaults are filled in before the file is read, so a
+// zero here was written by the operator) and returns one error per bad one.
+func (c provisionConfig) validate() []error {
+	var errs []error
+	dur := func(field string, v durationSetting, min time.Duration, what string) {
+		switch {
+		case v.raw != "":
+			errs = append(errs, bad(field, "", "%s is not a duration: write one such as \"15m\" or \"90s\" (a bare number is seconds)", v.raw))
+		case v.d <= 0:
+			errs = append(errs, bad(field, "", "%s: give a positive duration such as %s (leave it out for the default)", v.d, what))
+		case v.d < min:
+			errs = append(errs, bad(field, "", "%s is too short: give at least %s", v.d, min))
+		}
+	}
+	dur("provision.timeouts.boot", c.Timeouts.Boot, minPhaseTimeout, "15m")
+	dur("provision.timeouts.stall", c.Timeouts.Stall, minPhaseTimeout, "15m")
+	dur("provision.timeouts.diskBoot", c.Timeouts.DiskBoot, minPhaseTimeout, "30m")
+	dur("provision.timeouts.rebootGrace", c.Timeouts.RebootGrace, minPause, "30s")
+	dur("provision.retries.powerBackoff", c.Retries.PowerBackoff, minPause, "30s")
+	for _, a := range []struct {
+		field string
+		n     int
+	}{{"provision.retries.bootAttempts", c.Retries.BootAttempts}, {"provision.retries.powerAttempts", c.Retries.PowerAttempts}} {
+		if a.n < 1 || a.n > maxAttempts {
+			errs = append(errs, bad(a.field, "", "%d: give 1-%d (1 means no retry; leave it out for the default, 3)", a.n, maxAttempts))
+		}
+	}
+	return errs
+}
+
+// timeouts is the validated section as the provisioner takes it.
+func (c provisionConfig) timeouts() provision.Timeouts {
+	return provision.Timeouts{
+		Boot:          c.Timeouts.Boot.d,
+		Stall:         c.Timeouts.Stall.d,
+		DiskBoot:      c.Timeouts.DiskBoot.d,
+		RebootGrace:   c.Timeouts.RebootGrace.d,
+		BootAttempts:  c.Retries.BootAttempts,
+		PowerAttempts: c.Retries.PowerAttempts,
+		PowerBackoff:  c.Retries.PowerBackoff.d,
+	}
+}
+
+// durationSetting is a duration whose errors wait for resolve: the YAML decoder reports
+// an unreadable value without its path, so the text is kept and resolve names the
+// setting ("provision.timeouts.boot: soon is not a duration ...").
+type durationSetting struct {
+	d   time.Duration
+	raw string // the value as written, when it is not a duration
+}
+
+func (s *durationSetting) UnmarshalJSON(b []byte) error {
+	var d duration
+	if err := d.UnmarshalJSON(b); err != nil {
+		*s = durationSetting{raw: string(b)}
+		return nil
+	}
+	*s = durationSetting{d: time.Duration(d)}
+	return nil
+}
+
+func (s durationSetting) MarshalJSON() ([]byte, error) {
+	if s.raw != "" {
+		return []byte(s.raw), nil
+	}
+	return json.Marshal(s.d.String())
+}
+
 // duration reads "90s", "1h" (or a number of seconds) from YAML.
 type duration time.Duration
 
@@ -123,7 +251,8 @@ func defaultServeConfig() serveConfig {
 			UnknownHosts: "ignore",
 			LeaseTime:    duration(time.Hour),
 		},
-		Boot: bootConfig{UEFIBinary: "snponly.efi", HTTPBootBinary: "snponly.efi"},
+		Boot:      bootConfig{UEFIBinary: "snponly.efi", HTTPBootBinary: "snponly.efi"},
+		Provision: defaultProvisionConfig(),
 	}
 }
 
@@ -292,6 +421,7 @@ func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 	default:
 		add(bad("dhcp.unknownHosts", "unknown-hosts", "%q is not a policy: use ignore or discover", cfg.DHCP.UnknownHosts))
 	}
+	errs = append(errs, cfg.Provision.validate()...)
 
 	// The server address: given, or the interface's first IPv4.
 	var ifPrefixes []netip.Prefix

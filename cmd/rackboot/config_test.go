@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rackboot/rackboot/dhcp"
+	"github.com/rackboot/rackboot/provision"
 )
 
 func fakeIfaces(name string) ([]netip.Prefix, error) {
@@ -147,5 +148,98 @@ func TestOverlappingSubnetsRefused(t *testing.T) {
 	}
 	if _, err := cfg.resolve(fakeIfaces); err == nil || !strings.Contains(err.Error(), "dhcp.subnets[0].cidr") {
 		t.Fatalf("overlap: %v", err)
+	}
+}
+
+// resolveYAML writes doc as the config file and resolves it with DHCP off, so only the
+// settings under test can fail.
+func resolveYAML(t *testing.T, doc string) (*resolved, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rackboot.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadArgs(t, "--config", path, "--dhcp-mode", "off", "--address", "127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	return cfg.resolve(fakeIfaces)
+}
+
+func TestProvisionConfig(t *testing.T) {
+	defaults := provision.Timeouts{
+		Boot: provision.DefaultBootTimeout, Stall: provision.DefaultStallTimeout, DiskBoot: provision.DefaultDiskBootTimeout,
+		RebootGrace: provision.DefaultRebootGrace, BootAttempts: provision.DefaultBootAttempts,
+		PowerAttempts: provision.DefaultPowerAttempts, PowerBackoff: provision.DefaultPowerBackoff,
+	}
+	cases := []struct {
+		name, doc string
+		want      func(*provision.Timeouts)
+	}{
+		{"no section takes the defaults", "logLevel: info\n", func(*provision.Timeouts) {}},
+		{"empty section takes the defaults", "provision: {}\n", func(*provision.Timeouts) {}},
+		{"every setting", `
+provision:
+  timeouts: {boot: 20m, stall: 5m, diskBoot: 1h, rebootGrace: 45s}
+  retries: {bootAttempts: 5, powerAttempts: 2, powerBackoff: 1m}
+`, func(o *provision.Timeouts) {
+			*o = provision.Timeouts{Boot: 20 * time.Minute, Stall: 5 * time.Minute, DiskBoot: time.Hour, RebootGrace: 45 * time.Second,
+				BootAttempts: 5, PowerAttempts: 2, PowerBackoff: time.Minute}
+		}},
+		{"one setting keeps the other defaults", "provision: {timeouts: {boot: 40m}}\n", func(o *provision.Timeouts) { o.Boot = 40 * time.Minute }},
+		{"a bare number is seconds", "provision: {timeouts: {stall: 600}, retries: {powerBackoff: 2}}\n", func(o *provision.Timeouts) {
+			o.Stall, o.PowerBackoff = 10*time.Minute, 2*time.Second
+		}},
+		{"one attempt means no retry", "provision: {retries: {bootAttempts: 1}}\n", func(o *provision.Timeouts) { o.BootAttempts = 1 }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := resolveYAML(t, c.doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := defaults
+			c.want(&want)
+			if d := cmp.Diff(want, r.Provision.timeouts()); d != "" {
+				t.Errorf("provision.Timeouts (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestProvisionConfigErrorsNameFieldAndFix(t *testing.T) {
+	cases := []struct {
+		name, doc string
+		want      []string // substrings of the error
+	}{
+		{"unparseable", "provision: {timeouts: {boot: soon}}", []string{`provision.timeouts.boot: "soon" is not a duration`, `"15m"`}},
+		{"unparseable list", "provision: {timeouts: {stall: [1]}}", []string{"provision.timeouts.stall: [1] is not a duration"}},
+		{"negative", "provision: {timeouts: {stall: -5m}}", []string{"provision.timeouts.stall: -5m0s: give a positive duration such as 15m"}},
+		{"zero", "provision: {timeouts: {diskBoot: 0s}}", []string{"provision.timeouts.diskBoot: 0s: give a positive duration", "leave it out for the default"}},
+		{"zero seconds", "provision: {timeouts: {rebootGrace: 0}}", []string{"provision.timeouts.rebootGrace: 0s: give a positive duration such as 30s"}},
+		{"too short", "provision: {timeouts: {boot: 10s}}", []string{"provision.timeouts.boot: 10s is too short: give at least 30s"}},
+		{"typo ms", "provision: {retries: {powerBackoff: 30ms}}", []string{"provision.retries.powerBackoff: 30ms is too short: give at least 1s"}},
+		{"zero attempts", "provision: {retries: {bootAttempts: 0}}", []string{"provision.retries.bootAttempts: 0: give 1-100"}},
+		{"negative attempts", "provision: {retries: {powerAttempts: -1}}", []string{"provision.retries.powerAttempts: -1: give 1-100"}},
+		{"too many attempts", "provision: {retries: {powerAttempts: 1000}}", []string{"provision.retries.powerAttempts: 1000: give 1-100"}},
+		{"every bad one is named", "provision: {timeouts: {boot: soon, stall: -1s}, retries: {bootAttempts: 0}}", []string{
+			"provision.timeouts.boot:", "provision.timeouts.stall:", "provision.retries.bootAttempts:"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := resolveYAML(t, c.doc)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+	// A misspelt key is refused like any other.
+	if _, err := resolveYAML(t, "provision: {timeouts: {diskBot: 1h}}"); err == nil || !strings.Contains(err.Error(), "diskBot") {
+		t.Errorf("misspelt key: %v", err)
 	}
 }

@@ -319,7 +319,7 @@ func writeDocument(w io.Writer, output string, v any) error {
 func (h *hostCLI) rmCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm ID",
-		Short: "Remove a host with its leases and events",
+		Short: "Remove a host with its events and provisioning data (its DHCP leases run out)",
 		Args:  cobra.ExactArgs(1),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
 			if err := c.DeleteHost(ctx, args[0]); err != nil {

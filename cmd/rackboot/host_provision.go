@@ -143,7 +143,7 @@ largest, comma-separated (e.g. "min=100G,smallest"); the default is the smallest
 	f.StringVar(&req.RootDisk, "root-disk", "", "root disk hint (default: the smallest disk)")
 	f.StringArrayVar(&labels, "label", nil, "label k=v to set on the host (repeatable; served in meta-data)")
 	f.StringArrayVar(&meta, "meta", nil, "extra meta-data k=v (repeatable)")
-	f.StringVar(&cloudInit, "cloud-init", "", "how the agent points the image at its cloud-init: dropin (default), cidata or none")
+	f.StringVar(&cloudInit, "cloud-init", "", "how the agent points the image at its config: dropin (default with user-data), cidata, ignition (default with --butane/--ignition: written to the OEM or boot partition) or none")
 	f.StringVar(&req.Owner, "owner", "", "claim owner, for a claimed host")
 	_ = cmd.MarkFlagRequired("image")
 	w.register(cmd)

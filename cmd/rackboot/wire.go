@@ -68,7 +68,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		Assets:      assets.FS(),
 		ServerURL:   serverURL,
 		Discovery:   r.DHCP.UnknownHosts == "discover",
-		BootEnv:     pv.bootEnv,
+		BootEnvs:    pv.bootEnvs.Current,
 		AgentTokens: pv.prov,
 		Logger:      log.With("service", "http"),
 		Registerer:  reg,

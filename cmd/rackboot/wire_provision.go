@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,8 +23,9 @@ import (
 type provisioning struct {
 	catalog *images.Catalog
 	prov    *provision.Provisioner
-	// bootEnv is nil until `rackboot bootenv import` has built one in DATA_DIR/bootenv.
-	bootEnv *ipxe.BootEnv
+	// bootEnvs follows DATA_DIR/bootenv: a build that `rackboot bootenv import`
+	// publishes while serve runs is used at the next boot of the agent.
+	bootEnvs *provision.BootEnvs
 }
 
 // buildProvisioning wires images, provision and metadata onto w's mux and services.
@@ -48,17 +51,21 @@ func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Servic
 		return nil, err
 	}
 	w.closers = append(w.closers, pv.catalog.Close)
+	// Created now, so the boot environment routes serve a build imported later.
 	bootDir := filepath.Join(r.DataDir, "bootenv")
-	if pv.bootEnv, err = provision.LoadBootEnv(bootDir, serverURL); err != nil {
-		return nil, err
+	if err := os.MkdirAll(bootDir, 0o755); err != nil {
+		return nil, fmt.Errorf("dataDir (--data-dir): %w", err)
 	}
-	noAgent := ""
-	if pv.bootEnv == nil {
-		noAgent = "this rackboot has no agent boot environment, so it cannot inspect, provision or wipe hosts: build one with 'rackboot bootenv import --deb linux-image-VERSION.deb --data-dir " + r.DataDir + "' and restart rackboot serve"
+	pv.bootEnvs = provision.NewBootEnvs(bootDir, serverURL, log.With("service", "bootenv"))
+	// Asked at each request, so `rackboot bootenv import` needs no restart.
+	noAgent := "this rackboot has no agent boot environment, so it cannot inspect, provision or wipe hosts: build one with 'rackboot bootenv import --deb linux-image-VERSION.deb --data-dir " + r.DataDir + "'"
+	if !pv.bootEnvs.Ready() {
 		log.Warn(noAgent)
 	}
 	pv.prov, err = provision.New(provision.Config{
+		Timeouts:          r.Provision.timeouts(),
 		NoAgent:           noAgent,
+		AgentReady:        pv.bootEnvs.Ready,
 		Store:             store,
 		BMC:               bmcs,
 		Images:            pv.catalog,
@@ -84,10 +91,8 @@ func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Servic
 	if err != nil {
 		return nil, err
 	}
-	if pv.bootEnv != nil {
-		if err := pv.prov.RegisterBootEnv(w.mux, bootDir); err != nil {
-			return nil, err
-		}
+	if err := pv.prov.RegisterBootEnv(w.mux, bootDir); err != nil {
+		return nil, err
 	}
 	pv.catalog.Register(w.mux)
 	pv.prov.Register(w.mux)
