@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -310,29 +309,5 @@ func waitPowerOff(t *testing.T, v *BMCVM) {
 	})
 }
 
-// staticRackboot builds ./cmd/rackboot with CGO_ENABLED=0, once per test binary: the
-// boot environment's /init must be static.
-func staticRackboot(t *testing.T) string {
-	t.Helper()
-	staticBin.once.Do(func() {
-		start := time.Now()
-		staticBin.path = filepath.Join(binaries.dir, "rackboot-static")
-		cmd := exec.Command("go", "build", "-o", staticBin.path, "github.com/rackboot/rackboot/cmd/rackboot")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			staticBin.err = fmt.Errorf("CGO_ENABLED=0 go build ./cmd/rackboot: %w\n%s", err, out)
-			return
-		}
-		fmt.Fprintf(os.Stderr, "lab: built a static rackboot in %v\n", time.Since(start).Round(time.Millisecond))
-	})
-	if staticBin.err != nil {
-		t.Fatal(staticBin.err)
-	}
-	return staticBin.path
-}
-
-var staticBin struct {
-	once sync.Once
-	path string
-	err  error
-}
+// staticRackboot is the rackboot binary the boot environment's /init needs: static.
+func staticRackboot(t *testing.T) string { return rackbootBinary(t) }

@@ -24,8 +24,8 @@ const LabImageScript = "hack/lab-image.sh"
 // LabImageName is the name the lab registers the image under (rackboot image add).
 const LabImageName = "debian-12"
 
-// labImageTools are what the recipe runs besides coreutils.
-func labImageTools() []string {
+// LabImageTools are what the recipe runs besides coreutils.
+func LabImageTools() []string {
 	return []string{"debootstrap", "mformat", "mcopy", "mmd", "syslinux", "grub-mkstandalone", "mkfs.ext4", "sfdisk", "zstd"}
 }
 
@@ -73,7 +73,7 @@ func EnsureLabImageLog(ctx context.Context, progress io.Writer) (path, sum strin
 			}
 		}
 	}
-	for _, tool := range labImageTools() {
+	for _, tool := range LabImageTools() {
 		if _, err := exec.LookPath(tool); err != nil {
 			return "", "", fmt.Errorf("lab image: %s is not installed: apt-get install debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin e2fsprogs fdisk zstd (make deps)", tool)
 		}

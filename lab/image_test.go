@@ -24,7 +24,7 @@ import (
 // console, so the marker proves the image booted under that firmware, took its address
 // by DHCP and ran cloud-init with the data the drop-in named.
 func TestQEMULabImage(t *testing.T) {
-	Require(t, append([]string{"qemu-system-x86_64", "dnsmasq", "debugfs"}, labImageTools()...)...)
+	Require(t, append([]string{"qemu-system-x86_64", "dnsmasq", "debugfs"}, LabImageTools()...)...)
 	buildCtx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	start := time.Now()
 	image, sum, err := EnsureLabImage(buildCtx)
@@ -149,6 +149,25 @@ func (s *noCloudSeeds) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the image.
 func writeDropInWithDebugfs(t *testing.T, disk string, dropIn []byte) {
 	t.Helper()
+	dev := rootPartition(t, disk)
+	src := filepath.Join(t.TempDir(), "99-rackboot.cfg")
+	if err := os.WriteFile(src, dropIn, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("debugfs", "-w", "-R", "write "+src+" /"+agent.DropInPath, dev).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "rror") {
+		t.Fatalf("debugfs write %s into %s: %v: %s", agent.DropInPath, dev, err, out)
+	}
+	out, err = exec.Command("debugfs", "-R", "cat /"+agent.DropInPath, dev).Output()
+	if err != nil || string(out) != string(dropIn) {
+		t.Fatalf("reading the drop-in back from %s: %v: got %q", dev, err, out)
+	}
+}
+
+// rootPartition names the lab image's root filesystem (the second MBR partition, Linux)
+// inside a raw disk file the way debugfs takes it: FILE?offset=BYTES.
+func rootPartition(t *testing.T, disk string) string {
+	t.Helper()
 	f, err := os.Open(disk)
 	if err != nil {
 		t.Fatal(err)
@@ -167,17 +186,5 @@ func writeDropInWithDebugfs(t *testing.T, disk string, dropIn []byte) {
 		t.Fatalf("partition 2 of %s has type %#x, want 0x83 (Linux)", disk, entry[4])
 	}
 	offset := int64(binary.LittleEndian.Uint32(entry[8:12])) * 512
-	src := filepath.Join(t.TempDir(), "99-rackboot.cfg")
-	if err := os.WriteFile(src, dropIn, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dev := disk + "?offset=" + strconv.FormatInt(offset, 10)
-	out, err := exec.Command("debugfs", "-w", "-R", "write "+src+" /"+agent.DropInPath, dev).CombinedOutput()
-	if err != nil || strings.Contains(string(out), "rror") {
-		t.Fatalf("debugfs write %s into %s: %v: %s", agent.DropInPath, dev, err, out)
-	}
-	out, err = exec.Command("debugfs", "-R", "cat /"+agent.DropInPath, dev).Output()
-	if err != nil || string(out) != string(dropIn) {
-		t.Fatalf("reading the drop-in back from %s: %v: got %q", dev, err, out)
-	}
+	return disk + "?offset=" + strconv.FormatInt(offset, 10)
 }

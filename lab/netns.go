@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -189,6 +190,70 @@ func (n *Netns) Listen(network, addr string) (net.Listener, error) {
 		return err
 	})
 	return l, err
+}
+
+// Forward listens on addr inside the namespace and relays each TCP connection to
+// target, dialled from the caller's (root) namespace, until c cleans up. It lets a
+// process in the lab reach one service on the machine's loopback — the management
+// cluster's kube-apiserver that envtest runs there — without routing the lab anywhere:
+// listening on the namespace's own 127.0.0.1 with target's port keeps a kubeconfig's
+// server URL (and the certificate's name) valid inside the namespace.
+func (n *Netns) Forward(c Cleaner, addr, target string) error {
+	l, err := n.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("forward %s in %s to %s: %w", addr, n.Name, target, err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	track := func(cs ...net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if conns == nil {
+			return false
+		}
+		for _, c := range cs {
+			conns[c] = true
+		}
+		return true
+	}
+	c.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		conns = nil
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.DialTimeout("tcp", target, 10*time.Second)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			if !track(in, out) {
+				in.Close()
+				out.Close()
+				return
+			}
+			for _, p := range [][2]net.Conn{{in, out}, {out, in}} {
+				wg.Go(func() {
+					_, _ = io.Copy(p[0], p[1])
+					if tc, ok := p[0].(*net.TCPConn); ok {
+						_ = tc.CloseWrite()
+					}
+				})
+			}
+		}
+	})
+	return nil
 }
 
 // ListenPacket opens a packet socket inside the namespace.

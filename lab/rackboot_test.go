@@ -43,15 +43,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// rackbootBinary builds ./cmd/rackboot once (go build -o $TMP/rackboot).
+// rackbootBinary builds ./cmd/rackboot once (CGO_ENABLED=0 go build -o $TMP/rackboot),
+// static as `make build` builds it: the same binary is the server, the CLI, the lab BMC
+// hooks and the agent (/init of the boot environment), so one build serves every test.
 func rackbootBinary(t testing.TB) string {
 	t.Helper()
 	binaries.once.Do(func() {
 		start := time.Now()
 		binaries.path = filepath.Join(binaries.dir, "rackboot")
 		cmd := exec.Command("go", "build", "-o", binaries.path, "github.com/rackboot/rackboot/cmd/rackboot")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binaries.err = fmt.Errorf("go build ./cmd/rackboot: %w\n%s", err, out)
+			binaries.err = fmt.Errorf("CGO_ENABLED=0 go build ./cmd/rackboot: %w\n%s", err, out)
 			return
 		}
 		fmt.Fprintf(os.Stderr, "lab: built rackboot in %v\n", time.Since(start).Round(time.Millisecond))

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -166,4 +168,73 @@ const PhoneHomeCmdline = "console=ttyS0 quiet rackboot.url={{.ServerURL}} rackbo
 // PhoneHomeProfileArgs are the `rackboot host add` flags of the phone-home boot profile.
 func PhoneHomeProfileArgs() []string {
 	return []string{"--boot-kernel", "phonehome/vmlinuz", "--boot-initrd", "phonehome/initrd.gz", "--boot-cmdline", PhoneHomeCmdline}
+}
+
+// API is the admin API client for this server, its connections made inside the lab
+// namespace: for polling, where a CLI process per look would take CPU from the guests.
+func (s *Server) API() (*admin.Client, error) {
+	tok, err := os.ReadFile(s.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return &admin.Client{BaseURL: s.URL, Token: strings.TrimSpace(string(tok)), HTTPClient: s.NS.HTTPClient()}, nil
+}
+
+// WaitHosts polls the hosts (once a second) until done holds for every one of them,
+// handing each new timeline event to onEvent (if not nil) as it appears. It fails at
+// once when a host fails (with its reason) or rackboot exits, and after timeout
+// otherwise.
+func (s *Server) WaitHosts(ctx context.Context, ids []string, timeout time.Duration, what string, done func(inventory.Host) bool, onEvent func(id string, e inventory.Event)) error {
+	api, err := s.API()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	seen := map[string]uint64{}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if exited, err := s.Proc.Exited(); exited {
+			return fmt.Errorf("waiting for %s: rackboot exited (%v); last lines of %s:\n%s", what, err, s.Proc.Log, Tail(s.Proc.Log, 30))
+		}
+		n, last := 0, ""
+		for _, id := range ids {
+			if onEvent != nil {
+				evs, err := api.Events(ctx, id, seen[id])
+				if err != nil && ctx.Err() == nil {
+					return fmt.Errorf("waiting for %s: timeline of %s: %w", what, id, err)
+				}
+				for _, e := range evs {
+					if e.Seq > seen[id] {
+						seen[id] = e.Seq
+						onEvent(id, e)
+					}
+				}
+			}
+			h, err := api.GetHost(ctx, id)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				return fmt.Errorf("waiting for %s: %w", what, err)
+			case err != nil:
+			case h.State == inventory.StateFailed:
+				return fmt.Errorf("waiting for %s: host %s failed: %s", what, id, h.StateReason)
+			case done(h):
+				n++
+			default:
+				last += fmt.Sprintf(" %s is %s", id, h.State)
+				if h.Operation != nil {
+					last += "/" + string(h.Operation.Phase)
+				}
+			}
+		}
+		if n == len(ids) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: gave up after %v:%s", what, timeout, last)
+		case <-tick.C:
+		}
+	}
 }

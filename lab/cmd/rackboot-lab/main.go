@@ -1,16 +1,28 @@
-// Command rackboot-lab brings up the QEMU lab by hand (what `make lab` runs): a network
-// namespace with a bridge (10.77.0.1/24, router advertisements on), `rackboot serve` in it
-// with a fresh data directory, the phone-home boot fixtures as assets, and one TCG guest
-// per --vm, each with a lab BMC (SeaBIOS guests IPMI through ipmi_sim, OVMF guests
-// Redfish through `rackboot lab redfish`) on a lab address in the namespace. Each guest
-// is enrolled with its BMC and the phone-home boot profile and powered on the way an
-// operator would: `rackboot host bootdev ID pxe` and `rackboot host power ID on`. It
-// follows the hosts' timelines (BMC actions, DHCP, TFTP/HTTP, phone-home) until every
-// guest has phoned home, prints how to reach everything and tears it all down (at once,
-// or with --keep on Ctrl-C or SIGTERM). Needs root.
+// Command rackboot-lab is `make lab`: the main job of rackboot, on QEMU guests, from
+// nothing to provisioned. It creates a network namespace with a bridge (10.77.0.1/24,
+// router advertisements on), builds (or takes from the cache) the agent's boot
+// environment from Debian's kernel package and the lab's Debian disk image (make
+// lab-image), starts `rackboot serve` in the namespace with a fresh data directory, and
+// one TCG guest per --vm with a blank 4 GiB disk and a lab BMC (SeaBIOS guests IPMI
+// through ipmi_sim, OVMF guests Redfish through `rackboot lab redfish`).
 //
-//	go build -o /tmp/rackboot ./cmd/rackboot
-//	go run ./lab/cmd/rackboot-lab --rackboot /tmp/rackboot --vm seabios --vm ovmf-pxe --vm ovmf-http
+// Then it does what an operator does, through rackboot's CLI only:
+//
+//	rackboot image add debian-12 --file … --sha256 … --format zstd
+//	rackboot host add --id ID --mac MAC --ip IP --bmc URL --bmc-password-file F
+//	rackboot host inspect ID                # agent boots, reports facts, powers off
+//	rackboot host provision ID --image debian-12 --user-data F
+//
+// and prints every host's timeline as it grows (BMC actions, DHCP, TFTP/HTTP, the agent's
+// progress, cloud-init's metadata fetches, the phone-home) until every host is
+// provisioned and its console shows that cloud-init ran its user-data. The user-data adds
+// a user "lab" with an SSH key made for this run. Then it tears everything down (or, with
+// --keep, waits for Ctrl-C or SIGTERM first). Needs root.
+//
+// --netboot-only is the quick check of the boot path (≈40 s): the guests PXE/HTTP-boot a
+// small phone-home kernel instead of being inspected and provisioned.
+//
+//	make build && go run ./lab/cmd/rackboot-lab --rackboot bin/rackboot --vm seabios --vm ovmf-http
 package main
 
 import (
@@ -21,12 +33,15 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/rackboot/rackboot/bootenv"
+	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
 )
 
@@ -45,37 +60,57 @@ type vmList []string
 func (v *vmList) String() string     { return strings.Join(*v, ",") }
 func (v *vmList) Set(s string) error { *v = append(*v, s); return nil }
 
+// options are the command line.
+type options struct {
+	bin, dir, mode string
+	keep, netboot  bool
+	timeout        time.Duration
+	vms            vmList
+}
+
+// host is one lab guest.
+type host struct {
+	id, mac, ip, fw string
+	vm              *lab.BMCVM
+	marker          string
+}
+
 func run(ctx context.Context, args []string, out io.Writer) error {
+	var o options
 	fs := flag.NewFlagSet("rackboot-lab", flag.ContinueOnError)
-	bin := fs.String("rackboot", "", "rackboot binary (required; go build -o /tmp/rackboot ./cmd/rackboot)")
-	dir := fs.String("dir", "", "directory for logs, serial consoles and rackboot's data (default: a new temporary directory, kept)")
-	mode := fs.String("dhcp-mode", "server", "rackboot's --dhcp-mode")
-	keep := fs.Bool("keep", false, "keep the lab running after every guest has booted, until Ctrl-C")
+	fs.StringVar(&o.bin, "rackboot", "", "static rackboot binary (required; make build writes bin/rackboot)")
+	fs.StringVar(&o.dir, "dir", "", "directory for logs, serial consoles, disks and rackboot's data (default: a new temporary directory, kept; the disks are removed at the end unless --keep)")
+	fs.StringVar(&o.mode, "dhcp-mode", "server", "rackboot's --dhcp-mode")
+	fs.BoolVar(&o.keep, "keep", false, "keep the lab running when every host is done, until Ctrl-C")
+	fs.BoolVar(&o.netboot, "netboot-only", false, "only netboot the guests to a phone-home kernel (quick check of DHCP, TFTP, iPXE and the BMCs)")
 	sweep := fs.Bool("sweep", false, "only remove lab namespaces left by runs that were killed, then exit")
-	timeout := fs.Duration("timeout", 5*time.Minute, "give up when the guests have not all booted by then")
-	var vms vmList
-	fs.Var(&vms, "vm", "a guest to boot: seabios (IPMI BMC), ovmf-ipxe, ovmf-pxe or ovmf-http (Redfish BMC) (repeatable; default seabios)")
+	fs.DurationVar(&o.timeout, "timeout", 40*time.Minute, "give up when the hosts are not all done by then")
+	fs.Var(&o.vms, "vm", "a guest: seabios (IPMI BMC), ovmf-ipxe, ovmf-pxe or ovmf-http (Redfish BMC) (repeatable; default seabios and ovmf-http)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *sweep {
 		return lab.SweepStale()
 	}
-	if *bin == "" {
-		return errors.New("--rackboot is required: build it with go build -o /tmp/rackboot ./cmd/rackboot")
+	if o.bin == "" {
+		return errors.New("--rackboot is required: build it with make build (bin/rackboot)")
 	}
-	if len(vms) == 0 {
-		vms = vmList{string(lab.SeaBIOS)}
+	if len(o.vms) == 0 {
+		o.vms = vmList{string(lab.SeaBIOS), string(lab.OVMFHTTP)}
 	}
-	if err := lab.Check("qemu-system-x86_64", "dnsmasq", "apt-get", "dpkg-deb", "ipmi_sim", "ipmitool"); err != nil {
+	tools := []string{"qemu-system-x86_64", "dnsmasq", "apt-get", "dpkg-deb", "ipmi_sim", "ipmitool"}
+	if !o.netboot {
+		tools = append(append(tools, "ssh-keygen"), lab.LabImageTools()...)
+	}
+	if err := lab.Check(tools...); err != nil {
 		return err
 	}
-	absBin, err := filepath.Abs(*bin)
-	if err != nil {
+	var err error
+	if o.bin, err = filepath.Abs(o.bin); err != nil {
 		return err
 	}
-	if *dir == "" {
-		if *dir, err = os.MkdirTemp("", "rackboot-lab-"); err != nil {
+	if o.dir == "" {
+		if o.dir, err = os.MkdirTemp("", "rackboot-lab-"); err != nil {
 			return err
 		}
 	}
@@ -84,152 +119,322 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	var stack lab.Stack
 	defer stack.Close()
+	began := time.Now()
+	step := func(format string, a ...any) {
+		fmt.Fprintf(out, "==> [%s] %s\n", time.Since(began).Round(time.Second), fmt.Sprintf(format, a...))
+	}
 
-	k, err := lab.FetchKernel(ctx)
+	seg, err := lab.NewSegment(&stack, "lab", netip.MustParsePrefix("10.77.0.1/24"))
 	if err != nil {
 		return err
 	}
-	initrd, err := lab.PhoneHomeInitramfs(ctx, k)
-	if err != nil {
-		return err
-	}
-	seg, err := lab.NewSegment(&stack, "lab", mustPrefix("10.77.0.1/24"))
-	if err != nil {
-		return err
-	}
-	if _, err := seg.StartRouterAdvertisements(&stack, filepath.Join(*dir, "ra.log")); err != nil {
+	if _, err := seg.StartRouterAdvertisements(&stack, filepath.Join(o.dir, "ra.log")); err != nil {
 		return err
 	}
 	srv, err := lab.NewServer(&stack, lab.ServerConfig{
-		Bin: absBin, NS: seg.NS, Dir: *dir, Addr: "10.77.0.1",
-		Flags: []string{"--dhcp-mode", *mode, "--dhcp-range", "10.77.0.100-10.77.0.199",
+		Bin: o.bin, NS: seg.NS, Dir: o.dir, Addr: "10.77.0.1",
+		Flags: []string{"--dhcp-mode", o.mode, "--dhcp-range", "10.77.0.100-10.77.0.199",
 			"--dhcp-router", "10.77.0.1", "--dhcp-dns", "10.77.0.1", "--unknown-hosts", "discover"},
 	})
 	if err != nil {
 		return err
 	}
-	if err := srv.InstallPhoneHome(k, initrd); err != nil {
-		return err
+	var image, imageSum string
+	if o.netboot {
+		step("fetching the Debian kernel and building the phone-home initramfs")
+		k, err := lab.FetchKernel(ctx)
+		if err != nil {
+			return err
+		}
+		initrd, err := lab.PhoneHomeInitramfs(ctx, k)
+		if err != nil {
+			return err
+		}
+		if err := srv.InstallPhoneHome(k, initrd); err != nil {
+			return err
+		}
+	} else {
+		step("the lab's Debian image (make lab-image; a cold build takes a few minutes)")
+		if image, imageSum, err = lab.EnsureLabImageLog(ctx, out); err != nil {
+			return err
+		}
+		step("the agent's boot environment: Debian's kernel package and rackboot as /init")
+		cache, err := lab.CacheDir()
+		if err != nil {
+			return err
+		}
+		deb, err := bootenv.DownloadDebianKernel(ctx, filepath.Join(cache, "debs"), os.Getenv(lab.KernelPackageEnv))
+		if err != nil {
+			return err
+		}
+		if err := runOut(ctx, out, o.bin, "bootenv", "import", "--deb", deb, "--data-dir", srv.DataDir, "--agent", o.bin); err != nil {
+			return err
+		}
 	}
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "rackboot is serving in namespace %s on %s (log %s)\n", seg.NS.Name, srv.URL, srv.Proc.Log)
-
-	var ids []string
-	legacy := map[string]bool{}
-	for i, fw := range vms {
-		id := fmt.Sprintf("lab-%d-%s", i+1, fw)
-		ids = append(ids, id)
-		mac := fmt.Sprintf("52:54:00:77:10:%02x", i+1)
-		ip := fmt.Sprintf("10.77.0.%d", 10+i)
-		proto := lab.Redfish
-		if lab.Firmware(fw) == lab.SeaBIOS {
-			proto, legacy[id] = lab.IPMI, true
-		}
-		// A disk whose boot sector says so, for `host bootdev ID disk` to show
-		// (SeaBIOS boots it; OVMF finds no EFI partition and goes on to the network).
-		vmDir := filepath.Join(*dir, id)
-		if err := os.MkdirAll(vmDir, 0o755); err != nil {
-			return err
-		}
-		disk := filepath.Join(vmDir, "disk.img")
-		if err := lab.WriteBootDisk(disk, 1<<20); err != nil {
-			return err
-		}
-		vm, err := seg.StartBMCVM(ctx, &stack, lab.BMCVMConfig{
-			VM:  lab.VM{Name: id, MAC: mac, Firmware: lab.Firmware(fw), Disk: disk},
-			Dir: vmDir, Rackboot: absBin, BMC: lab.BMCConfig{Protocol: proto},
-		})
+	step("rackboot is serving in namespace %s on %s (log %s)", seg.NS.Name, srv.URL, srv.Proc.Log)
+	cli := func(args ...string) error {
+		b, err := srv.CLI(ctx, args...)
+		fmt.Fprintf(out, "$ rackboot %s\n%s", strings.Join(args, " "), b)
 		if err != nil {
+			return fmt.Errorf("rackboot %s: %w", strings.Join(args, " "), err)
+		}
+		return nil
+	}
+	if !o.netboot {
+		if err := cli("image", "add", lab.LabImageName, "--file", image, "--sha256", imageSum, "--format", "zstd"); err != nil {
 			return err
 		}
-		add := append([]string{"host", "add", "--id", id, "--mac", mac, "--ip", ip, "--hostname", id,
-			"--bmc", vm.BMC.URL(), "--bmc-password-file", vm.BMC.PasswordFile}, lab.PhoneHomeProfileArgs()...)
-		if _, err := srv.CLI(ctx, add...); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "VM %s (%s, %s): BMC %s, serial console %s\n", id, mac, fw, vm.BMC.URL(), vm.SerialLog())
-		if proto == lab.IPMI {
-			fmt.Fprintf(out, "  ipmitool:  ip netns exec %s %s\n", seg.NS.Name, strings.Join(vm.BMC.IPMIToolArgs("power", "status"), " "))
-		} else {
-			fmt.Fprintf(out, "  Redfish:   ip netns exec %s curl -su %s:$(cat %s) %s/redfish/v1/Systems/%s\n",
-				seg.NS.Name, vm.BMC.Username, vm.BMC.PasswordFile, vm.BMC.Endpoint(), vm.BMC.SystemID)
-		}
 	}
-	// Powered on only once all are enrolled and their BMCs up, the way an operator
-	// would: through rackboot, which asks each host's BMC.
-	for _, id := range ids {
-		bootdev := []string{"host", "bootdev", id, "pxe"}
-		if legacy[id] {
-			// rackboot assumes UEFI for a host whose firmware it has not seen yet.
-			bootdev = append(bootdev, "--legacy")
-		}
-		for _, args := range [][]string{bootdev, {"host", "power", id, "on"}} {
-			b, err := srv.CLI(ctx, args...)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "rackboot %s: %s", strings.Join(args, " "), b)
-		}
-	}
-	fmt.Fprintf(out, `
-Enter the lab:   ip netns exec %s bash
-Host timeline:   ip netns exec %s %s host events ID --server %s --token-file %s
-Power a host:    ip netns exec %s %s host power ID on|off|cycle|status --server %s --token-file %s
-Logs stay in %s.
 
-`, seg.NS.Name, seg.NS.Name, absBin, srv.URL, srv.TokenFile, seg.NS.Name, absBin, srv.URL, srv.TokenFile, *dir)
-	if err := follow(ctx, srv, ids, *timeout, out); err != nil {
+	hosts, err := startHosts(ctx, &stack, seg, srv, o, cli, out)
+	if !o.keep {
+		// The disks hold a gigabyte each once provisioned; logs and consoles stay.
+		defer func() {
+			for _, h := range hosts {
+				os.Remove(h.vm.VM.Disk)
+			}
+		}()
+	}
+	if err != nil {
 		return err
 	}
-	if *keep {
-		fmt.Fprintln(out, "every guest booted (and powered itself off); power them on again with rackboot host power ID on. The lab stays up until Ctrl-C")
+	fmt.Fprintf(out, `
+Enter the lab:   ip netns exec %[1]s bash
+Host timeline:   ip netns exec %[1]s %[2]s host events ID --follow --server %[3]s --token-file %[4]s
+Power a host:    ip netns exec %[1]s %[2]s host power ID on|off|cycle|status --server %[3]s --token-file %[4]s
+Logs and consoles stay in %[5]s (the disks too, with --keep).
+
+`, seg.NS.Name, o.bin, srv.URL, srv.TokenFile, o.dir)
+
+	if o.netboot {
+		err = netboot(ctx, srv, hosts, o, cli, step, out)
+	} else {
+		err = provision(ctx, srv, hosts, o, cli, step, out)
+	}
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		step("done; the lab stays up until Ctrl-C")
 		select {
 		case <-ctx.Done():
 		case <-srv.Proc.Done():
 			_, err := srv.Proc.Exited()
 			return fmt.Errorf("rackboot exited: %v; see %s", err, srv.Proc.Log)
 		}
-	} else {
-		fmt.Fprintln(out, "every guest booted and phoned home")
 	}
-	fmt.Fprintln(out, "tearing down the lab")
+	step("tearing down the lab")
 	return nil
 }
 
-// follow prints each host's timeline as it grows, until every host has phoned home.
-func follow(ctx context.Context, srv *lab.Server, ids []string, timeout time.Duration, out io.Writer) error {
-	seen := map[string]uint64{}
-	booted := map[string]bool{}
-	return lab.Poll(ctx, timeout, "every guest to phone home", func(ctx context.Context) (bool, error) {
-		select {
-		case <-srv.Proc.Done():
-			_, err := srv.Proc.Exited()
-			return false, fmt.Errorf("rackboot exited: %v; see %s", err, srv.Proc.Log)
-		default:
+// startHosts starts each guest with its BMC and enrolls it.
+func startHosts(ctx context.Context, stack *lab.Stack, seg *lab.Segment, srv *lab.Server, o options, cli func(...string) error, out io.Writer) ([]*host, error) {
+	var hosts []*host
+	for i, fw := range o.vms {
+		h := &host{id: fmt.Sprintf("lab-%d-%s", i+1, fw), mac: fmt.Sprintf("52:54:00:77:10:%02x", i+1), ip: fmt.Sprintf("10.77.0.%d", 10+i), fw: fw}
+		proto := lab.Redfish
+		if lab.Firmware(fw) == lab.SeaBIOS {
+			proto = lab.IPMI
 		}
-		for _, id := range ids {
-			evs, err := srv.Events(ctx, id)
+		vmDir := filepath.Join(o.dir, h.id)
+		if err := os.MkdirAll(vmDir, 0o755); err != nil {
+			return hosts, err
+		}
+		disk := filepath.Join(vmDir, "disk.img")
+		// An SMBIOS UUID from the MAC, so inspection has one to report.
+		uuid := "7ac4b000-0000-4000-8000-" + strings.ReplaceAll(h.mac, ":", "")
+		vm := lab.VM{Name: h.id, MAC: h.mac, Firmware: lab.Firmware(fw), Disk: disk, UUID: uuid}
+		if o.netboot {
+			// A disk whose boot sector says so, for `host bootdev ID disk` to show.
+			if err := lab.WriteBootDisk(disk, 1<<20); err != nil {
+				return hosts, err
+			}
+		} else {
+			// A blank disk, larger than the image as on a real host; 1 GiB of memory so
+			// the agent verifies the image before it touches the disk.
+			if err := os.WriteFile(disk, nil, 0o644); err != nil {
+				return hosts, err
+			}
+			if err := os.Truncate(disk, 4<<30); err != nil {
+				return hosts, err
+			}
+			vm.MemoryMB = 1024
+		}
+		var err error
+		h.vm, err = seg.StartBMCVM(ctx, stack, lab.BMCVMConfig{VM: vm, Dir: vmDir, Rackboot: o.bin, BMC: lab.BMCConfig{Protocol: proto}})
+		if err != nil {
+			return hosts, err
+		}
+		hosts = append(hosts, h)
+		add := []string{"host", "add", "--id", h.id, "--mac", h.mac, "--ip", h.ip, "--hostname", h.id,
+			"--bmc", h.vm.BMC.URL(), "--bmc-password-file", h.vm.BMC.PasswordFile}
+		if o.netboot {
+			add = append(add, lab.PhoneHomeProfileArgs()...)
+		}
+		if err := cli(add...); err != nil {
+			return hosts, err
+		}
+		fmt.Fprintf(out, "   VM %s (%s, %s): BMC %s, serial console %s\n", h.id, h.mac, fw, h.vm.BMC.URL(), h.vm.SerialLog())
+		if proto == lab.IPMI {
+			fmt.Fprintf(out, "   ipmitool:  ip netns exec %s %s\n", seg.NS.Name, strings.Join(h.vm.BMC.IPMIToolArgs("power", "status"), " "))
+		} else {
+			fmt.Fprintf(out, "   Redfish:   ip netns exec %s curl -su %s:$(cat %s) %s/redfish/v1/Systems/%s\n",
+				seg.NS.Name, h.vm.BMC.Username, h.vm.BMC.PasswordFile, h.vm.BMC.Endpoint(), h.vm.BMC.SystemID)
+		}
+	}
+	return hosts, nil
+}
+
+// provision takes every host through inspect and provision and checks that cloud-init
+// ran its user-data.
+func provision(ctx context.Context, srv *lab.Server, hosts []*host, o options, cli func(...string) error, step func(string, ...any), out io.Writer) error {
+	key := filepath.Join(o.dir, "id_ed25519")
+	if err := runOut(ctx, io.Discard, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rackboot-lab", "-f", key); err != nil {
+		return err
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		return err
+	}
+	ids := make([]string, len(hosts))
+	for i, h := range hosts {
+		ids[i] = h.id
+	}
+	print := func(id string, e inventory.Event) {
+		fmt.Fprintf(out, "%s  %-16s %-18s %s\n", e.Time.Local().Format("15:04:05"), id, e.Type, e.Message)
+	}
+	deadline := time.Now().Add(o.timeout)
+
+	step("inspecting: each host PXE-boots the agent, which reports its hardware and powers off")
+	for _, h := range hosts {
+		if err := cli("host", "inspect", h.id); err != nil {
+			return err
+		}
+	}
+	if err := srv.WaitHosts(ctx, ids, time.Until(deadline), "inspection", func(h inventory.Host) bool {
+		return h.State == inventory.StateAvailable
+	}, print); err != nil {
+		return err
+	}
+	api, err := srv.API()
+	if err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		got, err := api.GetHost(ctx, h.id)
+		if err != nil {
+			return err
+		}
+		if f := got.Facts; f != nil {
+			var disks []string
+			for _, d := range f.Disks {
+				disks = append(disks, fmt.Sprintf("%s %d GiB", d.Name, d.SizeBytes>>30))
+			}
+			fmt.Fprintf(out, "   %s: %s %s, UUID %s, %d MiB memory, disks %s\n", h.id, f.System.Vendor, f.System.Product,
+				f.System.UUID, f.Memory.InstalledBytes>>20, strings.Join(disks, ", "))
+		}
+	}
+
+	step("provisioning: the agent writes %s to disk, the host boots it, cloud-init runs its user-data and phones home", lab.LabImageName)
+	for _, h := range hosts {
+		h.marker = fmt.Sprintf("rackboot-lab: cloud-init ran the user-data of %s (%d)", h.id, time.Now().UnixNano())
+		userData := fmt.Sprintf(`#cloud-config
+users:
+  - default
+  - name: lab
+    shell: /bin/bash
+    sudo: "ALL=(ALL) NOPASSWD:ALL"
+    ssh_authorized_keys: [%q]
+runcmd:
+  - %q
+`, strings.TrimSpace(string(pub)), "echo '"+h.marker+"' > /dev/ttyS0")
+		file := filepath.Join(o.dir, h.id, "user-data")
+		if err := os.WriteFile(file, []byte(userData), 0o600); err != nil {
+			return err
+		}
+		if err := cli("host", "provision", h.id, "--image", lab.LabImageName, "--user-data", file); err != nil {
+			return err
+		}
+	}
+	if err := srv.WaitHosts(ctx, ids, time.Until(deadline), "provisioning", func(h inventory.Host) bool {
+		return h.State == inventory.StateProvisioned
+	}, print); err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		console, err := os.ReadFile(h.vm.SerialLog())
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(console), h.marker) {
+			return fmt.Errorf("%s is provisioned but its console (%s) lacks the user-data's line %q", h.id, h.vm.SerialLog(), h.marker)
+		}
+	}
+	step("every host is provisioned and ran its own user-data; logging in with the key its user-data installed")
+	for _, h := range hosts {
+		ssh := []string{"ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+			"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "lab@" + h.ip}
+		var got []byte
+		err := lab.Poll(ctx, 2*time.Minute, "ssh lab@"+h.ip, func(ctx context.Context) (bool, error) {
+			var err error
+			got, err = srv.NS.Exec(ctx, append(ssh, "hostname; uname -r; findmnt -no SOURCE,SIZE /")...)
 			if err != nil {
 				return false, fmt.Errorf("%w: %v", lab.ErrNotYet, err)
 			}
-			for _, e := range evs {
-				if e.Seq <= seen[id] {
-					continue
-				}
-				seen[id] = e.Seq
-				fmt.Fprintf(out, "%s  %-16s %-16s %s\n", e.Time.Format("15:04:05"), id, e.Type, e.Message)
-				if e.Type == "boot.phonehome" {
-					booted[id] = true
-				}
-			}
-		}
-		if len(booted) == len(ids) {
 			return true, nil
+		})
+		if err != nil {
+			return err
 		}
-		return false, fmt.Errorf("%w: %d of %d guests booted", lab.ErrNotYet, len(booted), len(ids))
-	})
+		fmt.Fprintf(out, "   %s: %s\n", h.id, strings.Join(strings.Fields(string(got)), " "))
+		fmt.Fprintf(out, "   with --keep, ssh to it:  ip netns exec %s %s\n", srv.NS.Name, strings.Join(ssh, " "))
+	}
+	fmt.Fprintf(out, "   with --keep, give a host back (wiped, powered off):  ip netns exec %s %s host release ID --server %s --token-file %s\n",
+		srv.NS.Name, o.bin, srv.URL, srv.TokenFile)
+	return nil
 }
 
-func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+// netboot powers every host on into the phone-home kernel and waits for the phone-homes.
+func netboot(ctx context.Context, srv *lab.Server, hosts []*host, o options, cli func(...string) error, step func(string, ...any), out io.Writer) error {
+	step("netbooting: bootdev pxe and power on through each host's BMC")
+	var ids []string
+	for _, h := range hosts {
+		ids = append(ids, h.id)
+		bootdev := []string{"host", "bootdev", h.id, "pxe"}
+		if lab.Firmware(h.fw) == lab.SeaBIOS {
+			// rackboot assumes UEFI for a host whose firmware it has not seen yet.
+			bootdev = append(bootdev, "--legacy")
+		}
+		if err := cli(bootdev...); err != nil {
+			return err
+		}
+		if err := cli("host", "power", h.id, "on"); err != nil {
+			return err
+		}
+	}
+	booted := map[string]bool{}
+	err := srv.WaitHosts(ctx, ids, o.timeout, "every guest to phone home", func(h inventory.Host) bool { return booted[h.ID] },
+		func(id string, e inventory.Event) {
+			fmt.Fprintf(out, "%s  %-16s %-16s %s\n", e.Time.Local().Format("15:04:05"), id, e.Type, e.Message)
+			if e.Type == "boot.phonehome" {
+				booted[id] = true
+			}
+		})
+	if err == nil {
+		step("every guest booted and phoned home")
+	}
+	return err
+}
+
+// runOut runs a command with its output to out.
+func runOut(ctx context.Context, out io.Writer, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return nil
+}
