@@ -67,7 +67,7 @@ func TestRealClusterAPI(t *testing.T) {
 	mgr, _ := startManager(t, Config{REST: rc.cfg, Rack: "r1", Inventory: store, Provisioner: prov, Namespace: ns, Poll: 5 * time.Second})
 	prov.notify = func(id string) { mgr.HostChanged(ctx, id) }
 	c, start := rc.c, rc.start
-	rc.applyCluster(t, ns, "demo", 1, 2)
+	rc.applyCluster(t, ns, "demo", 1, 2, "debian-13")
 
 	// The control-plane machine: real `kubeadm init` bootstrap data reaches its host.
 	cpHost := waitProvisioned(t, c, prov, ns, "cp-", "kubeadm init", 3*time.Minute)
@@ -196,9 +196,10 @@ func startRealCAPI(t *testing.T) *realCAPI {
 
 // applyCluster applies config/templates/cluster-template.yaml in ns: a Cluster named
 // cluster with a KubeadmControlPlane of cp machines and a MachineDeployment of
-// workers. The workload cluster is this envtest: the user-provided kubeconfig secret
-// (not of type cluster.x-k8s.io/secret, so KCP leaves it alone) points there.
-func (rc *realCAPI) applyCluster(t *testing.T, ns, cluster string, cp, workers int) {
+// workers, their hosts provisioned with image. The workload cluster is this envtest:
+// the user-provided kubeconfig secret (not of type cluster.x-k8s.io/secret, so KCP
+// leaves it alone) points there.
+func (rc *realCAPI) applyCluster(t *testing.T, ns, cluster string, cp, workers int, image string) {
 	t.Helper()
 	server, err := url.Parse(rc.cfg.Host)
 	if err != nil {
@@ -217,7 +218,7 @@ func (rc *realCAPI) applyCluster(t *testing.T, ns, cluster string, cp, workers i
 		"CLUSTER_NAME": cluster, "NAMESPACE": ns, "KUBERNETES_VERSION": "v1.36.4",
 		"CONTROL_PLANE_MACHINE_COUNT": strconv.Itoa(cp), "WORKER_MACHINE_COUNT": strconv.Itoa(workers),
 		"CONTROL_PLANE_ENDPOINT_HOST": server.Hostname(), "CONTROL_PLANE_ENDPOINT_PORT": server.Port(),
-		"RACKBOOT_IMAGE": "debian-13",
+		"RACKBOOT_IMAGE": image,
 	}
 	applyTemplate(t, rc.c, filepath.Join(rc.root, "config/templates/cluster-template.yaml"), vars)
 }

@@ -64,7 +64,7 @@ func TestRealClusterAPIRealProvisioner(t *testing.T) {
 	)
 	// A poll far longer than the test.
 	r.startManager(rc.cfg, ns, 10*time.Minute)
-	rc.applyCluster(t, ns, "demo", 1, 2)
+	rc.applyCluster(t, ns, "demo", 1, 2, "debian-13")
 
 	cp := r.bootNext("cp-", "kubeadm init")
 	t.Logf("control-plane host %s fetched CABPK's init data and is provisioned after %v", cp, time.Since(rc.start).Round(time.Millisecond))

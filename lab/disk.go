@@ -70,3 +70,12 @@ func WriteBootDisk(path string, size int64) error {
 	}
 	return f.Close()
 }
+
+// WriteBlankDisk creates (or empties) a sparse raw disk of size bytes, all zeros: a new
+// server's disk, for the agent to inspect and provision.
+func WriteBlankDisk(path string, size int64) error {
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		return err
+	}
+	return os.Truncate(path, size)
+}

@@ -149,10 +149,7 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 	}
 	// A blank disk larger than the image, as on a real host: cloud-init grows the root.
 	diskPath := filepath.Join(dir, "disk.img")
-	if err := os.WriteFile(diskPath, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(diskPath, 4<<30); err != nil {
+	if err := WriteBlankDisk(diskPath, 4<<30); err != nil {
 		t.Fatal(err)
 	}
 	// 1 GiB: the agent verifies an image that fits in half the free memory before it

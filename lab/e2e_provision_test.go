@@ -84,10 +84,7 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	diskPath := filepath.Join(dir, "disk.img")
-	if err := os.WriteFile(diskPath, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(diskPath, disk); err != nil {
+	if err := WriteBlankDisk(diskPath, disk); err != nil {
 		t.Fatal(err)
 	}
 	v, err := seg.StartBMCVM(ctx, t, BMCVMConfig{

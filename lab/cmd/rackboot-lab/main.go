@@ -255,10 +255,7 @@ func startHosts(ctx context.Context, stack *lab.Stack, seg *lab.Segment, srv *la
 		} else {
 			// A blank disk, larger than the image as on a real host; 1 GiB of memory so
 			// the agent verifies the image before it touches the disk.
-			if err := os.WriteFile(disk, nil, 0o644); err != nil {
-				return hosts, err
-			}
-			if err := os.Truncate(disk, 4<<30); err != nil {
+			if err := lab.WriteBlankDisk(disk, 4<<30); err != nil {
 				return hosts, err
 			}
 			vm.MemoryMB = 1024
