@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	infrav1 "github.com/rackboot/rackboot/api/v1alpha1"
+	"github.com/rackboot/rackboot/lab"
 )
 
 // capiProvider is one of the real Cluster API controllers, built by `make envtest`
@@ -119,7 +120,7 @@ func startRealCAPI(t *testing.T) *realCAPI {
 	for _, p := range capiProviders {
 		bins = append(bins, p.bin)
 	}
-	assets := envtestAssets(t, bins...)
+	assets := lab.EnvtestAssets(t, bins...)
 	root, capi := repoRoot(t), capiDir(t)
 	start := time.Now()
 

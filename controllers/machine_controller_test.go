@@ -523,15 +523,16 @@ func TestRacks(t *testing.T) {
 		sort.Strings(out)
 		return out
 	}
-	o1, o2 := owners(s1), owners(s2)
-	if len(o1)+len(o2) != 6 {
-		t.Fatalf("claims: rack-a %v, rack-b %v; want six in all (a lost adoption must give its claim back)", o1, o2)
-	}
-	for _, o := range o1 {
-		if slices.Contains(o2, o) {
-			t.Fatalf("%s holds hosts in both racks", o)
-		}
-	}
+	// A rack that lost an adoption gives its claim back, but it may still hold it for
+	// a moment after the winner's host is provisioned: its reconcile can claim from a
+	// cache that has not seen the winner's label yet, and releases when its
+	// optimistic-lock patch fails.
+	var o1, o2 []string
+	eventually(t, 30*time.Second, "six claims in all, none in both racks (a lost adoption must give its claim back)", func() (bool, string) {
+		o1, o2 = owners(s1), owners(s2)
+		both := slices.ContainsFunc(o1, func(o string) bool { return slices.Contains(o2, o) })
+		return len(o1)+len(o2) == 6 && !both, fmt.Sprintf("claims: rack-a %v, rack-b %v", o1, o2)
+	})
 	if !slices.Contains(o1, "on-a") || !slices.Contains(o2, "on-b") {
 		t.Fatalf("placed machines on the wrong rack: rack-a %v, rack-b %v", o1, o2)
 	}

@@ -177,6 +177,16 @@ func ctrlConfig(concurrency int) config.Controller {
 		// Several managers may live in one process (tests; several racks served by one
 		// binary); controller names need not be unique across them.
 		SkipNameValidation: ptr.To(true),
+		// client-go's rate-limited workqueue, not controller-runtime's priority queue:
+		// the priority queue of v0.24 can deadlock on shutdown
+		// (kubernetes-sigs/controller-runtime#3538, fixed in v0.25 by #3540). Its
+		// dispatcher hands an item to an idle worker with an unbuffered send while
+		// holding the queue's locks; when ShutDown wakes that worker first, the send
+		// never completes, and a worker whose reconcile was still running blocks in
+		// Done for good, so the controller, and Start, never return (the manager gives
+		// up after its 30 s grace period). Priorities buy nothing at one rack's scale.
+		// Revisit when controller-runtime is v0.25 or newer.
+		UsePriorityQueue: ptr.To(false),
 		GroupKindConcurrency: map[string]int{
 			"RackbootMachine.infrastructure.cluster.x-k8s.io": concurrency,
 		},

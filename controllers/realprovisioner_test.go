@@ -310,12 +310,16 @@ func (r *realRack) bootNext(prefix, want string) string {
 		t.Fatalf("host %s (RackbootMachine %s) fetched %d bytes of user-data, not the %d of Machine %s's bootstrap secret %s:\n%s",
 			h.ID, rm.Name, len(ud), len(wantUD), machine.Name, secret.Name, ud)
 	}
-	if !bytes.Contains(ud, []byte(want)) || !bytes.Contains(ud, []byte("{{ ds.meta_data.metadata.provider_id }}")) {
-		t.Fatalf("host %s user-data lacks %q or the provider-id template:\n%s", h.ID, want, ud)
+	for _, tmpl := range []string{want, "{{ ds.meta_data.metadata.provider_id }}", "{{ ds.meta_data.metadata.machine }}"} {
+		if !bytes.Contains(ud, []byte(tmpl)) {
+			t.Fatalf("host %s user-data lacks %q (kubeadm command, provider-id or node-name template):\n%s", h.ID, tmpl, ud)
+		}
 	}
+	// What the templates read: the providerID, and the Machine's name as the node name
+	// (host names are unique only within a rack).
 	code, md := r.fetch(http.MethodGet, seed+metadata.DocMetaData, h.IP)
-	if code != http.StatusOK || !bytes.Contains(md, []byte("rackboot://r1/"+h.ID)) {
-		t.Fatalf("host %s meta-data: HTTP %d without its providerID:\n%s", h.ID, code, md)
+	if code != http.StatusOK || !bytes.Contains(md, []byte("rackboot://r1/"+h.ID)) || !bytes.Contains(md, []byte("machine: "+machine.Name+"\n")) {
+		t.Fatalf("host %s meta-data: HTTP %d without its providerID or machine %s:\n%s", h.ID, code, machine.Name, md)
 	}
 	// The same URL from every other host's address: refused, secrets stay put.
 	for _, other := range r.hosts {

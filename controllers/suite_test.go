@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/lab"
 )
 
 // The envtest control plane (kube-apiserver and etcd built by `make envtest`) is
@@ -52,28 +54,6 @@ func TestMain(m *testing.M) {
 		shared.env.Stop()
 	}
 	os.Exit(code)
-}
-
-// envtestAssets finds the binaries `make envtest` builds, or skips the test (fails
-// under RACKBOOT_REQUIRE_LAB=1, as `make test` runs it).
-func envtestAssets(t testing.TB, bins ...string) string {
-	t.Helper()
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			dir = filepath.Join(home, ".cache", "rackboot-envtest")
-		}
-	}
-	for _, b := range append([]string{"kube-apiserver", "etcd"}, bins...) {
-		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			msg := fmt.Sprintf("envtest binary %s not found in %s (KUBEBUILDER_ASSETS): run make envtest", b, dir)
-			if os.Getenv("RACKBOOT_REQUIRE_LAB") == "1" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-	}
-	return dir
 }
 
 // repoRoot is the module root (this package's parent directory).
@@ -139,7 +119,7 @@ func loadCRDs(t testing.TB, files ...string) []*apiextensionsv1.CustomResourceDe
 // Cluster and Machine CRDs.
 func env(t *testing.T) (*rest.Config, client.Client) {
 	t.Helper()
-	assets := envtestAssets(t)
+	assets := lab.EnvtestAssets(t)
 	shared.once.Do(func() {
 		root := repoRoot(t)
 		capi := capiDir(t)
@@ -230,7 +210,11 @@ func startManager(t *testing.T, cfg Config) (*Manager, context.CancelFunc) {
 	stop := func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("manager of rack %s: %v", cfg.Rack, err)
+			// A manager that did not stop within its grace period leaves the goroutines
+			// that held it up behind: show where they are stuck.
+			var dump strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&dump, 1)
+			t.Errorf("manager of rack %s: %v\ngoroutines:\n%s", cfg.Rack, err, dump.String())
 		}
 	}
 	var once sync.Once

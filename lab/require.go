@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -52,6 +53,29 @@ func Require(t testing.TB, tools ...string) {
 		t.Fatalf("lab prerequisites missing and %s=1:\n%v", RequireEnv, err)
 	}
 	t.Skipf("skipping lab test (set %s=1 to make this a failure):\n%v", RequireEnv, err)
+}
+
+// EnvtestAssets is the directory of the envtest binaries `make envtest` builds
+// (KUBEBUILDER_ASSETS, else ~/.cache/rackboot-envtest), checked to hold kube-apiserver,
+// etcd and bins. A missing one skips t, or fails it when RACKBOOT_REQUIRE_LAB=1.
+func EnvtestAssets(t testing.TB, bins ...string) string {
+	t.Helper()
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			dir = filepath.Join(home, ".cache", "rackboot-envtest")
+		}
+	}
+	for _, b := range append([]string{"kube-apiserver", "etcd"}, bins...) {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			msg := fmt.Sprintf("envtest binary %s not found in %s (KUBEBUILDER_ASSETS): run make envtest", b, dir)
+			if os.Getenv(RequireEnv) == "1" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	return dir
 }
 
 func installHint(tool string) string {

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/rackboot/rackboot/controllers"
 	"github.com/rackboot/rackboot/inventory"
@@ -104,4 +108,45 @@ func (h *capiHook) hostChanged(hostID string) {
 	if m := h.m.Load(); m != nil {
 		m.HostChanged(context.Background(), hostID)
 	}
+}
+
+// metricsGatherer is what /metrics serves: rackboot's registry, and the Cluster API
+// controllers' metrics from controller-runtime's registry (controllerMetrics).
+//
+// Both always, not only when the controllers run: the controller families are
+// labelled vectors that have no samples, and so do not appear, until a controller
+// starts. Without a management cluster the page is rackboot's alone, and serve need
+// not know whether the controllers were configured.
+func metricsGatherer(reg *prometheus.Registry) prometheus.Gatherer {
+	return prometheus.Gatherers{reg, controllerMetrics(ctrlmetrics.Registry)}
+}
+
+// controllerMetrics is the part of controller-runtime's registry that belongs to
+// the controllers: reconciles (controller_runtime_reconcile_total, _errors_total,
+// _time_seconds, workers), workqueues (depth, adds, latency, retries), leader election
+// and client-go's requests to the management cluster. controller-runtime registers
+// into that process-wide registry from its packages' init, Go and process collectors
+// included; those describe the same process as rackboot's own and would be gathered
+// twice (prometheus.Gatherers fails on a duplicate series, and /metrics with it), so
+// only the controller families are taken.
+func controllerMetrics(g prometheus.Gatherer) prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		mfs, err := g.Gather()
+		out := mfs[:0]
+		for _, mf := range mfs {
+			if isControllerFamily(mf.GetName()) {
+				out = append(out, mf)
+			}
+		}
+		return out, err
+	})
+}
+
+func isControllerFamily(name string) bool {
+	for _, p := range []string{"controller_runtime_", "workqueue_", "leader_election_", "rest_client_"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -105,7 +105,7 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer) 
 		return err
 	}
 	services, mux := w.services, w.mux
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metricsGatherer(reg), promhttp.HandlerOpts{Registry: reg})) // capi.go
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
