@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -187,13 +189,8 @@ func TestRedfishBackendErrors(t *testing.T) {
 		}
 	})
 	t.Run("closed port", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		closed := ln.Addr().String()
-		ln.Close()
-		_, err = b.PowerState(callCtx(t, 10*time.Second), stubTarget(t, "redfish+http", closed, "admin", "pw", ""))
+		closed := refusingAddr(t)
+		_, err := b.PowerState(callCtx(t, 10*time.Second), stubTarget(t, "redfish+http", closed, "admin", "pw", ""))
 		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "connection refused") {
 			t.Fatalf("closed port: %v", err)
 		}
@@ -241,4 +238,25 @@ func silentTCP(t *testing.T) string {
 	}()
 	t.Cleanup(func() { ln.Close(); <-done })
 	return ln.Addr().String()
+}
+
+// refusingAddr is a loopback address where connections are refused for the whole test:
+// a TCP socket bound to port 0 that never listens holds the port, so nothing else on
+// the machine (another test package's server) can take it — as it could a port that was
+// listened on and closed again.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }
