@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"net/url"
 	"os"
@@ -17,7 +18,6 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/rackboot/rackboot/bootenv"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
 )
@@ -51,21 +51,6 @@ func TestQEMUClusterAPI(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("CGO_ENABLED=0 go build ./cmd/rackboot: %v\n%s", err, out)
 	}
-	buildCtx, cancel := context.WithTimeout(ctx, 20*time.Minute)
-	image, imageSum, err := lab.EnsureLabImage(buildCtx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache, err := lab.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	deb, err := bootenv.DownloadDebianKernel(ctx, filepath.Join(cache, "debs"), os.Getenv(lab.KernelPackageEnv))
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	seg, err := lab.NewSegment(t, "capi", netip.MustParsePrefix("10.77.48.1/24"))
 	if err != nil {
 		t.Fatal(err)
@@ -94,8 +79,8 @@ func TestQEMUClusterAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.CommandContext(ctx, bin, "bootenv", "import", "--deb", deb, "--data-dir", srv.DataDir, "--agent", bin).CombinedOutput(); err != nil {
-		t.Fatalf("bootenv import: %v\n%s", err, out)
+	if err := srv.ImportBootEnv(ctx, io.Discard); err != nil {
+		t.Fatal(err)
 	}
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -113,7 +98,13 @@ func TestQEMUClusterAPI(t *testing.T) {
 		}
 		t.Logf("rackboot %s: %s", strings.Join(args, " "), strings.TrimSpace(string(out)))
 	}
-	cli("image", "add", lab.LabImageName, "--file", image, "--sha256", imageSum, "--format", "zstd")
+	// A cold build of the image takes minutes.
+	buildCtx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	err = srv.AddLabImage(buildCtx, io.Discard)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	const id, mac, ip = "cp-qemu", "52:54:00:48:00:01", "10.77.48.21"
 	vmDir := filepath.Join(dir, id)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/rackboot/rackboot/agent"
-	"github.com/rackboot/rackboot/bootenv"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -38,22 +37,7 @@ func TestQEMUProvisionCloudInit(t *testing.T) {
 	ctx := t.Context()
 	logs := logDir(t)
 
-	buildCtx, cancel := context.WithTimeout(ctx, 20*time.Minute)
-	image, imageSum, err := EnsureLabImage(buildCtx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bin := staticRackboot(t)
-	cache, err := CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	deb, err := bootenv.DownloadDebianKernel(ctx, filepath.Join(cache, "debs"), os.Getenv(KernelPackageEnv))
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	seg := newSegment(t, "cloudinit", "10.77.46.1/24")
 	if _, err := seg.StartRouterAdvertisements(t, filepath.Join(logs, "ra.log")); err != nil {
 		t.Fatal(err)
@@ -63,21 +47,19 @@ func TestQEMUProvisionCloudInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.CommandContext(ctx, bin, "bootenv", "import", "--deb", deb, "--data-dir", s.DataDir, "--agent", bin).CombinedOutput(); err != nil {
-		t.Fatalf("bootenv import: %v\n%s", err, out)
+	if err := s.ImportBootEnv(ctx, io.Discard); err != nil {
+		t.Fatal(err)
 	}
 	rb := &rackboot{Server: s, t: t, dataDir: s.DataDir}
 	rb.start()
-	cli := func(args ...string) string {
-		t.Helper()
-		out, err := rb.cli(args...)
-		if err != nil {
-			t.Fatalf("rackboot %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		t.Logf("rackboot %s: %s", strings.Join(args, " "), strings.TrimSpace(string(out)))
-		return string(out)
+	cli := func(args ...string) string { t.Helper(); return mustLogged(t, rb, args...) }
+	// A cold build of the image takes minutes.
+	buildCtx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	err = s.AddLabImage(buildCtx, io.Discard)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
 	}
-	cli("image", "add", LabImageName, "--file", image, "--sha256", imageSum, "--format", "zstd")
 	// An enrolled host without a VM: its address is "another host's address".
 	const bystanderIP, bystanderMAC = "10.77.46.29", "52:54:00:46:00:29"
 	cli("host", "add", "--id", "bystander", "--mac", bystanderMAC, "--ip", bystanderIP)
@@ -161,15 +143,7 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli := func(args ...string) string {
-		t.Helper()
-		out, err := rb.cli(args...)
-		if err != nil {
-			t.Fatalf("rackboot %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		t.Logf("rackboot %s: %s", strings.Join(args, " "), strings.TrimSpace(string(out)))
-		return string(out)
-	}
+	cli := func(args ...string) string { t.Helper(); return mustLogged(t, rb, args...) }
 	cli("host", "add", "--id", id, "--mac", mac, "--ip", ip, "--hostname", id,
 		"--bmc", v.BMC.URL(), "--bmc-password-file", v.BMC.PasswordFile)
 

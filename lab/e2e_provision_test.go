@@ -7,8 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rackboot/rackboot/bootenv"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -45,14 +44,6 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 
 	// One static binary is the server, the CLI, the lab BMC hooks and the agent.
 	bin := staticRackboot(t)
-	cache, err := CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	deb, err := bootenv.DownloadDebianKernel(ctx, filepath.Join(cache, "debs"), os.Getenv(KernelPackageEnv))
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	seg := newSegment(t, "prov", "10.77.44.1/24")
 	if _, err := seg.StartRouterAdvertisements(t, filepath.Join(logs, "ra.log")); err != nil {
@@ -64,8 +55,8 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if out, err := exec.CommandContext(ctx, bin, "bootenv", "import", "--deb", deb, "--data-dir", s.DataDir, "--agent", bin).CombinedOutput(); err != nil {
-		t.Fatalf("bootenv import: %v\n%s", err, out)
+	if err := s.ImportBootEnv(ctx, io.Discard); err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("boot environment built in %v", time.Since(start).Round(time.Millisecond))
 	rb := &rackboot{Server: s, t: t, dataDir: s.DataDir}
@@ -94,15 +85,7 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli := func(args ...string) string {
-		t.Helper()
-		out, err := rb.cli(args...)
-		if err != nil {
-			t.Fatalf("rackboot %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		t.Logf("rackboot %s: %s", strings.Join(args, " "), strings.TrimSpace(string(out)))
-		return string(out)
-	}
+	cli := func(args ...string) string { t.Helper(); return mustLogged(t, rb, args...) }
 	host := func() inventory.Host {
 		t.Helper()
 		var h inventory.Host
@@ -277,6 +260,14 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 		t.Errorf("%v:\n%s", err, formatEvents(evs[nBefore-1:]))
 	}
 	waitSerialMatch(t, v, regexp.MustCompile(MarkerDiskBoot), 3*time.Minute)
+}
+
+// mustLogged runs the CLI, fails t if it fails and logs the command with its answer.
+func mustLogged(t *testing.T, rb *rackboot, args ...string) string {
+	t.Helper()
+	out := mustQuiet(t, rb, args...)
+	t.Logf("rackboot %s: %s", strings.Join(args, " "), strings.TrimSpace(out))
+	return out
 }
 
 func mustQuiet(t *testing.T, rb *rackboot, args ...string) string {

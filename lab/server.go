@@ -1,18 +1,22 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rackboot/rackboot/admin"
+	"github.com/rackboot/rackboot/bootenv"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -146,6 +150,44 @@ func (s *Server) Events(ctx context.Context, id string) ([]inventory.Event, erro
 		return nil, fmt.Errorf("host events %s -o json: %w: %s", id, err, out)
 	}
 	return evs, nil
+}
+
+// ImportBootEnv builds the agent's boot environment into DataDir the way an operator
+// does: Debian's kernel package (apt-get download, cached under CacheDir) and `rackboot
+// bootenv import` with this server's binary as the agent. The import's output goes to
+// out, and into the error if it fails.
+func (s *Server) ImportBootEnv(ctx context.Context, out io.Writer) error {
+	cache, err := CacheDir()
+	if err != nil {
+		return err
+	}
+	deb, err := bootenv.DownloadDebianKernel(ctx, filepath.Join(cache, "debs"), os.Getenv(KernelPackageEnv))
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	cmd := exec.CommandContext(ctx, s.Bin, "bootenv", "import", "--deb", deb, "--data-dir", s.DataDir, "--agent", s.Bin)
+	cmd.Stdout = io.MultiWriter(&buf, out)
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("rackboot bootenv import: %w\n%s", err, buf.Bytes())
+	}
+	return nil
+}
+
+// AddLabImage registers the lab's Debian image (EnsureLabImageLog: built on first use,
+// its progress and the CLI's answer written to out) as LabImageName.
+func (s *Server) AddLabImage(ctx context.Context, out io.Writer) error {
+	image, sum, err := EnsureLabImageLog(ctx, out)
+	if err != nil {
+		return err
+	}
+	b, err := s.CLI(ctx, "image", "add", LabImageName, "--file", image, "--sha256", sum, "--format", "zstd")
+	if err != nil {
+		return fmt.Errorf("rackboot image add %s: %w\n%s", LabImageName, err, b)
+	}
+	_, err = out.Write(b)
+	return err
 }
 
 // InstallPhoneHome copies the kernel and phone-home initramfs to

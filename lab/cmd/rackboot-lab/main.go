@@ -40,7 +40,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rackboot/rackboot/bootenv"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
 )
@@ -139,7 +138,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var image, imageSum string
 	if o.netboot {
 		step("fetching the Debian kernel and building the phone-home initramfs")
 		k, err := lab.FetchKernel(ctx)
@@ -154,20 +152,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	} else {
-		step("the lab's Debian image (make lab-image; a cold build takes a few minutes)")
-		if image, imageSum, err = lab.EnsureLabImageLog(ctx, out); err != nil {
-			return err
-		}
 		step("the agent's boot environment: Debian's kernel package and rackboot as /init")
-		cache, err := lab.CacheDir()
-		if err != nil {
-			return err
-		}
-		deb, err := bootenv.DownloadDebianKernel(ctx, filepath.Join(cache, "debs"), os.Getenv(lab.KernelPackageEnv))
-		if err != nil {
-			return err
-		}
-		if err := runOut(ctx, out, o.bin, "bootenv", "import", "--deb", deb, "--data-dir", srv.DataDir, "--agent", o.bin); err != nil {
+		if err := srv.ImportBootEnv(ctx, out); err != nil {
 			return err
 		}
 	}
@@ -184,7 +170,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return nil
 	}
 	if !o.netboot {
-		if err := cli("image", "add", lab.LabImageName, "--file", image, "--sha256", imageSum, "--format", "zstd"); err != nil {
+		step("the lab's Debian image (make lab-image; a cold build takes a few minutes), registered as %s", lab.LabImageName)
+		if err := srv.AddLabImage(ctx, out); err != nil {
 			return err
 		}
 	}
