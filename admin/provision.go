@@ -101,7 +101,7 @@ func (h *handler) hostResult(w http.ResponseWriter, id string, host inventory.Ho
 	if err != nil {
 		return notFound(id, err)
 	}
-	writeJSON(w, http.StatusAccepted, host.Redacted())
+	writeJSON(w, http.StatusAccepted, hostView(host))
 	return nil
 }
 
@@ -205,38 +205,38 @@ func (h *handler) watchHost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return notFound(id, err)
 	}
-	writeJSON(w, http.StatusOK, host.Redacted())
+	writeJSON(w, http.StatusOK, hostView(host))
 	return nil
 }
 
 // Inspect starts an inspection of the host.
-func (c *Client) Inspect(ctx context.Context, id string, req OwnerRequest) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) Inspect(ctx context.Context, id string, req OwnerRequest) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodPost, hostPath(id, "/inspect"), req, &out)
 }
 
 // Provision starts provisioning the host.
-func (c *Client) Provision(ctx context.Context, id string, req ProvisionRequest) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) Provision(ctx context.Context, id string, req ProvisionRequest) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodPost, hostPath(id, "/provision"), req, &out)
 }
 
 // Release wipes the host and makes it available again.
-func (c *Client) Release(ctx context.Context, id string, req ReleaseRequest) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) Release(ctx context.Context, id string, req ReleaseRequest) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodPost, hostPath(id, "/release"), req, &out)
 }
 
 // Retry restarts the operation a failed host failed in.
-func (c *Client) Retry(ctx context.Context, id string, req OwnerRequest) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) Retry(ctx context.Context, id string, req OwnerRequest) (Host, error) {
+	var out Host
 	return out, c.do(ctx, http.MethodPost, hostPath(id, "/retry"), req, &out)
 }
 
 // Watch returns the host once its revision is above after, or after timeout with the
 // host as it is. The client's HTTPClient timeout must be above timeout.
-func (c *Client) Watch(ctx context.Context, id string, after uint64, timeout time.Duration) (inventory.Host, error) {
-	var out inventory.Host
+func (c *Client) Watch(ctx context.Context, id string, after uint64, timeout time.Duration) (Host, error) {
+	var out Host
 	q := url.Values{"after": {strconv.FormatUint(after, 10)}, "timeout": {strconv.Itoa(int(timeout / time.Second))}}
 	return out, c.do(ctx, http.MethodGet, hostPath(id, "/watch")+"?"+q.Encode(), nil, &out)
 }

@@ -167,7 +167,7 @@ func TestProvisionRoutes(t *testing.T) {
 	if err := e.client.RemoveImage(ctx, "debian-12"); !errors.Is(err, inventory.ErrConflict) {
 		t.Errorf("remove of an image in use = %v", err)
 	}
-	done := make(chan inventory.Host, 1)
+	done := make(chan Host, 1)
 	go func() {
 		w, err := e.client.Watch(ctx, "node-1", h.Revision, 20*time.Second)
 		if err != nil {

@@ -41,7 +41,7 @@ type ImportRequest struct {
 
 // ImportResponse is its reply: the hosts as stored.
 type ImportResponse struct {
-	Hosts []inventory.Host `json:"hosts"`
+	Hosts []Host `json:"hosts"`
 }
 
 // LabelsRequest is the body of POST /api/v1/hosts/{id}/labels. Removing a label the host

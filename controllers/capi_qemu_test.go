@@ -18,6 +18,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
 )
@@ -134,7 +135,7 @@ func TestQEMUClusterAPI(t *testing.T) {
 		}
 		t.Fatalf("%v\ntimeline:\n%s\nconsole:\n%s", err, b.String(), lab.Tail(v.SerialLog(), 40))
 	}
-	if err := srv.WaitHosts(ctx, []string{id}, 10*time.Minute, "inspection", func(h inventory.Host) bool {
+	if err := srv.WaitHosts(ctx, []string{id}, 10*time.Minute, "inspection", func(h admin.Host) bool {
 		return h.State == inventory.StateAvailable
 	}, nil); err != nil {
 		fail(err)
@@ -143,7 +144,7 @@ func TestQEMUClusterAPI(t *testing.T) {
 	// The cluster: its control-plane Machine claims the host, which rackboot provisions.
 	start := time.Now()
 	rc.applyCluster(t, ns, "lab", 1, 0, lab.LabImageName)
-	if err := srv.WaitHosts(ctx, []string{id}, 25*time.Minute, "the control-plane Machine's host to be provisioned", func(h inventory.Host) bool {
+	if err := srv.WaitHosts(ctx, []string{id}, 25*time.Minute, "the control-plane Machine's host to be provisioned", func(h admin.Host) bool {
 		return h.State == inventory.StateProvisioned
 	}, nil); err != nil {
 		fail(err)
@@ -163,7 +164,7 @@ func TestQEMUClusterAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(evs, func(e inventory.Event) bool {
+	if !slices.ContainsFunc(evs, func(e admin.Event) bool {
 		return e.Type == "metadata.fetch" && e.Fields["doc"] == "user-data" && e.Fields["ip"] == ip
 	}) {
 		t.Errorf("%s never fetched its user-data from its own address", id)

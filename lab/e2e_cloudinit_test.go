@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/agent"
 	"github.com/rackboot/rackboot/inventory"
 )
@@ -156,7 +157,7 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 	start := time.Now()
 	cli("host", "inspect", id)
 	if err := rb.WaitHosts(ctx, []string{id}, 10*time.Minute, id+" to be inspected",
-		func(h inventory.Host) bool { return h.State == inventory.StateAvailable }, nil); err != nil {
+		func(h admin.Host) bool { return h.State == inventory.StateAvailable }, nil); err != nil {
 		t.Fatalf("%v\nconsole:\n%s", err, Tail(v.SerialLog(), 40))
 	}
 	t.Logf("%s inspected in %v", id, time.Since(start).Round(time.Second))
@@ -164,7 +165,7 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 	cli("host", "provision", id, "--image", LabImageName, "--user-data", userData)
 
 	err = rb.WaitHosts(ctx, []string{id}, 25*time.Minute, id+" to be provisioned",
-		func(h inventory.Host) bool { return h.State == inventory.StateProvisioned }, nil)
+		func(h admin.Host) bool { return h.State == inventory.StateProvisioned }, nil)
 	if err != nil {
 		evs, _ := rb.events(id)
 		t.Fatalf("%v\ntimeline:\n%s\nconsole:\n%s", err, formatEvents(evs), Tail(v.SerialLog(), 60))

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -86,18 +87,18 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	cli := func(args ...string) string { t.Helper(); return mustLogged(t, rb, args...) }
-	host := func() inventory.Host {
+	host := func() admin.Host {
 		t.Helper()
-		var h inventory.Host
+		var h admin.Host
 		if err := json.Unmarshal([]byte(mustQuiet(t, rb, "host", "show", id, "-o", "json")), &h); err != nil {
 			t.Fatal(err)
 		}
 		return h
 	}
 	// waitHost polls the host until cond holds, failing early when it fails instead.
-	waitHost := func(what string, timeout time.Duration, cond func(inventory.Host) bool) inventory.Host {
+	waitHost := func(what string, timeout time.Duration, cond func(admin.Host) bool) admin.Host {
 		t.Helper()
-		var h inventory.Host
+		var h admin.Host
 		err := Poll(ctx, timeout, what, Alive(func(context.Context) (bool, error) {
 			h = host()
 			if cond(h) {
@@ -129,7 +130,7 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 	// 1. Inspection.
 	start = time.Now()
 	cli("host", "inspect", id)
-	h := waitHost("inspection", 8*time.Minute, func(h inventory.Host) bool { return h.State == inventory.StateAvailable })
+	h := waitHost("inspection", 8*time.Minute, func(h admin.Host) bool { return h.State == inventory.StateAvailable })
 	t.Logf("inspected in %v", time.Since(start).Round(time.Second))
 	f := h.Facts
 	if f == nil {
@@ -165,7 +166,7 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 	cli("image", "add", "bootsector", "--file", img, "--sha256", imgSum, "--format", "raw")
 	start = time.Now()
 	cli("host", "provision", id, "--image", "bootsector", "--cloud-init", "none")
-	h = waitHost("image written", 8*time.Minute, func(h inventory.Host) bool {
+	h = waitHost("image written", 8*time.Minute, func(h admin.Host) bool {
 		return h.Operation != nil && h.Operation.Phase == inventory.PhaseDiskBoot
 	})
 	t.Logf("image written to %s in %v", h.Provision.WrittenDisk, time.Since(start).Round(time.Second))
@@ -185,7 +186,7 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 	// 3. Release: wiped, off, available.
 	start = time.Now()
 	cli("host", "release", id, "--wipe", "quick")
-	waitHost("release", 8*time.Minute, func(h inventory.Host) bool { return h.State == inventory.StateAvailable })
+	waitHost("release", 8*time.Minute, func(h admin.Host) bool { return h.State == inventory.StateAvailable })
 	t.Logf("released in %v", time.Since(start).Round(time.Second))
 	got, _ = os.ReadFile(diskPath)
 	if len(got) >= 512 && got[510] == 0x55 && got[511] == 0xaa {
@@ -227,7 +228,7 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 		t.Error("the disk changed although the image failed its checksum")
 	}
 	cli("host", "release", id)
-	waitHost("release after the failure", 8*time.Minute, func(h inventory.Host) bool { return h.State == inventory.StateAvailable })
+	waitHost("release after the failure", 8*time.Minute, func(h admin.Host) bool { return h.State == inventory.StateAvailable })
 	waitPowerOff(t, v)
 	cli("image", "rm", "bootsector")
 
@@ -240,7 +241,7 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 	}
 	cli("image", "add", "bootsector2", "--file", img, "--sha256", imgSum, "--format", "raw")
 	cli("host", "provision", id, "--image", "bootsector2", "--cloud-init", "none")
-	waitHost("the agent's plan", 8*time.Minute, func(h inventory.Host) bool {
+	waitHost("the agent's plan", 8*time.Minute, func(h admin.Host) bool {
 		return h.Operation != nil && h.Operation.Phase == inventory.PhaseAgent && h.Operation.Plan == "provision"
 	})
 	nBefore := len(mustEvents(t, rb, id))
@@ -249,7 +250,7 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 	}
 	<-rb.Proc.Done()
 	rb.start()
-	h = waitHost("provisioning to finish after the restart", 8*time.Minute, func(h inventory.Host) bool {
+	h = waitHost("provisioning to finish after the restart", 8*time.Minute, func(h admin.Host) bool {
 		return h.Operation != nil && h.Operation.Phase == inventory.PhaseDiskBoot
 	})
 	evs = mustEvents(t, rb, id)
@@ -279,7 +280,7 @@ func mustQuiet(t *testing.T, rb *rackboot, args ...string) string {
 	return string(out)
 }
 
-func mustEvents(t *testing.T, rb *rackboot, id string) []inventory.Event {
+func mustEvents(t *testing.T, rb *rackboot, id string) []admin.Event {
 	t.Helper()
 	evs, err := rb.events(id)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/admin"
 )
 
 // TestNetnsHarnessUdhcpcAgainstDnsmasq checks the harness against a known-good server:
@@ -213,14 +213,14 @@ func TestCreatorPID(t *testing.T) {
 // TestInOrder checks the timeline matcher the boot tests rely on: steps must appear in
 // order, with exact field values, other events in between allowed.
 func TestInOrder(t *testing.T) {
-	ev := func(typ string, kv ...string) inventory.Event {
+	ev := func(typ string, kv ...string) admin.Event {
 		f := map[string]string{}
 		for i := 0; i+1 < len(kv); i += 2 {
 			f[kv[i]] = kv[i+1]
 		}
-		return inventory.Event{Type: typ, Fields: f}
+		return admin.Event{Type: typ, Fields: f}
 	}
-	evs := []inventory.Event{
+	evs := []admin.Event{
 		ev("dhcp.offer", "ip", "10.0.0.1"), ev("tftp.read", "file", "snponly.efi", "outcome", "failed"),
 		ev("tftp.read", "file", "snponly.efi", "outcome", "ok"), ev("http.script"), ev("boot.phonehome"),
 	}

@@ -8,12 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/admin"
 )
 
 // binaries holds the rackboot binary, built at most once per test process and only when
@@ -127,12 +128,12 @@ func (r *rackboot) mustCLI(args ...string) []byte {
 // hostID returns the ID of the host holding mac, from `host list -o json`.
 func (r *rackboot) hostID(mac string) string {
 	r.t.Helper()
-	var hosts []inventory.Host
+	var hosts []admin.Host
 	if err := json.Unmarshal(r.mustCLI("host", "list", "-o", "json"), &hosts); err != nil {
 		r.t.Fatalf("host list -o json: %v", err)
 	}
 	for _, h := range hosts {
-		if h.HasMAC(mac) {
+		if slices.Contains(h.MACs, mac) {
 			return h.ID
 		}
 	}
@@ -140,7 +141,7 @@ func (r *rackboot) hostID(mac string) string {
 	return ""
 }
 
-func (r *rackboot) events(id string) ([]inventory.Event, error) {
+func (r *rackboot) events(id string) ([]admin.Event, error) {
 	return r.Events(r.t.Context(), id)
 }
 
@@ -158,7 +159,7 @@ func (s eventStep) String() string {
 	return fmt.Sprintf("%s%v", s.Type, s.Fields)
 }
 
-func (s eventStep) matches(e inventory.Event) bool {
+func (s eventStep) matches(e admin.Event) bool {
 	if e.Type != s.Type {
 		return false
 	}
@@ -171,7 +172,7 @@ func (s eventStep) matches(e inventory.Event) bool {
 }
 
 // inOrder reports the first step that does not appear, in order, in evs.
-func inOrder(evs []inventory.Event, steps []eventStep) error {
+func inOrder(evs []admin.Event, steps []eventStep) error {
 	i := 0
 	for _, e := range evs {
 		if i < len(steps) && steps[i].matches(e) {
@@ -184,7 +185,7 @@ func inOrder(evs []inventory.Event, steps []eventStep) error {
 	return nil
 }
 
-func formatEvents(evs []inventory.Event) string {
+func formatEvents(evs []admin.Event) string {
 	var b strings.Builder
 	for _, e := range evs {
 		fmt.Fprintf(&b, "  %3d %s %-16s %v %s\n", e.Seq, e.Time.Format("15:04:05.000"), e.Type, e.Fields, e.Message)
@@ -193,9 +194,9 @@ func formatEvents(evs []inventory.Event) string {
 }
 
 // waitTimeline waits until host id's events contain steps in order.
-func (r *rackboot) waitTimeline(id string, timeout time.Duration, steps []eventStep) []inventory.Event {
+func (r *rackboot) waitTimeline(id string, timeout time.Duration, steps []eventStep) []admin.Event {
 	r.t.Helper()
-	var evs []inventory.Event
+	var evs []admin.Event
 	err := Poll(r.t.Context(), timeout, "host "+id+" timeline", Alive(func(context.Context) (bool, error) {
 		var err error
 		evs, err = r.events(id)

@@ -140,12 +140,12 @@ func (s *Server) CLI(ctx context.Context, args ...string) ([]byte, error) {
 }
 
 // Events returns a host's timeline (`host events ID -o json`).
-func (s *Server) Events(ctx context.Context, id string) ([]inventory.Event, error) {
+func (s *Server) Events(ctx context.Context, id string) ([]admin.Event, error) {
 	out, err := s.CLI(ctx, "host", "events", id, "-o", "json")
 	if err != nil {
 		return nil, err
 	}
-	var evs []inventory.Event
+	var evs []admin.Event
 	if err := json.Unmarshal(out, &evs); err != nil {
 		return nil, fmt.Errorf("host events %s -o json: %w: %s", id, err, out)
 	}
@@ -226,7 +226,7 @@ func (s *Server) API() (*admin.Client, error) {
 // handing each new timeline event to onEvent (if not nil) as it appears. It fails at
 // once when a host fails (with its reason) or rackboot exits, and after timeout
 // otherwise.
-func (s *Server) WaitHosts(ctx context.Context, ids []string, timeout time.Duration, what string, done func(inventory.Host) bool, onEvent func(id string, e inventory.Event)) error {
+func (s *Server) WaitHosts(ctx context.Context, ids []string, timeout time.Duration, what string, done func(admin.Host) bool, onEvent func(id string, e admin.Event)) error {
 	api, err := s.API()
 	if err != nil {
 		return err

@@ -262,7 +262,7 @@ func (h *hostCLI) listCmd() *cobra.Command {
 			}
 			if output == "json" {
 				if hosts == nil {
-					hosts = []inventory.Host{}
+					hosts = []admin.Host{}
 				}
 				return writeIndentedJSON(h.env.stdout, hosts)
 			}
@@ -440,7 +440,7 @@ events until interrupted; with -o json it then prints one JSON object per line.`
 			if !follow {
 				if output == "json" {
 					if evs == nil {
-						evs = []inventory.Event{}
+						evs = []admin.Event{}
 					}
 					return writeIndentedJSON(h.env.stdout, evs)
 				}
@@ -458,10 +458,10 @@ events until interrupted; with -o json it then prints one JSON object per line.`
 
 // follow prints evs, then polls for newer events until ctx ends. The server going away
 // for a while (a restart) is reported once and waited out; a host that disappears ends it.
-func (h *hostCLI) follow(ctx context.Context, c *admin.Client, id string, evs []inventory.Event, output string, interval time.Duration) error {
+func (h *hostCLI) follow(ctx context.Context, c *admin.Client, id string, evs []admin.Event, output string, interval time.Duration) error {
 	var last uint64
 	header := true
-	emit := func(evs []inventory.Event) error {
+	emit := func(evs []admin.Event) error {
 		if len(evs) == 0 {
 			return nil
 		}
@@ -524,7 +524,7 @@ func (h *hostCLI) follow(ctx context.Context, c *admin.Client, id string, evs []
 }
 
 // writeEvents prints events in fixed-width columns, so batches printed by --follow line up.
-func writeEvents(w io.Writer, evs []inventory.Event, header bool) error {
+func writeEvents(w io.Writer, evs []admin.Event, header bool) error {
 	var b strings.Builder
 	if header {
 		fmt.Fprintf(&b, "%-6s %-20s %-16s %s\n", "SEQ", "TIME", "TYPE", "MESSAGE")
@@ -636,7 +636,7 @@ func (h *hostCLI) leasesCmd() *cobra.Command {
 			}
 			if output == "json" {
 				if leases == nil {
-					leases = []inventory.Lease{}
+					leases = []admin.Lease{}
 				}
 				return writeIndentedJSON(h.env.stdout, leases)
 			}

@@ -36,7 +36,7 @@ func (w *waitFlags) register(cmd *cobra.Command) {
 }
 
 // after prints what an action did and, with --wait, follows the host.
-func (h *hostCLI) after(ctx context.Context, c *admin.Client, host inventory.Host, verb string, w waitFlags) error {
+func (h *hostCLI) after(ctx context.Context, c *admin.Client, host admin.Host, verb string, w waitFlags) error {
 	fmt.Fprintf(h.env.stdout, "%s %s: %s\n", verb, host.ID, describeHost(host))
 	if !w.wait {
 		return nil
@@ -345,14 +345,14 @@ func (h *hostCLI) watch(ctx context.Context, c *admin.Client, id string, timeout
 	return nil
 }
 
-func writeWatchEvents(w io.Writer, evs []inventory.Event) {
+func writeWatchEvents(w io.Writer, evs []admin.Event) {
 	for _, e := range evs {
 		fmt.Fprintf(w, "%s  %-18s %s\n", e.Time.Local().Format("15:04:05"), e.Type, e.Message)
 	}
 }
 
 // statusLine summarises where a host is: state, phase, attempt, agent progress.
-func statusLine(h inventory.Host) string {
+func statusLine(h admin.Host) string {
 	s := "== " + string(h.State)
 	if op := h.Operation; op != nil && provision.Transient(h.State) {
 		s += fmt.Sprintf(" (%s, attempt %d", op.Phase, op.Attempt)
@@ -373,7 +373,7 @@ func statusLine(h inventory.Host) string {
 	return s
 }
 
-func describeHost(h inventory.Host) string {
+func describeHost(h admin.Host) string {
 	s := string(h.State)
 	if h.StateReason != "" {
 		s += " (" + h.StateReason + ")"

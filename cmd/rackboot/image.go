@@ -122,7 +122,7 @@ agent detect it.`,
 }
 
 // waitImage polls until the image is no longer pending, printing progress.
-func (h *hostCLI) waitImage(ctx context.Context, c *admin.Client, im inventory.Image) (inventory.Image, error) {
+func (h *hostCLI) waitImage(ctx context.Context, c *admin.Client, im admin.Image) (admin.Image, error) {
 	var last int64 = -1
 	for im.Status == inventory.ImagePending {
 		if im.BytesDone != last {
@@ -146,7 +146,7 @@ func (h *hostCLI) waitImage(ctx context.Context, c *admin.Client, im inventory.I
 	return im, nil
 }
 
-func imageState(im inventory.Image) string {
+func imageState(im admin.Image) string {
 	switch im.Status {
 	case inventory.ImageReady:
 		return fmt.Sprintf("ready (%s, sha256 %s verified)", agentapi.FormatBytes(uint64(im.Size)), im.SHA256)
@@ -175,7 +175,7 @@ func (h *hostCLI) imageListCmd() *cobra.Command {
 			}
 			if output == "json" {
 				if ims == nil {
-					ims = []inventory.Image{}
+					ims = []admin.Image{}
 				}
 				return writeIndentedJSON(h.env.stdout, ims)
 			}

@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
 )
@@ -287,7 +288,7 @@ func provision(ctx context.Context, srv *lab.Server, hosts []*host, o options, c
 	for i, h := range hosts {
 		ids[i] = h.id
 	}
-	print := func(id string, e inventory.Event) {
+	print := func(id string, e admin.Event) {
 		fmt.Fprintf(out, "%s  %-16s %-18s %s\n", e.Time.Local().Format("15:04:05"), id, e.Type, e.Message)
 	}
 	deadline := time.Now().Add(o.timeout)
@@ -298,7 +299,7 @@ func provision(ctx context.Context, srv *lab.Server, hosts []*host, o options, c
 			return err
 		}
 	}
-	if err := srv.WaitHosts(ctx, ids, time.Until(deadline), "inspection", func(h inventory.Host) bool {
+	if err := srv.WaitHosts(ctx, ids, time.Until(deadline), "inspection", func(h admin.Host) bool {
 		return h.State == inventory.StateAvailable
 	}, print); err != nil {
 		return err
@@ -343,7 +344,7 @@ runcmd:
 			return err
 		}
 	}
-	if err := srv.WaitHosts(ctx, ids, time.Until(deadline), "provisioning", func(h inventory.Host) bool {
+	if err := srv.WaitHosts(ctx, ids, time.Until(deadline), "provisioning", func(h admin.Host) bool {
 		return h.State == inventory.StateProvisioned
 	}, print); err != nil {
 		return err
@@ -400,8 +401,8 @@ func netboot(ctx context.Context, srv *lab.Server, hosts []*host, o options, cli
 		}
 	}
 	booted := map[string]bool{}
-	err := srv.WaitHosts(ctx, ids, o.timeout, "every guest to phone home", func(h inventory.Host) bool { return booted[h.ID] },
-		func(id string, e inventory.Event) {
+	err := srv.WaitHosts(ctx, ids, o.timeout, "every guest to phone home", func(h admin.Host) bool { return booted[h.ID] },
+		func(id string, e admin.Event) {
 			fmt.Fprintf(out, "%s  %-16s %-16s %s\n", e.Time.Local().Format("15:04:05"), id, e.Type, e.Message)
 			if e.Type == "boot.phonehome" {
 				booted[id] = true

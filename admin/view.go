@@ -1,0 +1,224 @@
+package admin
+
+import (
+	"net/url"
+	"time"
+
+	"github.com/rackboot/rackboot/agentapi"
+	"github.com/rackboot/rackboot/inventory"
+)
+
+// The API's response types. They are not the inventory's storage types: every field
+// here is chosen to be shown to an operator, so a field added to the store (a token
+// hash, an index, a binding secret) never reaches a client until someone adds it here
+// on purpose. testdata/*.golden.json pins their JSON, and the tests check that no
+// token material appears in it.
+
+// Host is a host as the API shows it.
+type Host struct {
+	ID       string             `json:"id"`
+	MACs     []string           `json:"macs"`
+	Hostname string             `json:"hostname,omitempty"`
+	IP       string             `json:"ip,omitempty"`
+	Labels   map[string]string  `json:"labels,omitempty"`
+	Arch     string             `json:"arch,omitempty"`
+	Firmware inventory.Firmware `json:"firmware,omitempty"`
+	// BMC never carries a password: PasswordSet says whether one is stored.
+	BMC         *BMCInfo               `json:"bmc,omitempty"`
+	State       inventory.State        `json:"state"`
+	StateReason string                 `json:"stateReason,omitempty"`
+	Boot        *inventory.BootProfile `json:"boot,omitempty"`
+	CreatedAt   time.Time              `json:"createdAt"`
+	UpdatedAt   time.Time              `json:"updatedAt"`
+	// Revision increases on every write (the watch route's "after").
+	Revision  uint64     `json:"revision"`
+	Claim     *Claim     `json:"claim,omitempty"`
+	Facts     *Facts     `json:"facts,omitempty"`
+	Provision *Provision `json:"provision,omitempty"`
+	Operation *Operation `json:"operation,omitempty"`
+}
+
+// BMCInfo is a host's BMC without its password.
+type BMCInfo struct {
+	URL         string `json:"url"`
+	PasswordSet bool   `json:"passwordSet,omitempty"`
+}
+
+// Claim says who owns a host.
+type Claim struct {
+	Owner     string    `json:"owner"`
+	ClaimedAt time.Time `json:"claimedAt,omitzero"`
+}
+
+// Facts is the hardware the agent reported at the host's last agent boot.
+type Facts struct {
+	agentapi.Facts
+	ReportedAt time.Time `json:"reportedAt"`
+}
+
+// Provision is the image a host holds or is getting. The metadata URL's token and its
+// hash are not here: the token exists only in the agent's plan and on the host's disk.
+type Provision struct {
+	ID            string                 `json:"id"`
+	Image         string                 `json:"image"`
+	ImageSHA256   string                 `json:"imageSHA256,omitempty"`
+	RootDisk      agentapi.RootDiskHint  `json:"rootDisk,omitzero"`
+	CloudInit     agentapi.CloudInitMode `json:"cloudInit,omitempty"`
+	Config        inventory.ConfigKind   `json:"config,omitempty"`
+	Metadata      map[string]string      `json:"metadata,omitempty"`
+	Requester     string                 `json:"requester,omitempty"`
+	RequestedAt   time.Time              `json:"requestedAt"`
+	BootMAC       string                 `json:"bootMAC,omitempty"`
+	HostIP        string                 `json:"hostIP,omitempty"`
+	WrittenDisk   string                 `json:"writtenDisk,omitempty"`
+	WrittenSHA256 string                 `json:"writtenSHA256,omitempty"`
+	BytesWritten  int64                  `json:"bytesWritten,omitempty"`
+	WrittenAt     time.Time              `json:"writtenAt,omitzero"`
+	PhonedHomeAt  time.Time              `json:"phonedHomeAt,omitzero"`
+}
+
+// Operation is the agent-driven operation in progress, or the one a failed host failed
+// in. The agent's token (and its hash) and the agent's boot ID are not shown.
+type Operation struct {
+	State      inventory.State    `json:"state"`
+	Phase      inventory.OpPhase  `json:"phase"`
+	Attempt    int                `json:"attempt"`
+	StartedAt  time.Time          `json:"startedAt"`
+	Deadline   time.Time          `json:"deadline,omitzero"`
+	RetryAt    time.Time          `json:"retryAt,omitzero"`
+	PowerTries int                `json:"powerTries,omitempty"`
+	Wipe       agentapi.WipeMode  `json:"wipe,omitempty"`
+	Boots      uint64             `json:"boots,omitempty"`
+	AgentIP    string             `json:"agentIP,omitempty"`
+	LastSeen   time.Time          `json:"lastSeen,omitzero"`
+	Plan       agentapi.Action    `json:"plan,omitempty"`
+	Progress   *agentapi.Progress `json:"progress,omitempty"`
+}
+
+// Event is one step on a host's timeline.
+type Event struct {
+	Seq     uint64            `json:"seq"`
+	Time    time.Time         `json:"time"`
+	Type    string            `json:"type"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+// Lease is a DHCP address binding.
+type Lease struct {
+	MAC      string               `json:"mac"`
+	IP       string               `json:"ip"`
+	Hostname string               `json:"hostname,omitempty"`
+	State    inventory.LeaseState `json:"state"`
+	Expires  time.Time            `json:"expires"`
+	Updated  time.Time            `json:"updated"`
+}
+
+// Image is an OS image in the catalog. Source never shows a password given in its URL.
+type Image struct {
+	Name       string                `json:"name"`
+	Source     string                `json:"source"`
+	SHA256     string                `json:"sha256"`
+	Format     agentapi.Format       `json:"format,omitempty"`
+	Size       int64                 `json:"size,omitempty"`
+	Status     inventory.ImageStatus `json:"status"`
+	Error      string                `json:"error,omitempty"`
+	BytesDone  int64                 `json:"bytesDone,omitempty"`
+	CreatedAt  time.Time             `json:"createdAt"`
+	UpdatedAt  time.Time             `json:"updatedAt"`
+	VerifiedAt time.Time             `json:"verifiedAt,omitzero"`
+	Revision   uint64                `json:"revision"`
+}
+
+// hostView copies what the API shows of h. Maps and slices are copied, so the view
+// never aliases the store's value.
+func hostView(h inventory.Host) Host {
+	c := h.Clone()
+	v := Host{
+		ID: c.ID, MACs: c.MACs, Hostname: c.Hostname, IP: c.IP, Labels: c.Labels, Arch: c.Arch,
+		Firmware: c.Firmware, State: c.State, StateReason: c.StateReason, Boot: c.Boot,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Revision: c.Revision,
+	}
+	if c.MACs == nil {
+		v.MACs = []string{}
+	}
+	if c.BMC != nil {
+		v.BMC = &BMCInfo{URL: c.BMC.URL, PasswordSet: c.BMC.PasswordSet || c.BMC.Password != ""}
+	}
+	if !c.Claim.IsZero() {
+		v.Claim = &Claim{Owner: c.Claim.Owner, ClaimedAt: c.Claim.ClaimedAt}
+	}
+	if f := c.Facts; f != nil {
+		v.Facts = &Facts{Facts: f.Facts, ReportedAt: f.ReportedAt}
+	}
+	if p := c.Provision; p != nil {
+		v.Provision = &Provision{
+			ID: p.ID, Image: p.Image, ImageSHA256: p.ImageSHA256, RootDisk: p.RootDisk,
+			CloudInit: p.CloudInit, Config: p.Config, Metadata: p.Metadata, Requester: p.Requester,
+			RequestedAt: p.RequestedAt, BootMAC: p.BootMAC, HostIP: p.HostIP,
+			WrittenDisk: p.WrittenDisk, WrittenSHA256: p.WrittenSHA256, BytesWritten: p.BytesWritten,
+			WrittenAt: p.WrittenAt, PhonedHomeAt: p.PhonedHomeAt,
+		}
+	}
+	if o := c.Operation; o != nil {
+		v.Operation = &Operation{
+			State: o.State, Phase: o.Phase, Attempt: o.Attempt, StartedAt: o.StartedAt,
+			Deadline: o.Deadline, RetryAt: o.RetryAt, PowerTries: o.PowerTries, Wipe: o.Wipe,
+			Boots: o.Boots, AgentIP: o.AgentIP, LastSeen: o.LastSeen, Plan: o.Plan, Progress: o.Progress,
+		}
+	}
+	return v
+}
+
+func hostViews(hs []inventory.Host) []Host {
+	out := make([]Host, len(hs))
+	for i := range hs {
+		out[i] = hostView(hs[i])
+	}
+	return out
+}
+
+func eventViews(es []inventory.Event) []Event {
+	out := make([]Event, len(es))
+	for i, e := range es {
+		out[i] = Event{Seq: e.Seq, Time: e.Time, Type: e.Type, Message: e.Message, Fields: e.Fields}
+	}
+	return out
+}
+
+func leaseViews(ls []inventory.Lease) []Lease {
+	out := make([]Lease, len(ls))
+	for i, l := range ls {
+		out[i] = Lease{MAC: l.MAC, IP: l.IP, Hostname: l.Hostname, State: l.State, Expires: l.Expires, Updated: l.Updated}
+	}
+	return out
+}
+
+func imageView(im inventory.Image) Image {
+	return Image{
+		Name: im.Name, Source: redactURL(im.Source), SHA256: im.SHA256, Format: im.Format, Size: im.Size,
+		Status: im.Status, Error: im.Error, BytesDone: im.BytesDone, CreatedAt: im.CreatedAt,
+		UpdatedAt: im.UpdatedAt, VerifiedAt: im.VerifiedAt, Revision: im.Revision,
+	}
+}
+
+func imageViews(ims []inventory.Image) []Image {
+	out := make([]Image, len(ims))
+	for i := range ims {
+		out[i] = imageView(ims[i])
+	}
+	return out
+}
+
+// redactURL hides the password of a download URL (https://user:pass@host/...), which
+// an operator may give for a private mirror.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); !ok {
+		return s
+	}
+	return u.Redacted()
+}
