@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
@@ -31,9 +32,14 @@ type Server struct {
 	Dir       string
 	DataDir   string
 	TokenFile string
-	// Addr is the --address; URL is http://Addr:8080.
+	// Addr is the --address; URL is http://Addr:8080, the boot listener.
 	Addr string
 	URL  string
+	// AdminURL is the admin API's TLS listener inside the namespace
+	// (https://127.0.0.1:8443, serve's default); AdminSocket its Unix socket in
+	// DataDir. The certificate the CLI pins is DataDir/admin.crt, made on first start.
+	AdminURL    string
+	AdminSocket string
 	// Args are the serve arguments of the next Start.
 	Args []string
 	// Proc is the running (or last) serve process.
@@ -65,7 +71,9 @@ func NewServer(c Cleaner, cfg ServerConfig) (*Server, error) {
 	s := &Server{
 		NS: cfg.NS, Bin: cfg.Bin, Dir: cfg.Dir, Addr: cfg.Addr, URL: "http://" + cfg.Addr + ":8080",
 		DataDir: filepath.Join(cfg.Dir, "data"), TokenFile: filepath.Join(cfg.Dir, "api-token"), c: c,
+		AdminURL: fmt.Sprintf("https://127.0.0.1:%d", admin.DefaultPort),
 	}
+	s.AdminSocket = filepath.Join(s.DataDir, "admin.sock")
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -130,13 +138,39 @@ func (s *Server) SetFlag(flag, value string) {
 	s.Args = append(s.Args, flag, value)
 }
 
-// CLI runs `rackboot ARGS --server URL --token-file F` in the namespace and returns stdout.
+// CLI runs `rackboot ARGS --server ADMIN_URL --fingerprint FP --token-file F` in the
+// namespace and returns stdout: the CLI reaches the admin API over TLS with the
+// server's certificate pinned, as an operator's would.
 func (s *Server) CLI(ctx context.Context, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	fp, err := s.Fingerprint()
+	if err != nil {
+		return nil, err
+	}
 	full := append([]string{s.Bin}, args...)
-	full = append(full, "--server", s.URL, "--token-file", s.TokenFile)
+	full = append(full, "--server", s.AdminURL, "--fingerprint", fp, "--token-file", s.TokenFile)
 	return s.NS.Exec(ctx, full...)
+}
+
+// Fingerprint is the SHA-256 fingerprint of the admin API's certificate, which serve
+// creates in DataDir on its first start.
+func (s *Server) Fingerprint() (string, error) {
+	b, err := os.ReadFile(filepath.Join(s.DataDir, "admin.crt"))
+	if err != nil {
+		return "", fmt.Errorf("the admin API's certificate: %w (has rackboot serve started?)", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return "", fmt.Errorf("%s holds no PEM certificate", filepath.Join(s.DataDir, "admin.crt"))
+	}
+	return admin.Fingerprint(blk.Bytes), nil
+}
+
+// CLIHint is how a person in the lab's namespace points the CLI at this server: the
+// admin API's Unix socket and the token file.
+func (s *Server) CLIHint() string {
+	return "--server " + admin.UnixPrefix + s.AdminSocket + " --token-file " + s.TokenFile
 }
 
 // Events returns a host's timeline (`host events ID -o json`).
@@ -219,7 +253,12 @@ func (s *Server) API() (*admin.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &admin.Client{BaseURL: s.URL, Token: strings.TrimSpace(string(tok)), HTTPClient: s.NS.HTTPClient()}, nil
+	fp, err := s.Fingerprint()
+	if err != nil {
+		return nil, err
+	}
+	return admin.NewClient(admin.ClientOptions{Server: s.AdminURL, Token: strings.TrimSpace(string(tok)),
+		Fingerprint: fp, Timeout: 10 * time.Second, DialContext: s.NS.DialContext})
 }
 
 // WaitHosts polls the hosts (once a second) until done holds for every one of them,

@@ -287,6 +287,7 @@ func TestCAPIMetrics(t *testing.T) {
 	if err := os.WriteFile(config, []byte(`dataDir: `+filepath.Join(dir, "data")+`
 address: 127.0.0.1
 http: {listen: "127.0.0.1:0"}
+api: {listen: ["127.0.0.1:0"]}
 tftp: {disabled: true}
 dhcp: {mode: "off"}
 `), 0o600); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/dhcp"
 	"github.com/rackboot/rackboot/provision"
 )
@@ -51,8 +53,18 @@ type tftpConfig struct {
 	Disabled bool `json:"disabled"`
 }
 
+// apiConfig is the admin API: its token and its own listeners, apart from the boot
+// listener (http.*) that every booting host reaches.
 type apiConfig struct {
 	TokenFile string `json:"tokenFile"`
+	// Listen are HOST:PORT (TLS) and unix:/PATH addresses; empty means the default,
+	// 127.0.0.1:8443 and unix:DATA_DIR/admin.sock. An address other machines reach is
+	// only ever one the operator wrote here.
+	Listen []string `json:"listen"`
+	// TLSCertFile and TLSKeyFile are the operator's certificate for the TCP listeners;
+	// empty means DATA_DIR/admin.crt and admin.key, created self-signed on first start.
+	TLSCertFile string `json:"tlsCertFile"`
+	TLSKeyFile  string `json:"tlsKeyFile"`
 }
 
 type dhcpConfig struct {
@@ -260,7 +272,8 @@ func defaultServeConfig() serveConfig {
 type serveFlags struct {
 	configFile, dataDir, iface, address, logLevel, logFormat string
 	dhcpMode, dhcpRange, dhcpRouter, dhcpDNS, unknownHosts   string
-	apiTokenFile                                             string
+	apiTokenFile, adminTLSCert, adminTLSKey                  string
+	adminListen                                              []string
 	httpPort, tftpPort, dhcpPort                             int
 }
 
@@ -277,7 +290,10 @@ func (f *serveFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.dhcpDNS, "dhcp-dns", "", "DNS servers handed to clients, comma-separated")
 	fs.StringVar(&f.unknownHosts, "unknown-hosts", "", "ignore (only enrolled MACs are answered) or discover (unknown PXE clients are enrolled as discovered) (default ignore)")
 	fs.StringVar(&f.apiTokenFile, "api-token-file", "", "file holding the admin API bearer token (default DATA_DIR/api-token, created on first start)")
-	fs.IntVar(&f.httpPort, "http-port", 0, "HTTP port for boot scripts, assets, metrics and the admin API (default 8080)")
+	fs.StringSliceVar(&f.adminListen, "admin-listen", nil, "admin API addresses, HOST:PORT (TLS) or unix:/PATH, repeatable or comma-separated (default 127.0.0.1:8443 and unix:DATA_DIR/admin.sock)")
+	fs.StringVar(&f.adminTLSCert, "admin-tls-cert", "", "PEM certificate for the admin API (default DATA_DIR/admin.crt, self-signed, created on first start)")
+	fs.StringVar(&f.adminTLSKey, "admin-tls-key", "", "PEM key of --admin-tls-cert (default DATA_DIR/admin.key)")
+	fs.IntVar(&f.httpPort, "http-port", 0, "HTTP port for boot scripts, assets and metrics (default 8080)")
 	fs.IntVar(&f.tftpPort, "tftp-port", 0, "TFTP port (default 69)")
 	fs.IntVar(&f.dhcpPort, "dhcp-port", 0, "DHCP server port (default 67)")
 }
@@ -310,6 +326,9 @@ func (f *serveFlags) load(fs *pflag.FlagSet) (serveConfig, error) {
 	set("dhcp-dns", func() { cfg.DHCP.DNS = splitList(f.dhcpDNS) })
 	set("unknown-hosts", func() { cfg.DHCP.UnknownHosts = f.unknownHosts })
 	set("api-token-file", func() { cfg.API.TokenFile = f.apiTokenFile })
+	set("admin-listen", func() { cfg.API.Listen = f.adminListen })
+	set("admin-tls-cert", func() { cfg.API.TLSCertFile = f.adminTLSCert })
+	set("admin-tls-key", func() { cfg.API.TLSKeyFile = f.adminTLSKey })
 	set("http-port", func() { cfg.HTTP.Port = f.httpPort })
 	set("tftp-port", func() { cfg.TFTP.Port = f.tftpPort })
 	set("dhcp-port", func() { cfg.DHCP.Port = f.dhcpPort })
@@ -348,6 +367,8 @@ type resolved struct {
 	serveConfig
 	Addr    netip.Addr
 	Subnets []dhcp.Subnet // the local one first
+	// AdminListen are the admin API's addresses (api.listen or its default).
+	AdminListen []admin.ListenAddr
 }
 
 // interfaceAddrs is how resolve learns an interface's addresses; tests replace it.
@@ -422,6 +443,7 @@ func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 		add(bad("dhcp.unknownHosts", "unknown-hosts", "%q is not a policy: use ignore or discover", cfg.DHCP.UnknownHosts))
 	}
 	errs = append(errs, cfg.Provision.validate()...)
+	r.AdminListen, errs = cfg.API.resolve(cfg.DataDir, errs)
 
 	// The server address: given, or the interface's first IPv4.
 	var ifPrefixes []netip.Prefix
@@ -557,3 +579,33 @@ func parseSubnet(field string, local bool, sc subnetConfig, defLease duration) (
 
 // portString is host:port for listeners.
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// resolve validates the admin API settings and returns its listen addresses.
+func (c apiConfig) resolve(dataDir string, errs []error) ([]admin.ListenAddr, []error) {
+	listen := c.Listen
+	if len(listen) == 0 {
+		listen = []string{hostPort("127.0.0.1", admin.DefaultPort), admin.UnixPrefix + filepath.Join(dataDir, "admin.sock")}
+	}
+	var out []admin.ListenAddr
+	for i, s := range listen {
+		a, err := admin.ParseListenAddr(strings.TrimSpace(s))
+		if err != nil {
+			errs = append(errs, bad(fmt.Sprintf("api.listen[%d]", i), "admin-listen", "%v", err))
+			continue
+		}
+		out = append(out, a)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, bad("api.tlsCertFile", "admin-tls-cert", "give the certificate and its key (api.tlsKeyFile, --admin-tls-key) together, or neither for a generated one"))
+	}
+	return out, errs
+}
+
+// adminTLSFiles are the admin API's certificate and key: the operator's, or the ones
+// serve generates in DATA_DIR.
+func (r *resolved) adminTLSFiles() (cert, key string, generated bool) {
+	if r.API.TLSCertFile != "" {
+		return r.API.TLSCertFile, r.API.TLSKeyFile, false
+	}
+	return filepath.Join(r.DataDir, "admin.crt"), filepath.Join(r.DataDir, "admin.key"), true
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -25,10 +28,12 @@ import (
 	"github.com/rackboot/rackboot/inventory"
 )
 
-const defaultServer = "http://127.0.0.1:8080"
+// defaultServer is the admin API's own loopback listener (serve's api.listen default).
+const defaultServer = "https://127.0.0.1:8443"
 
 // defaultTokenFiles are tried, in order, when no token is given: serve's default data
-// directory, then the current directory.
+// directory, then the current directory. The admin API's certificate (admin.crt) is
+// looked for beside each of them when no fingerprint or CA file is given.
 func defaultTokenFiles() []string {
 	return []string{"/var/lib/rackboot/api-token", "api-token"}
 }
@@ -39,10 +44,45 @@ type hostCLI struct {
 	server     string
 	tokenFile  string
 	tokenFiles []string // defaults, replaceable in tests
+	// Trust in the server: a pinned fingerprint or a CA file; insecure allows plain
+	// HTTP to a host that is not loopback.
+	fingerprint, caFile string
+	insecure            bool
 	// tokenSource says where the token came from, for the hint on a 401.
 	tokenSource string
+	// trustSource says how the server's certificate is checked, for TLS errors.
+	trustSource string
 	baseURL     string
 	stdin       io.Reader
+}
+
+// connectionHelp is the part of the host and image commands' help that says how they
+// find the server.
+const connectionHelp = `The server is --server URL, else $RACKBOOT_SERVER, else ` + defaultServer + `:
+https://HOST:PORT (the admin API's TLS listener) or unix:/PATH (DATA_DIR/admin.sock).
+Plain http:// is refused to a host that is not loopback unless --insecure.
+
+The server's certificate is trusted by, in order:
+  --fingerprint SHA256 or $RACKBOOT_FINGERPRINT (pin it; 'rackboot serve' logs it at start)
+  --ca-file FILE or $RACKBOOT_CA_FILE (e.g. a copy of the server's DATA_DIR/admin.crt)
+  /var/lib/rackboot/admin.crt, then ./admin.crt
+  the system's CAs (a certificate the operator gave serve)
+
+The API token is read from, in order:
+  --token-file FILE
+  $RACKBOOT_TOKEN (the token itself)
+  $RACKBOOT_TOKEN_FILE (a file holding it)
+  /var/lib/rackboot/api-token, then ./api-token
+'rackboot serve' creates DATA_DIR/api-token (mode 0600) on first start.`
+
+// registerConnection adds the flags that say how to reach the admin API.
+func (h *hostCLI) registerConnection(cmd *cobra.Command) {
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&h.server, "server", "", "admin API URL, https://HOST:PORT or unix:/PATH (env RACKBOOT_SERVER; default "+defaultServer+")")
+	pf.StringVar(&h.tokenFile, "token-file", "", "file holding the API token (env RACKBOOT_TOKEN holds the token itself, RACKBOOT_TOKEN_FILE a file)")
+	pf.StringVar(&h.fingerprint, "fingerprint", "", "SHA-256 fingerprint of the server's certificate to pin (env RACKBOOT_FINGERPRINT)")
+	pf.StringVar(&h.caFile, "ca-file", "", "PEM certificate(s) to trust for the server, e.g. its admin.crt (env RACKBOOT_CA_FILE)")
+	pf.BoolVar(&h.insecure, "insecure", false, "allow plain http:// to a host that is not loopback: the token crosses the network in clear")
 }
 
 func newHostCmd(env *cliEnv) *cobra.Command {
@@ -56,25 +96,17 @@ func newHostCmdWith(env *cliEnv, tokenFiles []string) *cobra.Command {
 		Short: "Manage the hardware inventory through the admin API",
 		Long: `host talks to the admin API of a running 'rackboot serve'.
 
-The server is --server URL, else $RACKBOOT_SERVER, else ` + defaultServer + `.
-
-The API token is read from, in order:
-  --token-file FILE
-  $RACKBOOT_TOKEN (the token itself)
-  $RACKBOOT_TOKEN_FILE (a file holding it)
-  /var/lib/rackboot/api-token, then ./api-token
-'rackboot serve' creates DATA_DIR/api-token (mode 0600) on first start.`,
+` + connectionHelp,
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&h.server, "server", "", "admin API URL (env RACKBOOT_SERVER; default "+defaultServer+")")
-	pf.StringVar(&h.tokenFile, "token-file", "", "file holding the API token (env RACKBOOT_TOKEN holds the token itself, RACKBOOT_TOKEN_FILE a file)")
+	h.registerConnection(cmd)
 	cmd.AddCommand(h.addCmd(), h.listCmd(), h.showCmd(), h.rmCmd(), h.labelCmd(), h.bootCmd(), h.eventsCmd(), h.importCmd(), h.leasesCmd(),
 		h.bmcCmd(), h.powerCmd(), h.bootdevCmd())
 	cmd.AddCommand(h.provisionCmds()...) // host_provision.go
 	return cmd
 }
 
-// client resolves the server and token and returns an API client.
+// client resolves the server, the trust in its certificate and the token, and returns
+// an API client.
 func (h *hostCLI) client() (*admin.Client, error) {
 	server := h.server
 	if server == "" {
@@ -83,17 +115,60 @@ func (h *hostCLI) client() (*admin.Client, error) {
 	if server == "" {
 		server = defaultServer
 	}
-	u, err := url.Parse(server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("server URL %q is invalid: write it as http://HOST:PORT (--server or RACKBOOT_SERVER)", server)
-	}
 	h.baseURL = strings.TrimRight(server, "/")
+	opts := admin.ClientOptions{Server: server, Insecure: h.insecure, Timeout: 60 * time.Second}
+	if strings.HasPrefix(server, "https:") {
+		if err := h.resolveTrust(&opts); err != nil {
+			return nil, err
+		}
+	}
 	token, source, err := resolveToken(h.env.getenv, h.tokenFile, h.tokenFiles)
 	if err != nil {
 		return nil, err
 	}
 	h.tokenSource = source
-	return &admin.Client{BaseURL: h.baseURL, Token: token, HTTPClient: &http.Client{Timeout: 60 * time.Second}}, nil
+	opts.Token = token
+	c, err := admin.NewClient(opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w (--server or RACKBOOT_SERVER)", err)
+	}
+	return c, nil
+}
+
+// resolveTrust picks how the server's certificate is checked: --fingerprint,
+// RACKBOOT_FINGERPRINT, --ca-file, RACKBOOT_CA_FILE, admin.crt beside the default token
+// files, else the system's CAs.
+func (h *hostCLI) resolveTrust(o *admin.ClientOptions) error {
+	fp, fpSource := h.fingerprint, "--fingerprint"
+	if fp == "" {
+		fp, fpSource = strings.TrimSpace(h.env.getenv("RACKBOOT_FINGERPRINT")), "RACKBOOT_FINGERPRINT"
+	}
+	if fp != "" {
+		if _, err := admin.ParseFingerprint(fp); err != nil {
+			return fmt.Errorf("%s: %w", fpSource, err)
+		}
+		o.Fingerprint, h.trustSource = fp, "the fingerprint pinned by "+fpSource
+		return nil
+	}
+	ca, caSource := h.caFile, "--ca-file"
+	if ca == "" {
+		ca, caSource = h.env.getenv("RACKBOOT_CA_FILE"), "RACKBOOT_CA_FILE"
+	}
+	if ca == "" {
+		for _, f := range h.tokenFiles {
+			c := filepath.Join(filepath.Dir(f), "admin.crt")
+			if _, err := os.Stat(c); err == nil {
+				ca, caSource = c, "the server's certificate file"
+				break
+			}
+		}
+	}
+	if ca != "" {
+		o.CAFile, h.trustSource = ca, caSource+" "+ca
+		return nil
+	}
+	h.trustSource = "the system's CAs (no --fingerprint or --ca-file given)"
+	return nil
 }
 
 // resolveToken finds the API token: --token-file, RACKBOOT_TOKEN, RACKBOOT_TOKEN_FILE,
@@ -145,6 +220,12 @@ func (h *hostCLI) explain(err error) error {
 			return fmt.Errorf("%s (token from %s): give the token 'rackboot serve' uses (DATA_DIR/api-token) with --token-file or RACKBOOT_TOKEN", ae.Message, h.tokenSource)
 		}
 		return err // the server's message, verbatim
+	}
+	var ce *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	if errors.As(err, &ce) || errors.As(err, &ua) || errors.As(err, &he) || errors.Is(err, admin.ErrFingerprint) {
+		return fmt.Errorf("the admin API at %s is not the server you trust (checked against %s): %w: pin its certificate with --fingerprint (or RACKBOOT_FINGERPRINT) from the 'admin API' line 'rackboot serve' logs at start, or give its admin.crt with --ca-file", h.baseURL, h.trustSource, err)
 	}
 	var ne net.Error
 	var ue *url.Error

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -614,8 +615,20 @@ func TestHostServerAndToken(t *testing.T) {
 	})
 	t.Run("bad server URL", func(t *testing.T) {
 		_, _, err := h.run("host", "list", "--server", "127.0.0.1:8080")
-		if err == nil || err.Error() != `server URL "127.0.0.1:8080" is invalid: write it as http://HOST:PORT (--server or RACKBOOT_SERVER)` {
+		if err == nil || err.Error() != `server "127.0.0.1:8080" is invalid: write it as https://HOST:PORT or unix:/PATH/admin.sock (--server or RACKBOOT_SERVER)` {
 			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("plain HTTP to another machine is refused before any request", func(t *testing.T) {
+		before := h.requests.Load()
+		for _, server := range []string{"http://192.0.2.10:8443", "http://rackboot.example.net:8443"} {
+			_, _, err := h.run("host", "list", "--server", server)
+			if !errors.Is(err, admin.ErrPlainHTTP) || !strings.Contains(err.Error(), "--insecure") {
+				t.Fatalf("%s: err = %v, want a refusal naming --insecure", server, err)
+			}
+		}
+		if n := h.requests.Load(); n != before {
+			t.Fatalf("%d requests reached a server", n-before)
 		}
 	})
 	t.Run("server not running", func(t *testing.T) {

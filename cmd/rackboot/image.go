@@ -30,12 +30,9 @@ func newImageCmdWith(env *cliEnv, tokenFiles []string) *cobra.Command {
 		Long: `image manages the OS images rackboot writes to hosts. An image is cached and verified
 against its sha256 on the rackboot server before any host gets it.
 
-The server and token are found as for 'rackboot host' (--server, RACKBOOT_SERVER,
---token-file, RACKBOOT_TOKEN...).`,
+` + connectionHelp,
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&h.server, "server", "", "admin API URL (env RACKBOOT_SERVER; default "+defaultServer+")")
-	pf.StringVar(&h.tokenFile, "token-file", "", "file holding the API token (env RACKBOOT_TOKEN holds the token itself, RACKBOOT_TOKEN_FILE a file)")
+	h.registerConnection(cmd)
 	cmd.AddCommand(h.imageAddCmd(), h.imageListCmd(), h.imageShowCmd(), h.imageRmCmd())
 	return cmd
 }

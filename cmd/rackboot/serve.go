@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -115,6 +117,13 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer) 
 		io.WriteString(w, "ok\n")
 	})
 
+	adminSrv, err := listenAdmin(r, w.adminAPI, log)
+	if err != nil {
+		return err
+	}
+	defer adminSrv.Close() // if serve fails before the admin server starts
+	services = append(services, service{name: "admin", start: adminSrv.Start})
+
 	listen := r.HTTP.Listen
 	if listen == "" {
 		listen = hostPort("", r.HTTP.Port)
@@ -163,6 +172,60 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer) 
 	err = g.Wait()
 	log.Info("rackboot stopped", "err", err)
 	return err
+}
+
+// listenAdmin opens the admin API's own listeners with its TLS certificate (the
+// operator's, or DATA_DIR/admin.crt, created on first start) and logs the
+// certificate's fingerprint, which CLIs pin.
+func listenAdmin(r *resolved, h http.Handler, log *slog.Logger) (*admin.Server, error) {
+	certFile, keyFile, generated := r.adminTLSFiles()
+	var hosts []string
+	for _, a := range r.AdminListen {
+		if a.Network == "tcp" {
+			host, _, _ := net.SplitHostPort(a.Addr)
+			hosts = append(hosts, host)
+		}
+	}
+	if r.Addr.IsValid() {
+		hosts = append(hosts, r.Addr.String())
+	}
+	hosts = admin.CertificateHosts(hosts...)
+	var cert tls.Certificate
+	if generated {
+		c, created, missing, err := admin.LoadOrCreateCertificate(certFile, keyFile, hosts, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("created the admin API's TLS certificate", "file", certFile, "hosts", strings.Join(hosts, ","))
+		}
+		if len(missing) > 0 {
+			log.Warn("the admin API's certificate does not name every listen address: CLIs that pin its fingerprint still connect; remove "+certFile+" and its key to have a new one made (CLIs must then pin the new fingerprint)", "missing", strings.Join(missing, ","))
+		}
+		cert = c
+	} else {
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("api.tlsCertFile (--admin-tls-cert): %w", err)
+		}
+		cert = c
+	}
+	srv, err := admin.Listen(admin.ServerConfig{
+		Handler: h,
+		Listen:  r.AdminListen,
+		TLS:     &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		Logger:  log.With("service", "admin"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api.listen (--admin-listen): %w", err)
+	}
+	addrs := make([]string, len(r.AdminListen))
+	for i, a := range r.AdminListen {
+		addrs[i] = a.String()
+	}
+	log.Info("admin API", "listen", strings.Join(addrs, ","), "certificate", certFile,
+		"fingerprint", admin.Fingerprint(cert.Leaf.Raw))
+	return srv, nil
 }
 
 // loadOrCreateToken reads the admin API token from path, or if path is empty from def,

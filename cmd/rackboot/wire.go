@@ -25,6 +25,9 @@ type wiring struct {
 	mux      *http.ServeMux
 	ready    []<-chan struct{}
 	closers  []func() error
+	// adminAPI is the admin API's handler; serve runs it on its own listeners
+	// (admin.Listen), never on the boot listener.
+	adminAPI http.Handler
 	// capiHook hands the provisioner's host transitions to the Cluster API
 	// controllers, which are built after it (capi.go).
 	capiHook capiHook
@@ -98,7 +101,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 	if err != nil {
 		return w, err
 	}
-	w.mux.Handle("/api/v1/", api)
+	w.adminAPI = api
 
 	if !r.TFTP.Disabled {
 		ts, err := tftp.New(tftp.Config{

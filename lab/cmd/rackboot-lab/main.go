@@ -191,11 +191,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, `
 Enter the lab:   ip netns exec %[1]s bash
-Host timeline:   ip netns exec %[1]s %[2]s host events ID --follow --server %[3]s --token-file %[4]s
-Power a host:    ip netns exec %[1]s %[2]s host power ID on|off|cycle|status --server %[3]s --token-file %[4]s
-Logs and consoles stay in %[5]s (the disks too, with --keep).
+Host timeline:   ip netns exec %[1]s %[2]s host events ID --follow %[3]s
+Power a host:    ip netns exec %[1]s %[2]s host power ID on|off|cycle|status %[3]s
+Logs and consoles stay in %[4]s (the disks too, with --keep).
 
-`, seg.NS.Name, o.bin, srv.URL, srv.TokenFile, o.dir)
+`, seg.NS.Name, o.bin, srv.CLIHint(), o.dir)
 
 	if o.netboot {
 		err = netboot(ctx, srv, hosts, o, cli, step, out)
@@ -377,8 +377,8 @@ runcmd:
 		fmt.Fprintf(out, "   %s: %s\n", h.id, strings.Join(strings.Fields(string(got)), " "))
 		fmt.Fprintf(out, "   with --keep, ssh to it:  ip netns exec %s %s\n", srv.NS.Name, strings.Join(ssh, " "))
 	}
-	fmt.Fprintf(out, "   with --keep, give a host back (wiped, powered off):  ip netns exec %s %s host release ID --server %s --token-file %s\n",
-		srv.NS.Name, o.bin, srv.URL, srv.TokenFile)
+	fmt.Fprintf(out, "   with --keep, give a host back (wiped, powered off):  ip netns exec %s %s host release ID %s\n",
+		srv.NS.Name, o.bin, srv.CLIHint())
 	return nil
 }
 

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rackboot/rackboot/admin"
+)
+
+// servedRackboot is a `rackboot serve` run in-process (DHCP and TFTP off, every
+// listener on loopback port 0) for tests of what serve wires.
+type servedRackboot struct {
+	dir, data  string
+	bootURL    string // the boot listener, http://127.0.0.1:PORT
+	adminURL   string // the admin API's TLS listener, https://127.0.0.1:PORT
+	adminSock  string
+	tokenFile  string
+	logs       *lockedBuffer
+	stop       func()
+	stopResult chan error
+}
+
+var adminListenRe = regexp.MustCompile(`msg="admin API listening".* addr=tcp:(\S+)`)
+
+// startServe runs serve with the YAML config extra appended to the base one and
+// waits until both listeners are up.
+func startServe(t *testing.T, extra string) *servedRackboot {
+	t.Helper()
+	dir := t.TempDir()
+	s := &servedRackboot{dir: dir, data: filepath.Join(dir, "data"), logs: &lockedBuffer{}, stopResult: make(chan error, 1)}
+	s.adminSock = filepath.Join(dir, "admin.sock")
+	s.tokenFile = filepath.Join(s.data, "api-token")
+	config := filepath.Join(dir, "rackboot.yaml")
+	yaml := fmt.Sprintf(`dataDir: %s
+address: 127.0.0.1
+http: {listen: "127.0.0.1:0"}
+api: {listen: ["127.0.0.1:0", "unix:%s"]}
+tftp: {disabled: true}
+dhcp: {mode: "off"}
+`, s.data, s.adminSock) + extra
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	root := newRootCmd(&cliEnv{stdout: &bytes.Buffer{}, stderr: s.logs, getenv: func(string) string { return "" }})
+	root.SetArgs([]string{"serve", "--config", config})
+	go func() { s.stopResult <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.stopResult:
+		case <-time.After(30 * time.Second):
+			t.Errorf("serve did not stop within 30 s")
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		log := s.logs.String()
+		if m := servingRe.FindStringSubmatch(log); m != nil {
+			s.bootURL = "http://" + m[1]
+		}
+		if m := adminListenRe.FindStringSubmatch(log); m != nil {
+			s.adminURL = "https://" + m[1]
+		}
+		if s.bootURL != "" && s.adminURL != "" {
+			return s
+		}
+		select {
+		case err := <-s.stopResult:
+			s.stopResult <- err
+			t.Fatalf("serve ended before serving: %v\nlog:\n%s", err, log)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("serve did not start within 30 s; log:\n%s", s.logs)
+	return nil
+}
+
+// fingerprint reads DATA_DIR/admin.crt, which serve made on its first start.
+func (s *servedRackboot) fingerprint(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.data, "admin.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatal("admin.crt holds no PEM block")
+	}
+	return admin.Fingerprint(blk.Bytes)
+}
+
+// cli runs the CLI with env as its environment (nothing of the test process's).
+func (s *servedRackboot) cli(env map[string]string, args ...string) (string, error) {
+	var out, errw bytes.Buffer
+	root := newRootCmd(&cliEnv{stdout: &out, stderr: &errw, getenv: func(k string) string { return env[k] }})
+	root.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestServeAdminAPIApart: the admin API answers only on its own listeners, over TLS
+// with the certificate serve made on first start, which the CLI pins; the boot
+// listener that every booting host reaches has no /api.
+func TestServeAdminAPIApart(t *testing.T) {
+	s := startServe(t, "")
+	fp := s.fingerprint(t)
+	if !strings.Contains(s.logs.String(), "fingerprint="+fp) {
+		t.Errorf("serve does not log the certificate's fingerprint %s for operators to pin:\n%s", fp, s.logs)
+	}
+	env := map[string]string{"RACKBOOT_TOKEN_FILE": s.tokenFile}
+
+	// The CLI with the pinned fingerprint enrols and lists over TLS.
+	if _, err := s.cli(env, "host", "add", "--mac", "52:54:00:aa:00:01", "--id", "n1", "--server", s.adminURL, "--fingerprint", fp); err != nil {
+		t.Fatalf("host add over TLS with the pinned fingerprint: %v", err)
+	}
+	env["RACKBOOT_SERVER"], env["RACKBOOT_FINGERPRINT"] = s.adminURL, strings.ToUpper(fp[:2])+":"+fp[2:] // openssl's form is accepted
+	if out, err := s.cli(env, "host", "list"); err != nil || !strings.Contains(out, "n1") {
+		t.Fatalf("host list with RACKBOOT_FINGERPRINT: %q, %v", out, err)
+	}
+	delete(env, "RACKBOOT_FINGERPRINT")
+	// The certificate file itself as the CA (its SANs name 127.0.0.1).
+	if out, err := s.cli(env, "host", "list", "--ca-file", filepath.Join(s.data, "admin.crt")); err != nil || !strings.Contains(out, "n1") {
+		t.Fatalf("host list with --ca-file admin.crt: %q, %v", out, err)
+	}
+	// The Unix socket: plain HTTP, but only the owner may connect.
+	if out, err := s.cli(env, "host", "list", "--server", "unix:"+s.adminSock); err != nil || !strings.Contains(out, "n1") {
+		t.Fatalf("host list over the Unix socket: %q, %v", out, err)
+	}
+	if fi, err := os.Stat(s.adminSock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin socket mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+
+	// A certificate that is not the pinned one is refused, with what to do.
+	wrong := strings.Repeat("ab", 32)
+	_, err := s.cli(env, "host", "list", "--fingerprint", wrong)
+	if !errors.Is(err, admin.ErrFingerprint) || !strings.Contains(err.Error(), "--fingerprint") {
+		t.Fatalf("wrong pin: err = %v", err)
+	}
+	// No pin and no CA file: the system's CAs do not know the self-signed certificate.
+	_, err = s.cli(env, "host", "list")
+	if err == nil || !strings.Contains(err.Error(), "not the server you trust") {
+		t.Fatalf("unpinned: err = %v", err)
+	}
+	// Plain HTTP to the TLS listener fails; it never answers in clear.
+	_, err = s.cli(env, "host", "list", "--server", strings.Replace(s.adminURL, "https:", "http:", 1))
+	if err == nil {
+		t.Fatal("plain HTTP to the admin API's TLS listener worked")
+	}
+
+	// The boot listener serves boot traffic and no admin API, even with the token.
+	token, err := admin.ReadTokenFile(s.tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/api/v1/hosts", "/api/v1/hosts/n1", "/api/v1/leases"} {
+		req, _ := http.NewRequest("GET", s.bootURL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("boot listener GET %s = %d, want 404", path, resp.StatusCode)
+		}
+	}
+	if resp, err := http.Get(s.bootURL + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("boot listener /healthz: %v %v", resp, err)
+	}
+
+	// The admin TLS listener speaks TLS 1.2 at least, with the generated ECDSA key.
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(s.adminURL, "https://"), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11})
+	if err == nil {
+		conn.Close()
+		t.Error("the admin API accepted TLS 1.1")
+	}
+}
