@@ -69,9 +69,19 @@ type testServer struct {
 // startServer serves ipxe.Binaries on 127.0.0.1:0. Events are final once stop returns.
 func startServer(t testing.TB, mod func(*Server)) *testServer {
 	t.Helper()
+	return startServerConfig(t, nil, mod)
+}
+
+// startServerConfig is startServer with the Config changed by cfg first.
+func startServerConfig(t testing.TB, cfg func(*Config), mod func(*Server)) *testServer {
+	t.Helper()
 	store := &fakeStore{}
 	reg := prometheus.NewRegistry()
-	srv, err := New(Config{FS: ipxe.Binaries(), Store: store, Registerer: reg, Timeout: 2 * time.Second, Retries: 3})
+	c := Config{FS: ipxe.Binaries(), Store: store, Registerer: reg, Timeout: 2 * time.Second, Retries: 3}
+	if cfg != nil {
+		cfg(&c)
+	}
+	srv, err := New(c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/dhcp"
 	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/tftp"
 )
 
 // serveConfig is everything `rackboot serve` reads. It comes from the YAML file given
@@ -51,6 +52,15 @@ type tftpConfig struct {
 	Port int `json:"port"`
 	// Disabled turns TFTP off (UEFI HTTP boot and iPXE ROMs do not need it).
 	Disabled bool `json:"disabled"`
+	// MaxTransfers and MaxTransfersPerSource bound the transfers in flight, in all
+	// and from one address (tftp.Config).
+	MaxTransfers          int `json:"maxTransfers"`
+	MaxTransfersPerSource int `json:"maxTransfersPerSource"`
+}
+
+// config is the tftp package's Config for these settings.
+func (c tftpConfig) config() tftp.Config {
+	return tftp.Config{MaxTransfers: c.MaxTransfers, MaxTransfersPerSource: c.MaxTransfersPerSource}
 }
 
 // apiConfig is the admin API: its token and its own listeners, apart from the boot
@@ -255,7 +265,7 @@ func defaultServeConfig() serveConfig {
 		LogLevel:  "info",
 		LogFormat: "text",
 		HTTP:      httpConfig{Port: 8080},
-		TFTP:      tftpConfig{Port: 69},
+		TFTP:      tftpConfig{Port: 69, MaxTransfers: tftp.DefaultMaxTransfers, MaxTransfersPerSource: tftp.DefaultMaxTransfersPerSource},
 		DHCP: dhcpConfig{
 			Mode:         "server",
 			Port:         67,
@@ -444,6 +454,9 @@ func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 	}
 	errs = append(errs, cfg.Provision.validate()...)
 	r.AdminListen, errs = cfg.API.resolve(cfg.DataDir, errs)
+	if err := cfg.TFTP.config().Validate(); err != nil {
+		add(fmt.Errorf("tftp.%w", err))
+	}
 
 	// The server address: given, or the interface's first IPv4.
 	var ifPrefixes []netip.Prefix

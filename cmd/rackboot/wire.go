@@ -104,12 +104,9 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 	w.adminAPI = api
 
 	if !r.TFTP.Disabled {
-		ts, err := tftp.New(tftp.Config{
-			FS:         bins,
-			Logger:     log.With("service", "tftp"),
-			Registerer: reg,
-			Store:      store,
-		})
+		tc := r.TFTP.config()
+		tc.FS, tc.Logger, tc.Registerer, tc.Store = bins, log.With("service", "tftp"), reg, store
+		ts, err := tftp.New(tc)
 		if err != nil {
 			return w, err
 		}
