@@ -17,7 +17,9 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/dhcp"
+	"github.com/rackboot/rackboot/httplimit"
 	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/ratelimit"
 	"github.com/rackboot/rackboot/tftp"
 )
 
@@ -43,9 +45,59 @@ type serveConfig struct {
 
 type httpConfig struct {
 	Port int `json:"port"`
-	// Listen is the HTTP bind address; empty means all addresses on Port, so the admin
-	// API is reachable from localhost as well as boot clients on the provisioning network.
+	// Listen is the boot listener's bind address; empty means all addresses on Port.
+	// The admin API is not here: it has its own listeners (api.listen).
 	Listen string `json:"listen"`
+	// BodyTimeout bounds how long a request body may take (httplimit).
+	BodyTimeout durationSetting `json:"bodyTimeout"`
+	// MaxRanges bounds the ranges of one Range header; more, overlapping or unsorted
+	// ranges are refused with 416.
+	MaxRanges int `json:"maxRanges"`
+	// RateLimits are per source address, on the routes a stranger can call freely.
+	RateLimits httpRateLimits `json:"rateLimits"`
+}
+
+// httpRateLimits are the per-source rate limits of the boot listener's routes.
+//
+//	http:
+//	  rateLimits:
+//	    script:   {perSecond: 2, burst: 20}   # /ipxe/.../boot.ipxe (one per boot)
+//	    metadata: {perSecond: 5, burst: 50}   # /metadata/TOKEN/... (cloud-init, phone-home)
+type httpRateLimits struct {
+	Script   rateSetting `json:"script"`
+	Metadata rateSetting `json:"metadata"`
+}
+
+type rateSetting struct {
+	PerSecond float64 `json:"perSecond"`
+	Burst     int     `json:"burst"`
+}
+
+func (r rateSetting) config() ratelimit.Config {
+	return ratelimit.Config{PerSecond: r.PerSecond, Burst: r.Burst}
+}
+
+// validate checks the boot listener's limits.
+func (c httpConfig) validate() []error {
+	var errs []error
+	switch {
+	case c.BodyTimeout.raw != "":
+		errs = append(errs, bad("http.bodyTimeout", "", "%s is not a duration: write one such as \"10s\"", c.BodyTimeout.raw))
+	case c.BodyTimeout.d < time.Second:
+		errs = append(errs, bad("http.bodyTimeout", "", "%s is too short: give at least 1s (default %s)", c.BodyTimeout.d, httplimit.DefaultBodyTimeout))
+	}
+	if c.MaxRanges < 1 {
+		errs = append(errs, bad("http.maxRanges", "", "%d: give at least 1 (default %d)", c.MaxRanges, httplimit.DefaultMaxRanges))
+	}
+	for _, r := range []struct {
+		field string
+		v     rateSetting
+	}{{"http.rateLimits.script", c.RateLimits.Script}, {"http.rateLimits.metadata", c.RateLimits.Metadata}} {
+		if err := r.v.config().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s.%w", r.field, err))
+		}
+	}
+	return errs
 }
 
 type tftpConfig struct {
@@ -264,8 +316,16 @@ func defaultServeConfig() serveConfig {
 		DataDir:   "/var/lib/rackboot",
 		LogLevel:  "info",
 		LogFormat: "text",
-		HTTP:      httpConfig{Port: 8080},
-		TFTP:      tftpConfig{Port: 69, MaxTransfers: tftp.DefaultMaxTransfers, MaxTransfersPerSource: tftp.DefaultMaxTransfersPerSource},
+		HTTP: httpConfig{
+			Port:        8080,
+			BodyTimeout: durationSetting{d: httplimit.DefaultBodyTimeout},
+			MaxRanges:   httplimit.DefaultMaxRanges,
+			RateLimits: httpRateLimits{
+				Script:   rateSetting{PerSecond: 2, Burst: 20},
+				Metadata: rateSetting{PerSecond: 5, Burst: 50},
+			},
+		},
+		TFTP: tftpConfig{Port: 69, MaxTransfers: tftp.DefaultMaxTransfers, MaxTransfersPerSource: tftp.DefaultMaxTransfersPerSource},
 		DHCP: dhcpConfig{
 			Mode:         "server",
 			Port:         67,
@@ -454,6 +514,7 @@ func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 	}
 	errs = append(errs, cfg.Provision.validate()...)
 	r.AdminListen, errs = cfg.API.resolve(cfg.DataDir, errs)
+	errs = append(errs, cfg.HTTP.validate()...)
 	if err := cfg.TFTP.config().Validate(); err != nil {
 		add(fmt.Errorf("tftp.%w", err))
 	}

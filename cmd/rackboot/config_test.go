@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +242,55 @@ func TestProvisionConfigErrorsNameFieldAndFix(t *testing.T) {
 	// A misspelt key is refused like any other.
 	if _, err := resolveYAML(t, "provision: {timeouts: {diskBot: 1h}}"); err == nil || !strings.Contains(err.Error(), "diskBot") {
 		t.Errorf("misspelt key: %v", err)
+	}
+}
+
+// TestLimitSettingsNameYAMLPath: the limits and the admin API's settings are checked at
+// start, and each error names the YAML path (and flag) and the fix.
+func TestLimitSettingsNameYAMLPath(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"tftp: {maxTransfers: -1}", "tftp.maxTransfers: -1: give a positive number"},
+		{"tftp: {maxTransfers: 2, maxTransfersPerSource: 3}", "tftp.maxTransfersPerSource: 3 is above maxTransfers 2"},
+		{"http: {bodyTimeout: 10ms}", "http.bodyTimeout: 10ms is too short"},
+		{"http: {bodyTimeout: soon}", `http.bodyTimeout: "soon" is not a duration`},
+		{"http: {maxRanges: 0}", "http.maxRanges: 0: give at least 1"},
+		{"http: {rateLimits: {script: {perSecond: 0, burst: 5}}}", "http.rateLimits.script.perSecond: 0: give a positive rate"},
+		{"http: {rateLimits: {metadata: {perSecond: 1, burst: 0}}}", "http.rateLimits.metadata.burst: 0: give at least 1"},
+		{`api: {listen: [":8443"]}`, "api.listen[0] (--admin-listen): \":8443\" listens on every address"},
+		{`api: {listen: ["unix:rel.sock"]}`, "api.listen[0] (--admin-listen)"},
+		{`api: {tlsCertFile: /etc/rackboot/admin.crt}`, "api.tlsCertFile (--admin-tls-cert): give the certificate and its key"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.yaml, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(path, []byte("dhcp: {mode: \"off\"}\naddress: 127.0.0.1\n"+tc.yaml+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadArgs(t, "--config", path)
+			if err == nil {
+				_, err = cfg.resolve(fakeIfaces)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+	// The defaults resolve, with the admin API on loopback and a socket in DATA_DIR.
+	cfg, _ := loadArgs(t, "--dhcp-mode", "off", "--address", "127.0.0.1", "--data-dir", "/srv/rb")
+	r, err := cfg.resolve(fakeIfaces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range r.AdminListen {
+		got = append(got, a.String())
+	}
+	if want := []string{"127.0.0.1:8443", "unix:/srv/rb/admin.sock"}; !slices.Equal(got, want) {
+		t.Errorf("admin listen = %v, want %v", got, want)
+	}
+	cfg, _ = loadArgs(t, "--dhcp-mode", "off", "--address", "127.0.0.1", "--admin-listen", "10.0.0.1:9443,unix:/run/rb.sock")
+	r, err = cfg.resolve(fakeIfaces)
+	if err != nil || len(r.AdminListen) != 2 || r.AdminListen[0].String() != "10.0.0.1:9443" {
+		t.Fatalf("--admin-listen: %v, %v", r, err)
 	}
 }

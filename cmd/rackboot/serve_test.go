@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,9 +35,10 @@ type servedRackboot struct {
 
 var adminListenRe = regexp.MustCompile(`msg="admin API listening".* addr=tcp:(\S+)`)
 
-// startServe runs serve with the YAML config extra appended to the base one and
-// waits until both listeners are up.
-func startServe(t *testing.T, extra string) *servedRackboot {
+// startServe runs serve with the YAML config extra appended to the base one (and
+// httpExtra, ", key: value...", added to its http section) and waits until both
+// listeners are up.
+func startServe(t *testing.T, httpExtra, extra string) *servedRackboot {
 	t.Helper()
 	dir := t.TempDir()
 	s := &servedRackboot{dir: dir, data: filepath.Join(dir, "data"), logs: &lockedBuffer{}, stopResult: make(chan error, 1)}
@@ -45,11 +47,11 @@ func startServe(t *testing.T, extra string) *servedRackboot {
 	config := filepath.Join(dir, "rackboot.yaml")
 	yaml := fmt.Sprintf(`dataDir: %s
 address: 127.0.0.1
-http: {listen: "127.0.0.1:0"}
+http: {listen: "127.0.0.1:0"%s}
 api: {listen: ["127.0.0.1:0", "unix:%s"]}
 tftp: {disabled: true}
 dhcp: {mode: "off"}
-`, s.data, s.adminSock) + extra
+`, s.data, httpExtra, s.adminSock) + extra
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +137,7 @@ func (b *lockedBuffer) String() string {
 // with the certificate serve made on first start, which the CLI pins; the boot
 // listener that every booting host reaches has no /api.
 func TestServeAdminAPIApart(t *testing.T) {
-	s := startServe(t, "")
+	s := startServe(t, "", "")
 	fp := s.fingerprint(t)
 	if !strings.Contains(s.logs.String(), "fingerprint="+fp) {
 		t.Errorf("serve does not log the certificate's fingerprint %s for operators to pin:\n%s", fp, s.logs)
@@ -206,5 +208,45 @@ func TestServeAdminAPIApart(t *testing.T) {
 	if err == nil {
 		conn.Close()
 		t.Error("the admin API accepted TLS 1.1")
+	}
+}
+
+// TestServeLimitsWired: the boot listener is served behind the limits: the iPXE
+// script route is rate-limited per source, a Range header of overlapping ranges on an
+// iPXE binary is refused with 416, and both refusals are on /metrics.
+func TestServeLimitsWired(t *testing.T) {
+	s := startServe(t, ", rateLimits: {script: {perSecond: 0.1, burst: 2}}", "")
+	codes := map[int]int{}
+	for range 5 {
+		resp, err := http.Get(s.bootURL + "/ipxe/boot.ipxe?mac=52:54:00:aa:00:09")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+	}
+	if codes[http.StatusTooManyRequests] != 3 {
+		t.Errorf("5 script fetches with a burst of 2: %v, want 3 refused with 429", codes)
+	}
+	req, _ := http.NewRequest("GET", s.bootURL+"/ipxe/bin/undionly.kpxe", nil)
+	req.Header.Set("Range", "bytes=0-50000,100-60000")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+		t.Errorf("overlapping ranges on an iPXE binary: %d, want 416", resp.StatusCode)
+	}
+	resp, err = http.Get(s.bootURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`rackboot_http_limited_total{limit="rate",route="script"} 3`, `rackboot_http_limited_total{limit="range",route="other"} 1`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

@@ -8,13 +8,16 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/dhcp"
+	"github.com/rackboot/rackboot/httplimit"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
+	"github.com/rackboot/rackboot/ratelimit"
 	"github.com/rackboot/rackboot/tftp"
 )
 
@@ -23,8 +26,11 @@ import (
 type wiring struct {
 	services []service
 	mux      *http.ServeMux
-	ready    []<-chan struct{}
-	closers  []func() error
+	// boot is mux behind the limits for strangers (httplimit): what the boot
+	// listener serves.
+	boot    http.Handler
+	ready   []<-chan struct{}
+	closers []func() error
 	// adminAPI is the admin API's handler; serve runs it on its own listeners
 	// (admin.Listen), never on the boot listener.
 	adminAPI http.Handler
@@ -101,7 +107,12 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 	if err != nil {
 		return w, err
 	}
-	w.adminAPI = api
+	limits, err := newLimits(r, log, reg)
+	if err != nil {
+		return w, err
+	}
+	w.boot = limits.Handler(w.mux)
+	w.adminAPI = limits.Handler(api)
 
 	if !r.TFTP.Disabled {
 		tc := r.TFTP.config()
@@ -149,4 +160,31 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		w.ready = append(w.ready, ds.Ready())
 	}
 	return w, nil
+}
+
+// newLimits builds the limits both listeners are served behind. The route table is
+// the one place that names which routes are rate-limited per source: the iPXE script
+// (a stranger can ask for any MAC's) and the per-host metadata. The admin API's JSON
+// bodies get a minute; an image upload (gigabytes) is bounded by its checksum instead.
+func newLimits(r *resolved, log *slog.Logger, reg prometheus.Registerer) (*httplimit.Limits, error) {
+	script, err := ratelimit.New(r.HTTP.RateLimits.Script.config())
+	if err != nil {
+		return nil, fmt.Errorf("http.rateLimits.script.%w", err)
+	}
+	md, err := ratelimit.New(r.HTTP.RateLimits.Metadata.config())
+	if err != nil {
+		return nil, fmt.Errorf("http.rateLimits.metadata.%w", err)
+	}
+	return httplimit.New(httplimit.Config{
+		BodyTimeout: r.HTTP.BodyTimeout.d,
+		MaxRanges:   r.HTTP.MaxRanges,
+		Routes: []httplimit.Route{
+			{Name: "script", Prefix: "/ipxe/", Suffix: "boot.ipxe", Rate: script},
+			{Name: "metadata", Prefix: "/metadata/", Rate: md},
+			{Name: "admin_upload", Prefix: "/api/v1/images/", Suffix: "/file", BodyTimeout: -1},
+			{Name: "admin", Prefix: "/api/", BodyTimeout: time.Minute},
+		},
+		Registerer: reg,
+		Logger:     log.With("service", "http"),
+	})
 }
