@@ -27,8 +27,12 @@ import (
 // with --config, and each flag the operator sets overrides its field. Field paths in
 // error messages are the YAML paths, with the flag in parentheses.
 type serveConfig struct {
-	DataDir   string `json:"dataDir"`
-	Interface string `json:"interface"`
+	DataDir string `json:"dataDir"`
+	// SecretKeyFile is the key that seals BMC passwords and user-data in the
+	// inventory; empty means DATA_DIR/secret.key. Keep it outside DATA_DIR (a systemd
+	// credential, /etc/rackboot) so a backup of DATA_DIR does not carry it.
+	SecretKeyFile string `json:"secretKeyFile"`
+	Interface     string `json:"interface"`
 	// Address is this server's IPv4 address on the provisioning network: the next-server
 	// and the host part of every boot URL handed to clients.
 	Address   string          `json:"address"`
@@ -342,7 +346,7 @@ func defaultServeConfig() serveConfig {
 type serveFlags struct {
 	configFile, dataDir, iface, address, logLevel, logFormat string
 	dhcpMode, dhcpRange, dhcpRouter, dhcpDNS, unknownHosts   string
-	apiTokenFile, adminTLSCert, adminTLSKey                  string
+	apiTokenFile, adminTLSCert, adminTLSKey, secretKeyFile   string
 	adminListen                                              []string
 	httpPort, tftpPort, dhcpPort                             int
 }
@@ -359,6 +363,7 @@ func (f *serveFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.dhcpRouter, "dhcp-router", "", "default gateway handed to clients on the local subnet")
 	fs.StringVar(&f.dhcpDNS, "dhcp-dns", "", "DNS servers handed to clients, comma-separated")
 	fs.StringVar(&f.unknownHosts, "unknown-hosts", "", "ignore (only enrolled MACs are answered) or discover (unknown PXE clients are enrolled as discovered) (default ignore)")
+	fs.StringVar(&f.secretKeyFile, "secret-key-file", "", "key sealing BMC passwords and user-data (default DATA_DIR/secret.key, created on first start); keep it outside DATA_DIR so backups of DATA_DIR do not carry it")
 	fs.StringVar(&f.apiTokenFile, "api-token-file", "", "file holding the admin API bearer token (default DATA_DIR/api-token, created on first start)")
 	fs.StringSliceVar(&f.adminListen, "admin-listen", nil, "admin API addresses, HOST:PORT (TLS) or unix:/PATH, repeatable or comma-separated (default 127.0.0.1:8443 and unix:DATA_DIR/admin.sock)")
 	fs.StringVar(&f.adminTLSCert, "admin-tls-cert", "", "PEM certificate for the admin API (default DATA_DIR/admin.crt, self-signed, created on first start)")
@@ -396,6 +401,7 @@ func (f *serveFlags) load(fs *pflag.FlagSet) (serveConfig, error) {
 	set("dhcp-dns", func() { cfg.DHCP.DNS = splitList(f.dhcpDNS) })
 	set("unknown-hosts", func() { cfg.DHCP.UnknownHosts = f.unknownHosts })
 	set("api-token-file", func() { cfg.API.TokenFile = f.apiTokenFile })
+	set("secret-key-file", func() { cfg.SecretKeyFile = f.secretKeyFile })
 	set("admin-listen", func() { cfg.API.Listen = f.adminListen })
 	set("admin-tls-cert", func() { cfg.API.TLSCertFile = f.adminTLSCert })
 	set("admin-tls-key", func() { cfg.API.TLSKeyFile = f.adminTLSKey })
@@ -673,6 +679,14 @@ func (c apiConfig) resolve(dataDir string, errs []error) ([]admin.ListenAddr, []
 		errs = append(errs, bad("api.tlsCertFile", "admin-tls-cert", "give the certificate and its key (api.tlsKeyFile, --admin-tls-key) together, or neither for a generated one"))
 	}
 	return out, errs
+}
+
+// secretKeyFile is the inventory's key file: the setting, or DATA_DIR/secret.key.
+func (r *resolved) secretKeyFile() string {
+	if r.SecretKeyFile != "" {
+		return r.SecretKeyFile
+	}
+	return filepath.Join(r.DataDir, "secret.key")
 }
 
 // adminTLSFiles are the admin API's certificate and key: the operator's, or the ones

@@ -76,8 +76,8 @@ type service struct {
 
 func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer) error {
 	log := newLogger(logw, r.LogLevel, r.LogFormat)
-	if err := os.MkdirAll(r.DataDir, 0o700); err != nil {
-		return fmt.Errorf("dataDir (--data-dir): %w: give a directory rackboot may create and write", err)
+	if err := secureDataDir(r.DataDir, log); err != nil { // datadir.go
+		return err
 	}
 	if err := os.MkdirAll(filepath.Join(r.DataDir, "assets"), 0o755); err != nil {
 		return fmt.Errorf("dataDir (--data-dir): %w", err)
@@ -86,8 +86,16 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer) 
 	if err != nil {
 		return err
 	}
-	// DATA_DIR/secret.key seals the BMC passwords; Open creates it (0600) on first start.
-	store, err := inventory.Open(filepath.Join(r.DataDir, "inventory.db"), inventory.Options{SecretKeyFile: filepath.Join(r.DataDir, "secret.key")})
+	dbPath := filepath.Join(r.DataDir, "inventory.db")
+	for _, f := range []string{dbPath, filepath.Join(r.DataDir, "admin.key")} {
+		if err := tighten(f, 0o600, log); err != nil {
+			return err
+		}
+	}
+	// The secret key seals BMC passwords and user-data; Open creates it (0600) on first
+	// start and refuses one others can read. Kept apart from DATA_DIR (secretKeyFile),
+	// a backup of DATA_DIR does not carry the key to what it protects.
+	store, err := inventory.Open(dbPath, inventory.Options{SecretKeyFile: r.secretKeyFile()})
 	if err != nil {
 		return err
 	}
@@ -233,6 +241,9 @@ func listenAdmin(r *resolved, h http.Handler, log *slog.Logger) (*admin.Server, 
 // creating def with a random token on first start. The token itself is never logged.
 func loadOrCreateToken(path, def string, log *slog.Logger) (string, error) {
 	if path != "" {
+		if err := checkPrivate(path, "api.tokenFile (--api-token-file)"); err != nil {
+			return "", err
+		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return "", fmt.Errorf("api.tokenFile (--api-token-file): %w", err)
@@ -242,6 +253,9 @@ func loadOrCreateToken(path, def string, log *slog.Logger) (string, error) {
 			return "", fmt.Errorf("api.tokenFile (--api-token-file): %s holds %d characters: put a token of at least 16 characters in it (e.g. `openssl rand -hex 32`)", path, len(tok))
 		}
 		return tok, nil
+	}
+	if err := tighten(def, 0o600, log); err != nil {
+		return "", err
 	}
 	b, err := os.ReadFile(def)
 	if err == nil {

@@ -31,6 +31,21 @@ type servedRackboot struct {
 	logs       *lockedBuffer
 	stop       func()
 	stopResult chan error
+	stopOnce   sync.Once
+	stopErr    error
+}
+
+// shutdown cancels serve and waits (30 s at most) for it to return.
+func (s *servedRackboot) shutdown() error {
+	s.stopOnce.Do(func() {
+		s.stop()
+		select {
+		case s.stopErr = <-s.stopResult:
+		case <-time.After(30 * time.Second):
+			s.stopErr = errors.New("serve did not stop within 30 s")
+		}
+	})
+	return s.stopErr
 }
 
 var adminListenRe = regexp.MustCompile(`msg="admin API listening".* addr=tcp:(\S+)`)
@@ -40,7 +55,12 @@ var adminListenRe = regexp.MustCompile(`msg="admin API listening".* addr=tcp:(\S
 // listeners are up.
 func startServe(t *testing.T, httpExtra, extra string) *servedRackboot {
 	t.Helper()
-	dir := t.TempDir()
+	return startServeIn(t, t.TempDir(), httpExtra, extra)
+}
+
+// startServeIn is startServe with the data directory in dir (dir/data).
+func startServeIn(t *testing.T, dir, httpExtra, extra string) *servedRackboot {
+	t.Helper()
 	s := &servedRackboot{dir: dir, data: filepath.Join(dir, "data"), logs: &lockedBuffer{}, stopResult: make(chan error, 1)}
 	s.adminSock = filepath.Join(dir, "admin.sock")
 	s.tokenFile = filepath.Join(s.data, "api-token")
@@ -61,11 +81,8 @@ dhcp: {mode: "off"}
 	root.SetArgs([]string{"serve", "--config", config})
 	go func() { s.stopResult <- root.ExecuteContext(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-s.stopResult:
-		case <-time.After(30 * time.Second):
-			t.Errorf("serve did not stop within 30 s")
+		if err := s.shutdown(); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("serve: %v", err)
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -249,4 +266,116 @@ func TestServeLimitsWired(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// serveFails runs serve with dir/data as its data directory and extra YAML, and returns
+// the error it stops with; it fails the test if serve starts serving instead.
+func serveFails(t *testing.T, dir, extra string) error {
+	t.Helper()
+	config := filepath.Join(dir, "rackboot.yaml")
+	yaml := fmt.Sprintf("dataDir: %s\naddress: 127.0.0.1\nhttp: {listen: \"127.0.0.1:0\"}\ntftp: {disabled: true}\ndhcp: {mode: \"off\"}\n", filepath.Join(dir, "data")) + extra
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	logs := &lockedBuffer{}
+	root := newRootCmd(&cliEnv{stdout: &bytes.Buffer{}, stderr: logs, getenv: func(string) string { return "" }})
+	root.SetArgs([]string{"serve", "--config", config})
+	err := root.ExecuteContext(ctx)
+	if err == nil || strings.Contains(logs.String(), "rackboot serving") {
+		t.Fatalf("serve started (%v); log:\n%s", err, logs)
+	}
+	return err
+}
+
+func mode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
+}
+
+// TestServeSecretsAtRest: a data directory, API token and inventory that group and
+// other users can read are tightened (0700, 0600, 0600) with a log line each; an
+// operator's token file or key file that others can read is refused with the fix; the
+// key can live outside DATA_DIR (secretKeyFile), so DATA_DIR alone holds no key.
+func TestServeSecretsAtRest(t *testing.T) {
+	t.Run("tightened", func(t *testing.T) {
+		dir := t.TempDir()
+		data := filepath.Join(dir, "data")
+		first := startServeIn(t, dir, "", "") // makes every file
+		if err := first.shutdown(); err != nil {
+			t.Fatal(err)
+		}
+		// As `mkdir`, `cp` or an older rackboot may leave them.
+		open := map[string]os.FileMode{data: 0o755, filepath.Join(data, "api-token"): 0o644, filepath.Join(data, "inventory.db"): 0o644, filepath.Join(data, "admin.key"): 0o640}
+		for path, m := range open {
+			if err := os.Chmod(path, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := startServeIn(t, dir, "", "")
+		for path, was := range open {
+			want := os.FileMode(0o600)
+			if path == data {
+				want = 0o700
+			}
+			if got := mode(t, path); got != want {
+				t.Errorf("%s: mode %04o, want %04o", path, got, want)
+			}
+			line := fmt.Sprintf("path=%s was=%04o now=%04o", path, was, want)
+			if !strings.Contains(s.logs.String(), line) {
+				t.Errorf("no log line %q", line)
+			}
+		}
+		if got := mode(t, filepath.Join(data, "secret.key")); got != 0o600 {
+			t.Errorf("secret.key mode %04o", got)
+		}
+	})
+	t.Run("operator's token file readable by others", func(t *testing.T) {
+		dir := t.TempDir()
+		tok := filepath.Join(dir, "token")
+		os.WriteFile(tok, []byte("0123456789abcdef0123456789abcdef\n"), 0o644)
+		os.Chmod(tok, 0o644)
+		err := serveFails(t, dir, "api: {tokenFile: "+tok+", listen: [\"127.0.0.1:0\"]}\n")
+		if err == nil || !strings.Contains(err.Error(), "api.tokenFile (--api-token-file)") || !strings.Contains(err.Error(), "chmod 600 "+tok) {
+			t.Fatalf("err = %v", err)
+		}
+		if mode(t, tok) != 0o644 {
+			t.Error("rackboot changed the operator's file")
+		}
+	})
+	t.Run("key outside DATA_DIR", func(t *testing.T) {
+		dir := t.TempDir()
+		keyDir := filepath.Join(t.TempDir(), "etc-rackboot")
+		os.Mkdir(keyDir, 0o700)
+		key := filepath.Join(keyDir, "secret.key")
+		s := startServeIn(t, dir, "", "secretKeyFile: "+key+"\n")
+		if mode(t, key) != 0o600 {
+			t.Errorf("key mode %04o", mode(t, key))
+		}
+		if _, err := os.Stat(filepath.Join(s.data, "secret.key")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("DATA_DIR holds a secret.key beside the inventory: %v", err)
+		}
+		// A BMC password is sealed under that key: enrolment works.
+		pw := filepath.Join(dir, "pw")
+		os.WriteFile(pw, []byte("hunter2\n"), 0o600)
+		env := map[string]string{"RACKBOOT_TOKEN_FILE": s.tokenFile, "RACKBOOT_SERVER": "unix:" + s.adminSock}
+		if _, err := s.cli(env, "host", "add", "--mac", "52:54:00:aa:00:02", "--bmc", "ipmi://admin@10.0.9.2:623", "--bmc-password-file", pw); err != nil {
+			t.Fatalf("host add with a BMC password: %v", err)
+		}
+	})
+	t.Run("key readable by others", func(t *testing.T) {
+		dir := t.TempDir()
+		key := filepath.Join(dir, "secret.key")
+		os.WriteFile(key, bytes.Repeat([]byte{7}, 32), 0o644)
+		os.Chmod(key, 0o644)
+		err := serveFails(t, dir, "secretKeyFile: "+key+"\napi: {listen: [\"127.0.0.1:0\"]}\n")
+		if err == nil || !strings.Contains(err.Error(), "chmod 600 "+key) {
+			t.Fatalf("err = %v", err)
+		}
+	})
 }
