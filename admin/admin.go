@@ -78,6 +78,10 @@ type Config struct {
 	// inside one of them (and not be its network or broadcast address). Empty disables
 	// the check, e.g. in proxy or off DHCP mode where the site DHCP server owns addressing.
 	Subnets []netip.Prefix
+	// ServerIP is this server's address: no host may reserve it. Zero skips the check.
+	ServerIP netip.Addr
+	// ServerMACs are the MACs of this server's interfaces: no host may claim one.
+	ServerMACs []string
 	// Logger receives request and mutation logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the API's metrics; nil means they are not exported.
@@ -98,7 +102,7 @@ type handler struct {
 	prov      Provisioner
 	images    ImageCatalog
 	tokenHash [sha256.Size]byte
-	subnets   []netip.Prefix
+	rules     serverRules
 	log       *slog.Logger
 	mux       *http.ServeMux
 	requests  *prometheus.CounterVec
@@ -118,6 +122,14 @@ func NewHandler(cfg Config) (http.Handler, error) {
 			return nil, fmt.Errorf("admin API: subnet %s is not an IPv4 prefix", p)
 		}
 	}
+	var serverMACs []string
+	for _, m := range cfg.ServerMACs {
+		n, err := inventory.NormalizeMAC(m)
+		if err != nil {
+			return nil, fmt.Errorf("admin API: server MAC: %w", err)
+		}
+		serverMACs = append(serverMACs, n)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -128,7 +140,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		prov:      cfg.Provisioner,
 		images:    cfg.Images,
 		tokenHash: sha256.Sum256([]byte(cfg.Token)),
-		subnets:   append([]netip.Prefix(nil), cfg.Subnets...),
+		rules:     serverRules{subnets: append([]netip.Prefix(nil), cfg.Subnets...), ip: cfg.ServerIP},
 		log:       log,
 		mux:       http.NewServeMux(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -141,6 +153,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 			return nil, fmt.Errorf("admin API: registering metrics: %w", err)
 		}
 	}
+	h.rules.macs = serverMACs
 	h.routes()
 	return h, nil
 }

@@ -26,7 +26,7 @@ func (h *handler) createHost(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(w, r, MaxBodyBytes, &spec); err != nil {
 		return err
 	}
-	hosts, err := validateBatch([]HostSpec{spec}, h.subnets, func(int) string { return "host" })
+	hosts, err := validateBatch([]HostSpec{spec}, h.rules, func(int) string { return "host" })
 	if err != nil {
 		// The single-host message reads better without the entry name.
 		return badRequest("%s", strings.TrimPrefix(err.Error(), "host: "))
@@ -52,7 +52,7 @@ func (h *handler) importHosts(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Hosts) > MaxImportHosts {
 		return badRequest("%d hosts in one import is more than the %d allowed: split the file", len(req.Hosts), MaxImportHosts)
 	}
-	hosts, err := validateBatch(req.Hosts, h.subnets, func(i int) string { return fmt.Sprintf("hosts[%d]", i) })
+	hosts, err := validateBatch(req.Hosts, h.rules, func(i int) string { return fmt.Sprintf("hosts[%d]", i) })
 	if err != nil {
 		return badRequest("%s: nothing was imported", err)
 	}

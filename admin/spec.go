@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -184,6 +185,28 @@ func validateBootLocation(what, s string) error {
 	return nil
 }
 
+// serverRules are what a host may not share with the server: its address as a
+// reservation, and the MACs of its interfaces.
+type serverRules struct {
+	subnets []netip.Prefix
+	ip      netip.Addr
+	macs    []string
+}
+
+// check rejects a host that takes the server's own address or MAC, or a reserved IP
+// that DHCP could never hand out.
+func (sr serverRules) check(h *inventory.Host) error {
+	if sr.ip.IsValid() && h.IP != "" && h.Addr() == sr.ip {
+		return fmt.Errorf("host %s: IP %s is this rackboot server's own address: reserve another one", h.ID, h.IP)
+	}
+	for _, m := range h.MACs {
+		if slices.Contains(sr.macs, m) {
+			return fmt.Errorf("host %s: MAC %s is this rackboot server's own interface: give the host's NIC", h.ID, m)
+		}
+	}
+	return checkSubnet(h, sr.subnets)
+}
+
 // checkSubnet rejects a reserved IP that DHCP could never hand out.
 func checkSubnet(h *inventory.Host, subnets []netip.Prefix) error {
 	if h.IP == "" || len(subnets) == 0 {
@@ -228,7 +251,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // validateBatch validates specs as one all-or-nothing batch: each on its own, then against
 // each other (IDs, MACs and reserved IPs must be unique within the batch; uniqueness
 // against the inventory is the store's job). name says how errors refer to entry i.
-func validateBatch(specs []HostSpec, subnets []netip.Prefix, name func(i int) string) ([]inventory.Host, error) {
+func validateBatch(specs []HostSpec, rules serverRules, name func(i int) string) ([]inventory.Host, error) {
 	hosts := make([]inventory.Host, len(specs))
 	ids, macs, ips := map[string]int{}, map[string]int{}, map[string]int{}
 	for i, s := range specs {
@@ -236,7 +259,7 @@ func validateBatch(specs []HostSpec, subnets []netip.Prefix, name func(i int) st
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name(i), err)
 		}
-		if err := checkSubnet(&h, subnets); err != nil {
+		if err := rules.check(&h); err != nil {
 			return nil, fmt.Errorf("%s: %w", name(i), err)
 		}
 		if j, dup := ids[h.ID]; dup {

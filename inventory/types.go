@@ -227,6 +227,26 @@ func NormalizeMAC(s string) (string, error) {
 	return hw.String(), nil
 }
 
+// ValidateHostMAC refuses MACs no NIC has as its own: the all-zero address, the
+// broadcast address and multicast (group) addresses, whose I/G bit is set. A host with
+// one could never DHCP with it, and a reservation for it would answer whatever sent
+// such a frame. mac is normalised (NormalizeMAC).
+func ValidateHostMAC(mac string) error {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return fmt.Errorf("%q is not a MAC address: write six hex bytes, e.g. 52:54:00:12:34:56", mac)
+	}
+	switch {
+	case mac == "00:00:00:00:00:00":
+		return fmt.Errorf("MAC %s is all zeros: give the NIC's own address", mac)
+	case mac == "ff:ff:ff:ff:ff:ff":
+		return fmt.Errorf("MAC %s is the broadcast address: give the NIC's own address", mac)
+	case hw[0]&1 == 1:
+		return fmt.Errorf("MAC %s is a multicast address (the low bit of its first byte is set): give the NIC's own (unicast) address", mac)
+	}
+	return nil
+}
+
 // ValidateID checks a host ID: lower-case letters, digits and '-', at most 63 characters.
 func ValidateID(id string) error {
 	if !idRe.MatchString(id) {
@@ -279,6 +299,9 @@ func (h *Host) Normalize() error {
 	for i, m := range h.MACs {
 		n, err := NormalizeMAC(m)
 		if err != nil {
+			return err
+		}
+		if err := ValidateHostMAC(n); err != nil {
 			return err
 		}
 		if seen[n] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -98,6 +99,8 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		Store:       store,
 		Token:       token,
 		Subnets:     subnets,
+		ServerIP:    r.Addr,
+		ServerMACs:  interfaceMACs(r.Interface),
 		Logger:      log.With("service", "api"),
 		Registerer:  reg,
 		BMC:         bmcs,
@@ -187,4 +190,17 @@ func newLimits(r *resolved, log *slog.Logger, reg prometheus.Registerer) (*httpl
 		Registerer: reg,
 		Logger:     log.With("service", "http"),
 	})
+}
+
+// interfaceMACs is the provisioning interface's MAC, which no host may claim; none when
+// there is no interface (DHCP off) or it has none.
+func interfaceMACs(name string) []string {
+	if name == "" {
+		return nil
+	}
+	ifi, err := net.InterfaceByName(name)
+	if err != nil || len(ifi.HardwareAddr) != 6 {
+		return nil
+	}
+	return []string{ifi.HardwareAddr.String()}
 }
