@@ -70,6 +70,9 @@ func (e *fuzzEnv) check(t *testing.T, method, path string, body []byte) *httptes
 	if strings.Contains(rec.Body.String(), "fuzz-secret") || strings.Contains(rec.Body.String(), `"password"`) {
 		t.Fatalf("reply carries a BMC password: %s", rec.Body)
 	}
+	if b := strings.ToLower(rec.Body.String()); strings.Contains(b, `hash"`) || strings.Contains(b, `token"`) {
+		t.Fatalf("reply carries token material: %s", rec.Body)
+	}
 	if rec.Code >= 400 {
 		var er ErrorResponse
 		if err := json.Unmarshal(rec.Body.Bytes(), &er); err != nil || er.Error == "" {
@@ -106,6 +109,9 @@ func FuzzCreateHost(f *testing.F) {
 		`{"macs":["52:54:00:00:00:02"],"ip":"192.168.50.11"}`,
 		`{"macs":["52:54:00:00:00:02"],"ip":"10.0.0.1"}`,
 		`{"macs":["zz"]}`,
+		`{"macs":["01:00:5e:00:00:01"]}`,
+		`{"macs":["ff:ff:ff:ff:ff:ff"]}`,
+		`{"macs":["00:00:00:00:00:00"]}`,
 		`{"macs":[]}`,
 		`{"macs":"x"}`,
 		`{"macs":["52:54:00:00:00:02"],"state":"available"}`,
