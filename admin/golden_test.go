@@ -102,18 +102,11 @@ func TestResponsesGolden(t *testing.T) {
 
 	get := func(method, path, body string) []byte {
 		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		code, b := authed(t, srv.URL, method, path, body)
+		if code >= 300 {
+			t.Fatalf("%s %s = %d %s", method, path, code, b)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 300 {
-			t.Fatalf("%s %s = %d %s", method, path, resp.StatusCode, b)
-		}
-		return b
+		return []byte(b)
 	}
 	cases := []struct{ name, method, path, body string }{
 		{"host", "GET", "/api/v1/hosts/node1", ""},
@@ -175,4 +168,21 @@ func normalizeJSON(t *testing.T, b []byte) []byte {
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// authed sends a request with the test token to base and returns the status and body.
+func authed(t *testing.T, base, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -21,17 +20,7 @@ func TestHostsCannotTakeServerOrGroupAddresses(t *testing.T) {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	post := func(path, body string) (int, string) {
-		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	post := func(path, body string) (int, string) { return authed(t, srv.URL, "POST", path, body) }
 	for _, tc := range []struct{ body, want string }{
 		{`{"macs": ["01:00:5e:00:00:01"]}`, "multicast"},
 		{`{"macs": ["33:33:00:00:00:01"]}`, "multicast"},
