@@ -62,14 +62,14 @@ func newServer(t *testing.T, cfg Config) (*httptest.Server, *Limits) {
 	return srv, l
 }
 
-// TestBodyDeadline: 50 connections each trickle a body one byte every 100 ms; with a
+// TestBodyDeadline: 200 connections (as in the report) each trickle a body one byte every 100 ms; with a
 // 500 ms body timeout every one of them is closed by the server within a second and a
 // half, and counted, while a prompt body and a long response are unaffected.
 func TestBodyDeadline(t *testing.T) {
 	srv, l := newServer(t, Config{BodyTimeout: 500 * time.Millisecond, Routes: []Route{{Name: "report", Prefix: "/report"}}})
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
-	const conns = 50
+	const conns = 200
 	start := time.Now()
 	var wg sync.WaitGroup
 	closedAfter := make(chan time.Duration, conns)

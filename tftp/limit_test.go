@@ -3,6 +3,7 @@ package tftp
 import (
 	"encoding/binary"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +125,7 @@ func TestTransferLimits(t *testing.T) {
 func TestFloodIsBounded(t *testing.T) {
 	ts := startServerConfig(t, func(c *Config) { c.Timeout, c.Retries = time.Second, 1 }, nil)
 	a := dialRaw(t)
+	fdsBefore := openFDs(t)
 	// In bursts of 25, so the loopback socket buffers drop none of them; the first
 	// burst's transfers run (Timeout × Retries, 2 s) through all the others.
 	const n, burst = 300, 25
@@ -138,8 +140,13 @@ func TestFloodIsBounded(t *testing.T) {
 	if data != DefaultMaxTransfersPerSource || len(errs) != n-DefaultMaxTransfersPerSource {
 		t.Fatalf("%d started, %d refused; want %d started", data, len(errs), DefaultMaxTransfersPerSource)
 	}
+	// The admitted transfers are still running: each holds one socket.
+	fds := openFDs(t) - fdsBefore
+	if fds > 2*DefaultMaxTransfersPerSource {
+		t.Errorf("%d more file descriptors open during the flood, want at most %d", fds, 2*DefaultMaxTransfersPerSource)
+	}
 	out := n * len(rrq(ipxe.UndionlyKPXE, "octet", "blksize", "1468"))
-	t.Logf("%d requests (%d bytes) answered with %d bytes: %.1fx", n, out, in, float64(in)/float64(out))
+	t.Logf("%d requests (%d bytes) answered with %d bytes (%.1fx), %d more file descriptors open", n, out, in, float64(in)/float64(out), fds)
 	if in > 2*out {
 		t.Errorf("%d bytes sent for %d bytes of requests: amplification %.1fx", in, out, float64(in)/float64(out))
 	}
@@ -152,4 +159,14 @@ func TestLimitsValidate(t *testing.T) {
 			t.Errorf("%+v: %v", c, err)
 		}
 	}
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count file descriptors: %v", err)
+	}
+	return len(ents)
 }
