@@ -19,9 +19,10 @@ import (
 // hosts or a full timeline fits with room to spare.
 const maxResponseBytes = 64 << 20
 
-// Client talks to the admin API. The zero value is not usable: set BaseURL (e.g.
-// "http://127.0.0.1:8080") and Token. HTTPClient defaults to http.DefaultClient; give one
-// with a timeout for interactive use.
+// Client talks to the admin API. Make one with NewClient, which reaches a TLS listener
+// with a pinned certificate or the Unix socket and refuses plain HTTP to another
+// machine. A Client built by hand (BaseURL and Token set; HTTPClient defaults to
+// http.DefaultClient) makes no such checks: tests use it against httptest servers.
 type Client struct {
 	BaseURL    string
 	Token      string

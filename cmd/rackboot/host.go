@@ -65,7 +65,7 @@ Plain http:// is refused to a host that is not loopback unless --insecure.
 The server's certificate is trusted by, in order:
   --fingerprint SHA256 or $RACKBOOT_FINGERPRINT (pin it; 'rackboot serve' logs it at start)
   --ca-file FILE or $RACKBOOT_CA_FILE (e.g. a copy of the server's DATA_DIR/admin.crt)
-  /var/lib/rackboot/admin.crt, then ./admin.crt
+  admin.crt beside the token file given, /var/lib/rackboot/admin.crt, then ./admin.crt
   the system's CAs (a certificate the operator gave serve)
 
 The API token is read from, in order:
@@ -117,17 +117,17 @@ func (h *hostCLI) client() (*admin.Client, error) {
 	}
 	h.baseURL = strings.TrimRight(server, "/")
 	opts := admin.ClientOptions{Server: server, Insecure: h.insecure, Timeout: 60 * time.Second}
-	if strings.HasPrefix(server, "https:") {
-		if err := h.resolveTrust(&opts); err != nil {
-			return nil, err
-		}
-	}
 	token, source, err := resolveToken(h.env.getenv, h.tokenFile, h.tokenFiles)
 	if err != nil {
 		return nil, err
 	}
 	h.tokenSource = source
 	opts.Token = token
+	if strings.HasPrefix(server, "https:") {
+		if err := h.resolveTrust(&opts); err != nil {
+			return nil, err
+		}
+	}
 	c, err := admin.NewClient(opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w (--server or RACKBOOT_SERVER)", err)
@@ -155,7 +155,16 @@ func (h *hostCLI) resolveTrust(o *admin.ClientOptions) error {
 		ca, caSource = h.env.getenv("RACKBOOT_CA_FILE"), "RACKBOOT_CA_FILE"
 	}
 	if ca == "" {
-		for _, f := range h.tokenFiles {
+		// Beside the token file given (a serve's DATA_DIR), then beside the defaults.
+		given := h.tokenFile
+		if given == "" {
+			given = h.env.getenv("RACKBOOT_TOKEN_FILE")
+		}
+		candidates := h.tokenFiles
+		if given != "" {
+			candidates = append([]string{given}, candidates...)
+		}
+		for _, f := range candidates {
 			c := filepath.Join(filepath.Dir(f), "admin.crt")
 			if _, err := os.Stat(c); err == nil {
 				ca, caSource = c, "the server's certificate file"

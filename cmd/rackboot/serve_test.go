@@ -170,6 +170,10 @@ func TestServeAdminAPIApart(t *testing.T) {
 		t.Fatalf("host list with RACKBOOT_FINGERPRINT: %q, %v", out, err)
 	}
 	delete(env, "RACKBOOT_FINGERPRINT")
+	// With the token file of a serve's DATA_DIR, its admin.crt beside it is trusted.
+	if out, err := s.cli(env, "host", "list"); err != nil || !strings.Contains(out, "n1") {
+		t.Fatalf("host list trusting admin.crt beside RACKBOOT_TOKEN_FILE: %q, %v", out, err)
+	}
 	// The certificate file itself as the CA (its SANs name 127.0.0.1).
 	if out, err := s.cli(env, "host", "list", "--ca-file", filepath.Join(s.data, "admin.crt")); err != nil || !strings.Contains(out, "n1") {
 		t.Fatalf("host list with --ca-file admin.crt: %q, %v", out, err)
@@ -189,7 +193,7 @@ func TestServeAdminAPIApart(t *testing.T) {
 		t.Fatalf("wrong pin: err = %v", err)
 	}
 	// No pin and no CA file: the system's CAs do not know the self-signed certificate.
-	_, err = s.cli(env, "host", "list")
+	_, err = s.cli(map[string]string{"RACKBOOT_SERVER": s.adminURL, "RACKBOOT_TOKEN": "0123456789abcdef"}, "host", "list")
 	if err == nil || !strings.Contains(err.Error(), "not the server you trust") {
 		t.Fatalf("unpinned: err = %v", err)
 	}
