@@ -141,8 +141,9 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer) 
 		return fmt.Errorf("http.listen (--http-port): %w: is another server using the port?", err)
 	}
 	// No blanket WriteTimeout: OS images and kernels stream for minutes.
-	// Request bodies get per-route deadlines instead (httplimit, wire.go).
-	srv := &http.Server{Handler: w.boot, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Request bodies get per-route deadlines instead (httplimit, wire.go). Boot clients
+	// (firmware, iPXE, the agent, cloud-init) send a few hundred bytes of headers.
+	srv := &http.Server{Handler: w.boot, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	services = append(services, service{name: "http", start: func(ctx context.Context) error {
 		errc := make(chan error, 1)
 		go func() { errc <- srv.Serve(ln) }()
