@@ -28,7 +28,9 @@
 //
 //	GET|HEAD /images/NAME   the image file, with Range, If-Range and an ETag of its sha256
 //
-// Serving uses http.ServeContent, so agents can resume with Range requests. There is no
+// Serving uses http.ServeContent, so agents can resume with Range requests. Which Range
+// headers reach it is decided in front of the listener (httplimit): one range, or a
+// few sorted and not overlapping; others get 416 there. There is no
 // whole-transfer deadline: each write pushes the connection's write deadline
 // StallTimeout ahead, so only a transfer that stops moving is cut. Config.Authorize
 // decides who may fetch (rackboot serve allows the hosts that are provisioning with the
