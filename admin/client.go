@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rackboot/rackboot/inventory"
 )
@@ -27,6 +28,19 @@ type Client struct {
 	BaseURL    string
 	Token      string
 	HTTPClient *http.Client
+}
+
+// WithTimeout returns a copy of c whose requests may each take d (0: no limit), over
+// the same connections: the same TLS pin or Unix socket.
+func (c *Client) WithTimeout(d time.Duration) *Client {
+	cc := *c
+	hc := http.Client{}
+	if c.HTTPClient != nil {
+		hc = *c.HTTPClient
+	}
+	hc.Timeout = d
+	cc.HTTPClient = &hc
+	return &cc
 }
 
 // APIError is an error response from the server. Error returns the server's message

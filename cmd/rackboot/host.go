@@ -862,11 +862,7 @@ func readPasswordFile(name string, stdin io.Reader) (string, error) {
 
 // bmcClient is the API client with room for a BMC operation: the server bounds each
 // one by its BMC timeout (30 s by default) plus the wait for a free worker.
-func bmcClient(c *admin.Client) *admin.Client {
-	cc := *c
-	cc.HTTPClient = &http.Client{Timeout: 3 * time.Minute}
-	return &cc
-}
+func bmcClient(c *admin.Client) *admin.Client { return c.WithTimeout(3 * time.Minute) }
 
 func (h *hostCLI) bmcCmd() *cobra.Command {
 	var (

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -90,9 +89,7 @@ agent detect it.`,
 			if f != nil {
 				fmt.Fprintf(h.env.stderr, "uploading %s (%s) as image %s...\n", file, agentapi.FormatBytes(uint64(max(size, 0))), im.Name)
 				// An upload takes as long as it takes: no overall client timeout.
-				up := *c
-				up.HTTPClient = &http.Client{}
-				if im, err = up.UploadImage(ctx, im.Name, f, size); err != nil {
+				if im, err = c.WithTimeout(0).UploadImage(ctx, im.Name, f, size); err != nil {
 					return err
 				}
 			}

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -184,6 +186,27 @@ func TestServeAdminAPIApart(t *testing.T) {
 	}
 	if fi, err := os.Stat(s.adminSock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("admin socket mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+
+	// The commands that make their own client (an upload with no overall timeout, BMC
+	// calls with a longer one) keep the pinned connection and the socket.
+	img := filepath.Join(s.dir, "tiny.raw")
+	payload := bytes.Repeat([]byte("rackboot"), 512)
+	if err := os.WriteFile(img, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(payload)
+	for i, server := range []string{s.adminURL, "unix:" + s.adminSock} {
+		name := fmt.Sprintf("tiny-%d", i)
+		if out, err := s.cli(env, "image", "add", name, "--file", img, "--sha256", hex.EncodeToString(sum[:]), "--server", server, "--fingerprint", fp); err != nil {
+			t.Fatalf("image add --file over %s: %q, %v", server, out, err)
+		}
+		// n1 has no BMC: the server's own refusal, not a TLS failure, proves it got there.
+		_, err := s.cli(env, "host", "power", "n1", "status", "--server", server, "--fingerprint", fp)
+		var ae *admin.APIError
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+			t.Fatalf("host power over %s: %v, want the server's 409 (no BMC)", server, err)
+		}
 	}
 
 	// A certificate that is not the pinned one is refused, with what to do.
