@@ -646,3 +646,30 @@ func TestHostServerAndToken(t *testing.T) {
 		h.mustRun("host", "list", "--server", h.srv.URL+"/")
 	})
 }
+
+// TestHostShowCarriesNoTokenMaterial: `host show` and `host list` print the API's view
+// of a host that is being provisioned: no agent or metadata token hash, no boot ID.
+func TestHostShowCarriesNoTokenMaterial(t *testing.T) {
+	h := newCLIHarness(t)
+	h.mustRun("host", "add", "--mac", "52:54:00:aa:00:07", "--id", "n7")
+	const tokenHash, mdHash, bootID = "aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff6666aaaa7777bbbb8888", "1234123412341234123412341234123412341234123412341234123412341234", "boot-4711"
+	if _, _, err := h.store.TransitionHost(t.Context(), "n7", func(host *inventory.Host, _ *inventory.HostChange) error {
+		host.State = inventory.StateProvisioning
+		host.Provision = &inventory.Provision{ID: "p1", Image: "img", MetadataTokenHash: mdHash}
+		host.Operation = &inventory.Operation{State: inventory.StateProvisioning, Phase: inventory.PhaseAgent, Attempt: 1, TokenHash: tokenHash, BootID: bootID}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"host", "show", "n7", "-o", "json"}, {"host", "show", "n7"}, {"host", "list", "-o", "json"}} {
+		out := h.mustRun(args...)
+		if !strings.Contains(out, "provisioning") {
+			t.Fatalf("%v: %s", args, out)
+		}
+		for _, secret := range []string{tokenHash, mdHash, bootID, "tokenHash", "metadataTokenHash", "bootID"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%v shows %q:\n%s", args, secret, out)
+			}
+		}
+	}
+}
