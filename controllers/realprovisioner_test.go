@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -217,7 +218,7 @@ func (r *realRack) bootAgent(h inventory.Host) (*agentapi.Client, agentapi.Plan)
 	t.Helper()
 	ctx := context.Background()
 	mac := h.MACs[0]
-	args, err := r.prov.AgentArgs(ctx, h, mac)
+	args, err := r.prov.AgentArgs(ctx, h, mac, netip.MustParseAddr(h.IP))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -233,7 +234,7 @@ func (e *env) wantState(s inventory.State, phase inventory.OpPhase) inventory.Ho
 // boot plays iPXE fetching the host's script: a fresh agent token.
 func (e *env) boot() string {
 	e.t.Helper()
-	args, err := e.p.AgentArgs(context.Background(), e.host(), hostMAC)
+	args, err := e.p.AgentArgs(context.Background(), e.host(), hostMAC, netip.MustParseAddr(hostIP))
 	if err != nil {
 		e.t.Fatal(err)
 	}

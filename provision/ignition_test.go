@@ -87,7 +87,7 @@ func TestIgnitionPlan(t *testing.T) {
 				t.Fatalf("no phone-home URL in the config:\n%s", cfg)
 			}
 			seed := strings.TrimSuffix(strings.TrimPrefix(m[1], serverURL), "phonehome")
-			md, err := metadata.NewHandler(metadata.Config{Store: e.store, PhoneHome: e.p, ServerURL: serverURL})
+			md, err := metadata.NewHandler(metadata.Config{Store: e.store, Gate: e.p.Gate(), PhoneHome: e.p, ServerURL: serverURL})
 			if err != nil {
 				t.Fatal(err)
 			}

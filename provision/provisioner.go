@@ -22,6 +22,7 @@ import (
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
 	"github.com/rackboot/rackboot/metadata"
+	"github.com/rackboot/rackboot/trust"
 )
 
 // Store is the inventory as the provisioner uses it; *inventory.BoltStore implements it.
@@ -129,10 +130,9 @@ type Config struct {
 	Timeouts  Timeouts
 	// Interval between reconcile passes (default 5s); a change triggers one at once.
 	Interval time.Duration
-	// TrustFirstAddress accepts an agent's first hello from any address and binds its
-	// token to that address: for proxy and off DHCP modes, where rackboot sees no
-	// leases. With rackboot as the DHCP server leave it false.
-	TrustFirstAddress bool
+	// Gate says who is asking on the agent, image and boot environment routes; nil
+	// builds one for DHCP server mode over Store (tests).
+	Gate *trust.Gate
 	// CloudInit is how the agent points an installed system at its cloud-init
 	// (default dropin, which works with stock cloud images). Hosts provisioned with
 	// Butane or Ignition take ignition whatever this says.
@@ -168,6 +168,7 @@ type Provisioner struct {
 	now   func() time.Time
 	t     Timeouts
 	http  *ipxe.HTTPMetrics
+	gate  *trust.Gate
 
 	kick chan struct{}
 	mu   sync.Mutex
@@ -184,6 +185,9 @@ type metrics struct {
 	timeouts    *prometheus.CounterVec
 	hosts       *prometheus.GaugeVec
 }
+
+// Gate is the trust gate the provisioner asks who is calling (Config.Gate, or its own).
+func (p *Provisioner) Gate() *trust.Gate { return p.gate }
 
 // New checks cfg and returns a Provisioner; Start runs its reconcile loop.
 func New(cfg Config) (*Provisioner, error) {
@@ -212,6 +216,13 @@ func New(cfg Config) (*Provisioner, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	if p.gate = cfg.Gate; p.gate == nil {
+		g, err := trust.New(trust.Config{Mode: trust.ModeServer, Store: cfg.Store, Logger: p.log, Now: p.now})
+		if err != nil {
+			return nil, fmt.Errorf("provision: %w", err)
+		}
+		p.gate = g
 	}
 	if p.http == nil {
 		m, err := ipxe.NewHTTPMetrics(cfg.Registerer)

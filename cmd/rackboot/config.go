@@ -70,6 +70,16 @@ type dhcpConfig struct {
 	Domain string   `json:"domain"`
 	// Subnets are further subnets reached through DHCP relays (giaddr).
 	Subnets []subnetConfig `json:"subnets"`
+	// Discovery bounds what unknown MACs may cost under unknownHosts: discover.
+	Discovery discoveryConfig `json:"discovery"`
+}
+
+type discoveryConfig struct {
+	// MaxHosts caps the hosts in state discovered.
+	MaxHosts int `json:"maxHosts"`
+	// Rate is unknown MACs served per second; Burst how many at once.
+	Rate  float64 `json:"rate"`
+	Burst int     `json:"burst"`
 }
 
 type subnetConfig struct {
@@ -250,6 +260,11 @@ func defaultServeConfig() serveConfig {
 			ProxyPort:    4011,
 			UnknownHosts: "ignore",
 			LeaseTime:    duration(time.Hour),
+			Discovery: discoveryConfig{
+				MaxHosts: dhcp.DefaultDiscoveryMaxHosts,
+				Rate:     dhcp.DefaultDiscoveryRate,
+				Burst:    dhcp.DefaultDiscoveryBurst,
+			},
 		},
 		Boot:      bootConfig{UEFIBinary: "snponly.efi", HTTPBootBinary: "snponly.efi"},
 		Provision: defaultProvisionConfig(),
@@ -420,6 +435,15 @@ func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 	case "ignore", "discover":
 	default:
 		add(bad("dhcp.unknownHosts", "unknown-hosts", "%q is not a policy: use ignore or discover", cfg.DHCP.UnknownHosts))
+	}
+	if d := cfg.DHCP.Discovery; d.MaxHosts < 1 || d.MaxHosts > 100000 {
+		add(bad("dhcp.discovery.maxHosts", "", "%d is out of range: use 1-100000 (hosts in state discovered at once)", d.MaxHosts))
+	}
+	if d := cfg.DHCP.Discovery; d.Rate <= 0 || d.Rate > 1000 {
+		add(bad("dhcp.discovery.rate", "", "%g is out of range: use a rate above 0 and at most 1000 unknown MACs per second", d.Rate))
+	}
+	if d := cfg.DHCP.Discovery; d.Burst < 1 || d.Burst > 10000 {
+		add(bad("dhcp.discovery.burst", "", "%d is out of range: use 1-10000", d.Burst))
 	}
 	errs = append(errs, cfg.Provision.validate()...)
 
