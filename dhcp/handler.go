@@ -385,17 +385,19 @@ func replyDest(req *dhcpv4.DHCPv4, nak bool) netip.AddrPort {
 // addNetboot adds boot options for netboot clients; it returns the boot file ("" for
 // none, never with its key) for logs and events. keyAddr, when valid, is the address the
 // reply gives the client and goes to: an iPXE client then gets a boot key bound to it.
-func (h *Handler) addNetboot(resp *dhcpv4.DHCPv4, x *exchange, keyAddr netip.Addr) string {
+// keyed reports whether a key went in.
+func (h *Handler) addNetboot(resp *dhcpv4.DHCPv4, x *exchange, keyAddr netip.Addr) (file string, keyed bool) {
 	if !x.c.netboot() {
-		return ""
+		return "", false
 	}
 	bi, ok := h.bootFor(x.c)
 	if !ok {
 		h.log.Debug("dhcp: no boot file for this client's architecture", "mac", x.c.mac, "arch", archLabel(x.c))
-		return ""
+		return "", false
 	}
-	h.addBootOptions(resp, x.c, bi, h.key(x, bi, keyAddr))
-	return bi.file
+	key := h.key(x, bi, keyAddr)
+	h.addBootOptions(resp, x.c, bi, key)
+	return bi.file, key != ""
 }
 
 // key issues the boot key for a reply carrying bi to addr, or "" when none may go.

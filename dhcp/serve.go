@@ -84,8 +84,11 @@ func (h *Handler) discover(ctx context.Context, x *exchange) (*Reply, outcome, s
 	resp := h.newReply(x.req, dhcpv4.MessageTypeOffer)
 	resp.YourIPAddr = net.IP(ip.AsSlice())
 	h.addAddressOptions(resp, x, true)
-	hw, keyed := h.keyRoute(x)
-	file := h.addNetboot(resp, x, keyFor(keyed, ip))
+	hw, ok := h.keyRoute(x)
+	file, keyed := h.addNetboot(resp, x, keyFor(ok, ip))
+	if !keyed {
+		hw = nil
+	}
 	h.event(ctx, x, "dhcp.offer", "DHCPOFFER of "+ip.String(), map[string]string{"ip": ip.String(), "bootfile": file})
 	h.log.Debug("dhcp: offer", "mac", x.c.mac, "xid", x.req.TransactionID.String(), "ip", ip, "file", file)
 	return &Reply{Msg: resp, Dest: replyDest(x.req, false), HWDest: hw}, outReplied, ""
@@ -278,8 +281,11 @@ func (h *Handler) request(ctx context.Context, x *exchange) (*Reply, outcome, st
 	resp.ClientIPAddr = req.ClientIPAddr
 	resp.YourIPAddr = net.IP(ip.AsSlice())
 	h.addAddressOptions(resp, x, true)
-	hw, keyed := h.keyRoute(x)
-	file := h.addNetboot(resp, x, keyFor(keyed, ip))
+	hw, ok := h.keyRoute(x)
+	file, keyed := h.addNetboot(resp, x, keyFor(ok, ip))
+	if !keyed {
+		hw = nil
+	}
 	h.event(ctx, x, "dhcp.ack", "DHCPACK of "+ip.String(), map[string]string{"ip": ip.String(), "bootfile": file})
 	h.log.Info("dhcp: ack", "mac", x.c.mac, "xid", req.TransactionID.String(), "ip", ip, "file", file, "hostID", hostID(x))
 	return &Reply{Msg: resp, Dest: replyDest(req, false), HWDest: hw}, outReplied, ""
