@@ -129,6 +129,9 @@ type Operation struct {
 	Progress *agentapi.Progress `json:"progress,omitempty"`
 	// DiskBootSet records that the BMC was told to boot from disk (provisioning).
 	DiskBootSet bool `json:"diskBootSet,omitempty"`
+	// Discovery marks the inspection of a discovered host: it ends discovered again
+	// (facts shown), not available, until an operator accepts the host.
+	Discovery bool `json:"discovery,omitempty"`
 }
 
 // ProvisionData is a host's cloud-init or Ignition payload, kept sealed.

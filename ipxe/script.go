@@ -68,11 +68,13 @@ type Script struct {
 }
 
 // needsAgent lists the states in which a host must run the agent (inspect, provision,
-// wipe); the provisioning issue gives them a BootEnv.
-func needsAgent(s inventory.State) bool {
-	switch s {
-	case inventory.StateDiscovered, inventory.StateInspecting,
-		inventory.StateProvisioning, inventory.StateDeprovisioning:
+// wipe); the provisioning issue gives them a BootEnv. A discovered host runs it once, to
+// be inspected; then it waits for an operator to accept it.
+func needsAgent(h *inventory.Host) bool {
+	switch h.State {
+	case inventory.StateDiscovered:
+		return h.Facts == nil
+	case inventory.StateInspecting, inventory.StateProvisioning, inventory.StateDeprovisioning:
 		return true
 	}
 	return false
@@ -123,14 +125,14 @@ func RenderScript(in ScriptInput) (Script, error) {
 	case bootsOwnDisk(h):
 		reason := fmt.Sprintf("%s is provisioning and its image is written: booting from local disk", h.ID)
 		return w.local(reason), nil
-	case needsAgent(h.State) && in.BootEnv != nil:
+	case needsAgent(h) && in.BootEnv != nil:
 		reason := fmt.Sprintf("%s is %s: booting the rackboot agent", h.ID, h.State)
 		spec := bootSpec(*in.BootEnv)
 		if in.AgentArgs != "" {
 			spec.Cmdline = strings.TrimSpace(spec.Cmdline + " " + in.AgentArgs)
 		}
 		return w.boot(ActionAgent, reason, base, spec, vars)
-	case needsAgent(h.State):
+	case needsAgent(h):
 		reason := fmt.Sprintf("%s is %s and needs the rackboot agent, which this rackboot cannot boot yet: booting from local disk", h.ID, h.State)
 		return w.local(reason), nil
 	case h.State == inventory.StateFailed:

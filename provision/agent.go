@@ -27,10 +27,13 @@ const (
 // agentTimeout is the write deadline of an agent API answer.
 const agentTimeout = 30 * time.Second
 
-// needsAgent lists the states whose iPXE script boots the agent.
+// needsAgent lists the states whose iPXE script boots the agent. A discovered host boots
+// it once, to be inspected; then it waits, facts shown, for an operator to accept it.
 func needsAgent(h *inventory.Host) bool {
 	switch h.State {
-	case inventory.StateDiscovered, inventory.StateInspecting, inventory.StateDeprovisioning:
+	case inventory.StateDiscovered:
+		return h.Facts == nil
+	case inventory.StateInspecting, inventory.StateDeprovisioning:
 		return true
 	case inventory.StateProvisioning:
 		return h.Operation == nil || h.Operation.Phase != inventory.PhaseDiskBoot
@@ -58,6 +61,7 @@ func (p *Provisioner) AgentArgs(ctx context.Context, host inventory.Host, mac st
 		if h.Operation == nil {
 			// A discovered host boots on its own; its operation starts with this boot.
 			h.Operation = p.newOperation(h.State)
+			h.Operation.Discovery = h.State == inventory.StateDiscovered
 			h.Operation.Phase = inventory.PhaseBooting
 			h.Operation.Deadline = p.now().UTC().Add(p.t.Boot)
 		}
@@ -401,7 +405,13 @@ func (p *Provisioner) result(r *http.Request) error {
 		switch res.Action {
 		case agentapi.ActionInspect:
 			c.Events = append(c.Events, inventory.Event{Type: EventResult, Message: "inspection done; the agent powers the host off", Fields: fields})
+			discovered := op.Discovery
 			h.Operation = nil
+			if discovered {
+				// Discovery is not enrolment: the facts are the host's own word.
+				p.setState(h, c, inventory.StateDiscovered, "inspected; not claimable until an operator accepts it (rackboot host accept "+h.ID+")", nil)
+				break
+			}
 			p.setState(h, c, inventory.StateAvailable, "inspected", nil)
 		case agentapi.ActionDeprovision:
 			fields["wiped"] = strings.Join(res.Wiped, ",")

@@ -414,8 +414,35 @@ func (p *Provisioner) Inspect(ctx context.Context, id string, o Options) (invent
 		default:
 			return conflict("host %s is %s: only enrolled, available, discovered or failed hosts can be inspected", h.ID, h.State)
 		}
+		discovered := h.State == inventory.StateDiscovered || (h.Operation != nil && h.Operation.Discovery)
 		h.Operation = p.newOperation(inventory.StateInspecting)
+		h.Operation.Discovery = discovered
 		p.setState(h, c, inventory.StateInspecting, "inspection requested", nil)
+		return nil
+	})
+}
+
+// EventAccepted records that an operator (or a rule) accepted a discovered host.
+const EventAccepted = "host.accepted"
+
+// Accept makes a discovered host the operator's: available when it was inspected (its
+// facts shown), else enrolled, to be inspected. Until then no claim, CLI or Cluster API,
+// can take it: anything that PXE-boots can be discovered, and its facts are its own
+// word.
+func (p *Provisioner) Accept(ctx context.Context, id string, by string) (inventory.Host, error) {
+	return p.transition(ctx, id, func(h *inventory.Host, c *inventory.HostChange) error {
+		if h.State != inventory.StateDiscovered {
+			return conflict("host %s is %s: only discovered hosts are accepted", h.ID, h.State)
+		}
+		if by == "" {
+			by = "operator"
+		}
+		c.Events = append(c.Events, inventory.Event{Type: EventAccepted, Message: "accepted by " + by, Fields: map[string]string{"by": by}})
+		if h.Facts == nil {
+			p.setState(h, c, inventory.StateEnrolled, "accepted before inspection: inspect it (rackboot host inspect "+h.ID+")", nil)
+			return nil
+		}
+		p.setState(h, c, inventory.StateAvailable, "accepted by "+by, nil)
 		return nil
 	})
 }

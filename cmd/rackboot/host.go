@@ -71,6 +71,7 @@ The API token is read from, in order:
 	cmd.AddCommand(h.addCmd(), h.listCmd(), h.showCmd(), h.rmCmd(), h.labelCmd(), h.bootCmd(), h.eventsCmd(), h.importCmd(), h.leasesCmd(),
 		h.bmcCmd(), h.powerCmd(), h.bootdevCmd())
 	cmd.AddCommand(h.provisionCmds()...) // host_provision.go
+	cmd.AddCommand(h.acceptCmd())        // host_accept.go
 	return cmd
 }
 
