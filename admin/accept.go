@@ -23,8 +23,9 @@ type AcceptRequest struct {
 	By string `json:"by,omitempty"`
 }
 
-//	POST /api/v1/hosts/{id}/accept  AcceptRequest → 200 host: discovered → available
-//	     (inspected) or enrolled (not yet inspected); 409 for any other state.
+// POST /api/v1/hosts/{id}/accept  AcceptRequest → 200 host: discovered → available
+//
+//	(inspected) or enrolled (not yet inspected); 409 for any other state.
 func (h *handler) acceptRoutes() {
 	h.handle("POST /api/v1/hosts/{id}/accept", h.acceptHost)
 }

@@ -15,6 +15,14 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/trust"
+)
+
+// eventRate and eventBurst bound the DHCP events one MAC writes: a boot (PXE ROM, iPXE,
+// then Linux, each a DORA) writes about a dozen in seconds.
+const (
+	eventRate  = 1.0
+	eventBurst = 40
 )
 
 // Well-known BOOTP/DHCP ports (RFC 2131 §4.1): replies to relays go to the server port,
@@ -64,6 +72,9 @@ type Handler struct {
 	subnets  []*subnetState
 	// discover limits unknown MACs served under UnknownDiscover.
 	discoveryRate *rate.Limiter
+	// events bounds the timeline writes one MAC's packets cause: a stranger can put any
+	// MAC in a packet, and must not push a host's history out of its timeline.
+	events *trust.Budget
 	// mu serialises address decisions with the lease writes that follow them, so two
 	// clients are never offered or bound to the same address.
 	mu sync.Mutex
@@ -99,6 +110,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		h.subnets = append(h.subnets, newSubnetState(s, cfg.ServerIP))
 	}
 	h.discoveryRate = rate.NewLimiter(rate.Limit(cfg.Discovery.Rate), cfg.Discovery.Burst)
+	h.events = trust.NewBudget(eventRate, eventBurst, 4096, cfg.Now)
 	m, err := newMetrics(cfg.Registerer, h)
 	if err != nil {
 		return nil, err
@@ -334,6 +346,10 @@ func (h *Handler) event(ctx context.Context, x *exchange, typ, msg string, field
 		if v == "" {
 			delete(fields, k)
 		}
+	}
+	if !h.events.Allow(x.c.mac) {
+		h.m.eventsSuppressed.Inc()
+		return
 	}
 	_, err := h.cfg.Store.AppendEvent(ctx, x.host.ID, inventory.Event{
 		Time: h.cfg.Now().UTC(), Type: typ, Message: msg, Fields: fields,

@@ -181,3 +181,22 @@ func TestDiscoveryLimits(t *testing.T) {
 		t.Errorf("refused for the cap: %v, want some", got)
 	}
 }
+
+// TestEventBudgetPerMAC: packets naming one MAC (anyone can write any MAC into a
+// packet) write a bounded number of events to its host's timeline; the rest are counted.
+func TestEventBudgetPerMAC(t *testing.T) {
+	e := newEnv(t, openBolt, nil)
+	for range 100 {
+		e.send(msg(dhcpv4.MessageTypeDiscover, macReserved, pxe(iana.INTEL_X86PC)))
+	}
+	evs, err := e.store.Events(context.Background(), "node1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != eventBurst {
+		t.Errorf("%d events from 100 DISCOVERs, want the burst of %d", len(evs), eventBurst)
+	}
+	if got := counterValue(e.h.m.eventsSuppressed); got != 200-eventBurst {
+		t.Errorf("suppressed %v, want %d", got, 200-eventBurst)
+	}
+}

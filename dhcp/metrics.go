@@ -30,6 +30,8 @@ type metrics struct {
 	sendErrors prometheus.Counter
 	// discoveryRefused counts unknown MACs refused by the discovery rate or cap.
 	discoveryRefused *prometheus.CounterVec
+	// eventsSuppressed counts timeline events not written: their MAC was over budget.
+	eventsSuppressed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) (*metrics, error) {
@@ -50,8 +52,12 @@ func newMetrics(reg prometheus.Registerer, h *Handler) (*metrics, error) {
 			Name: "rackboot_dhcp_discovery_refused_total",
 			Help: "Requests from unknown MACs refused under discovery because of its rate or its cap on discovered hosts.",
 		}, []string{"reason"}),
+		eventsSuppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rackboot_dhcp_events_suppressed_total",
+			Help: "DHCP timeline events not written because their MAC exceeded its event rate (a flood naming one host).",
+		}),
 	}
-	cs := []prometheus.Collector{m.packets, m.panics, m.sendErrors, m.discoveryRefused}
+	cs := []prometheus.Collector{m.packets, m.panics, m.sendErrors, m.discoveryRefused, m.eventsSuppressed}
 	if h.cfg.Mode == ModeServer {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rackboot_dhcp_leases",

@@ -392,7 +392,9 @@ func (s *BoltStore) ProvisionData(ctx context.Context, hostID string) (Provision
 	return out, err
 }
 
-// appendEventTx is AppendEvent inside a transaction the caller holds.
+// appendEventTx is AppendEvent inside a transaction the caller holds. Every event takes
+// the next number of the host's timeline; refusals (IsSecurityEvent) are kept in the
+// host's security record instead (security.go), which the timeline's cap never trims.
 func appendEventTx(tx *bolt.Tx, hostID string, e Event) (Event, error) {
 	if e.Type == "" {
 		return Event{}, invalid(errors.New("event has no type"))
@@ -400,6 +402,9 @@ func appendEventTx(tx *bolt.Tx, hostID string, e Event) (Event, error) {
 	b, err := tx.Bucket(bucketEvents).CreateBucketIfNotExists([]byte(hostID))
 	if err != nil {
 		return Event{}, err
+	}
+	if IsSecurityEvent(e.Type) {
+		return appendSecurityTx(tx, b, hostID, e)
 	}
 	seq, err := b.NextSequence()
 	if err != nil {

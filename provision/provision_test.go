@@ -546,8 +546,10 @@ func TestDiscoveredHostIsInspected(t *testing.T) {
 	if code := e.result(tok, agentapi.Result{Action: agentapi.ActionInspect, OK: true}); code != http.StatusNoContent {
 		t.Fatal(code)
 	}
-	e.wantState(inventory.StateAvailable, "")
-	if diff := cmp.Diff([]string{"enrolled→discovered", "discovered→inspecting", "inspecting→available"}[1:], e.transitions()); diff != "" {
+	// Discovery is not enrolment: inspected, it stays discovered until accepted
+	// (TestDiscoveryIsNotEnrolment).
+	e.wantState(inventory.StateDiscovered, "")
+	if diff := cmp.Diff([]string{"enrolled→discovered", "discovered→inspecting", "inspecting→discovered"}[1:], e.transitions()); diff != "" {
 		t.Errorf("transitions (-want +got):\n%s", diff)
 	}
 }

@@ -96,8 +96,7 @@ type Gate struct {
 	order []keyRef         // issue order, for eviction
 	nkeys int
 
-	lmu      sync.Mutex
-	limiters map[netip.Addr]*rate.Limiter
+	events *Budget
 
 	rejected   *prometheus.CounterVec
 	suppressed prometheus.Counter
@@ -132,13 +131,14 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.RejectBurst == 0 {
 		cfg.RejectBurst = DefaultRejectBurst
 	}
-	g := &Gate{cfg: cfg, log: cfg.Logger, now: cfg.Now, keys: map[string][]key{}, limiters: map[netip.Addr]*rate.Limiter{}}
+	g := &Gate{cfg: cfg, log: cfg.Logger, now: cfg.Now, keys: map[string][]key{}}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
 	if g.now == nil {
 		g.now = time.Now
 	}
+	g.events = NewBudget(cfg.RejectRate, cfg.RejectBurst, DefaultMaxLimiters, g.now)
 	g.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rackboot_trust_rejected_total",
 		Help: "Requests on boot routes refused because the asker is not the host it names (route, reason).",
@@ -408,19 +408,43 @@ func (g *Gate) AllowEvent(src netip.Addr) bool {
 	return ok
 }
 
-func (g *Gate) allowEvent(src netip.Addr) bool {
-	g.lmu.Lock()
-	defer g.lmu.Unlock()
-	l := g.limiters[src]
-	if l == nil {
-		if len(g.limiters) >= DefaultMaxLimiters {
-			// A flood from many addresses: start afresh rather than grow without bound.
-			clear(g.limiters)
-		}
-		l = rate.NewLimiter(rate.Limit(g.cfg.RejectRate), g.cfg.RejectBurst)
-		g.limiters[src] = l
+func (g *Gate) allowEvent(src netip.Addr) bool { return g.events.Allow(src.String()) }
+
+// Budget is a per-key event rate (a token bucket per source address, MAC or host), with
+// a bound on the keys it remembers: a flood from many keys starts it afresh rather than
+// growing it. The zero value is not usable; NewBudget makes one. Safe for concurrent use.
+type Budget struct {
+	rate  rate.Limit
+	burst int
+	max   int
+	now   func() time.Time
+
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+// NewBudget allows perSecond events a second, burst at once, per key, remembering at
+// most max keys; now is the clock (nil: time.Now).
+func NewBudget(perSecond float64, burst, max int, now func() time.Time) *Budget {
+	if now == nil {
+		now = time.Now
 	}
-	return l.AllowN(g.now(), 1)
+	return &Budget{rate: rate.Limit(perSecond), burst: burst, max: max, now: now, m: map[string]*rate.Limiter{}}
+}
+
+// Allow spends one event of key's budget, reporting whether there was one.
+func (b *Budget) Allow(key string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l := b.m[key]
+	if l == nil {
+		if len(b.m) >= b.max {
+			clear(b.m)
+		}
+		l = rate.NewLimiter(b.rate, b.burst)
+		b.m[key] = l
+	}
+	return l.AllowN(b.now(), 1)
 }
 
 // RejectedCount is the number of refusals counted on route (all reasons), for tests.
