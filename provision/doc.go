@@ -48,9 +48,10 @@
 // Each iPXE script that boots the agent carries a fresh token (AgentArgs, called by the
 // ipxe handler): 32 random bytes, stored only as SHA-256 in the host's Operation and the
 // inventory's token index, so one token names one host and one boot, and the next boot
-// invalidates it. The agent API checks the bearer token and that the request comes
-// from the host's address (reservation or lease; with TrustFirstAddress, in proxy or
-// off DHCP mode where rackboot sees no leases, the address of the first hello). The
+// invalidates it. The token is bound, when issued, to the address the trust gate found
+// the script fetch came from (the boot key's, or the reservation in DHCP off mode): the
+// agent API checks the bearer token and that the request comes from that address (and
+// the reservation, when there is one), in every DHCP mode. The
 // metadata token (cloud-init's URL) is a second, separate token minted for the
 // provisioning plan and revoked on release.
 //
