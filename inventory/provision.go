@@ -83,6 +83,22 @@ type Provision struct {
 	PhonedHomeAt time.Time `json:"phonedHomeAt,omitzero"`
 }
 
+// RunsAgent reports whether the host's iPXE script boots the agent now: one rule for the
+// script (package ipxe) and the agent API (package provision), which owns the states.
+// A discovered host runs it once, to be inspected, then waits to be accepted; a
+// provisioning host whose image is written boots its own disk.
+func (h *Host) RunsAgent() bool {
+	switch h.State {
+	case StateDiscovered:
+		return h.Facts == nil
+	case StateInspecting, StateDeprovisioning:
+		return true
+	case StateProvisioning:
+		return h.Operation == nil || h.Operation.Phase != PhaseDiskBoot
+	}
+	return false
+}
+
 // OpPhase is where an operation is.
 type OpPhase string
 

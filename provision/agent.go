@@ -27,19 +27,8 @@ const (
 // agentTimeout is the write deadline of an agent API answer.
 const agentTimeout = 30 * time.Second
 
-// needsAgent lists the states whose iPXE script boots the agent. A discovered host boots
-// it once, to be inspected; then it waits, facts shown, for an operator to accept it.
-func needsAgent(h *inventory.Host) bool {
-	switch h.State {
-	case inventory.StateDiscovered:
-		return h.Facts == nil
-	case inventory.StateInspecting, inventory.StateDeprovisioning:
-		return true
-	case inventory.StateProvisioning:
-		return h.Operation == nil || h.Operation.Phase != inventory.PhaseDiskBoot
-	}
-	return false
-}
+// needsAgent is the host's rule for booting the agent (inventory.Host.RunsAgent).
+func needsAgent(h *inventory.Host) bool { return h.RunsAgent() }
 
 // AgentArgs issues a fresh agent token for a boot of host through mac, bound to addr,
 // and returns the kernel arguments that carry it (rackboot.token=...). The ipxe handler
