@@ -163,7 +163,7 @@ func newRealRack(t *testing.T, c client.Client, hosts ...inventory.Host) *realRa
 		t.Fatal(err)
 	}
 	r.prov.Register(mux)
-	md, err := metadata.NewHandler(metadata.Config{Store: store, PhoneHome: r.prov, ServerURL: r.srv.URL, Logger: log})
+	md, err := metadata.NewHandler(metadata.Config{Store: store, Gate: r.prov.Gate(), PhoneHome: r.prov, ServerURL: r.srv.URL, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
