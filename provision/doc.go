@@ -9,8 +9,12 @@
 //
 //	from                      to              when
 //	enrolled/available/failed inspecting      Inspect (CLI host inspect, API)
-//	discovered                inspecting      the agent's hello (the host PXE-booted itself)
+//	discovered (no facts)     inspecting      the agent's hello (the host PXE-booted itself)
 //	inspecting                available       the agent's result: facts stored, agent powers off
+//	inspecting (discovered)   discovered      the same, for a discovered host: facts shown, the
+//	                                          host boots no agent again and cannot be claimed
+//	discovered                available       Accept (CLI host accept, API): inspected hosts;
+//	                          enrolled        not yet inspected ones
 //	available                 provisioning    Provision (CLI host provision, API, CAPI)
 //	provisioning              provisioned     cloud-init (or the Ignition unit) phoned home
 //	provisioned/provisioning  deprovisioning  Release (CLI host release, API, CAPI delete)
