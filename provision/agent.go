@@ -396,6 +396,12 @@ func (p *Provisioner) result(r *http.Request) error {
 			c.Events = append(c.Events, inventory.Event{Type: EventResult, Message: "inspection done; the agent powers the host off", Fields: fields})
 			discovered := op.Discovery
 			h.Operation = nil
+			if discovered && p.acceptedByRule(h) {
+				c.Events = append(c.Events, inventory.Event{Type: EventAccepted, Message: "accepted by rule: serial " + h.Facts.System.Serial + " is on the operator's list",
+					Fields: map[string]string{"by": "rule", "serial": h.Facts.System.Serial}})
+				p.setState(h, c, inventory.StateAvailable, "inspected; accepted by rule (serial on the list)", nil)
+				break
+			}
 			if discovered {
 				// Discovery is not enrolment: the facts are the host's own word.
 				p.setState(h, c, inventory.StateDiscovered, "inspected; not claimable until an operator accepts it (rackboot host accept "+h.ID+")", nil)
@@ -431,6 +437,19 @@ func (p *Provisioner) result(r *http.Request) error {
 		return nil
 	})
 	return err
+}
+
+// acceptedByRule reports whether the inspected host's serial is on Config.AcceptSerials.
+func (p *Provisioner) acceptedByRule(h *inventory.Host) bool {
+	if h.Facts == nil || h.Facts.System.Serial == "" {
+		return false
+	}
+	for _, s := range p.cfg.AcceptSerials {
+		if s == h.Facts.System.Serial {
+			return true
+		}
+	}
+	return false
 }
 
 // PhoneHome records that the host's installed system phoned home (metadata calls it):

@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/netip"
 	"testing"
 
@@ -61,5 +62,42 @@ func TestDiscoveryIsNotEnrolment(t *testing.T) {
 	}
 	if _, err := e.p.Provision(ctx, hostID, Request{Image: imageName}); err != nil {
 		t.Errorf("provisioning the accepted host: %v", err)
+	}
+}
+
+// TestAcceptSerials: a discovered host whose inspection reports a serial on the
+// operator's list becomes available at once; another stays discovered.
+func TestAcceptSerials(t *testing.T) {
+	for _, tc := range []struct {
+		serials []string
+		want    inventory.State
+	}{
+		{[]string{"SN-OTHER", "SN-1234"}, inventory.StateAvailable},
+		{[]string{"SN-OTHER"}, inventory.StateDiscovered},
+		{nil, inventory.StateDiscovered},
+	} {
+		e := newEnv(t)
+		e.cfg.AcceptSerials = tc.serials
+		p, err := New(e.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.p = p
+		e.mux = http.NewServeMux()
+		p.Register(e.mux)
+		e.setState(inventory.StateDiscovered)
+		tok := e.boot()
+		facts := testFacts()
+		facts.System.Serial = "SN-1234"
+		rec := e.call(agentapi.PathHello, tok, hostIP, agentapi.Hello{MAC: hostMAC, AgentVersion: "test", BootID: "b1", Facts: facts})
+		if rec.Code != http.StatusOK {
+			t.Fatalf("hello: %d %s", rec.Code, rec.Body)
+		}
+		if code := e.result(tok, agentapi.Result{Action: agentapi.ActionInspect, OK: true}); code != http.StatusNoContent {
+			t.Fatalf("result: %d", code)
+		}
+		if h := e.wantState(tc.want, ""); (tc.want == inventory.StateAvailable) != hasEvent(e.events(), EventAccepted, "rule") {
+			t.Errorf("serials %v: state %s, accepted-by-rule event %v", tc.serials, h.State, !(tc.want == inventory.StateAvailable))
+		}
 	}
 }

@@ -133,6 +133,12 @@ type Config struct {
 	// Gate says who is asking on the agent, image and boot environment routes; nil
 	// builds one for DHCP server mode over Store (tests).
 	Gate *trust.Gate
+	// AcceptSerials is the operator's rule for discovered hosts: one whose inspection
+	// reports one of these SMBIOS system serials (the machines bought for this rack)
+	// becomes available without `host accept`. Empty: every discovered host waits for
+	// an operator. The serial is the host's own word, so the rule is as good as the
+	// list is private.
+	AcceptSerials []string
 	// CloudInit is how the agent points an installed system at its cloud-init
 	// (default dropin, which works with stock cloud images). Hosts provisioned with
 	// Butane or Ignition take ignition whatever this says.

@@ -80,6 +80,9 @@ type discoveryConfig struct {
 	// Rate is unknown MACs served per second; Burst how many at once.
 	Rate  float64 `json:"rate"`
 	Burst int     `json:"burst"`
+	// AcceptSerials accepts, after inspection, discovered hosts reporting one of these
+	// SMBIOS serials; the others wait for `rackboot host accept`.
+	AcceptSerials []string `json:"acceptSerials"`
 }
 
 type subnetConfig struct {
@@ -444,6 +447,11 @@ func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 	}
 	if d := cfg.DHCP.Discovery; d.Burst < 1 || d.Burst > 10000 {
 		add(bad("dhcp.discovery.burst", "", "%d is out of range: use 1-10000", d.Burst))
+	}
+	for i, s := range cfg.DHCP.Discovery.AcceptSerials {
+		if strings.TrimSpace(s) == "" || len(s) > 128 {
+			add(bad(fmt.Sprintf("dhcp.discovery.acceptSerials[%d]", i), "", "%q is not a serial number: give the SMBIOS system serial as `rackboot host show` reports it", s))
+		}
 	}
 	errs = append(errs, cfg.Provision.validate()...)
 

@@ -262,9 +262,10 @@ func TestDiscoveryConfig(t *testing.T) {
 		t.Errorf("maxHosts 40: %+v", d)
 	}
 	for doc, want := range map[string]string{
-		"dhcp:\n  discovery: {maxHosts: 0}\n":   "dhcp.discovery.maxHosts",
-		"dhcp:\n  discovery: {rate: -1}\n":      "dhcp.discovery.rate",
-		"dhcp:\n  discovery: {burst: 100001}\n": "dhcp.discovery.burst",
+		"dhcp:\n  discovery: {maxHosts: 0}\n":           "dhcp.discovery.maxHosts",
+		"dhcp:\n  discovery: {rate: -1}\n":              "dhcp.discovery.rate",
+		"dhcp:\n  discovery: {burst: 100001}\n":         "dhcp.discovery.burst",
+		"dhcp:\n  discovery: {acceptSerials: [\"\"]}\n": "dhcp.discovery.acceptSerials[0]",
 	} {
 		if _, err := resolveYAML(t, doc); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want an error naming %s", doc, err, want)
