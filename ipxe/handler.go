@@ -11,13 +11,13 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/trust"
 )
 
 // Store is the part of the inventory the HTTP boot routes need.
@@ -269,7 +269,7 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		h.event(host.ID, inventory.Event{Type: EventScript, Message: "iPXE script: " + s.Reason,
 			Fields: map[string]string{
 				"mac": mac, "ip": src.String(), "action": string(s.Action), "state": string(host.State),
-				"keyed": strconv.FormatBool(key != ""), "bound": trustAddr(bound),
+				"keyed": strconv.FormatBool(key != ""), "bound": trust.FormatAddr(bound),
 			}})
 	}
 }
@@ -343,13 +343,6 @@ func (h *Handler) hostByIP(ctx context.Context, src netip.Addr) (inventory.Host,
 		return inventory.Host{}, false
 	}
 	return h.cfg.Gate.Who(ctx, src)
-}
-
-func trustAddr(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
 }
 
 // event appends e to the host's timeline; a failure is logged, never shown to the
@@ -457,11 +450,4 @@ func openErrorCode(err error) int {
 	default:
 		return http.StatusForbidden
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "")
 }
