@@ -38,7 +38,6 @@ const (
 	keyBytes           = 18
 	maxKeysPerMAC      = 8
 	eventTimeout       = 5 * time.Second
-	rejectedSuffix     = ".rejected"
 )
 
 // Store is what the gate reads and writes in the inventory.
@@ -398,16 +397,6 @@ func (g *Gate) Reject(hostID, route, eventType string, src netip.Addr, err error
 	}
 }
 
-// AllowEvent reports whether src may write one more event on an unauthenticated route
-// (its per-source budget); the metadata and DHCP routes use it for their own events.
-func (g *Gate) AllowEvent(src netip.Addr) bool {
-	ok := g.allowEvent(src)
-	if !ok {
-		g.suppressed.Inc()
-	}
-	return ok
-}
-
 func (g *Gate) allowEvent(src netip.Addr) bool { return g.events.Allow(src.String()) }
 
 // Budget is a per-key event rate (a token bucket per source address, MAC or host), with
@@ -463,11 +452,6 @@ func (g *Gate) RejectedCount(route string) float64 {
 		}
 	}
 	return n
-}
-
-// IsRejectedEvent reports whether an event type is a refusal record.
-func IsRejectedEvent(t string) bool {
-	return len(t) > len(rejectedSuffix) && t[len(t)-len(rejectedSuffix):] == rejectedSuffix
 }
 
 // FormatAddr is addr as events show it ("" when invalid).
