@@ -202,15 +202,21 @@ func trustAttack(t *testing.T, mode string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each attempt is on the record: an entry, or a repeat counted on the entry before
+	// (the same source, route and reason).
 	rejected := map[string]int{}
 	for _, e := range evs {
 		if strings.HasSuffix(e.Type, ".rejected") && e.Fields["ip"] == trustAttackerIP {
-			rejected[e.Type]++
+			n, err := strconv.Atoi(e.Fields["repeated"])
+			if err != nil {
+				n = 1
+			}
+			rejected[e.Type] += n
 		}
 	}
-	for _, typ := range []string{"http.script.rejected", "agent.rejected", "metadata.rejected", "image.rejected"} {
-		if rejected[typ] == 0 {
-			t.Errorf("no %s event from %s on the victim's timeline (got %v)", typ, trustAttackerIP, rejected)
+	for typ, attempts := range map[string]int{"http.script.rejected": 4, "agent.rejected": 2, "metadata.rejected": 2, "image.rejected": 1} {
+		if rejected[typ] < attempts {
+			t.Errorf("%d %s attempts from %s on the victim's record, want %d (got %v)", rejected[typ], typ, trustAttackerIP, attempts, rejected)
 		}
 	}
 	metrics := l.metrics()
