@@ -77,14 +77,7 @@ func TestAcceptSerials(t *testing.T) {
 		{nil, inventory.StateDiscovered},
 	} {
 		e := newEnv(t)
-		e.cfg.AcceptSerials = tc.serials
-		p, err := New(e.cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.p = p
-		e.mux = http.NewServeMux()
-		p.Register(e.mux)
+		e.reconfigure(func(c *Config) { c.AcceptSerials = tc.serials })
 		e.setState(inventory.StateDiscovered)
 		tok := e.boot()
 		facts := testFacts()

@@ -160,6 +160,20 @@ func (e *env) open() {
 	e.p.Register(e.mux)
 }
 
+// reconfigure builds the provisioner again with mod applied to its Config, on the same
+// inventory.
+func (e *env) reconfigure(mod func(*Config)) {
+	e.t.Helper()
+	mod(&e.cfg)
+	p, err := New(e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.p = p
+	e.mux = http.NewServeMux()
+	p.Register(e.mux)
+}
+
 // restart closes the inventory as a crash would leave it and starts over on the file.
 func (e *env) restart() {
 	e.t.Helper()

@@ -55,14 +55,7 @@ func TestIgnitionPlan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			if tc.def != "" {
-				e.cfg.CloudInit = tc.def
-				p, err := New(e.cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				e.p = p
-				e.mux = http.NewServeMux()
-				p.Register(e.mux)
+				e.reconfigure(func(c *Config) { c.CloudInit = tc.def })
 			}
 			_, plan := provisionToDisk(t, e, tc.req)
 			pv := plan.Provision
