@@ -62,6 +62,13 @@ const (
 	RouteAsset  = "asset"
 )
 
+// scriptEventRate and scriptEventBurst bound the script events one source address
+// writes without a key (a host fetches its script a few times per boot).
+const (
+	scriptEventRate  = 1.0
+	scriptEventBurst = 20
+)
+
 // Defaults for HandlerConfig's timeouts.
 const (
 	DefaultScriptTimeout = 30 * time.Second
@@ -121,6 +128,12 @@ type Handler struct {
 	now     func() time.Time
 
 	script, binary, binaryNested, asset, notFound http.Handler
+
+	// scriptEvents bounds the timeline writes of unauthenticated script fetches per
+	// source address: anyone may fetch any host's (secret-free) script, and must not
+	// push that host's history out of its timeline.
+	scriptEvents *trust.Budget
+	suppressed   prometheus.Counter
 }
 
 // NewHandler checks cfg and builds the handler.
@@ -145,7 +158,23 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = DefaultStallTimeout
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, now: time.Now}
+	h := &Handler{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, now: time.Now,
+		scriptEvents: trust.NewBudget(scriptEventRate, scriptEventBurst, 4096, nil),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rackboot_http_script_events_suppressed_total",
+			Help: "Script fetches not written to a host's timeline because their source address exceeded its event rate.",
+		}),
+	}
+	if cfg.Registerer != nil {
+		// Handlers on one registry share the counter, as they share the HTTP metrics.
+		var are prometheus.AlreadyRegisteredError
+		switch err := cfg.Registerer.Register(h.suppressed); {
+		case errors.As(err, &are):
+			h.suppressed = are.ExistingCollector.(prometheus.Counter)
+		case err != nil:
+			return nil, fmt.Errorf("ipxe: register metrics: %w", err)
+		}
+	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -265,6 +294,12 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		log.Warn("writing iPXE script failed", "err", err)
 	}
 	log.Info("served iPXE script", "action", string(s.Action), "reason", s.Reason)
+	// A fetch that booted the agent is the host's own (the gate said so); any other is
+	// recorded within its source's budget.
+	if host != nil && !bound.IsValid() && !h.scriptEvents.Allow(src.String()) {
+		h.suppressed.Inc()
+		return
+	}
 	if host != nil {
 		h.event(host.ID, inventory.Event{Type: EventScript, Message: "iPXE script: " + s.Reason,
 			Fields: map[string]string{

@@ -160,6 +160,22 @@ func (f *fixture) do(method, target, ip string, hdr ...string) *httptest.Respons
 	return w
 }
 
+// counterValue reads an unlabelled counter from the fixture's registry.
+func (f *fixture) counterValue(t *testing.T, name string) float64 {
+	t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no %s", name)
+	return 0
+}
+
 // counter reads rackboot_http_requests_total{route,code}.
 func (f *fixture) counter(t *testing.T, route, code string) float64 {
 	t.Helper()
@@ -539,5 +555,30 @@ func TestNewHandlerValidates(t *testing.T) {
 		if _, err := NewHandler(HandlerConfig{Store: newFakeStore(), Binaries: Binaries(), Registerer: reg}); err != nil {
 			t.Fatalf("handler %d: %v", i, err)
 		}
+	}
+}
+
+// TestScriptEventsBudget: anyone may fetch a host's (secret-free) script, but one source
+// address writes a bounded number of events to that host's timeline; the rest are
+// counted, so a stranger cannot push the host's history out.
+func TestScriptEventsBudget(t *testing.T) {
+	f := newFixture(t, nil)
+	for range 100 {
+		if w := f.do("GET", "/ipxe/boot.ipxe?mac="+testMAC, otherIP); w.Code != http.StatusOK {
+			t.Fatalf("status %d", w.Code)
+		}
+	}
+	if n := len(f.store.eventsOf("node-1")); n != scriptEventBurst {
+		t.Errorf("%d events from 100 fetches, want the burst of %d", n, scriptEventBurst)
+	}
+	if got := f.counterValue(t, "rackboot_http_script_events_suppressed_total"); got != 100-scriptEventBurst {
+		t.Errorf("suppressed counter %v, want %d", got, 100-scriptEventBurst)
+	}
+	// The host's own fetches have a budget of their own.
+	if w := f.do("GET", "/ipxe/boot.ipxe?mac="+testMAC, hostIP); w.Code != http.StatusOK {
+		t.Fatal(w.Code)
+	}
+	if n := len(f.store.eventsOf("node-1")); n != scriptEventBurst+1 {
+		t.Errorf("the host's own fetch was not recorded (%d events)", n)
 	}
 }
