@@ -171,6 +171,7 @@ func (h *handler) routes() {
 	h.handle("GET /api/v1/leases", h.leases)
 	h.bmcRoutes()
 	h.provisionRoutes()
+	h.acceptRoutes()
 	h.imageRoutes()
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -162,7 +163,7 @@ func newRealRack(t *testing.T, c client.Client, hosts ...inventory.Host) *realRa
 		t.Fatal(err)
 	}
 	r.prov.Register(mux)
-	md, err := metadata.NewHandler(metadata.Config{Store: store, PhoneHome: r.prov, ServerURL: r.srv.URL, Logger: log})
+	md, err := metadata.NewHandler(metadata.Config{Store: store, Gate: r.prov.Gate(), PhoneHome: r.prov, ServerURL: r.srv.URL, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func (r *realRack) bootAgent(h inventory.Host) (*agentapi.Client, agentapi.Plan)
 	t.Helper()
 	ctx := context.Background()
 	mac := h.MACs[0]
-	args, err := r.prov.AgentArgs(ctx, h, mac)
+	args, err := r.prov.AgentArgs(ctx, h, mac, netip.MustParseAddr(h.IP))
 	if err != nil {
 		t.Fatal(err)
 	}

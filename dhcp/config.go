@@ -49,7 +49,32 @@ const (
 	DefaultHTTPBootFile = "snponly.efi"
 	defaultHTTPPort     = 8080
 	minLeaseTime        = time.Minute
+
+	// DefaultDiscoveryMaxHosts caps the hosts in state discovered: past it, unknown MACs
+	// are ignored until the operator accepts or deletes some.
+	DefaultDiscoveryMaxHosts = 256
+	// DefaultDiscoveryRate is how many unknown MACs per second discovery serves (a
+	// rack's worth of new servers powering on together fits in the burst).
+	DefaultDiscoveryRate  = 2.0
+	DefaultDiscoveryBurst = 20
 )
+
+// KeyIssuer hands out the per-boot key carried in an iPXE script URL (trust.Gate). The
+// reply that carries it must reach mac's hardware address and addr only.
+type KeyIssuer interface {
+	IssueKey(mac string, addr netip.Addr) string
+}
+
+// Discovery bounds what unknown MACs may cost under UnknownDiscover.
+type Discovery struct {
+	// MaxHosts is the most hosts in state discovered (default 256); unknown MACs beyond
+	// it get no answer.
+	MaxHosts int
+	// Rate (per second) and Burst bound the unknown MACs served (default 2/s, burst 20),
+	// so that a flood of random MACs cannot crowd out known hosts or empty the pool.
+	Rate  float64
+	Burst int
+}
 
 // Config is the DHCP service's whole configuration. cmd/rackboot fills it from flags
 // and the config file; the zero values of optional fields get the defaults above.
@@ -77,6 +102,12 @@ type Config struct {
 	// DeclineHold is how long an address a client DECLINEd stays out of the pool
 	// (default 10m).
 	DeclineHold time.Duration
+
+	// Keys issues the boot key put in iPXE script URLs; nil sends them without one (a
+	// script fetch then boots no agent in server and proxy mode: see package trust).
+	Keys KeyIssuer
+	// Discovery limits enrolment under UnknownDiscover.
+	Discovery Discovery
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -193,6 +224,15 @@ func (c Config) withDefaults() Config {
 	if c.DeclineHold == 0 {
 		c.DeclineHold = DefaultDeclineHold
 	}
+	if c.Discovery.MaxHosts == 0 {
+		c.Discovery.MaxHosts = DefaultDiscoveryMaxHosts
+	}
+	if c.Discovery.Rate == 0 {
+		c.Discovery.Rate = DefaultDiscoveryRate
+	}
+	if c.Discovery.Burst == 0 {
+		c.Discovery.Burst = DefaultDiscoveryBurst
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -275,6 +315,12 @@ func (c Config) Validate() error {
 	}
 	if c.Store == nil {
 		add(bad("Store", "is nil: the DHCP service needs the inventory"))
+	}
+	if c.Discovery.MaxHosts < 0 {
+		add(bad("Discovery.MaxHosts", "%d must not be negative", c.Discovery.MaxHosts))
+	}
+	if c.Discovery.Rate < 0 || c.Discovery.Burst < 0 {
+		add(bad("Discovery.Rate", "rate %g and burst %d must not be negative", c.Discovery.Rate, c.Discovery.Burst))
 	}
 	if c.OfferHold < 0 || c.DeclineHold < 0 {
 		add(bad("OfferHold/DeclineHold", "must not be negative"))

@@ -52,6 +52,17 @@
 //   - Replies go to the relay (giaddr:67) when relayed, else to ciaddr:68 when set, else
 //     are broadcast to 255.255.255.255:68; rackboot never injects ARP entries to unicast
 //     to an address the client does not have yet. NAKs are broadcast (RFC 2131 §4.1).
+//     A reply that carries iPXE's boot key (Config.Keys, package trust) is the
+//     exception: the Server sends it from a packet socket as an Ethernet frame to the
+//     client's MAC (chaddr), whatever its IP destination, so that no other port of a
+//     switch sees the key. The key is bound to the address the reply gives (server
+//     mode) or answers (the PXE port, proxy mode); the broadcast proxy OFFER carries no
+//     boot file for iPXE, which then asks the PXE port. INFORM replies and replies
+//     through a giaddr other than the subnet's router carry no key.
+//   - Unknown MACs under discover are served at Discovery.Rate (burst Discovery.Burst)
+//     and enrolled up to Discovery.MaxHosts discovered hosts; the rest get no answer
+//     (rackboot_dhcp_discovery_refused_total{reason}). Events are rate-limited per MAC
+//     (rackboot_dhcp_events_suppressed_total), since any packet can name any MAC.
 //   - Relayed requests are served from the subnet containing giaddr; a giaddr in no
 //     configured subnet is dropped and counted. Option 82 is echoed. In proxy mode no
 //     subnet is needed: the relay just gets the boot options.

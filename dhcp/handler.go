@@ -12,7 +12,17 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+	"golang.org/x/time/rate"
+
 	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/trust"
+)
+
+// eventRate and eventBurst bound the DHCP events one MAC writes: a boot (PXE ROM, iPXE,
+// then Linux, each a DORA) writes about a dozen in seconds.
+const (
+	eventRate  = 1.0
+	eventBurst = 40
 )
 
 // Well-known BOOTP/DHCP ports (RFC 2131 §4.1): replies to relays go to the server port,
@@ -43,6 +53,10 @@ type Meta struct {
 type Reply struct {
 	Msg  *dhcpv4.DHCPv4
 	Dest netip.AddrPort
+	// HWDest, when set, is the only hardware address the reply may reach: it carries a
+	// boot key. The Server sends it as an Ethernet frame to HWDest (IP destination Dest),
+	// so a broadcast IP destination does not make it a broadcast frame.
+	HWDest net.HardwareAddr
 }
 
 // Handler turns DHCP requests into replies. It owns no socket: the Server reads
@@ -56,6 +70,11 @@ type Handler struct {
 	tftpIP   net.IP
 	tftpName string
 	subnets  []*subnetState
+	// discover limits unknown MACs served under UnknownDiscover.
+	discoveryRate *rate.Limiter
+	// events bounds the timeline writes one MAC's packets cause: a stranger can put any
+	// MAC in a packet, and must not push a host's history out of its timeline.
+	events *trust.Budget
 	// mu serialises address decisions with the lease writes that follow them, so two
 	// clients are never offered or bound to the same address.
 	mu sync.Mutex
@@ -90,6 +109,8 @@ func NewHandler(cfg Config) (*Handler, error) {
 	for _, s := range cfg.Subnets {
 		h.subnets = append(h.subnets, newSubnetState(s, cfg.ServerIP))
 	}
+	h.discoveryRate = rate.NewLimiter(rate.Limit(cfg.Discovery.Rate), cfg.Discovery.Burst)
+	h.events = trust.NewBudget(eventRate, eventBurst, 4096, cfg.Now)
 	m, err := newMetrics(cfg.Registerer, h)
 	if err != nil {
 		return nil, err
@@ -237,8 +258,21 @@ func (h *Handler) lookup(ctx context.Context, x *exchange, create bool) (allowed
 	if h.cfg.UnknownHosts != UnknownDiscover {
 		return false, nil
 	}
+	// Known hosts never reach this point: a flood of unknown MACs is refused here, after
+	// one index read, without a write, an offer or a pool address.
+	if !h.discoveryRate.AllowN(h.cfg.Now(), 1) {
+		h.m.discoveryRefused.WithLabelValues("rate").Inc()
+		return false, nil
+	}
 	if !create || !x.c.netboot() {
 		return true, nil
+	}
+	if n, err := h.countDiscovered(ctx); err != nil {
+		return false, err
+	} else if n >= h.cfg.Discovery.MaxHosts {
+		h.m.discoveryRefused.WithLabelValues("cap").Inc()
+		h.log.Warn("dhcp: discovery cap reached: unknown MAC ignored; accept or delete discovered hosts", "mac", x.c.mac, "discovered", n, "max", h.cfg.Discovery.MaxHosts)
+		return false, nil
 	}
 	nh := inventory.Host{MACs: []string{x.c.mac}, State: inventory.StateDiscovered}
 	if x.c.hasArch {
@@ -259,6 +293,22 @@ func (h *Handler) lookup(ctx context.Context, x *exchange, create bool) (allowed
 	x.host = &hs[0]
 	h.log.Info("dhcp: discovered a new host", "hostID", nh.ID, "mac", x.c.mac, "arch", nh.Arch, "firmware", string(nh.Firmware))
 	return true, nil
+}
+
+// countDiscovered counts hosts in state discovered. It runs only for unknown MACs that
+// passed the discovery rate, so its cost is bounded by that rate.
+func (h *Handler) countDiscovered(ctx context.Context) (int, error) {
+	hosts, err := h.cfg.Store.ListHosts(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count discovered hosts: %w", err)
+	}
+	n := 0
+	for i := range hosts {
+		if hosts[i].State == inventory.StateDiscovered {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // recordArch stores the arch and firmware option 93 revealed, if they changed.
@@ -296,6 +346,10 @@ func (h *Handler) event(ctx context.Context, x *exchange, typ, msg string, field
 		if v == "" {
 			delete(fields, k)
 		}
+	}
+	if !h.events.Allow(x.c.mac) {
+		h.m.eventsSuppressed.Inc()
+		return
 	}
 	_, err := h.cfg.Store.AppendEvent(ctx, x.host.ID, inventory.Event{
 		Time: h.cfg.Now().UTC(), Type: typ, Message: msg, Fields: fields,
@@ -345,18 +399,41 @@ func replyDest(req *dhcpv4.DHCPv4, nak bool) netip.AddrPort {
 }
 
 // addNetboot adds boot options for netboot clients; it returns the boot file ("" for
-// none) for logs and events.
-func (h *Handler) addNetboot(resp *dhcpv4.DHCPv4, x *exchange) string {
+// none, never with its key) for logs and events. keyAddr, when valid, is the address the
+// reply gives the client and goes to: an iPXE client then gets a boot key bound to it.
+// keyed reports whether a key went in.
+func (h *Handler) addNetboot(resp *dhcpv4.DHCPv4, x *exchange, keyAddr netip.Addr) (file string, keyed bool) {
 	if !x.c.netboot() {
-		return ""
+		return "", false
 	}
 	bi, ok := h.bootFor(x.c)
 	if !ok {
 		h.log.Debug("dhcp: no boot file for this client's architecture", "mac", x.c.mac, "arch", archLabel(x.c))
+		return "", false
+	}
+	key := h.key(x, bi, keyAddr)
+	h.addBootOptions(resp, x.c, bi, key)
+	return bi.file, key != ""
+}
+
+// key issues the boot key for a reply carrying bi to addr, or "" when none may go.
+func (h *Handler) key(x *exchange, bi bootInfo, addr netip.Addr) string {
+	if !bi.script || h.cfg.Keys == nil || !usable(addr) {
 		return ""
 	}
-	h.addBootOptions(resp, x.c, bi)
-	return bi.file
+	return h.cfg.Keys.IssueKey(x.c.mac, addr)
+}
+
+// keyRoute says whether a server-mode reply can carry a key, and to which hardware
+// address it must then be sent: the client's own for a reply on this segment; none (the
+// relay forwards it) when relayed through the subnet's router, which the configuration
+// names; no key through any other "relay", since giaddr is only a field a stranger can
+// fill with its own address.
+func (h *Handler) keyRoute(x *exchange) (hw net.HardwareAddr, ok bool) {
+	if x.relay.IsValid() {
+		return nil, x.sub != nil && x.sub.Router.IsValid() && x.relay == x.sub.Router && x.sub != h.subnets[0]
+	}
+	return x.req.ClientHWAddr, true
 }
 
 // handleProxy answers on port 67 in proxy mode: DISCOVERs from netboot clients get an
@@ -366,7 +443,7 @@ func (h *Handler) handleProxy(ctx context.Context, x *exchange) (*Reply, outcome
 	if x.req.MessageType() != dhcpv4.MessageTypeDiscover {
 		return nil, outIgnored, "proxy mode answers only DISCOVER on the DHCP port; the site DHCP server handles the rest"
 	}
-	return h.proxyReply(ctx, x, dhcpv4.MessageTypeOffer, replyDest(x.req, false))
+	return h.proxyReply(ctx, x, dhcpv4.MessageTypeOffer, replyDest(x.req, false), Meta{})
 }
 
 // handlePXE answers the PXE boot server port (4011): a netboot client that took its
@@ -381,10 +458,10 @@ func (h *Handler) handlePXE(ctx context.Context, x *exchange, meta Meta) (*Reply
 	if !usable(dest.Addr()) || dest.Port() == 0 {
 		dest = replyDest(x.req, false)
 	}
-	return h.proxyReply(ctx, x, dhcpv4.MessageTypeAck, dest)
+	return h.proxyReply(ctx, x, dhcpv4.MessageTypeAck, dest, meta)
 }
 
-func (h *Handler) proxyReply(ctx context.Context, x *exchange, mt dhcpv4.MessageType, dest netip.AddrPort) (*Reply, outcome, string) {
+func (h *Handler) proxyReply(ctx context.Context, x *exchange, mt dhcpv4.MessageType, dest netip.AddrPort, meta Meta) (*Reply, outcome, string) {
 	if !x.c.netboot() {
 		return nil, outIgnored, "not a PXE or HTTP boot client"
 	}
@@ -402,7 +479,22 @@ func (h *Handler) proxyReply(ctx context.Context, x *exchange, mt dhcpv4.Message
 	h.recordArch(ctx, x)
 	resp := h.newReply(x.req, mt)
 	resp.ClientIPAddr = x.req.ClientIPAddr
-	h.addBootOptions(resp, x.c, bi)
+	var hw net.HardwareAddr
+	switch {
+	case bi.script && mt == dhcpv4.MessageTypeOffer:
+		// This OFFER is broadcast: it carries no boot file for iPXE, which then asks
+		// the PXE port (4011) from its address, and gets its key there (iPXE uses a
+		// proxy offer's file only when it has one with a next server).
+		addPXEClass(resp, x.c)
+	case bi.script && !x.relay.IsValid() && meta.Peer.IsValid():
+		// The 4011 answer goes to the address that asked, in a frame to the MAC the
+		// request names: a stranger asking for another's MAC from its own address
+		// never sees it.
+		hw = x.req.ClientHWAddr
+		h.addBootOptions(resp, x.c, bi, h.key(x, bi, meta.Peer.Addr()))
+	default:
+		h.addBootOptions(resp, x.c, bi, "")
+	}
 	if mt == dhcpv4.MessageTypeOffer {
 		h.event(ctx, x, "dhcp.discover", "DHCPDISCOVER from "+x.c.mac, map[string]string{"vendorClass": vendorClassString(x.req)})
 		h.event(ctx, x, "dhcp.offer", "proxyDHCP OFFER of "+bi.file, map[string]string{"bootfile": bi.file, "mode": "proxy"})
@@ -410,5 +502,5 @@ func (h *Handler) proxyReply(ctx context.Context, x *exchange, mt dhcpv4.Message
 		h.event(ctx, x, "dhcp.ack", "PXE boot server ACK with "+bi.file, map[string]string{"bootfile": bi.file, "mode": "proxy", "ip": x.req.ClientIPAddr.String()})
 	}
 	h.log.Debug("dhcp: proxy reply", "type", mt.String(), "mac", x.c.mac, "xid", x.req.TransactionID.String(), "file", bi.file)
-	return &Reply{Msg: resp, Dest: dest}, outReplied, ""
+	return &Reply{Msg: resp, Dest: dest, HWDest: hw}, outReplied, ""
 }

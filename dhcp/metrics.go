@@ -28,6 +28,10 @@ type metrics struct {
 	packets    *prometheus.CounterVec
 	panics     prometheus.Counter
 	sendErrors prometheus.Counter
+	// discoveryRefused counts unknown MACs refused by the discovery rate or cap.
+	discoveryRefused *prometheus.CounterVec
+	// eventsSuppressed counts timeline events not written: their MAC was over budget.
+	eventsSuppressed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) (*metrics, error) {
@@ -44,8 +48,16 @@ func newMetrics(reg prometheus.Registerer, h *Handler) (*metrics, error) {
 			Name: "rackboot_dhcp_send_errors_total",
 			Help: "Replies that could not be written to the socket.",
 		}),
+		discoveryRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rackboot_dhcp_discovery_refused_total",
+			Help: "Requests from unknown MACs refused under discovery because of its rate or its cap on discovered hosts.",
+		}, []string{"reason"}),
+		eventsSuppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rackboot_dhcp_events_suppressed_total",
+			Help: "DHCP timeline events not written because their MAC exceeded its event rate (a flood naming one host).",
+		}),
 	}
-	cs := []prometheus.Collector{m.packets, m.panics, m.sendErrors}
+	cs := []prometheus.Collector{m.packets, m.panics, m.sendErrors, m.discoveryRefused, m.eventsSuppressed}
 	if h.cfg.Mode == ModeServer {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rackboot_dhcp_leases",

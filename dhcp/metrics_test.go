@@ -33,9 +33,10 @@ func TestMetricsOnTheGivenRegistry(t *testing.T) {
 		"rackboot_dhcp_packets_total,outcome=replied,type=discover": 3,
 		"rackboot_dhcp_packets_total,outcome=replied,type=request":  2,
 		"rackboot_dhcp_packets_total,outcome=accepted,type=release": 1,
-		"rackboot_dhcp_leases":               1,
-		"rackboot_dhcp_handler_panics_total": 0,
-		"rackboot_dhcp_send_errors_total":    0,
+		"rackboot_dhcp_leases":                  1,
+		"rackboot_dhcp_handler_panics_total":    0,
+		"rackboot_dhcp_send_errors_total":       0,
+		"rackboot_dhcp_events_suppressed_total": 0,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)

@@ -112,8 +112,9 @@ func archLabel(c client) string {
 
 // bootInfo is what a netboot client is told to load.
 type bootInfo struct {
-	file string // TFTP file name or full URL
-	tftp bool   // file is a TFTP name (siaddr and option 66 matter)
+	file   string // TFTP file name or full URL (never with a key: events and logs show it)
+	tftp   bool   // file is a TFTP name (siaddr and option 66 matter)
+	script bool   // file is the iPXE script URL, which a boot key may complete
 }
 
 // bootFor picks the boot file for a netboot client; ok is false when there is nothing
@@ -122,7 +123,7 @@ func (h *Handler) bootFor(c client) (bootInfo, bool) {
 	b := &h.cfg.Boot
 	if c.ipxe {
 		// iPXE is already running: hand it the script, not iPXE again (boot loop).
-		return bootInfo{file: h.scriptURL(c.mac)}, true
+		return bootInfo{file: h.scriptURL(c.mac), script: true}, true
 	}
 	http := c.class == classHTTP
 	arch := c.arch
@@ -166,8 +167,13 @@ func (h *Handler) scriptURL(mac string) string {
 // this offer, no boot server discovery, no menu", then End.
 const pxeVendorOptions = "\x06\x01\x08\xff"
 
-// addBootOptions writes the netboot fields into resp.
-func (h *Handler) addBootOptions(resp *dhcpv4.DHCPv4, c client, bi bootInfo) {
+// addBootOptions writes the netboot fields into resp; key, when not empty, completes the
+// iPXE script URL (the reply must then go to the client's MAC only).
+func (h *Handler) addBootOptions(resp *dhcpv4.DHCPv4, c client, bi bootInfo, key string) {
+	file := bi.file
+	if bi.script && key != "" {
+		file += "&key=" + key
+	}
 	if bi.tftp {
 		resp.ServerIPAddr = h.tftpIP
 		resp.UpdateOption(dhcpv4.OptTFTPServerName(h.tftpName))
@@ -177,16 +183,21 @@ func (h *Handler) addBootOptions(resp *dhcpv4.DHCPv4, c client, bi bootInfo) {
 		resp.ServerIPAddr = h.serverIP
 	}
 	// The BOOTP file field holds 127 bytes; longer URLs only fit in option 67.
-	if len(bi.file) < 128 {
-		resp.BootFileName = bi.file
+	if len(file) < 128 {
+		resp.BootFileName = file
 	}
-	resp.UpdateOption(dhcpv4.OptBootFileName(bi.file))
+	resp.UpdateOption(dhcpv4.OptBootFileName(file))
+	// UEFI HTTP boot ignores offers without option 60 "HTTPClient".
+	addPXEClass(resp, c)
+}
+
+// addPXEClass marks a reply as a PXE (or HTTP boot) server's, without a boot file.
+func addPXEClass(resp *dhcpv4.DHCPv4, c client) {
 	switch c.class {
 	case classPXE:
 		resp.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte(pxeVendorOptions)))
 	case classHTTP:
-		// UEFI HTTP boot ignores offers without option 60 "HTTPClient".
 		resp.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))
 	}
 	if c.uuid != nil {

@@ -84,10 +84,22 @@ func (h *Handler) discover(ctx context.Context, x *exchange) (*Reply, outcome, s
 	resp := h.newReply(x.req, dhcpv4.MessageTypeOffer)
 	resp.YourIPAddr = net.IP(ip.AsSlice())
 	h.addAddressOptions(resp, x, true)
-	file := h.addNetboot(resp, x)
+	hw, ok := h.keyRoute(x)
+	file, keyed := h.addNetboot(resp, x, keyFor(ok, ip))
+	if !keyed {
+		hw = nil
+	}
 	h.event(ctx, x, "dhcp.offer", "DHCPOFFER of "+ip.String(), map[string]string{"ip": ip.String(), "bootfile": file})
 	h.log.Debug("dhcp: offer", "mac", x.c.mac, "xid", x.req.TransactionID.String(), "ip", ip, "file", file)
-	return &Reply{Msg: resp, Dest: replyDest(x.req, false)}, outReplied, ""
+	return &Reply{Msg: resp, Dest: replyDest(x.req, false), HWDest: hw}, outReplied, ""
+}
+
+// keyFor is the address a boot key is bound to, or none when the reply may carry no key.
+func keyFor(ok bool, ip netip.Addr) netip.Addr {
+	if !ok {
+		return netip.Addr{}
+	}
+	return ip
 }
 
 // offerAddress chooses the address to offer (RFC 2131 §4.3.1: the reservation, else the
@@ -269,10 +281,14 @@ func (h *Handler) request(ctx context.Context, x *exchange) (*Reply, outcome, st
 	resp.ClientIPAddr = req.ClientIPAddr
 	resp.YourIPAddr = net.IP(ip.AsSlice())
 	h.addAddressOptions(resp, x, true)
-	file := h.addNetboot(resp, x)
+	hw, ok := h.keyRoute(x)
+	file, keyed := h.addNetboot(resp, x, keyFor(ok, ip))
+	if !keyed {
+		hw = nil
+	}
 	h.event(ctx, x, "dhcp.ack", "DHCPACK of "+ip.String(), map[string]string{"ip": ip.String(), "bootfile": file})
 	h.log.Info("dhcp: ack", "mac", x.c.mac, "xid", req.TransactionID.String(), "ip", ip, "file", file, "hostID", hostID(x))
-	return &Reply{Msg: resp, Dest: replyDest(req, false)}, outReplied, ""
+	return &Reply{Msg: resp, Dest: replyDest(req, false), HWDest: hw}, outReplied, ""
 }
 
 // bind decides a REQUEST and records the lease. It returns silent (no reply at all),
@@ -477,7 +493,8 @@ func (h *Handler) inform(ctx context.Context, x *exchange) (*Reply, outcome, str
 	resp := h.newReply(x.req, dhcpv4.MessageTypeAck)
 	resp.ClientIPAddr = x.req.ClientIPAddr
 	h.addAddressOptions(resp, x, false)
-	h.addNetboot(resp, x)
+	// An INFORM names its own ciaddr, which nobody checked: no key.
+	h.addNetboot(resp, x, netip.Addr{})
 	return &Reply{Msg: resp, Dest: replyDest(x.req, false)}, outReplied, ""
 }
 

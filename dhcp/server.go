@@ -27,8 +27,11 @@ type Server struct {
 	log     *slog.Logger
 	conn    net.PacketConn // Port (67)
 	pxeConn net.PacketConn // ProxyPort (4011), proxy mode only
-	ready   chan struct{}
-	once    sync.Once
+	// frames sends replies that carry a boot key to the client's MAC only; nil when
+	// the server was given its sockets (tests), which then get them like any reply.
+	frames *frameSender
+	ready  chan struct{}
+	once   sync.Once
 }
 
 // Option adjusts a Server.
@@ -91,7 +94,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	conn := s.conn
 	if conn == nil {
-		var err error
+		fs, err := openFrameSender(s.cfg.Interface, s.cfg.ServerIP)
+		if err != nil {
+			return err
+		}
+		s.frames = fs
+		defer fs.Close()
 		// Proxy mode shares port 67 with the site's DHCP server if both run on one host.
 		if conn, err = listen(ctx, s.cfg.Interface, s.cfg.Port, s.cfg.Mode == ModeProxy); err != nil {
 			return err
@@ -161,11 +169,25 @@ func (s *Server) serve(ctx context.Context, conn net.PacketConn, kind Listener) 
 		if r == nil {
 			continue
 		}
-		if _, err := conn.WriteTo(r.Msg.ToBytes(), net.UDPAddrFromAddrPort(r.Dest)); err != nil {
+		if err := s.write(conn, r); err != nil {
 			s.h.m.sendErrors.Inc()
 			s.log.Warn("dhcp: could not send reply", "dest", r.Dest.String(), "mac", r.Msg.ClientHWAddr.String(), "xid", r.Msg.TransactionID.String(), "err", err)
 		}
 	}
+}
+
+// write sends r: to its hardware address only when it has one (and the server opened
+// its own sockets), else through conn.
+func (s *Server) write(conn net.PacketConn, r *Reply) error {
+	if r.HWDest != nil && s.frames != nil {
+		var port uint16
+		if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
+			port = uint16(ua.Port)
+		}
+		return s.frames.send(r.HWDest, port, r.Dest, r.Msg.ToBytes())
+	}
+	_, err := conn.WriteTo(r.Msg.ToBytes(), net.UDPAddrFromAddrPort(r.Dest))
+	return err
 }
 
 // listen opens a UDP socket on port, bound to iface.

@@ -413,6 +413,9 @@ func (s *BoltStore) DeleteHost(ctx context.Context, id string) error {
 				return err
 			}
 		}
+		if err := deleteSecurity(tx, id); err != nil { // security.go
+			return err
+		}
 		if err := dropTokens(tx, &h); err != nil { // provision.go
 			return err
 		}
@@ -553,30 +556,9 @@ func (s *BoltStore) AppendEvent(ctx context.Context, hostID string, e Event) (Ev
 		if tx.Bucket(bucketHosts).Get([]byte(hostID)) == nil {
 			return fmt.Errorf("host %s: %w", hostID, ErrNotFound)
 		}
-		b, err := tx.Bucket(bucketEvents).CreateBucketIfNotExists([]byte(hostID))
-		if err != nil {
-			return err
-		}
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		e.Seq = seq
-		if err := putJSON(b, seqKey(seq), &e); err != nil {
-			return err
-		}
-		if seq <= MaxEventsPerHost {
-			return nil
-		}
-		// Trim the oldest so a chatty host cannot grow the file without bound.
-		limit := seqKey(seq - MaxEventsPerHost + 1)
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k, limit) < 0; k, _ = c.First() {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		e, err = appendEventTx(tx, hostID, e) // provision.go
+		return err
 	})
 	return e, err
 }
@@ -592,13 +574,10 @@ func (s *BoltStore) Events(ctx context.Context, hostID string, after uint64) ([]
 		if b == nil {
 			return nil
 		}
-		c := b.Cursor()
-		for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("host %s event %d: %w", hostID, binary.BigEndian.Uint64(k), err)
-			}
-			out = append(out, e)
+		var err error
+		out, err = readEvents(b.Cursor(), securityCursor(tx, hostID), after) // security.go
+		if err != nil {
+			return fmt.Errorf("host %s: %w", hostID, err)
 		}
 		return nil
 	})

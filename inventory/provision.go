@@ -83,6 +83,22 @@ type Provision struct {
 	PhonedHomeAt time.Time `json:"phonedHomeAt,omitzero"`
 }
 
+// RunsAgent reports whether the host's iPXE script boots the agent now: one rule for the
+// script (package ipxe) and the agent API (package provision), which owns the states.
+// A discovered host runs it once, to be inspected, then waits to be accepted; a
+// provisioning host whose image is written boots its own disk.
+func (h *Host) RunsAgent() bool {
+	switch h.State {
+	case StateDiscovered:
+		return h.Facts == nil
+	case StateInspecting, StateDeprovisioning:
+		return true
+	case StateProvisioning:
+		return h.Operation == nil || h.Operation.Phase != PhaseDiskBoot
+	}
+	return false
+}
+
 // OpPhase is where an operation is.
 type OpPhase string
 
@@ -129,6 +145,9 @@ type Operation struct {
 	Progress *agentapi.Progress `json:"progress,omitempty"`
 	// DiskBootSet records that the BMC was told to boot from disk (provisioning).
 	DiskBootSet bool `json:"diskBootSet,omitempty"`
+	// Discovery marks the inspection of a discovered host: it ends discovered again
+	// (facts shown), not available, until an operator accepts the host.
+	Discovery bool `json:"discovery,omitempty"`
 }
 
 // ProvisionData is a host's cloud-init or Ignition payload, kept sealed.
@@ -389,7 +408,9 @@ func (s *BoltStore) ProvisionData(ctx context.Context, hostID string) (Provision
 	return out, err
 }
 
-// appendEventTx is AppendEvent inside a transaction the caller holds.
+// appendEventTx is AppendEvent inside a transaction the caller holds. Every event takes
+// the next number of the host's timeline; refusals (IsSecurityEvent) are kept in the
+// host's security record instead (security.go), which the timeline's cap never trims.
 func appendEventTx(tx *bolt.Tx, hostID string, e Event) (Event, error) {
 	if e.Type == "" {
 		return Event{}, invalid(errors.New("event has no type"))
@@ -397,6 +418,9 @@ func appendEventTx(tx *bolt.Tx, hostID string, e Event) (Event, error) {
 	b, err := tx.Bucket(bucketEvents).CreateBucketIfNotExists([]byte(hostID))
 	if err != nil {
 		return Event{}, err
+	}
+	if IsSecurityEvent(e.Type) {
+		return appendSecurityTx(tx, b, hostID, e)
 	}
 	seq, err := b.NextSequence()
 	if err != nil {

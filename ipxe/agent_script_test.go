@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -69,10 +70,10 @@ type fakeTokens struct {
 	err   error
 }
 
-func (f *fakeTokens) AgentArgs(_ context.Context, host inventory.Host, mac string) (string, error) {
+func (f *fakeTokens) AgentArgs(_ context.Context, host inventory.Host, mac string, addr netip.Addr) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, host.ID+" "+mac)
+	f.calls = append(f.calls, host.ID+" "+mac+" "+addr.String())
 	if f.err != nil {
 		return "", f.err
 	}
@@ -80,18 +81,25 @@ func (f *fakeTokens) AgentArgs(_ context.Context, host inventory.Host, mac strin
 }
 
 // TestHandlerAgentTokens checks that only scripts booting the agent cost a token, that
-// the token lands on the kernel line, and that a failure to issue one is a 500 with an
-// event, not a script without a token.
+// the token lands on the kernel line, that only a fetch with the boot key DHCP gave,
+// from the address it was given to, gets one (anything else is a 403 and a rejected
+// event, and costs no token), and that a failure to issue one is a 500 with an event,
+// not a script without a token.
 func TestHandlerAgentTokens(t *testing.T) {
+	const src = "10.0.0.5"
 	tests := []struct {
 		name      string
 		state     inventory.State
 		phase     inventory.OpPhase
 		tokErr    error
+		noKey     bool   // fetch without the key
+		from      string // fetch from this address instead of src
 		wantCalls int
 		wantCode  int
 		wantToken bool
 	}{
+		{name: "no key: no token", state: inventory.StateInspecting, phase: inventory.PhaseBooting, noKey: true, wantCode: 403},
+		{name: "key from another address: no token", state: inventory.StateInspecting, phase: inventory.PhaseBooting, from: "10.0.0.66", wantCode: 403},
 		{name: "inspecting boots the agent with a token", state: inventory.StateInspecting, phase: inventory.PhaseBooting, wantCalls: 1, wantCode: 200, wantToken: true},
 		{name: "available boots local, no token", state: inventory.StateAvailable, wantCalls: 0, wantCode: 200},
 		{name: "disk-boot boots local, no token", state: inventory.StateProvisioning, phase: inventory.PhaseDiskBoot, wantCalls: 0, wantCode: 200},
@@ -105,12 +113,21 @@ func TestHandlerAgentTokens(t *testing.T) {
 			}
 			store := newFakeStore(h)
 			tok := &fakeTokens{err: tc.tokErr}
-			hd, err := NewHandler(HandlerConfig{Store: store, Binaries: Binaries(), ServerURL: testServerURL, BootEnv: agentBootEnv(), AgentTokens: tok})
+			gate := newGate(t, store)
+			hd, err := NewHandler(HandlerConfig{Store: store, Binaries: Binaries(), ServerURL: testServerURL, BootEnv: agentBootEnv(), AgentTokens: tok, Gate: gate})
 			if err != nil {
 				t.Fatal(err)
 			}
-			req := httptest.NewRequest("GET", "/ipxe/boot.ipxe?mac="+testMAC, nil)
-			req.RemoteAddr = "10.0.0.5:1234"
+			target := "/ipxe/boot.ipxe?mac=" + testMAC
+			if !tc.noKey {
+				target += "&key=" + gate.IssueKey(testMAC, netip.MustParseAddr(src))
+			}
+			from := src
+			if tc.from != "" {
+				from = tc.from
+			}
+			req := httptest.NewRequest("GET", target, nil)
+			req.RemoteAddr = from + ":1234"
 			rec := httptest.NewRecorder()
 			hd.ServeHTTP(rec, req)
 			body, _ := io.ReadAll(rec.Body)
@@ -125,6 +142,18 @@ func TestHandlerAgentTokens(t *testing.T) {
 			}
 			if got := strings.Contains(string(body), testAgentArgs); got != tc.wantToken {
 				t.Errorf("token in script = %v, want %v:\n%s", got, tc.wantToken, body)
+			}
+			if tc.wantCode == 403 {
+				evs := store.eventsOf("node-1")
+				if len(evs) != 1 || evs[0].Type != EventScriptRejected || evs[0].Fields["ip"] != from {
+					t.Errorf("events = %+v, want one %s from %s", evs, EventScriptRejected, from)
+				}
+				if got := gate.RejectedCount(RouteScript); got != 1 {
+					t.Errorf("rejected counter = %v, want 1", got)
+				}
+			}
+			if tc.wantCalls == 1 && tc.tokErr == nil && tok.calls[0] != "node-1 "+testMAC+" "+src {
+				t.Errorf("token issued for %q, want bound to %s", tok.calls[0], src)
 			}
 			if tc.wantCode == 500 {
 				evs := store.eventsOf("node-1")

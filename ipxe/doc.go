@@ -59,7 +59,10 @@
 // BootEnv is the extension point for provisioning: HandlerConfig.BootEnv (kernel,
 // initramfs, command line with the same placeholders) is what the four agent states
 // boot. When HandlerConfig.AgentTokens is set (the provisioner), a script that boots the
-// agent first asks it for a fresh per-boot token and appends "rackboot.token=TOKEN" to
+// agent first asks the trust gate (HandlerConfig.Gate) whether the fetch is the host's
+// own — the boot key DHCP gave it (?key=), from the address it was given to; in DHCP off
+// mode, the reservation — and then the provisioner for a fresh per-boot token bound to
+// that address, and appends "rackboot.token=TOKEN" to
 // the command line (ScriptInput.AgentArgs): so the script is a pure function of the
 // host and that token. A provisioning host whose image is written (operation phase
 // disk-boot) exits to its local disk instead, so a host that still network-boots first
@@ -69,11 +72,10 @@
 //
 // Handler serves, with Go 1.22 ServeMux patterns:
 //
-//	GET /ipxe/boot.ipxe?mac=MAC       the host's script
-//	GET /ipxe/MAC/boot.ipxe           the same, for firmware that cannot send a query
-//	GET /ipxe/bin/NAME                an iPXE binary, for UEFI HTTP boot
-//	GET /assets/PATH                  a file under DATA_DIR/assets, with Range
-//	GET|POST /boot/phonehome?mac=MAC  records boot.phonehome when the caller is the host
+//	GET /ipxe/boot.ipxe?mac=MAC[&key=KEY]  the host's script (ParseScriptRequest)
+//	GET /ipxe/MAC/boot.ipxe                the same, for firmware that cannot send a query
+//	GET /ipxe/bin/NAME                     an iPXE binary, for UEFI HTTP boot
+//	GET /assets/PATH                       a file under DATA_DIR/assets, with Range
 //
 // The two /ipxe/X/Y forms share one pattern ("/ipxe/{seg}/{file}"), because ServeMux
 // refuses "/ipxe/{mac}/boot.ipxe" beside "/ipxe/bin/{name}" (both match
@@ -82,18 +84,16 @@
 //
 // Every fetch is logged, counted in rackboot_http_requests_total{route,code} and
 // rackboot_http_request_duration_seconds{route}, and recorded on a host's timeline:
-// scripts on the host the MAC names (with the source address and whether it belongs to
-// that host, so a script fetched in proxy-DHCP mode, where rackboot never sees the
-// lease, still shows up), binaries and assets on the host the source address belongs
-// to (nothing when it belongs to none). The source address is the TCP peer: rackboot
-// serves the provisioning network directly and trusts no X-Forwarded-For.
-//
-// A phone-home is accepted only from the host's reserved or leased address; anything
-// else gets 403 and a boot.phonehome.rejected event on the named host, so a spoofed
-// phone-home is visible but never counts as the host's.
+// scripts on the host the MAC names (with the source address, whether it brought a key
+// and the address an agent token was bound to), a refused one as http.script.rejected
+// (403, no token: the running agent keeps its own); binaries and assets on the host the
+// gate says the source address is (nothing when it is nobody's). The source address is
+// the TCP peer: rackboot serves the provisioning network directly and trusts no
+// X-Forwarded-For. There is no unauthenticated phone-home: an installed system phones
+// home to its per-provisioning metadata URL (package metadata).
 //
 // Transfers get per-request write deadlines instead of a server-wide WriteTimeout:
-// scripts and phone-homes must be written within ScriptTimeout, while binaries and
+// scripts must be written within ScriptTimeout, while binaries and
 // assets only need to keep moving (each write extends the deadline by StallTimeout), so
 // a large initrd on a slow link is never cut off. The http.Server should set
 // ReadHeaderTimeout and IdleTimeout, and no WriteTimeout.

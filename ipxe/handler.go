@@ -11,13 +11,13 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/trust"
 )
 
 // Store is the part of the inventory the HTTP boot routes need.
@@ -29,27 +29,44 @@ type Store interface {
 	AppendEvent(ctx context.Context, hostID string, e inventory.Event) (inventory.Event, error)
 }
 
-// AgentTokens issues a fresh agent token for one boot of host through mac and returns
-// the kernel arguments carrying it; *provision.Provisioner implements it.
+// AgentTokens issues a fresh agent token for one boot of host through mac, bound to
+// addr, and returns the kernel arguments carrying it; *provision.Provisioner implements
+// it.
 type AgentTokens interface {
-	AgentArgs(ctx context.Context, host inventory.Host, mac string) (string, error)
+	AgentArgs(ctx context.Context, host inventory.Host, mac string, addr netip.Addr) (string, error)
+}
+
+// Gate decides who is asking (*trust.Gate).
+type Gate interface {
+	// ScriptBinding returns the address an agent token for this fetch is bound to, or
+	// why the fetch gets none.
+	ScriptBinding(host *inventory.Host, mac, key string, src netip.Addr) (netip.Addr, error)
+	// Who is the host at src, for the timeline.
+	Who(ctx context.Context, src netip.Addr) (inventory.Host, bool)
+	// Reject counts a refusal and records it on the host's timeline within src's budget.
+	Reject(hostID, route, eventType string, src netip.Addr, err error, fields map[string]string)
 }
 
 // Event types this package records (see the inventory's event contract).
 const (
-	EventScript            = "http.script"
-	EventBinary            = "http.binary"
-	EventAsset             = "http.asset"
-	EventPhonehome         = "boot.phonehome"
-	EventPhonehomeRejected = "boot.phonehome.rejected"
+	EventScript         = "http.script"
+	EventScriptRejected = "http.script.rejected"
+	EventBinary         = "http.binary"
+	EventAsset          = "http.asset"
 )
 
 // Route labels of rackboot_http_requests_total for this package's routes.
 const (
-	RouteScript    = "script"
-	RouteBinary    = "binary"
-	RouteAsset     = "asset"
-	RoutePhonehome = "phonehome"
+	RouteScript = "script"
+	RouteBinary = "binary"
+	RouteAsset  = "asset"
+)
+
+// scriptEventRate and scriptEventBurst bound the script events one source address
+// writes without a key (a host fetches its script a few times per boot).
+const (
+	scriptEventRate  = 1.0
+	scriptEventBurst = 20
 )
 
 // Defaults for HandlerConfig's timeouts.
@@ -86,6 +103,9 @@ type HandlerConfig struct {
 	// AgentTokens issues the per-boot agent token put on the agent's kernel line
 	// (the provisioner); nil boots the agent without one.
 	AgentTokens AgentTokens
+	// Gate decides whether a script fetch may boot the agent and whose fetches the
+	// binaries and assets are. Required with AgentTokens.
+	Gate Gate
 	// Logger gets a line per request; nil discards.
 	Logger *slog.Logger
 	// Registerer gets the HTTP metrics unless Metrics is set; nil keeps them private.
@@ -107,7 +127,13 @@ type Handler struct {
 	mux     *http.ServeMux
 	now     func() time.Time
 
-	script, binary, binaryNested, asset, phonehome, notFound http.Handler
+	script, binary, binaryNested, asset, notFound http.Handler
+
+	// scriptEvents bounds the timeline writes of unauthenticated script fetches per
+	// source address: anyone may fetch any host's (secret-free) script, and must not
+	// push that host's history out of its timeline.
+	scriptEvents *trust.Budget
+	suppressed   prometheus.Counter
 }
 
 // NewHandler checks cfg and builds the handler.
@@ -117,6 +143,9 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	}
 	if cfg.Binaries == nil {
 		return nil, errors.New("ipxe: HandlerConfig.Binaries is nil: pass ipxe.Binaries() or ipxe.OpenBinaries(DATA_DIR/ipxe)")
+	}
+	if cfg.AgentTokens != nil && cfg.Gate == nil {
+		return nil, errors.New("ipxe: HandlerConfig.Gate is nil: agent tokens go only where the gate says (pass the trust.Gate)")
 	}
 	if cfg.ServerURL != "" {
 		if _, err := checkServerURL(cfg.ServerURL); err != nil {
@@ -129,7 +158,23 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = DefaultStallTimeout
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, now: time.Now}
+	h := &Handler{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, now: time.Now,
+		scriptEvents: trust.NewBudget(scriptEventRate, scriptEventBurst, 4096, nil),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rackboot_http_script_events_suppressed_total",
+			Help: "Script fetches not written to a host's timeline because their source address exceeded its event rate.",
+		}),
+	}
+	if cfg.Registerer != nil {
+		// Handlers on one registry share the counter, as they share the HTTP metrics.
+		var are prometheus.AlreadyRegisteredError
+		switch err := cfg.Registerer.Register(h.suppressed); {
+		case errors.As(err, &are):
+			h.suppressed = are.ExistingCollector.(prometheus.Counter)
+		case err != nil:
+			return nil, fmt.Errorf("ipxe: register metrics: %w", err)
+		}
+	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -150,7 +195,6 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	h.asset = h.metrics.Wrap(RouteAsset, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.serveFile(w, r, RouteAsset, r.PathValue("path"))
 	}))
-	h.phonehome = h.metrics.Wrap(RoutePhonehome, http.HandlerFunc(h.servePhonehome))
 	h.notFound = h.metrics.Wrap(RouteScript, http.NotFoundHandler())
 	h.mux = http.NewServeMux()
 	h.Register(h.mux)
@@ -163,8 +207,6 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ipxe/{seg}/{file}", h.dispatchIPXE)
 	mux.Handle("GET /ipxe/bin/{dir}/{rest...}", h.binaryNested)
 	mux.Handle("GET /assets/{path...}", h.asset)
-	mux.Handle("GET /boot/phonehome", h.phonehome)
-	mux.Handle("POST /boot/phonehome", h.phonehome)
 }
 
 // ServeHTTP serves the routes Register adds, and 404 for anything else.
@@ -186,15 +228,11 @@ func (h *Handler) dispatchIPXE(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 	done := h.fixedDeadline(w)
 	defer done()
-	raw := r.URL.Query().Get("mac")
-	if r.PathValue("seg") != "" {
-		raw = r.PathValue("seg")
-	}
 	src, _ := sourceIP(r)
 	log := h.log.With("route", RouteScript, "ip", src.String())
-	mac, err := inventory.NormalizeMAC(raw)
+	mac, key, err := ParseScriptRequest(r.URL.RawQuery, r.PathValue("seg"))
 	if err != nil {
-		log.Debug("script request with an invalid MAC", "err", err)
+		log.Debug("invalid script request", "err", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -219,9 +257,17 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		Host: host, MAC: mac, Discovery: h.cfg.Discovery, ServerURL: h.serverURL(r), BootEnv: bootEnv,
 	}
 	s, err := RenderScript(in)
+	var bound netip.Addr
 	if err == nil && s.Action == ActionAgent && host != nil && h.cfg.AgentTokens != nil {
-		// Only a script that boots the agent costs a token (one write per boot).
-		if in.AgentArgs, err = h.cfg.AgentTokens.AgentArgs(ctx, *host, mac); err == nil {
+		// Only a script that boots the agent costs a token (one write per boot), and
+		// only the host itself gets one: anyone else changes nothing.
+		var refused error
+		if bound, refused = h.cfg.Gate.ScriptBinding(host, mac, key, src); refused != nil {
+			h.cfg.Gate.Reject(host.ID, RouteScript, EventScriptRejected, src, refused, map[string]string{"mac": mac})
+			http.Error(w, "rackboot: no agent for this request: "+refused.Error(), http.StatusForbidden)
+			return
+		}
+		if in.AgentArgs, err = h.cfg.AgentTokens.AgentArgs(ctx, *host, mac, bound); err == nil {
 			s, err = RenderScript(in)
 		} else {
 			err = fmt.Errorf("issuing the agent's token: %w", err)
@@ -248,11 +294,17 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		log.Warn("writing iPXE script failed", "err", err)
 	}
 	log.Info("served iPXE script", "action", string(s.Action), "reason", s.Reason)
+	// A fetch that booted the agent is the host's own (the gate said so); any other is
+	// recorded within its source's budget.
+	if host != nil && !bound.IsValid() && !h.scriptEvents.Allow(src.String()) {
+		h.suppressed.Inc()
+		return
+	}
 	if host != nil {
 		h.event(host.ID, inventory.Event{Type: EventScript, Message: "iPXE script: " + s.Reason,
 			Fields: map[string]string{
 				"mac": mac, "ip": src.String(), "action": string(s.Action), "state": string(host.State),
-				"sourceVerified": strconv.FormatBool(h.belongsTo(ctx, host, src)),
+				"keyed": strconv.FormatBool(key != ""), "bound": trust.FormatAddr(bound),
 			}})
 	}
 }
@@ -321,73 +373,11 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, route, name 
 	}
 }
 
-func (h *Handler) servePhonehome(w http.ResponseWriter, r *http.Request) {
-	done := h.fixedDeadline(w)
-	defer done()
-	src, _ := sourceIP(r)
-	log := h.log.With("route", RoutePhonehome, "ip", src.String())
-	mac, err := inventory.NormalizeMAC(r.URL.Query().Get("mac"))
-	if err != nil {
-		log.Debug("phone-home with an invalid MAC", "err", err)
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	log = log.With("mac", mac)
-	ctx := r.Context()
-	host, err := h.cfg.Store.HostByMAC(ctx, mac)
-	if errors.Is(err, inventory.ErrNotFound) {
-		log.Info("phone-home from a MAC not in the inventory")
-		http.Error(w, "no host has MAC "+mac, http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		log.Error("inventory lookup failed", "err", err)
-		http.Error(w, "rackboot cannot read its inventory; see its log", http.StatusInternalServerError)
-		return
-	}
-	log = log.With("hostID", host.ID)
-	fields := map[string]string{"mac": mac, "ip": src.String(), "method": r.Method}
-	if ua := r.UserAgent(); ua != "" {
-		fields["userAgent"] = truncate(ua, 128)
-	}
-	if !h.belongsTo(ctx, &host, src) {
-		log.Warn("phone-home refused: the source address is not the host's")
-		fields["reason"] = "source address is neither the host's reserved nor its leased address"
-		h.event(host.ID, inventory.Event{Type: EventPhonehomeRejected,
-			Message: fmt.Sprintf("phone-home for %s refused: it came from %s, which is not this host's address", mac, src), Fields: fields})
-		http.Error(w, fmt.Sprintf("%s is not the address of the host with MAC %s", src, mac), http.StatusForbidden)
-		return
-	}
-	log.Info("host phoned home")
-	h.event(host.ID, inventory.Event{Type: EventPhonehome, Message: "host phoned home from " + src.String(), Fields: fields})
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = io.WriteString(w, "ok\n")
-}
-
-// belongsTo reports whether src is the host's reserved address or is leased to it.
-func (h *Handler) belongsTo(ctx context.Context, host *inventory.Host, src netip.Addr) bool {
-	if !src.IsValid() {
-		return false
-	}
-	if a := host.Addr(); a.IsValid() && a == src {
-		return true
-	}
-	other, ok := h.hostByIP(ctx, src)
-	return ok && other.ID == host.ID
-}
-
 func (h *Handler) hostByIP(ctx context.Context, src netip.Addr) (inventory.Host, bool) {
-	if !src.IsValid() {
+	if h.cfg.Gate == nil || !src.IsValid() {
 		return inventory.Host{}, false
 	}
-	host, err := h.cfg.Store.HostByIP(ctx, src.String())
-	if err != nil {
-		if !errors.Is(err, inventory.ErrNotFound) {
-			h.log.Warn("inventory lookup by IP failed", "ip", src.String(), "err", err)
-		}
-		return inventory.Host{}, false
-	}
-	return host, true
+	return h.cfg.Gate.Who(ctx, src)
 }
 
 // event appends e to the host's timeline; a failure is logged, never shown to the
@@ -495,11 +485,4 @@ func openErrorCode(err error) int {
 	default:
 		return http.StatusForbidden
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "")
 }

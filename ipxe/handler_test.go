@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/trust"
 )
 
 // fakeStore is the in-memory Store the handler tests use.
@@ -57,6 +58,26 @@ func (s *fakeStore) HostByIP(_ context.Context, ip string) (inventory.Host, erro
 		}
 	}
 	return inventory.Host{}, fmt.Errorf("host with IP %s: %w", ip, inventory.ErrNotFound)
+}
+
+func (s *fakeStore) ListHosts(context.Context) ([]inventory.Host, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []inventory.Host
+	for _, h := range s.hosts {
+		out = append(out, h.Clone())
+	}
+	return out, nil
+}
+
+// newGate is the trust gate over store, as serve builds it in server mode.
+func newGate(t testing.TB, store trust.Store) *trust.Gate {
+	t.Helper()
+	g, err := trust.New(trust.Config{Mode: trust.ModeServer, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
 
 func (s *fakeStore) AppendEvent(_ context.Context, hostID string, e inventory.Event) (inventory.Event, error) {
@@ -115,6 +136,7 @@ func newFixture(t *testing.T, mod func(*HandlerConfig)) *fixture {
 	reg := prometheus.NewRegistry()
 	cfg := HandlerConfig{
 		Store: store, Binaries: Binaries(), Assets: root.FS(), ServerURL: testServerURL, Registerer: reg,
+		Gate: newGate(t, store),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -136,6 +158,22 @@ func (f *fixture) do(method, target, ip string, hdr ...string) *httptest.Respons
 	w := httptest.NewRecorder()
 	f.h.ServeHTTP(w, r)
 	return w
+}
+
+// counterValue reads an unlabelled counter from the fixture's registry.
+func (f *fixture) counterValue(t *testing.T, name string) float64 {
+	t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no %s", name)
+	return 0
 }
 
 // counter reads rackboot_http_requests_total{route,code}.
@@ -200,7 +238,7 @@ func TestScriptRoutes(t *testing.T) {
 		t.Fatalf("events %v, want 4 http.script", eventTypes(evs))
 	}
 	if diff := cmp.Diff(map[string]string{
-		"mac": testMAC, "ip": hostIP, "action": "profile", "state": "provisioning", "sourceVerified": "true",
+		"mac": testMAC, "ip": hostIP, "action": "profile", "state": "provisioning", "keyed": "false", "bound": "",
 	}, evs[0].Fields); diff != "" {
 		t.Errorf("event fields (-want +got):\n%s", diff)
 	}
@@ -211,15 +249,11 @@ func TestScriptRoutes(t *testing.T) {
 		t.Errorf("script 200 counter = %v, want 4", got)
 	}
 
-	// From an address that is not the host's, the script is still served (it holds no
-	// secret) and the timeline says the source was not verified.
+	// From an address that is not the host's, a script that boots no agent is still
+	// served: it holds no secret.
 	w := f.do("GET", "/ipxe/boot.ipxe?mac="+testMAC, otherIP)
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d", w.Code)
-	}
-	evs = f.store.eventsOf("node-1")
-	if got := evs[len(evs)-1].Fields["sourceVerified"]; got != "false" {
-		t.Errorf("sourceVerified = %q for a foreign address", got)
 	}
 }
 
@@ -401,54 +435,17 @@ func TestAssetsNotConfigured(t *testing.T) {
 	}
 }
 
-func TestPhonehome(t *testing.T) {
-	tests := []struct {
-		name      string
-		method    string
-		target    string
-		ip        string
-		wantCode  int
-		wantEvent string // on node-1; "" for none
-	}{
-		{name: "reserved address", method: "GET", target: "/boot/phonehome?mac=" + testMAC, ip: hostIP, wantCode: 200, wantEvent: EventPhonehome},
-		{name: "leased address, POST", method: "POST", target: "/boot/phonehome?mac=525400123456", ip: leasedIP, wantCode: 200, wantEvent: EventPhonehome},
-		{name: "foreign address", method: "GET", target: "/boot/phonehome?mac=" + testMAC, ip: otherIP, wantCode: 403, wantEvent: EventPhonehomeRejected},
-		{name: "another host's address", method: "GET", target: "/boot/phonehome?mac=52:54:00:00:00:02", ip: hostIP, wantCode: 403},
-		{name: "unknown MAC", method: "GET", target: "/boot/phonehome?mac=02:00:00:00:00:09", ip: hostIP, wantCode: 404},
-		{name: "invalid MAC", method: "GET", target: "/boot/phonehome?mac=nope", ip: hostIP, wantCode: 400},
-		{name: "wrong method", method: "DELETE", target: "/boot/phonehome?mac=" + testMAC, ip: hostIP, wantCode: 405},
+// TestPhonehomeRouteGone: /boot/phonehome changed nothing and let anyone write events;
+// it is gone (cloud-init phones home to its per-provisioning metadata URL).
+func TestPhonehomeRouteGone(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, m := range []string{"GET", "POST"} {
+		if w := f.do(m, "/boot/phonehome?mac="+testMAC, hostIP); w.Code != http.StatusNotFound {
+			t.Errorf("%s /boot/phonehome: status %d, want 404", m, w.Code)
+		}
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, nil)
-			w := f.do(tc.method, tc.target, tc.ip, "User-Agent", "busybox-wget")
-			if w.Code != tc.wantCode {
-				t.Fatalf("status %d, want %d: %s", w.Code, tc.wantCode, w.Body)
-			}
-			var want []string
-			if tc.wantEvent != "" {
-				want = []string{tc.wantEvent}
-			}
-			evs := f.store.eventsOf("node-1")
-			if diff := cmp.Diff(want, eventTypes(evs)); diff != "" {
-				t.Errorf("node-1 events (-want +got):\n%s", diff)
-			}
-			if tc.wantEvent != "" {
-				if got := evs[0].Fields["ip"]; got != tc.ip {
-					t.Errorf("event ip = %q, want %q", got, tc.ip)
-				}
-			}
-			if tc.name == "another host's address" {
-				if diff := cmp.Diff([]string{EventPhonehomeRejected}, eventTypes(f.store.eventsOf("node-2"))); diff != "" {
-					t.Errorf("node-2 events (-want +got):\n%s", diff)
-				}
-			}
-			if tc.wantCode != 405 {
-				if got := f.counter(t, RoutePhonehome, fmt.Sprint(tc.wantCode)); got != 1 {
-					t.Errorf("phonehome %d counter = %v, want 1", tc.wantCode, got)
-				}
-			}
-		})
+	if evs := f.store.eventsOf("node-1"); len(evs) != 0 {
+		t.Errorf("events %v, want none", eventTypes(evs))
 	}
 }
 
@@ -558,5 +555,30 @@ func TestNewHandlerValidates(t *testing.T) {
 		if _, err := NewHandler(HandlerConfig{Store: newFakeStore(), Binaries: Binaries(), Registerer: reg}); err != nil {
 			t.Fatalf("handler %d: %v", i, err)
 		}
+	}
+}
+
+// TestScriptEventsBudget: anyone may fetch a host's (secret-free) script, but one source
+// address writes a bounded number of events to that host's timeline; the rest are
+// counted, so a stranger cannot push the host's history out.
+func TestScriptEventsBudget(t *testing.T) {
+	f := newFixture(t, nil)
+	for range 100 {
+		if w := f.do("GET", "/ipxe/boot.ipxe?mac="+testMAC, otherIP); w.Code != http.StatusOK {
+			t.Fatalf("status %d", w.Code)
+		}
+	}
+	if n := len(f.store.eventsOf("node-1")); n != scriptEventBurst {
+		t.Errorf("%d events from 100 fetches, want the burst of %d", n, scriptEventBurst)
+	}
+	if got := f.counterValue(t, "rackboot_http_script_events_suppressed_total"); got != 100-scriptEventBurst {
+		t.Errorf("suppressed counter %v, want %d", got, 100-scriptEventBurst)
+	}
+	// The host's own fetches have a budget of their own.
+	if w := f.do("GET", "/ipxe/boot.ipxe?mac="+testMAC, hostIP); w.Code != http.StatusOK {
+		t.Fatal(w.Code)
+	}
+	if n := len(f.store.eventsOf("node-1")); n != scriptEventBurst+1 {
+		t.Errorf("the host's own fetch was not recorded (%d events)", n)
 	}
 }

@@ -67,19 +67,7 @@ type Script struct {
 	Reason string
 }
 
-// needsAgent lists the states in which a host must run the agent (inspect, provision,
-// wipe); the provisioning issue gives them a BootEnv.
-func needsAgent(s inventory.State) bool {
-	switch s {
-	case inventory.StateDiscovered, inventory.StateInspecting,
-		inventory.StateProvisioning, inventory.StateDeprovisioning:
-		return true
-	}
-	return false
-}
-
-// bootsOwnDisk reports a provisioning host whose image is written: it must boot that
-// image (to run its cloud-init), not the agent again.
+// bootsOwnDisk: a provisioning host whose image is written boots its new system.
 func bootsOwnDisk(h *inventory.Host) bool {
 	return h.State == inventory.StateProvisioning && h.Operation != nil && h.Operation.Phase == inventory.PhaseDiskBoot
 }
@@ -123,14 +111,14 @@ func RenderScript(in ScriptInput) (Script, error) {
 	case bootsOwnDisk(h):
 		reason := fmt.Sprintf("%s is provisioning and its image is written: booting from local disk", h.ID)
 		return w.local(reason), nil
-	case needsAgent(h.State) && in.BootEnv != nil:
+	case h.RunsAgent() && in.BootEnv != nil:
 		reason := fmt.Sprintf("%s is %s: booting the rackboot agent", h.ID, h.State)
 		spec := bootSpec(*in.BootEnv)
 		if in.AgentArgs != "" {
 			spec.Cmdline = strings.TrimSpace(spec.Cmdline + " " + in.AgentArgs)
 		}
 		return w.boot(ActionAgent, reason, base, spec, vars)
-	case needsAgent(h.State):
+	case h.RunsAgent():
 		reason := fmt.Sprintf("%s is %s and needs the rackboot agent, which this rackboot cannot boot yet: booting from local disk", h.ID, h.State)
 		return w.local(reason), nil
 	case h.State == inventory.StateFailed:

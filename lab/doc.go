@@ -55,7 +55,7 @@
 // $RACKBOOT_CACHE or ~/.cache/rackboot-lab, behind a flock so parallel tests fetch once.
 // PhoneHomeInitramfs builds, with github.com/cavaliergopher/cpio, a gzip newc archive of
 // busybox-static, the virtio-net and e1000 modules and an /init that loads them, runs
-// udhcpc, GETs rackboot.url/boot/phonehome?mac=MAC (both from the kernel command line; the
+// udhcpc, GETs rackboot.url/healthz?mac=MAC (both from the kernel command line; the
 // MAC defaults to eth0's), prints RACKBOOT-PHONEHOME-OK or -FAIL on ttyS0 and powers off.
 // WriteBootDisk writes a raw disk whose boot sector prints RACKBOOT-DISK-BOOT on COM1
 // and halts: a BIOS guest that boots its disk shows it and stays on; OVMF finds no EFI

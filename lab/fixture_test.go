@@ -87,7 +87,7 @@ func TestBuildPhoneHomeInitramfs(t *testing.T) {
 
 // TestQEMUPhoneHomeFixtureDirectBoot boots the cached kernel and phone-home initramfs
 // straight from QEMU (-kernel/-initrd) in a namespace where dnsmasq is the DHCP server
-// and a Go handler stands in for rackboot's /boot/phonehome. It proves the fixture on
+// and a Go handler stands in for rackboot's /healthz. It proves the fixture on
 // its own, so a failing rackboot boot test points at rackboot, not at the fixture.
 func TestQEMUPhoneHomeFixtureDirectBoot(t *testing.T) {
 	Require(t, "qemu-system-x86_64", "dnsmasq")

@@ -74,7 +74,8 @@ func startDnsmasq(t testing.TB, ns *Netns, dir, iface string, extra ...string) *
 	return p
 }
 
-// phoneHomeRecorder is a stand-in for rackboot's /boot/phonehome: it records who called.
+// phoneHomeRecorder stands in for rackboot's /healthz, which the fixture GETs: it records
+// who called.
 type phoneHomeRecorder struct {
 	mu    sync.Mutex
 	calls []phoneHomeCall

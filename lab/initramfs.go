@@ -30,7 +30,9 @@ const (
 //	rackboot.url=http://SERVER:PORT  base URL of rackboot; without it, http://DHCP-SERVER:8080
 //	rackboot.mac=MAC                 the MAC to report; without it, eth0's own
 //
-// It loads the NIC modules, runs udhcpc on eth0, GETs URL/boot/phonehome?mac=MAC, prints
+// It loads the NIC modules, runs udhcpc on eth0, GETs URL/healthz?mac=MAC (rackboot's
+// unauthenticated liveness route, which writes nothing: the boot itself is on the host's
+// timeline, from DHCP to the initrd fetch and Linux's own DHCP), prints
 // a marker on the console and powers off, so QEMU (-no-reboot) exits and the test sees the
 // result in the serial log whichever way it went. Waiting for eth0 polls in the guest:
 // module probing is asynchronous.
@@ -77,9 +79,9 @@ udhcpc -i eth0 -s /etc/udhcpc.script -n -q -t 10 -T 2 || fail "udhcpc got no lea
 [ -n "$url" ] || url="http://${serverid}:8080"
 
 n=0
-until wget -q -O /tmp/phonehome.out "${url}/boot/phonehome?mac=${mac}"; do
+until wget -q -O /tmp/phonehome.out "${url}/healthz?mac=${mac}"; do
 	n=$((n + 1))
-	[ "$n" -ge 3 ] && fail "GET ${url}/boot/phonehome?mac=${mac} from ${ip} failed"
+	[ "$n" -ge 3 ] && fail "GET ${url}/healthz?mac=${mac} from ${ip} failed"
 	sleep 1
 done
 echo "` + MarkerPhoneHomeOK + ` mac=${mac} ip=${ip} url=${url} uptime=$(cut -d' ' -f1 /proc/uptime)"

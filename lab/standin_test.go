@@ -59,7 +59,7 @@ func TestQEMUStandinNetboot(t *testing.T) {
 	}
 	var rec phoneHomeRecorder
 	mux := http.NewServeMux()
-	mux.Handle("/boot/phonehome", &rec)
+	mux.Handle("/healthz", &rec)
 	mux.HandleFunc("/boot.ipxe", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "#!ipxe\nkernel %s/vmlinuz console=ttyS0 quiet initrd=initrd rackboot.url=%s\ninitrd --name initrd %s/initrd\nboot\n", base, base, base)
 	})

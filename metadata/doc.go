@@ -17,9 +17,10 @@
 // is released.
 //
 // Knowing the token is not enough: user-data carries secrets (kubeadm join tokens), so
-// every request must also come from the host's own address, its reservation or its
-// DHCP lease (and, with TrustProvisionIP, the address its agent used). Anyone else gets
-// 403 and a metadata.rejected event on that host's timeline, so a leaked URL shows up.
+// every request must also come from the address the host's provisioning is bound to
+// (its agent's, itself bound when its token was issued; and the reservation, when the
+// host has one), as the trust gate (Config.Gate) decides. Anyone else gets 403 and a
+// metadata.rejected event on that host's security record, so a leaked URL shows up.
 // An unknown token is 404 and names no host. Served documents are recorded as
 // metadata.fetch events, the phone-home as boot.phonehome (by the provisioner).
 //

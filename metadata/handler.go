@@ -18,6 +18,7 @@ import (
 
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
+	"github.com/rackboot/rackboot/trust"
 )
 
 // Store is what the metadata routes need from the inventory.
@@ -66,12 +67,12 @@ type Config struct {
 	// ServerURL is rackboot's base URL as hosts reach it; empty takes the request's
 	// Host header.
 	ServerURL string
-	// TrustProvisionIP also accepts requests from the address the host's agent used
-	// (Provision.HostIP): set it when rackboot does not run the DHCP server (proxy or
-	// off mode) and hosts have no reserved address, since it then sees no leases.
-	TrustProvisionIP bool
-	Logger           *slog.Logger
-	Metrics          *ipxe.HTTPMetrics
+	// Gate says whether a request comes from the address the host's provisioning is
+	// bound to (its agent's, recorded when the plan was made; the reservation when it
+	// has one). Required.
+	Gate    *trust.Gate
+	Logger  *slog.Logger
+	Metrics *ipxe.HTTPMetrics
 	// Timeout is the write deadline of one answer (default 30s).
 	Timeout time.Duration
 }
@@ -87,6 +88,9 @@ type Handler struct {
 func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("metadata: no inventory store configured")
+	}
+	if cfg.Gate == nil {
+		return nil, errors.New("metadata: no trust gate configured: user-data goes only where the gate says")
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -177,13 +181,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	if ua := r.UserAgent(); ua != "" {
 		fields["userAgent"] = truncate(ua, 128)
 	}
-	if !h.allowed(ctx, &host, src) {
+	if err := h.cfg.Gate.Bound(&host, host.Provision.HostIP, src); err != nil {
 		// The token leaked, or someone guessed a path: the host's secrets stay put and
-		// its timeline shows the attempt.
+		// its timeline shows the attempt (within the source's event budget).
 		log.Warn("metadata refused: the source address is not the host's")
-		fields["reason"] = "source address is not the host's"
-		h.event(host.ID, inventory.Event{Type: EventRejected,
-			Message: fmt.Sprintf("%s of %s refused: asked from %s, which is not this host's address", doc, host.ID, src), Fields: fields})
+		delete(fields, "ip")
+		h.cfg.Gate.Reject(host.ID, Route, EventRejected, src, err, fields)
 		http.Error(w, fmt.Sprintf("%s is not the address of the host this URL belongs to", src), http.StatusForbidden)
 		return
 	}
@@ -260,33 +263,6 @@ func (h *Handler) phoneHome(w http.ResponseWriter, r *http.Request, host invento
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "ok\n")
-}
-
-// allowed reports whether src is one of the host's addresses.
-func (h *Handler) allowed(ctx context.Context, host *inventory.Host, src netip.Addr) bool {
-	if SourceAllowed(ctx, h.cfg.Store, host, src) {
-		return true
-	}
-	return h.cfg.TrustProvisionIP && host.Provision != nil && host.Provision.HostIP != "" && host.Provision.HostIP == src.String()
-}
-
-// AddrLookup finds the host holding an address (inventory.Store.HostByIP).
-type AddrLookup interface {
-	HostByIP(ctx context.Context, ip string) (inventory.Host, error)
-}
-
-// SourceAllowed reports whether src is the host's reserved address or an address
-// leased to one of its MACs. rackboot serves the provisioning network directly, so the
-// TCP peer is the host; no X-Forwarded-For is trusted.
-func SourceAllowed(ctx context.Context, st AddrLookup, host *inventory.Host, src netip.Addr) bool {
-	if !src.IsValid() {
-		return false
-	}
-	if a := host.Addr(); a.IsValid() && a == src {
-		return true
-	}
-	other, err := st.HostByIP(ctx, src.String())
-	return err == nil && other.ID == host.ID
 }
 
 // SourceIP is the TCP peer's address, IPv4-mapped addresses unmapped.

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/trust"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -202,6 +203,22 @@ func (s *fakeStore) HostByIP(_ context.Context, ip string) (inventory.Host, erro
 	return inventory.Host{}, inventory.ErrNotFound
 }
 
+func (s *fakeStore) ListHosts(context.Context) ([]inventory.Host, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return []inventory.Host{s.host.Clone()}, nil
+}
+
+// testGate is the trust gate over st, as serve builds it.
+func testGate(t testing.TB, st trust.Store) *trust.Gate {
+	t.Helper()
+	g, err := trust.New(trust.Config{Mode: trust.ModeServer, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 func (s *fakeStore) ProvisionData(_ context.Context, id string) (inventory.ProvisionData, error) {
 	if s.data.ProvisionID == "" {
 		return inventory.ProvisionData{}, inventory.ErrNotFound
@@ -232,7 +249,7 @@ func TestHandlerAccess(t *testing.T) {
 	st := &fakeStore{host: testHost(), data: inventory.ProvisionData{ProvisionID: "3f9a2c7d1e0b4a55", Kind: inventory.ConfigCloudConfig,
 		UserData: []byte("#cloud-config\nruncmd: [touch /root/marker]\n")}}
 	ph := &phoneHomes{}
-	h, err := NewHandler(Config{Store: st, PhoneHome: ph, ServerURL: "http://10.0.0.1:8080"})
+	h, err := NewHandler(Config{Store: st, Gate: testGate(t, st), PhoneHome: ph, ServerURL: "http://10.0.0.1:8080"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +275,8 @@ func TestHandlerAccess(t *testing.T) {
 		body                    string
 	}{
 		{"user-data from the host", "GET", base + "user-data", hostIP, 200, "touch /root/marker"},
-		{"user-data from its lease", "GET", base + "user-data", leasedIP, 200, "touch /root/marker"},
+		// A host with a reservation is reached at its reservation only.
+		{"user-data from a lease that is not its reservation", "GET", base + "user-data", leasedIP, 403, ""},
 		{"meta-data", "GET", base + "meta-data", hostIP, 200, "instance-id: node-1-3f9a2c7d1e0b4a55"},
 		{"vendor-data", "GET", base + "vendor-data", hostIP, 200, "phone_home:"},
 		{"network-config", "GET", base + "network-config", hostIP, 200, `macaddress: "52:54:00:12:34:57"`},
@@ -310,29 +328,38 @@ func TestHandlerAccess(t *testing.T) {
 	}
 }
 
-func TestTrustProvisionIP(t *testing.T) {
-	host := testHost()
-	host.IP = ""
-	host.Provision.HostIP = "192.168.7.20"
-	st := &fakeStore{host: host}
-	for _, trust := range []bool{false, true} {
-		h, err := NewHandler(Config{Store: st, TrustProvisionIP: trust})
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := httptest.NewRequest("GET", "/metadata/"+testToken+"/meta-data", nil)
-		req.SetPathValue("token", testToken)
-		req.SetPathValue("doc", "meta-data")
-		req.RemoteAddr = "192.168.7.20:1000"
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		want := 403
-		if trust {
-			want = 200
-		}
-		if rec.Code != want {
-			t.Errorf("trust=%v: code %d, want %d", trust, rec.Code, want)
-		}
+// TestBoundAddress: without a reservation, a host's metadata goes only to the address
+// its provisioning is bound to (its agent's); with one, only to the reservation.
+func TestBoundAddress(t *testing.T) {
+	for _, tc := range []struct {
+		name, reserved, bound, src string
+		want                       int
+	}{
+		{"bound address", "", "192.168.7.20", "192.168.7.20", 200},
+		{"another address", "", "192.168.7.20", "192.168.7.21", 403},
+		{"no binding", "", "", "192.168.7.20", 403},
+		{"reservation wins over the binding", hostIP, "192.168.7.20", "192.168.7.20", 403},
+		{"reservation", hostIP, hostIP, hostIP, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host := testHost()
+			host.IP = tc.reserved
+			host.Provision.HostIP = tc.bound
+			st := &fakeStore{host: host}
+			h, err := NewHandler(Config{Store: st, Gate: testGate(t, st)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest("GET", "/metadata/"+testToken+"/meta-data", nil)
+			req.SetPathValue("token", testToken)
+			req.SetPathValue("doc", "meta-data")
+			req.RemoteAddr = tc.src + ":1000"
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.want {
+				t.Errorf("code %d, want %d", rec.Code, tc.want)
+			}
+		})
 	}
 }
 
@@ -340,7 +367,7 @@ func TestStaleProvisionDataIsNotServed(t *testing.T) {
 	// Data sealed for an earlier provisioning of the host (or a deleted host of the
 	// same ID) must never be served under the new one.
 	st := &fakeStore{host: testHost(), data: inventory.ProvisionData{ProvisionID: "old", UserData: []byte("#cloud-config\nold: secret\n")}}
-	h, err := NewHandler(Config{Store: st})
+	h, err := NewHandler(Config{Store: st, Gate: testGate(t, st)})
 	if err != nil {
 		t.Fatal(err)
 	}

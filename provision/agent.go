@@ -17,6 +17,8 @@ import (
 
 // Route labels of the agent API in rackboot_http_requests_total.
 const (
+	// RouteAgent labels the agent API in rackboot_trust_rejected_total.
+	RouteAgent    = "agent"
 	RouteHello    = "agent_hello"
 	RouteProgress = "agent_progress"
 	RouteResult   = "agent_result"
@@ -25,21 +27,17 @@ const (
 // agentTimeout is the write deadline of an agent API answer.
 const agentTimeout = 30 * time.Second
 
-// needsAgent lists the states whose iPXE script boots the agent.
-func needsAgent(h *inventory.Host) bool {
-	switch h.State {
-	case inventory.StateDiscovered, inventory.StateInspecting, inventory.StateDeprovisioning:
-		return true
-	case inventory.StateProvisioning:
-		return h.Operation == nil || h.Operation.Phase != inventory.PhaseDiskBoot
-	}
-	return false
-}
+// needsAgent is the host's rule for booting the agent (inventory.Host.RunsAgent).
+func needsAgent(h *inventory.Host) bool { return h.RunsAgent() }
 
-// AgentArgs issues a fresh agent token for a boot of host through mac and returns the
-// kernel arguments that carry it (rackboot.token=...). The ipxe handler calls it for
-// every script that boots the agent; the previous token of the host stops working.
-func (p *Provisioner) AgentArgs(ctx context.Context, host inventory.Host, mac string) (string, error) {
+// AgentArgs issues a fresh agent token for a boot of host through mac, bound to addr,
+// and returns the kernel arguments that carry it (rackboot.token=...). The ipxe handler
+// calls it for every script that boots the agent, once the trust gate has said the
+// fetch came from the host itself (addr); the previous token of the host stops working.
+func (p *Provisioner) AgentArgs(ctx context.Context, host inventory.Host, mac string, addr netip.Addr) (string, error) {
+	if !addr.IsValid() {
+		return "", errors.New("provision: an agent token must be bound to the address of the host's script fetch")
+	}
 	tok, err := agentapi.NewToken()
 	if err != nil {
 		return "", err
@@ -52,15 +50,16 @@ func (p *Provisioner) AgentArgs(ctx context.Context, host inventory.Host, mac st
 		if h.Operation == nil {
 			// A discovered host boots on its own; its operation starts with this boot.
 			h.Operation = p.newOperation(h.State)
+			h.Operation.Discovery = h.State == inventory.StateDiscovered
 			h.Operation.Phase = inventory.PhaseBooting
 			h.Operation.Deadline = p.now().UTC().Add(p.t.Boot)
 		}
 		op := h.Operation
 		op.Boots++
-		op.TokenHash, op.TokenIssuedAt = hash, p.now().UTC()
+		op.TokenHash, op.TokenIssuedAt, op.AgentIP = hash, p.now().UTC(), addr.String()
 		c.Events = append(c.Events, inventory.Event{Type: EventAgentBoot,
-			Message: fmt.Sprintf("iPXE boots the agent through %s (boot %d, %s)", mac, op.Boots, h.State),
-			Fields:  map[string]string{"mac": mac, "boot": strconv.FormatUint(op.Boots, 10), "phase": string(op.Phase)}})
+			Message: fmt.Sprintf("iPXE boots the agent through %s from %s (boot %d, %s)", mac, addr, op.Boots, h.State),
+			Fields:  map[string]string{"mac": mac, "ip": addr.String(), "boot": strconv.FormatUint(op.Boots, 10), "phase": string(op.Phase)}})
 		return nil
 	})
 	if err != nil {
@@ -111,23 +110,11 @@ func (p *Provisioner) authenticate(r *http.Request) (agentCall, error) {
 		return agentCall{}, err
 	}
 	src := metadata.SourceIP(r)
-	if !p.sourceOK(r.Context(), &h, src) {
-		p.event(h.ID, inventory.Event{Type: EventRejected,
-			Message: fmt.Sprintf("agent request from %s refused: not this host's address", src),
-			Fields:  map[string]string{"ip": src.String(), "path": r.URL.Path}})
+	if err := p.gate.Bound(&h, h.Operation.AgentIP, src); err != nil {
+		p.gate.Reject(h.ID, RouteAgent, EventRejected, src, err, map[string]string{"path": r.URL.Path})
 		return agentCall{}, agentErr(http.StatusForbidden, "%s is not the address of host %s", src, h.ID)
 	}
 	return agentCall{host: h, hash: hash, src: src}, nil
-}
-
-func (p *Provisioner) sourceOK(ctx context.Context, h *inventory.Host, src netip.Addr) bool {
-	if metadata.SourceAllowed(ctx, p.store, h, src) {
-		return true
-	}
-	if !p.cfg.TrustFirstAddress || !src.IsValid() || h.Operation == nil {
-		return false
-	}
-	return h.Operation.AgentIP == "" || h.Operation.AgentIP == src.String()
 }
 
 func (p *Provisioner) writeAgentError(w http.ResponseWriter, r *http.Request, err error) {
@@ -407,7 +394,19 @@ func (p *Provisioner) result(r *http.Request) error {
 		switch res.Action {
 		case agentapi.ActionInspect:
 			c.Events = append(c.Events, inventory.Event{Type: EventResult, Message: "inspection done; the agent powers the host off", Fields: fields})
+			discovered := op.Discovery
 			h.Operation = nil
+			if discovered && p.acceptedByRule(h) {
+				c.Events = append(c.Events, inventory.Event{Type: EventAccepted, Message: "accepted by rule: serial " + h.Facts.System.Serial + " is on the operator's list",
+					Fields: map[string]string{"by": "rule", "serial": h.Facts.System.Serial}})
+				p.setState(h, c, inventory.StateAvailable, "inspected; accepted by rule (serial on the list)", nil)
+				break
+			}
+			if discovered {
+				// Discovery is not enrolment: the facts are the host's own word.
+				p.setState(h, c, inventory.StateDiscovered, "inspected; not claimable until an operator accepts it (rackboot host accept "+h.ID+")", nil)
+				break
+			}
 			p.setState(h, c, inventory.StateAvailable, "inspected", nil)
 		case agentapi.ActionDeprovision:
 			fields["wiped"] = strings.Join(res.Wiped, ",")
@@ -438,6 +437,19 @@ func (p *Provisioner) result(r *http.Request) error {
 		return nil
 	})
 	return err
+}
+
+// acceptedByRule reports whether the inspected host's serial is on Config.AcceptSerials.
+func (p *Provisioner) acceptedByRule(h *inventory.Host) bool {
+	if h.Facts == nil || h.Facts.System.Serial == "" {
+		return false
+	}
+	for _, s := range p.cfg.AcceptSerials {
+		if s == h.Facts.System.Serial {
+			return true
+		}
+	}
+	return false
 }
 
 // PhoneHome records that the host's installed system phoned home (metadata calls it):

@@ -18,6 +18,7 @@ import (
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
 	"github.com/rackboot/rackboot/metadata"
+	"github.com/rackboot/rackboot/trust"
 )
 
 // BootEnvPath is where the agent's kernel and initramfs are served: BootEnvPath+KEY/NAME
@@ -184,7 +185,7 @@ func (p *Provisioner) RegisterBootEnv(mux *http.ServeMux, dir string) error {
 			return
 		}
 		src := metadata.SourceIP(r)
-		if host, err := p.store.HostByIP(r.Context(), src.String()); err == nil {
+		if host, ok := p.gate.Who(r.Context(), src); ok {
 			fields := map[string]string{"file": name, "ip": src.String(), "size": strconv.FormatInt(st.Size(), 10)}
 			if key != "" {
 				fields["key"] = key
@@ -199,33 +200,45 @@ func (p *Provisioner) RegisterBootEnv(mux *http.ServeMux, dir string) error {
 	return nil
 }
 
-// AuthorizeImage lets a host fetch an image while it is being provisioned with it:
-// images are the operator's, not the network's. It returns the host's ID.
+// RouteImage labels the image route in rackboot_trust_rejected_total.
+const RouteImage = "image"
+
+// EventImageRejected is a refused image fetch on a host's timeline.
+const EventImageRejected = "image.rejected"
+
+// AuthorizeImage lets a host fetch an image while it is being provisioned with it,
+// from the address its agent is bound to: images are the operator's, not the
+// network's. It returns the host's ID. A refusal is counted, and recorded on the hosts
+// being provisioned with that image (the ones a stranger would be after).
 func (p *Provisioner) AuthorizeImage(r *http.Request, name string) (string, error) {
 	src := metadata.SourceIP(r)
-	if !src.IsValid() {
-		return "", errors.New("no source address")
+	ctx := r.Context()
+	provisioning := func(h *inventory.Host) bool {
+		return h.State == inventory.StateProvisioning && h.Provision != nil && h.Provision.Image == name && h.Operation != nil
 	}
-	ok := func(h *inventory.Host) bool {
-		return h.State == inventory.StateProvisioning && h.Provision != nil && h.Provision.Image == name
+	h, ok := p.gate.Who(ctx, src)
+	var err error
+	switch {
+	case !ok:
+		err = &trust.Refusal{Reason: trust.ReasonWrongAddress, Msg: fmt.Sprintf("%s is not the address of a host being provisioned with image %s", src, name)}
+	case !provisioning(&h):
+		err = &trust.Refusal{Reason: trust.ReasonNoBinding, Msg: fmt.Sprintf("host %s at %s is %s, not provisioning with image %s", h.ID, src, h.State, name)}
+	default:
+		err = p.gate.Bound(&h, h.Operation.AgentIP, src)
 	}
-	if h, err := p.store.HostByIP(r.Context(), src.String()); err == nil {
-		if ok(&h) {
-			return h.ID, nil
+	if err == nil {
+		return h.ID, nil
+	}
+	hosts, lerr := p.store.ListHosts(ctx)
+	named := false
+	for i := range hosts {
+		if lerr == nil && provisioning(&hosts[i]) {
+			named = true
+			p.gate.Reject(hosts[i].ID, RouteImage, EventImageRejected, src, err, map[string]string{"image": name})
 		}
-		return "", fmt.Errorf("host %s at %s is %s, not provisioning with image %s", h.ID, src, h.State, name)
 	}
-	if p.cfg.TrustFirstAddress {
-		hosts, err := p.store.ListHosts(r.Context())
-		if err != nil {
-			return "", err
-		}
-		for i := range hosts {
-			h := &hosts[i]
-			if ok(h) && h.Operation != nil && h.Operation.AgentIP == src.String() {
-				return h.ID, nil
-			}
-		}
+	if !named {
+		p.gate.Reject("", RouteImage, EventImageRejected, src, err, nil)
 	}
-	return "", fmt.Errorf("%s is not the address of a host being provisioned with image %s", src, name)
+	return "", err
 }

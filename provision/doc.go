@@ -9,8 +9,12 @@
 //
 //	from                      to              when
 //	enrolled/available/failed inspecting      Inspect (CLI host inspect, API)
-//	discovered                inspecting      the agent's hello (the host PXE-booted itself)
+//	discovered (no facts)     inspecting      the agent's hello (the host PXE-booted itself)
 //	inspecting                available       the agent's result: facts stored, agent powers off
+//	inspecting (discovered)   discovered      the same, for a discovered host: facts shown, the
+//	                                          host boots no agent again and cannot be claimed
+//	discovered                available       Accept (CLI host accept, API): inspected hosts;
+//	                          enrolled        not yet inspected ones
 //	available                 provisioning    Provision (CLI host provision, API, CAPI)
 //	provisioning              provisioned     cloud-init (or the Ignition unit) phoned home
 //	provisioned/provisioning  deprovisioning  Release (CLI host release, API, CAPI delete)
@@ -48,9 +52,10 @@
 // Each iPXE script that boots the agent carries a fresh token (AgentArgs, called by the
 // ipxe handler): 32 random bytes, stored only as SHA-256 in the host's Operation and the
 // inventory's token index, so one token names one host and one boot, and the next boot
-// invalidates it. The agent API checks the bearer token and that the request comes
-// from the host's address (reservation or lease; with TrustFirstAddress, in proxy or
-// off DHCP mode where rackboot sees no leases, the address of the first hello). The
+// invalidates it. The token is bound, when issued, to the address the trust gate found
+// the script fetch came from (the boot key's, or the reservation in DHCP off mode): the
+// agent API checks the bearer token and that the request comes from that address (and
+// the reservation, when there is one), in every DHCP mode. The
 // metadata token (cloud-init's URL) is a second, separate token minted for the
 // provisioning plan and revoked on release.
 //

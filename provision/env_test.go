@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -159,6 +160,20 @@ func (e *env) open() {
 	e.p.Register(e.mux)
 }
 
+// reconfigure builds the provisioner again with mod applied to its Config, on the same
+// inventory.
+func (e *env) reconfigure(mod func(*Config)) {
+	e.t.Helper()
+	mod(&e.cfg)
+	p, err := New(e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.p = p
+	e.mux = http.NewServeMux()
+	p.Register(e.mux)
+}
+
 // restart closes the inventory as a crash would leave it and starts over on the file.
 func (e *env) restart() {
 	e.t.Helper()
@@ -233,7 +248,7 @@ func (e *env) wantState(s inventory.State, phase inventory.OpPhase) inventory.Ho
 // boot plays iPXE fetching the host's script: a fresh agent token.
 func (e *env) boot() string {
 	e.t.Helper()
-	args, err := e.p.AgentArgs(context.Background(), e.host(), hostMAC)
+	args, err := e.p.AgentArgs(context.Background(), e.host(), hostMAC, netip.MustParseAddr(hostIP))
 	if err != nil {
 		e.t.Fatal(err)
 	}

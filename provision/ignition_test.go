@@ -55,14 +55,7 @@ func TestIgnitionPlan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			if tc.def != "" {
-				e.cfg.CloudInit = tc.def
-				p, err := New(e.cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				e.p = p
-				e.mux = http.NewServeMux()
-				p.Register(e.mux)
+				e.reconfigure(func(c *Config) { c.CloudInit = tc.def })
 			}
 			_, plan := provisionToDisk(t, e, tc.req)
 			pv := plan.Provision
@@ -87,7 +80,7 @@ func TestIgnitionPlan(t *testing.T) {
 				t.Fatalf("no phone-home URL in the config:\n%s", cfg)
 			}
 			seed := strings.TrimSuffix(strings.TrimPrefix(m[1], serverURL), "phonehome")
-			md, err := metadata.NewHandler(metadata.Config{Store: e.store, PhoneHome: e.p, ServerURL: serverURL})
+			md, err := metadata.NewHandler(metadata.Config{Store: e.store, Gate: e.p.Gate(), PhoneHome: e.p, ServerURL: serverURL})
 			if err != nil {
 				t.Fatal(err)
 			}

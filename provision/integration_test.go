@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -36,7 +37,7 @@ func TestAgentClientOverHTTP(t *testing.T) {
 	}
 	mux := http.NewServeMux()
 	p.Register(mux)
-	boot, err := ipxe.NewHandler(ipxe.HandlerConfig{Store: e.store, Binaries: ipxe.Binaries(), AgentTokens: p,
+	boot, err := ipxe.NewHandler(ipxe.HandlerConfig{Store: e.store, Binaries: ipxe.Binaries(), AgentTokens: p, Gate: p.Gate(),
 		BootEnv: &ipxe.BootEnv{Kernel: "http://x/bootenv/vmlinuz", Initrds: []string{"http://x/bootenv/initramfs.gz"},
 			Cmdline: "rackboot.url={{.ServerURL}} rackboot.mac={{.MAC}}"}})
 	if err != nil {
@@ -52,7 +53,9 @@ func TestAgentClientOverHTTP(t *testing.T) {
 	if err := p.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(srv.URL + "/ipxe/boot.ipxe?mac=" + hostMAC)
+	// The key DHCP's ACK would carry to the host's address.
+	key := p.Gate().IssueKey(hostMAC, netip.MustParseAddr("127.0.0.1"))
+	resp, err := http.Get(srv.URL + "/ipxe/boot.ipxe?mac=" + hostMAC + "&key=" + key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +101,7 @@ func TestMetadataOverRealStore(t *testing.T) {
 	e := newEnv(t)
 	ud := "#cloud-config\nwrite_files: [{path: /root/marker, content: hello}]\n"
 	agentTok, plan := provisionToDisk(t, e, Request{UserData: []byte(ud)})
-	md, err := metadata.NewHandler(metadata.Config{Store: e.store, PhoneHome: e.p, ServerURL: serverURL})
+	md, err := metadata.NewHandler(metadata.Config{Store: e.store, Gate: e.p.Gate(), PhoneHome: e.p, ServerURL: serverURL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -466,32 +466,37 @@ func TestAgentAuthentication(t *testing.T) {
 	}
 }
 
-func TestTrustFirstAddress(t *testing.T) {
+// TestAgentBoundAtIssue is issue 10's proxy-mode attack: a host with no reservation (no
+// lease rackboot knows of) gets its agent token bound to the address of its own script
+// fetch. Whoever else speaks first with the token is refused and binds nothing; the
+// host's agent then works.
+func TestAgentBoundAtIssue(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	// Proxy DHCP mode: no reservation, no lease rackboot knows of.
 	if _, err := e.store.UpdateHost(ctx, hostID, func(h *inventory.Host) error { h.IP = ""; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	e.cfg.TrustFirstAddress = true
-	p, err := New(e.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.p = p
-	e.mux = http.NewServeMux()
-	p.Register(e.mux)
-	if _, err := p.Inspect(ctx, hostID, Options{}); err != nil {
+	if _, err := e.p.Inspect(ctx, hostID, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	e.reconcile()
-	tok := e.boot()
-	e.mustHello(tok) // from hostIP: bound now
+	tok := e.boot() // bound to hostIP
+	hello := agentapi.Hello{MAC: hostMAC, BootID: "x", Facts: testFacts()}
+	if code := e.call(agentapi.PathHello, tok, otherIP, hello).Code; code != http.StatusForbidden {
+		t.Errorf("hello from another address first: %d, want 403", code)
+	}
+	if h := e.host(); h.Operation == nil || h.Operation.AgentIP != hostIP || h.State != inventory.StateInspecting {
+		t.Errorf("after a stranger's hello: %+v, want the binding to %s unchanged", h.Operation, hostIP)
+	}
+	e.mustHello(tok)
 	if code := e.call(agentapi.PathProgress, tok, otherIP, agentapi.Progress{Phase: agentapi.PhaseInspect}).Code; code != http.StatusForbidden {
-		t.Errorf("progress from another address after binding: %d, want 403", code)
+		t.Errorf("progress from another address: %d, want 403", code)
 	}
 	if code := e.progress(tok, agentapi.Progress{Phase: agentapi.PhaseInspect}); code != http.StatusNoContent {
 		t.Errorf("progress from the bound address: %d", code)
+	}
+	if !hasEvent(e.events(), EventRejected, otherIP) {
+		t.Errorf("no agent.rejected event for %s:\n%s", otherIP, dumpEvents(e.events()))
 	}
 }
 
@@ -541,8 +546,10 @@ func TestDiscoveredHostIsInspected(t *testing.T) {
 	if code := e.result(tok, agentapi.Result{Action: agentapi.ActionInspect, OK: true}); code != http.StatusNoContent {
 		t.Fatal(code)
 	}
-	e.wantState(inventory.StateAvailable, "")
-	if diff := cmp.Diff([]string{"enrolled→discovered", "discovered→inspecting", "inspecting→available"}[1:], e.transitions()); diff != "" {
+	// Discovery is not enrolment: inspected, it stays discovered until accepted
+	// (TestDiscoveryIsNotEnrolment).
+	e.wantState(inventory.StateDiscovered, "")
+	if diff := cmp.Diff([]string{"enrolled→discovered", "discovered→inspecting", "inspecting→discovered"}[1:], e.transitions()); diff != "" {
 		t.Errorf("transitions (-want +got):\n%s", diff)
 	}
 }

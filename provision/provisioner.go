@@ -22,6 +22,7 @@ import (
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
 	"github.com/rackboot/rackboot/metadata"
+	"github.com/rackboot/rackboot/trust"
 )
 
 // Store is the inventory as the provisioner uses it; *inventory.BoltStore implements it.
@@ -129,10 +130,15 @@ type Config struct {
 	Timeouts  Timeouts
 	// Interval between reconcile passes (default 5s); a change triggers one at once.
 	Interval time.Duration
-	// TrustFirstAddress accepts an agent's first hello from any address and binds its
-	// token to that address: for proxy and off DHCP modes, where rackboot sees no
-	// leases. With rackboot as the DHCP server leave it false.
-	TrustFirstAddress bool
+	// Gate says who is asking on the agent, image and boot environment routes; nil
+	// builds one for DHCP server mode over Store (tests).
+	Gate *trust.Gate
+	// AcceptSerials is the operator's rule for discovered hosts: one whose inspection
+	// reports one of these SMBIOS system serials (the machines bought for this rack)
+	// becomes available without `host accept`. Empty: every discovered host waits for
+	// an operator. The serial is the host's own word, so the rule is as good as the
+	// list is private.
+	AcceptSerials []string
 	// CloudInit is how the agent points an installed system at its cloud-init
 	// (default dropin, which works with stock cloud images). Hosts provisioned with
 	// Butane or Ignition take ignition whatever this says.
@@ -168,6 +174,7 @@ type Provisioner struct {
 	now   func() time.Time
 	t     Timeouts
 	http  *ipxe.HTTPMetrics
+	gate  *trust.Gate
 
 	kick chan struct{}
 	mu   sync.Mutex
@@ -184,6 +191,9 @@ type metrics struct {
 	timeouts    *prometheus.CounterVec
 	hosts       *prometheus.GaugeVec
 }
+
+// Gate is the trust gate the provisioner asks who is calling (Config.Gate, or its own).
+func (p *Provisioner) Gate() *trust.Gate { return p.gate }
 
 // New checks cfg and returns a Provisioner; Start runs its reconcile loop.
 func New(cfg Config) (*Provisioner, error) {
@@ -212,6 +222,13 @@ func New(cfg Config) (*Provisioner, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	if p.gate = cfg.Gate; p.gate == nil {
+		g, err := trust.New(trust.Config{Mode: trust.ModeServer, Store: cfg.Store, Logger: p.log, Now: p.now})
+		if err != nil {
+			return nil, fmt.Errorf("provision: %w", err)
+		}
+		p.gate = g
 	}
 	if p.http == nil {
 		m, err := ipxe.NewHTTPMetrics(cfg.Registerer)
@@ -403,8 +420,35 @@ func (p *Provisioner) Inspect(ctx context.Context, id string, o Options) (invent
 		default:
 			return conflict("host %s is %s: only enrolled, available, discovered or failed hosts can be inspected", h.ID, h.State)
 		}
+		discovered := h.State == inventory.StateDiscovered || (h.Operation != nil && h.Operation.Discovery)
 		h.Operation = p.newOperation(inventory.StateInspecting)
+		h.Operation.Discovery = discovered
 		p.setState(h, c, inventory.StateInspecting, "inspection requested", nil)
+		return nil
+	})
+}
+
+// EventAccepted records that an operator (or a rule) accepted a discovered host.
+const EventAccepted = "host.accepted"
+
+// Accept makes a discovered host the operator's: available when it was inspected (its
+// facts shown), else enrolled, to be inspected. Until then no claim, CLI or Cluster API,
+// can take it: anything that PXE-boots can be discovered, and its facts are its own
+// word.
+func (p *Provisioner) Accept(ctx context.Context, id string, by string) (inventory.Host, error) {
+	return p.transition(ctx, id, func(h *inventory.Host, c *inventory.HostChange) error {
+		if h.State != inventory.StateDiscovered {
+			return conflict("host %s is %s: only discovered hosts are accepted", h.ID, h.State)
+		}
+		if by == "" {
+			by = "operator"
+		}
+		c.Events = append(c.Events, inventory.Event{Type: EventAccepted, Message: "accepted by " + by, Fields: map[string]string{"by": by}})
+		if h.Facts == nil {
+			p.setState(h, c, inventory.StateEnrolled, "accepted before inspection: inspect it (rackboot host inspect "+h.ID+")", nil)
+			return nil
+		}
+		p.setState(h, c, inventory.StateAvailable, "accepted by "+by, nil)
 		return nil
 	})
 }

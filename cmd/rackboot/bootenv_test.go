@@ -84,7 +84,9 @@ func TestBootenvImportWhileServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.CreateHosts(t.Context(), inventory.Host{ID: "node-1", MACs: []string{mac}}); err != nil {
+	// DHCP is off here: the reservation is what lets the script fetch (httptest's
+	// 192.0.2.1) boot the agent.
+	if _, err := store.CreateHosts(t.Context(), inventory.Host{ID: "node-1", MACs: []string{mac}, IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
 	do := func(method, path string) (int, string) {

@@ -148,6 +148,19 @@ type dhcpConfig struct {
 	Domain string   `json:"domain"`
 	// Subnets are further subnets reached through DHCP relays (giaddr).
 	Subnets []subnetConfig `json:"subnets"`
+	// Discovery bounds what unknown MACs may cost under unknownHosts: discover.
+	Discovery discoveryConfig `json:"discovery"`
+}
+
+type discoveryConfig struct {
+	// MaxHosts caps the hosts in state discovered.
+	MaxHosts int `json:"maxHosts"`
+	// Rate is unknown MACs served per second; Burst how many at once.
+	Rate  float64 `json:"rate"`
+	Burst int     `json:"burst"`
+	// AcceptSerials accepts, after inspection, discovered hosts reporting one of these
+	// SMBIOS serials; the others wait for `rackboot host accept`.
+	AcceptSerials []string `json:"acceptSerials"`
 }
 
 type subnetConfig struct {
@@ -336,6 +349,11 @@ func defaultServeConfig() serveConfig {
 			ProxyPort:    4011,
 			UnknownHosts: "ignore",
 			LeaseTime:    duration(time.Hour),
+			Discovery: discoveryConfig{
+				MaxHosts: dhcp.DefaultDiscoveryMaxHosts,
+				Rate:     dhcp.DefaultDiscoveryRate,
+				Burst:    dhcp.DefaultDiscoveryBurst,
+			},
 		},
 		Boot:      bootConfig{UEFIBinary: "snponly.efi", HTTPBootBinary: "snponly.efi"},
 		Provision: defaultProvisionConfig(),
@@ -517,6 +535,20 @@ func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 	case "ignore", "discover":
 	default:
 		add(bad("dhcp.unknownHosts", "unknown-hosts", "%q is not a policy: use ignore or discover", cfg.DHCP.UnknownHosts))
+	}
+	if d := cfg.DHCP.Discovery; d.MaxHosts < 1 || d.MaxHosts > 100000 {
+		add(bad("dhcp.discovery.maxHosts", "", "%d is out of range: use 1-100000 (hosts in state discovered at once)", d.MaxHosts))
+	}
+	if d := cfg.DHCP.Discovery; d.Rate <= 0 || d.Rate > 1000 {
+		add(bad("dhcp.discovery.rate", "", "%g is out of range: use a rate above 0 and at most 1000 unknown MACs per second", d.Rate))
+	}
+	if d := cfg.DHCP.Discovery; d.Burst < 1 || d.Burst > 10000 {
+		add(bad("dhcp.discovery.burst", "", "%d is out of range: use 1-10000", d.Burst))
+	}
+	for i, s := range cfg.DHCP.Discovery.AcceptSerials {
+		if strings.TrimSpace(s) == "" || len(s) > 128 {
+			add(bad(fmt.Sprintf("dhcp.discovery.acceptSerials[%d]", i), "", "%q is not a serial number: give the SMBIOS system serial as `rackboot host show` reports it", s))
+		}
 	}
 	errs = append(errs, cfg.Provision.validate()...)
 	r.AdminListen, errs = cfg.API.resolve(cfg.DataDir, errs)

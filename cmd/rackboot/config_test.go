@@ -294,3 +294,32 @@ func TestLimitSettingsNameYAMLPath(t *testing.T) {
 		t.Fatalf("--admin-listen: %v, %v", r, err)
 	}
 }
+
+// TestDiscoveryConfig: the discovery limits have defaults, take the file's values and
+// refuse nonsense naming their YAML path.
+func TestDiscoveryConfig(t *testing.T) {
+	r, err := resolveYAML(t, "logLevel: info\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.DHCP.Discovery; d.MaxHosts != dhcp.DefaultDiscoveryMaxHosts || d.Rate != dhcp.DefaultDiscoveryRate || d.Burst != dhcp.DefaultDiscoveryBurst {
+		t.Errorf("defaults %+v", d)
+	}
+	r, err = resolveYAML(t, "dhcp:\n  discovery: {maxHosts: 40}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.DHCP.Discovery; d.MaxHosts != 40 || d.Rate != dhcp.DefaultDiscoveryRate {
+		t.Errorf("maxHosts 40: %+v", d)
+	}
+	for doc, want := range map[string]string{
+		"dhcp:\n  discovery: {maxHosts: 0}\n":           "dhcp.discovery.maxHosts",
+		"dhcp:\n  discovery: {rate: -1}\n":              "dhcp.discovery.rate",
+		"dhcp:\n  discovery: {burst: 100001}\n":         "dhcp.discovery.burst",
+		"dhcp:\n  discovery: {acceptSerials: [\"\"]}\n": "dhcp.discovery.acceptSerials[0]",
+	} {
+		if _, err := resolveYAML(t, doc); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error naming %s", doc, err, want)
+		}
+	}
+}

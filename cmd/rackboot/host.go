@@ -102,6 +102,7 @@ func newHostCmdWith(env *cliEnv, tokenFiles []string) *cobra.Command {
 	cmd.AddCommand(h.addCmd(), h.listCmd(), h.showCmd(), h.rmCmd(), h.labelCmd(), h.bootCmd(), h.eventsCmd(), h.importCmd(), h.leasesCmd(),
 		h.bmcCmd(), h.powerCmd(), h.bootdevCmd())
 	cmd.AddCommand(h.provisionCmds()...) // host_provision.go
+	cmd.AddCommand(h.acceptCmd())        // host_accept.go
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,7 @@ func newProvisionHarness(t *testing.T) (*cliHarness, *provision.Provisioner) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	boot, err := ipxe.NewHandler(ipxe.HandlerConfig{Store: store, Binaries: ipxe.Binaries(), AgentTokens: prov,
+	boot, err := ipxe.NewHandler(ipxe.HandlerConfig{Store: store, Binaries: ipxe.Binaries(), AgentTokens: prov, Gate: prov.Gate(),
 		BootEnv: &ipxe.BootEnv{Kernel: "http://x/vmlinuz", Cmdline: "rackboot.url={{.ServerURL}} rackboot.mac={{.MAC}}"}})
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func TestImageCLI(t *testing.T) {
 // TestHostProvisionCLI drives inspect, provision and release with the CLI while the
 // test plays the agent, and follows the host with `host watch`.
 func TestHostProvisionCLI(t *testing.T) {
-	h, _ := newProvisionHarness(t)
+	h, prov := newProvisionHarness(t)
 	ctx := context.Background()
 	const mac = "52:54:00:12:34:56"
 	data := "image"
@@ -129,7 +130,9 @@ func TestHostProvisionCLI(t *testing.T) {
 	// agent plays one boot: the script's token, hello, then the result of its plan.
 	agent := func() agentapi.Plan {
 		t.Helper()
-		resp, err := http.Get(h.srv.URL + "/ipxe/boot.ipxe?mac=" + mac)
+		// The boot key DHCP's ACK hands the host (at 127.0.0.1) with its script URL.
+		key := prov.Gate().IssueKey(mac, netip.MustParseAddr("127.0.0.1"))
+		resp, err := http.Get(h.srv.URL + "/ipxe/boot.ipxe?mac=" + mac + "&key=" + key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,5 +212,30 @@ func TestHostProvisionCLI(t *testing.T) {
 	}
 	if out := h.mustRun("host", "watch", "node-1"); !strings.Contains(out, "== available") {
 		t.Errorf("watch of a finished host: %q", out)
+	}
+}
+
+// TestHostAcceptCLI: `host accept` makes a discovered host available (inspected) or
+// enrolled (not yet); any other host is refused with the reason.
+func TestHostAcceptCLI(t *testing.T) {
+	h, _ := newProvisionHarness(t)
+	ctx := context.Background()
+	if _, err := h.store.CreateHosts(ctx,
+		inventory.Host{ID: "seen", MACs: []string{"52:54:00:de:00:01"}, State: inventory.StateDiscovered},
+		inventory.Host{ID: "known", MACs: []string{"52:54:00:de:00:02"}}); err != nil {
+		t.Fatal(err)
+	}
+	if out := h.mustRun("host", "accept", "seen", "--by", "alice"); !strings.Contains(out, "accepted seen: enrolled") {
+		t.Errorf("accept output %q", out)
+	}
+	if _, _, err := h.run("host", "accept", "known"); err == nil || !strings.Contains(err.Error(), "only discovered hosts") {
+		t.Errorf("accept of an enrolled host: %v", err)
+	}
+	if _, _, err := h.run("host", "accept", "nobody"); err == nil || !strings.Contains(err.Error(), "no host") {
+		t.Errorf("accept of an unknown host: %v", err)
+	}
+	evs, err := h.store.Events(ctx, "seen", 0)
+	if err != nil || len(evs) == 0 || evs[0].Type != "host.accepted" || evs[0].Fields["by"] != "alice" {
+		t.Errorf("events %+v, %v: want host.accepted by alice", evs, err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/rackboot/rackboot/ipxe"
 	"github.com/rackboot/rackboot/ratelimit"
 	"github.com/rackboot/rackboot/tftp"
+	"github.com/rackboot/rackboot/trust"
 )
 
 // wiring is what serve runs: the services, the HTTP mux they share, and what /readyz
@@ -64,7 +65,12 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 	}
 	w.services = append(w.services, service{name: "bmc", start: bmcs.Start})
 	w.ready = append(w.ready, bmcs.Ready())
-	pv, err := buildProvisioning(r, store, bmcs, serverURL, w, log, reg)
+	// One gate decides who is asking on every boot route (package trust).
+	gate, err := trust.New(trust.Config{Mode: trust.Mode(r.DHCP.Mode), Store: store, Logger: log.With("service", "trust"), Registerer: reg})
+	if err != nil {
+		return w, err
+	}
+	pv, err := buildProvisioning(r, store, bmcs, serverURL, gate, w, log, reg)
 	if err != nil {
 		return w, err
 	}
@@ -80,6 +86,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		Discovery:   r.DHCP.UnknownHosts == "discover",
 		BootEnvs:    pv.bootEnvs.Current,
 		AgentTokens: pv.prov,
+		Gate:        gate,
 		Logger:      log.With("service", "http"),
 		Registerer:  reg,
 	})
@@ -147,6 +154,12 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 			ProxyPort:    r.DHCP.ProxyPort,
 			Subnets:      r.Subnets,
 			UnknownHosts: dhcp.UnknownHostPolicy(r.DHCP.UnknownHosts),
+			Keys:         gate,
+			Discovery: dhcp.Discovery{
+				MaxHosts: r.DHCP.Discovery.MaxHosts,
+				Rate:     r.DHCP.Discovery.Rate,
+				Burst:    r.DHCP.Discovery.Burst,
+			},
 			Boot: dhcp.Boot{
 				HTTPBaseURL:  serverURL,
 				UEFIFile:     r.Boot.UEFIBinary,

@@ -15,6 +15,7 @@ import (
 	"github.com/rackboot/rackboot/ipxe"
 	"github.com/rackboot/rackboot/metadata"
 	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/trust"
 )
 
 // provisioning is the part of serve that takes hosts through their life: the image
@@ -29,14 +30,12 @@ type provisioning struct {
 }
 
 // buildProvisioning wires images, provision and metadata onto w's mux and services.
-// Outside DHCP server mode rackboot sees no leases, so the address a host's agent first
-// spoke from stands in for its lease (TrustFirstAddress, TrustProvisionIP).
-func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Service, serverURL string, w *wiring, log *slog.Logger, reg prometheus.Registerer) (*provisioning, error) {
+// gate decides who is asking on their routes, in every DHCP mode.
+func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Service, serverURL string, gate *trust.Gate, w *wiring, log *slog.Logger, reg prometheus.Registerer) (*provisioning, error) {
 	httpm, err := ipxe.NewHTTPMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	trustFirst := r.DHCP.Mode != "server"
 	pv := &provisioning{}
 	var authorize images.Authorizer // set below, once the provisioner exists
 	pv.catalog, err = images.New(images.Config{
@@ -63,30 +62,30 @@ func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Servic
 		log.Warn(noAgent)
 	}
 	pv.prov, err = provision.New(provision.Config{
-		Timeouts:          r.Provision.timeouts(),
-		NoAgent:           noAgent,
-		AgentReady:        pv.bootEnvs.Ready,
-		Store:             store,
-		BMC:               bmcs,
-		Images:            pv.catalog,
-		ServerURL:         serverURL,
-		TrustFirstAddress: trustFirst,
-		Logger:            log.With("service", "provision"),
-		Registerer:        reg,
-		Metrics:           httpm,
-		OnTransition:      w.capiHook.hostChanged,
+		Timeouts:     r.Provision.timeouts(),
+		NoAgent:      noAgent,
+		AgentReady:   pv.bootEnvs.Ready,
+		Store:        store,
+		BMC:          bmcs,
+		Images:       pv.catalog,
+		ServerURL:    serverURL,
+		Gate:         gate,
+		Logger:       log.With("service", "provision"),
+		Registerer:   reg,
+		Metrics:      httpm,
+		OnTransition: w.capiHook.hostChanged,
 	})
 	if err != nil {
 		return nil, err
 	}
 	authorize = pv.prov.AuthorizeImage
 	md, err := metadata.NewHandler(metadata.Config{
-		Store:            store,
-		PhoneHome:        pv.prov,
-		ServerURL:        serverURL,
-		TrustProvisionIP: trustFirst,
-		Logger:           log.With("service", "metadata"),
-		Metrics:          httpm,
+		Store:     store,
+		PhoneHome: pv.prov,
+		ServerURL: serverURL,
+		Gate:      gate,
+		Logger:    log.With("service", "metadata"),
+		Metrics:   httpm,
 	})
 	if err != nil {
 		return nil, err

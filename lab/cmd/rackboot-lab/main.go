@@ -400,16 +400,23 @@ func netboot(ctx context.Context, srv *lab.Server, hosts []*host, o options, cli
 			return err
 		}
 	}
-	booted := map[string]bool{}
-	err := srv.WaitHosts(ctx, ids, o.timeout, "every guest to phone home", func(h admin.Host) bool { return booted[h.ID] },
+	// A guest has booted the phone-home kernel once it fetched the initrd and then ran
+	// Linux's own DHCP (server mode; in proxy and off modes rackboot sees no address
+	// traffic, so the initrd fetch is the last step it sees).
+	booted, initrd := map[string]bool{}, map[string]bool{}
+	err := srv.WaitHosts(ctx, ids, o.timeout, "every guest to boot its kernel", func(h admin.Host) bool { return booted[h.ID] },
 		func(id string, e admin.Event) {
 			fmt.Fprintf(out, "%s  %-16s %-16s %s\n", e.Time.Local().Format("15:04:05"), id, e.Type, e.Message)
-			if e.Type == "boot.phonehome" {
+			switch {
+			case e.Type == "http.asset" && strings.HasSuffix(e.Fields["file"], "initrd.gz"):
+				initrd[id] = true
+				booted[id] = o.mode != "server"
+			case e.Type == "dhcp.ack" && initrd[id]:
 				booted[id] = true
 			}
 		})
 	if err == nil {
-		step("every guest booted and phoned home")
+		step("every guest booted its kernel")
 	}
 	return err
 }
