@@ -1,35 +1,25 @@
 package controllers
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	infrav1 "github.com/rackboot/rackboot/api/v1alpha1"
 	"github.com/rackboot/rackboot/lab"
+	"github.com/rackboot/rackboot/lab/mgmt"
 )
 
 // capiProvider is one of the real Cluster API controllers, built by `make envtest`
@@ -99,8 +89,9 @@ func TestRealClusterAPI(t *testing.T) {
 
 // realCAPI is an envtest control plane with the real Cluster API core, kubeadm
 // bootstrap and kubeadm control-plane controllers (and their webhooks) running
-// against it, for as long as the test runs.
+// against it, for as long as the test runs (lab/mgmt).
 type realCAPI struct {
+	*mgmt.Cluster
 	cfg        *rest.Config
 	c          client.Client
 	kubeconfig []byte // of an admin user, for the controllers and the workload cluster
@@ -108,91 +99,36 @@ type realCAPI struct {
 	start      time.Time
 }
 
-// startRealCAPI starts envtest with Cluster API's CRDs and rackboot's, installs the
-// three providers' webhooks and runs the providers, and returns once their webhook
-// servers listen (the API server calls them on every create).
-func startRealCAPI(t *testing.T) *realCAPI {
+// startRealCAPI starts the management cluster with Cluster API's CRDs and rackboot's
+// and returns once the providers' webhook servers listen (the API server calls them on
+// every create).
+func startRealCAPI(t *testing.T) *realCAPI { return startRealCAPIProxy(t, "") }
+
+// startRealCAPIProxy is startRealCAPI with the controllers reaching workload clusters
+// through an HTTP CONNECT proxy (a lab namespace's ConnectProxy).
+func startRealCAPIProxy(t *testing.T, proxy string) *realCAPI {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a control plane and three Cluster API controllers")
 	}
 	var bins []string
-	for _, p := range capiProviders {
-		bins = append(bins, p.bin)
+	for _, p := range mgmt.Providers {
+		bins = append(bins, p.Bin)
 	}
 	assets := lab.EnvtestAssets(t, bins...)
 	root, capi := repoRoot(t), capiDir(t)
-	start := time.Now()
-
-	var crdFiles []string
-	for _, p := range capiProviders {
-		files, err := filepath.Glob(filepath.Join(capi, p.dir, "config/crd/bases/*.yaml"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no CRDs under %s/%s: %v", capi, p.dir, err)
-		}
-		crdFiles = append(crdFiles, files...)
-	}
 	ours, _ := filepath.Glob(filepath.Join(root, "config/crd/bases/*.yaml"))
-	crdFiles = append(crdFiles, ours...)
-	e := &envtest.Environment{BinaryAssetsDirectory: assets, CRDs: loadCRDs(t, crdFiles...), ErrorIfCRDPathMissing: true}
-	cfg, err := e.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Stop() })
 	scheme, err := NewScheme()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	start := time.Now()
+	m, err := mgmt.Start(t.Context(), t, mgmt.Config{Assets: assets, CAPIDir: capi, CRDs: ours, Dir: t.TempDir(), Scheme: scheme, HTTPSProxy: proxy})
 	if err != nil {
 		t.Fatal(err)
-	}
-	admin, err := e.AddUser(envtest.User{Name: "capi-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := admin.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	kubeconfigFile := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigFile, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	// Each provider serves its webhooks on its own port with its own certificates.
-	var ports []int
-	for _, p := range capiProviders {
-		port := freePort(t)
-		mut, val := webhookConfigs(t, filepath.Join(capi, p.dir, "config/webhook/manifests.yaml"), p.bin)
-		opts := &envtest.WebhookInstallOptions{
-			MutatingWebhooks: mut, ValidatingWebhooks: val,
-			LocalServingHost: "127.0.0.1", LocalServingPort: port,
-		}
-		if err := opts.Install(cfg); err != nil {
-			t.Fatalf("%s webhooks: %v", p.bin, err)
-		}
-		t.Cleanup(func() { opts.Cleanup() })
-		runProcess(t, filepath.Join(assets, p.bin), filepath.Join(dir, p.bin+".log"),
-			"--kubeconfig="+kubeconfigFile, "--leader-elect=false",
-			"--webhook-port="+strconv.Itoa(port), "--webhook-cert-dir="+opts.LocalServingCertDir,
-			"--diagnostics-address=0", "--insecure-diagnostics", "--health-addr=0", "--sync-period=1m")
-		ports = append(ports, port)
-	}
-	for i, port := range ports {
-		eventually(t, 2*time.Minute, capiProviders[i].bin+"'s webhook server", func() (bool, string) {
-			conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
-			if err != nil {
-				return false, err.Error()
-			}
-			conn.Close()
-			return true, ""
-		})
 	}
 	t.Logf("envtest with Cluster API webhooks and controllers started in %v", time.Since(start).Round(time.Millisecond))
-	return &realCAPI{cfg: cfg, c: c, kubeconfig: kubeconfig, root: root, start: start}
+	return &realCAPI{Cluster: m, cfg: m.REST, c: m.Client, kubeconfig: m.Kubeconfig, root: root, start: start}
 }
 
 // applyCluster applies config/templates/cluster-template.yaml in ns: a Cluster named
@@ -221,7 +157,9 @@ func (rc *realCAPI) applyCluster(t *testing.T, ns, cluster string, cp, workers i
 		"CONTROL_PLANE_ENDPOINT_HOST": server.Hostname(), "CONTROL_PLANE_ENDPOINT_PORT": server.Port(),
 		"RACKBOOT_IMAGE": image,
 	}
-	applyTemplate(t, rc.c, filepath.Join(rc.root, "config/templates/cluster-template.yaml"), vars)
+	if err := rc.Apply(t.Context(), filepath.Join(rc.root, "config/templates/cluster-template.yaml"), vars); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // initControlPlane creates what kubeadm init leaves behind in the workload cluster,
@@ -317,143 +255,4 @@ func registerNode(t *testing.T, c client.Client, host string) {
 	if err := c.Create(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
-}
-
-var tmplVar = regexp.MustCompile(`\$\{([A-Z0-9_]+)(:=([^}]*))?\}`)
-
-// applyTemplate fills a clusterctl template's ${VAR} and ${VAR:=default} and creates
-// every object in it, as `clusterctl generate cluster | kubectl apply` would.
-func applyTemplate(t *testing.T, c client.Client, path string, vars map[string]string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var missing []string
-	filled := tmplVar.ReplaceAllStringFunc(string(b), func(m string) string {
-		sub := tmplVar.FindStringSubmatch(m)
-		if v, ok := vars[sub[1]]; ok {
-			return v
-		}
-		if sub[2] != "" {
-			return sub[3]
-		}
-		missing = append(missing, sub[1])
-		return m
-	})
-	if len(missing) > 0 {
-		t.Fatalf("template variables without a value: %v", missing)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(filled), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		if err := c.Create(context.Background(), &u); err != nil {
-			t.Fatalf("creating %s %s from the template: %v", u.GetKind(), u.GetName(), err)
-		}
-	}
-}
-
-// webhookConfigs reads a provider's webhook manifests, renaming the configurations
-// (every provider calls them the same) so all three can be installed.
-func webhookConfigs(t *testing.T, path, prefix string) ([]*admissionv1.MutatingWebhookConfiguration, []*admissionv1.ValidatingWebhookConfiguration) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mut []*admissionv1.MutatingWebhookConfiguration
-	var val []*admissionv1.ValidatingWebhookConfiguration
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
-		raw, err := u.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch u.GetKind() {
-		case "MutatingWebhookConfiguration":
-			var w admissionv1.MutatingWebhookConfiguration
-			if err := utilyaml.Unmarshal(raw, &w); err != nil {
-				t.Fatal(err)
-			}
-			w.Name = prefix + "-" + w.Name
-			mut = append(mut, &w)
-		case "ValidatingWebhookConfiguration":
-			var w admissionv1.ValidatingWebhookConfiguration
-			if err := utilyaml.Unmarshal(raw, &w); err != nil {
-				t.Fatal(err)
-			}
-			w.Name = prefix + "-" + w.Name
-			val = append(val, &w)
-		}
-	}
-	return mut, val
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// runProcess starts a controller, logging to logFile, and stops it (by its PID) when
-// the test ends; a failed test shows the end of its log.
-func runProcess(t *testing.T, bin, logFile string, args ...string) {
-	t.Helper()
-	f, err := os.Create(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		f.Close()
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", filepath.Base(logFile), tail(logFile, 25))
-		}
-	})
-}
-
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
 }

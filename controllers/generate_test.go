@@ -98,7 +98,7 @@ func TestCRDContract(t *testing.T) {
 		}
 		want := []string{
 			`Cluster=.metadata.labels['cluster\.x-k8s\.io/cluster-name']`,
-			"Host=.status.host", "State=.status.state", "ProviderID=.spec.providerID", "Age=.metadata.creationTimestamp",
+			"Host=.status.host", "State=.status.state", "Step=.status.step", "ProviderID=.spec.providerID", "Age=.metadata.creationTimestamp",
 		}
 		if d := cmp.Diff(want, cols); d != "" {
 			t.Errorf("printer columns (-want +got):\n%s", d)

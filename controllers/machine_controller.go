@@ -249,6 +249,7 @@ func (r *MachineReconciler) reconcileHost(ctx context.Context, rm *infrav1.Rackb
 	if len(st.Addresses) > 0 {
 		rm.Status.Addresses = st.Addresses
 	}
+	rm.Status.Step = st.Step
 	switch st.State {
 	case inventory.StateProvisioned:
 		rm.Status.State = infrav1.StateProvisioned
@@ -261,6 +262,9 @@ func (r *MachineReconciler) reconcileHost(ctx context.Context, rm *infrav1.Rackb
 	case inventory.StateProvisioning, inventory.StateAvailable:
 		rm.Status.State = infrav1.StateProvisioning
 		msg := fmt.Sprintf("host %s is being provisioned with image %s", host.ID, rm.Spec.Image)
+		if st.Step != "" {
+			msg += ": " + st.Step
+		}
 		r.setFalse(rm, infrav1.HostProvisionedCondition, infrav1.ReasonProvisioning, msg)
 		r.setFalse(rm, clusterv1.ReadyCondition, infrav1.ReasonProvisioning, msg)
 		return reconcile.Result{RequeueAfter: r.poll}, nil
@@ -364,6 +368,7 @@ func (r *MachineReconciler) reconcileDelete(ctx context.Context, rm *infrav1.Rac
 		return release()
 	}
 	rm.Status.State = infrav1.StateDeprovisioning
+	rm.Status.Step = st.Step
 	msg := fmt.Sprintf("host %s is being wiped and powered off", hostID)
 	reason := infrav1.ReasonDeprovisioning
 	requeue := r.poll

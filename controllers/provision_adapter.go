@@ -23,6 +23,14 @@ type ProvisionAdapter struct {
 	Provisioner *provision.Provisioner
 	// Leases give a host without a reservation the address it leased.
 	Leases LeaseLookup
+	// Timeline, when set, tells whether a host booted from its disk has fetched its
+	// user-data yet (the step "cloud-init running").
+	Timeline EventLister
+}
+
+// EventLister reads a host's timeline; *inventory.BoltStore implements it.
+type EventLister interface {
+	Events(ctx context.Context, hostID string, after uint64) ([]inventory.Event, error)
 }
 
 var _ HostProvisioner = ProvisionAdapter{}
@@ -57,6 +65,7 @@ func (a ProvisionAdapter) HostStatus(ctx context.Context, id string) (HostStatus
 	if h.Provision != nil {
 		st.ImageOwner = h.Provision.Requester
 	}
+	st.Step = provision.Step(h, a.userDataFetched(ctx, h))
 	st.Addresses = []clusterv1.MachineAddress{{Type: clusterv1.MachineHostName, Address: metadata.Hostname(h)}}
 	ip := h.IP
 	if ip == "" && a.Leases != nil {
@@ -72,4 +81,22 @@ func (a ProvisionAdapter) HostStatus(ctx context.Context, id string) (HostStatus
 		st.Addresses = append(st.Addresses, clusterv1.MachineAddress{Type: clusterv1.MachineInternalIP, Address: ip})
 	}
 	return st, nil
+}
+
+// userDataFetched says whether a host booting from its freshly written disk has fetched
+// its user-data: a metadata.fetch event of the user-data after the image was written.
+func (a ProvisionAdapter) userDataFetched(ctx context.Context, h inventory.Host) bool {
+	if a.Timeline == nil || h.Operation == nil || h.Operation.Phase != inventory.PhaseDiskBoot || h.Provision == nil {
+		return false
+	}
+	evs, err := a.Timeline.Events(ctx, h.ID, 0)
+	if err != nil {
+		return false
+	}
+	for i := len(evs) - 1; i >= 0 && !evs[i].Time.Before(h.Provision.WrittenAt); i-- {
+		if evs[i].Type == metadata.EventFetch && evs[i].Fields["doc"] == metadata.DocUserData {
+			return true
+		}
+	}
+	return false
 }

@@ -70,6 +70,9 @@ type HostStatus struct {
 	State inventory.State
 	// Reason explains State (always set for failed).
 	Reason string
+	// Step says where the host is in its operation ("writing image 42%", "cloud-init
+	// running"), shown as the RackbootMachine's status.step.
+	Step string
 	// ImageOwner is the Owner of the request whose image the host holds or is getting;
 	// empty once the host is wiped.
 	ImageOwner string

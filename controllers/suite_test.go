@@ -1,15 +1,12 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
@@ -21,7 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,6 +26,7 @@ import (
 
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
+	"github.com/rackboot/rackboot/lab/mgmt"
 )
 
 // The envtest control plane (kube-apiserver and etcd built by `make envtest`) is
@@ -70,49 +67,21 @@ func repoRoot(t testing.TB) string {
 // webhook manifests).
 func capiDir(t testing.TB) string {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/cluster-api").Output()
+	dir, err := mgmt.CAPIDir()
 	if err != nil {
-		t.Fatalf("locating sigs.k8s.io/cluster-api in the module cache: %v", err)
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(out))
+	return dir
 }
 
-// loadCRDs reads CRD manifests. Cluster API's own bases lack the contract labels its
-// kustomize build adds; CAPI looks them up on referenced CRDs, so they are added here.
+// loadCRDs reads CRD manifests (mgmt.LoadCRDs: with Cluster API's contract labels).
 func loadCRDs(t testing.TB, files ...string) []*apiextensionsv1.CustomResourceDefinition {
 	t.Helper()
-	var out []*apiextensionsv1.CustomResourceDefinition
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			var crd apiextensionsv1.CustomResourceDefinition
-			if err := dec.Decode(&crd); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				t.Fatalf("%s: %v", f, err)
-			}
-			if crd.Name == "" {
-				continue
-			}
-			if strings.HasSuffix(crd.Spec.Group, "cluster.x-k8s.io") && !strings.HasPrefix(crd.Spec.Group, "infrastructure.") {
-				if crd.Labels == nil {
-					crd.Labels = map[string]string{}
-				}
-				for _, v := range crd.Spec.Versions {
-					if v.Name == "v1beta1" || v.Name == "v1beta2" {
-						crd.Labels["cluster.x-k8s.io/"+v.Name] = v.Name
-					}
-				}
-			}
-			out = append(out, &crd)
-		}
+	crds, err := mgmt.LoadCRDs(files...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return crds
 }
 
 // env starts (once) the shared control plane with rackboot's CRDs and Cluster API's

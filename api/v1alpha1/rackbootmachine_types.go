@@ -139,6 +139,13 @@ type RackbootMachineStatus struct {
 	// +optional
 	State MachineState `json:"state,omitempty"`
 
+	// step says where the host is in its provisioning, from its timeline: claimed,
+	// powering on, booting the agent, writing image N%, verifying image, booting from
+	// disk, cloud-init running, phoned home; wiping when the machine is deleted.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Step string `json:"step,omitempty"`
+
 	// addresses of the host: its hostname and its IPv4 address.
 	// +optional
 	// +listType=atomic
@@ -205,6 +212,7 @@ const (
 // +kubebuilder:printcolumn:name="Cluster",type="string",JSONPath=".metadata.labels['cluster\\.x-k8s\\.io/cluster-name']",description="Cluster to which this RackbootMachine belongs"
 // +kubebuilder:printcolumn:name="Host",type="string",JSONPath=".status.host",description="Inventory ID of the claimed host"
 // +kubebuilder:printcolumn:name="State",type="string",JSONPath=".status.state",description="Where the machine is in its life"
+// +kubebuilder:printcolumn:name="Step",type="string",JSONPath=".status.step",description="Where the host is: writing image N%, booting from disk, cloud-init running, phoned home"
 // +kubebuilder:printcolumn:name="ProviderID",type="string",JSONPath=".spec.providerID",description="rackboot://RACK/HOST"
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 

@@ -81,7 +81,7 @@ func addCAPI(s capiSettings, store *inventory.BoltStore, prov *provision.Provisi
 		REST:                    s.REST,
 		Rack:                    s.Rack,
 		Inventory:               store,
-		Provisioner:             controllers.ProvisionAdapter{Provisioner: prov, Leases: store},
+		Provisioner:             controllers.ProvisionAdapter{Provisioner: prov, Leases: store, Timeline: store},
 		Logger:                  log.With("service", "capi", "rack", s.Rack),
 		LeaderElection:          s.LeaderElect,
 		LeaderElectionNamespace: s.LeaderElectionNamespace,

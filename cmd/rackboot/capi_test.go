@@ -147,7 +147,7 @@ func TestCAPIProvisionerAdapter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := controllers.HostStatus{State: inventory.StateProvisioning, Reason: st.Reason, ImageOwner: "ns/m1", Addresses: []clusterv1.MachineAddress{
+	want := controllers.HostStatus{State: inventory.StateProvisioning, Reason: st.Reason, Step: "powering on", ImageOwner: "ns/m1", Addresses: []clusterv1.MachineAddress{
 		{Type: clusterv1.MachineHostName, Address: "h1"}, {Type: clusterv1.MachineInternalIP, Address: "10.0.0.11"},
 	}}
 	if d := cmp.Diff(want, st); d != "" {

@@ -1,0 +1,84 @@
+package mgmt
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// tcgPatchDir is where the control-plane hosts get the kubeadm patches of SlowHardware.
+const tcgPatchDir = "/etc/kubernetes/rackboot-slow-patches"
+
+// SlowHardware adapts a cluster made from config/templates/cluster-template.yaml to
+// hosts that run many times slower than a server: the QEMU lab's TCG guests, where every
+// control-plane component starts more than 12 times slower than natively. It is an
+// overlay on the template's objects (like a kustomize patch), so the template stays what
+// an operator of a real rack applies:
+//
+//   - kubeadm's timeouts (init and join) go far above their defaults, which assume a
+//     component answers within minutes;
+//   - the control-plane static pods' probes are relaxed through kubeadm patches
+//     (startup: 30 minutes instead of 4; liveness and readiness: 60 s timeouts instead of
+//     15 s), else the kubelet kills kube-apiserver before it ever answered, over and over.
+//
+// Nothing else changes: no preflight check is ignored.
+func SlowHardware(objs []*unstructured.Unstructured) error {
+	timeouts := map[string]any{
+		"controlPlaneComponentHealthCheckSeconds": int64(1800),
+		"kubeletHealthCheckSeconds":               int64(900),
+		"kubernetesAPICallSeconds":                int64(300),
+		"etcdAPICallSeconds":                      int64(600),
+		"tlsBootstrapSeconds":                     int64(900),
+		"discoverySeconds":                        int64(900),
+	}
+	var kcp, kct int
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "KubeadmControlPlane":
+			kcp++
+			spec := []string{"spec", "kubeadmConfigSpec"}
+			var files []any
+			for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+				content := fmt.Sprintf(`spec:
+  containers:
+  - name: %s
+    startupProbe: {failureThreshold: 180, timeoutSeconds: 60}
+    livenessProbe: {failureThreshold: 30, timeoutSeconds: 60}
+`, c)
+				if c == "kube-apiserver" {
+					content += "    readinessProbe: {timeoutSeconds: 60}\n"
+				}
+				files = append(files, map[string]any{"path": tcgPatchDir + "/" + c + "+strategic.yaml", "permissions": "0644", "content": content})
+			}
+			old, _, _ := unstructured.NestedSlice(u.Object, append(spec, "files")...)
+			if err := unstructured.SetNestedSlice(u.Object, append(old, files...), append(spec, "files")...); err != nil {
+				return err
+			}
+			for _, cfg := range []string{"initConfiguration", "joinConfiguration"} {
+				if err := unstructured.SetNestedField(u.Object, tcgPatchDir, append(spec, cfg, "patches", "directory")...); err != nil {
+					return err
+				}
+				if err := unstructured.SetNestedMap(u.Object, copyMap(timeouts), append(spec, cfg, "timeouts")...); err != nil {
+					return err
+				}
+			}
+		case "KubeadmConfigTemplate":
+			kct++
+			if err := unstructured.SetNestedMap(u.Object, copyMap(timeouts), "spec", "template", "spec", "joinConfiguration", "timeouts"); err != nil {
+				return err
+			}
+		}
+	}
+	if kcp == 0 || kct == 0 {
+		return fmt.Errorf("slow-hardware overlay: the template has %d KubeadmControlPlane and %d KubeadmConfigTemplate objects, want at least one of each", kcp, kct)
+	}
+	return nil
+}
+
+func copyMap(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
