@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -246,7 +247,7 @@ func buildNodeImage(ctx context.Context, root, work, out string, log io.Writer) 
 			if f.Tree {
 				name = "kube-proxy-image"
 			}
-			for _, s := range sortedKeys(sources) {
+			for _, s := range slices.Sorted(maps.Keys(sources)) {
 				if s == name || strings.HasPrefix(s, name+":") {
 					contains = append(contains, s+" "+sources[s])
 				}

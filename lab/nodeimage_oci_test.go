@@ -2,6 +2,7 @@ package lab
 
 import (
 	"archive/tar"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,7 +89,7 @@ func TestNodeOCIImages(t *testing.T) {
 			for _, f := range w.files {
 				h, ok := info.Files[f]
 				if !ok {
-					t.Errorf("%s missing from the layer; it has %v", f, sortedKeys(info.Files))
+					t.Errorf("%s missing from the layer; it has %v", f, slices.Sorted(maps.Keys(info.Files)))
 					continue
 				}
 				if h.Uid != 0 || h.Gid != 0 {

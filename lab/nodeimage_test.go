@@ -15,14 +15,11 @@ import (
 	"math/big"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rackboot/rackboot/agent"
 )
 
 // TestQEMUNodeImage boots the Kubernetes node image (EnsureNodeImage; cold, the build
@@ -70,16 +67,9 @@ func TestQEMUNodeImage(t *testing.T) {
 		}
 	}))
 
-	disk := filepath.Join(dir, name+".raw")
-	if out, err := exec.CommandContext(t.Context(), "zstd", "-q", "-d", "-f", image, "-o", disk).CombinedOutput(); err != nil {
-		t.Fatalf("zstd -d %s: %v: %s", image, err, out)
-	}
 	// Hosts for the node image get 8 GiB disks; cloud-init grows the root before the
 	// container images are imported.
-	if err := os.Truncate(disk, 8<<30); err != nil {
-		t.Fatal(err)
-	}
-	writeDropInWithDebugfs(t, disk, agent.DropIn("http://10.77.60.1:8080/nocloud/"+name+"/"))
+	disk := diskFromImage(t, image, filepath.Join(dir, name+".raw"), 8<<30, "http://10.77.60.1:8080/nocloud/"+name+"/")
 	tap, err := seg.AddTap()
 	if err != nil {
 		t.Fatal(err)
