@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -30,7 +31,7 @@ import (
 // kubernetes.default and reach a Service backed by another pod. Nothing is pulled: the
 // guest has no route out of the lab namespace.
 func TestQEMUNodeImage(t *testing.T) {
-	Require(t, append([]string{"qemu-system-x86_64", "dnsmasq", "debugfs"}, NodeImageTools()...)...)
+	Require(t, append([]string{"qemu-system-x86_64", "dnsmasq", "debugfs", "ssh", "ssh-keygen"}, NodeImageTools()...)...)
 	buildCtx, cancel := context.WithTimeout(t.Context(), 90*time.Minute)
 	start := time.Now()
 	image, sum, err := EnsureNodeImage(buildCtx, io.Discard)
@@ -56,12 +57,20 @@ func TestQEMUNodeImage(t *testing.T) {
 	startDnsmasq(t, seg.NS, dir, seg.Bridge, "--dhcp-range=10.77.60.100,10.77.60.150,255.255.255.0,1h",
 		"--dhcp-host="+mac+","+nodeIP, "--dhcp-option=option:dns-server,10.77.60.1")
 	ca, caKey := newTestCA(t)
+	sshKey := filepath.Join(dir, "id_ed25519")
+	if out, err := exec.CommandContext(t.Context(), "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rackboot-test", "-f", sshKey).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(sshKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
 	serveInNetns(t, seg.NS, "10.77.60.1:8080", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/nocloud/" + name + "/meta-data":
 			fmt.Fprintf(w, "instance-id: %s\nlocal-hostname: %s\n", name, name)
 		case "/nocloud/" + name + "/user-data":
-			io.WriteString(w, kubeadmInitUserData(name, nodeIP, ca, caKey))
+			io.WriteString(w, kubeadmInitUserData(name, nodeIP, strings.TrimSpace(string(pub)), ca, caKey))
 		default:
 			http.NotFound(w, r)
 		}
@@ -86,17 +95,25 @@ func TestQEMUNodeImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
+	// diag is what a failure shows: the console and, through SSH, the guest's view.
+	diag := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		out, err := seg.NS.Exec(ctx, "ssh", "-i", sshKey, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "ConnectTimeout=20", "-o", "BatchMode=yes", "lab@"+nodeIP, "sudo sh -c '"+nodeDiagnostics+"'")
+		return fmt.Sprintf("serial log:\n%s\nguest (ssh, %v):\n%s", Tail(vm.SerialLog, 40), err, out)
+	}
 	step := func(timeout time.Duration, what, marker string) {
 		t.Helper()
 		if err := Poll(ctx, timeout, what, Alive(FileContains(vm.SerialLog, marker), qemu)); err != nil {
-			t.Fatalf("%v\nserial log:\n%s", err, Tail(vm.SerialLog, 60))
+			t.Fatalf("%v\n%s", err, diag())
 		}
 		t.Logf("QEMU start → %s: %v", what, time.Since(booted).Round(time.Second))
 	}
 	step(10*time.Minute, "containerd images loaded", "rackboot-images: imported 7 images")
 	step(40*time.Minute, "kubeadm init done", "RACKBOOT-KUBEADM-EXIT")
 	if line := grepLine(vm.SerialLog, "RACKBOOT-KUBEADM-EXIT"); !strings.Contains(line, "RACKBOOT-KUBEADM-EXIT 0") {
-		t.Fatalf("kubeadm init failed: %s\nserial log:\n%s", line, Tail(vm.SerialLog, 80))
+		t.Fatalf("kubeadm init failed: %s\n%s", line, diag())
 	}
 
 	kc := writeAdminKubeconfig(t, dir, "https://"+nodeIP+":6443", ca, caKey)
@@ -110,7 +127,7 @@ func TestQEMUNodeImage(t *testing.T) {
 		t.Helper()
 		out, err := kubectl(timeout, args...)
 		if err != nil {
-			t.Fatalf("kubectl %s: %v\n%s\nserial log:\n%s", strings.Join(args, " "), err, out, Tail(vm.SerialLog, 40))
+			t.Fatalf("kubectl %s: %v\n%s\n%s", strings.Join(args, " "), err, out, diag())
 		}
 		return out
 	}
@@ -148,7 +165,7 @@ func TestQEMUNodeImage(t *testing.T) {
 		if _, err := kubectl(15*time.Minute, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/"+c.pod, "--timeout=15m"); err != nil {
 			desc, _ := kubectl(time.Minute, "describe", "pod", c.pod)
 			logs, _ := kubectl(time.Minute, "logs", c.pod)
-			t.Fatalf("pod %s did not succeed: %v\n%s\nlogs:\n%s", c.pod, err, desc, logs)
+			t.Fatalf("pod %s did not succeed: %v\n%s\nlogs:\n%s\n%s", c.pod, err, desc, logs, diag())
 		}
 		if logs := must(time.Minute, "logs", c.pod); !strings.Contains(logs, c.want) {
 			t.Errorf("pod %s logged %q, want %q", c.pod, logs, c.want)
@@ -156,6 +173,13 @@ func TestQEMUNodeImage(t *testing.T) {
 	}
 	t.Logf("QEMU start → pods resolved and reached Services: %v", time.Since(booted).Round(time.Second))
 }
+
+// nodeDiagnostics is the shell command whose output a failure of TestQEMUNodeImage shows
+// (no single quotes: it runs inside sh -c '…').
+const nodeDiagnostics = `uptime; free -m; systemctl --no-pager --failed; ` +
+	`ctr -n k8s.io containers ls; ` +
+	`for f in /var/log/pods/*/*/*.log; do echo "== $f"; tail -n 15 "$f"; done; ` +
+	`journalctl --no-pager -u kubelet -u containerd -u rackboot-podnet | tail -n 60`
 
 // podNetWorkload is the Service and its backing pod of TestQEMUNodeImage.
 const podNetWorkload = `apiVersion: apps/v1
@@ -216,9 +240,10 @@ spec:
 `
 
 // kubeadmInitUserData is the cloud-config of TestQEMUNodeImage's control plane. kubeadm's
-// timeouts are raised far above their defaults: under TCG every component starts about
-// 12 times slower than natively. No preflight check is ignored.
-func kubeadmInitUserData(name, ip string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) string {
+// timeouts are raised far above their defaults and its static pods' probes relaxed: under
+// TCG every component starts more than 12 times slower than natively. No preflight check
+// is ignored. The lab user's SSH key is there for the test's diagnostics on failure.
+func kubeadmInitUserData(name, ip, sshKey string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) string {
 	keyDER, err := x509.MarshalECPrivateKey(caKey)
 	if err != nil {
 		panic(err)
@@ -226,9 +251,32 @@ func kubeadmInitUserData(name, ip string, ca *x509.Certificate, caKey *ecdsa.Pri
 	indent := func(b []byte) string {
 		return "      " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n      ")
 	}
+	// Under TCG a control-plane component may take minutes to answer its first probe,
+	// and kubeadm's probes (startup: 4 minutes; liveness: 15 s timeouts) kill it first,
+	// again and again: kubeadm patches give them 30 minutes and 60 s timeouts.
+	var patches strings.Builder
+	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		fmt.Fprintf(&patches, `  - path: /etc/kubernetes/tcg-patches/%s+strategic.yaml
+    content: |
+      spec:
+        containers:
+        - name: %s
+          startupProbe: {failureThreshold: 180, timeoutSeconds: 60}
+          livenessProbe: {failureThreshold: 30, timeoutSeconds: 60}
+`, c, c)
+		if c == "kube-apiserver" {
+			patches.WriteString("          readinessProbe: {timeoutSeconds: 60}\n")
+		}
+	}
 	return `#cloud-config
+users:
+  - default
+  - name: lab
+    shell: /bin/bash
+    sudo: "ALL=(ALL) NOPASSWD:ALL"
+    ssh_authorized_keys: ["` + sshKey + `"]
 write_files:
-  - path: /etc/kubernetes/pki/ca.crt
+` + patches.String() + `  - path: /etc/kubernetes/pki/ca.crt
     permissions: '0644'
     content: |
 ` + indent(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})) + `
@@ -241,6 +289,8 @@ write_files:
     content: |
       apiVersion: kubeadm.k8s.io/v1beta4
       kind: InitConfiguration
+      patches:
+        directory: /etc/kubernetes/tcg-patches
       localAPIEndpoint:
         advertiseAddress: ` + ip + `
         bindPort: 6443
