@@ -160,6 +160,7 @@ func TestQEMUNodeImage(t *testing.T) {
 	must(2*time.Minute, "apply", "-f", clients)
 	for _, c := range []struct{ pod, want string }{
 		{"client", "http://echo.default.svc.cluster.local:2379 is healthy"},
+		{"resolve", `url="https://kubernetes.default:443/version" status="200 OK"`},
 		{"resolve", `"gitVersion": "` + NodeKubernetesVersion + `"`},
 	} {
 		if _, err := kubectl(15*time.Minute, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/"+c.pod, "--timeout=15m"); err != nil {
@@ -210,7 +211,9 @@ spec:
 `
 
 // podNetClients are TestQEMUNodeImage's client pods; they retry (OnFailure) while
-// CoreDNS or the Service settle.
+// CoreDNS or the Service settle. The images on the node have no shell or DNS tool:
+// etcdctl and the node's kubectl (a static binary, mounted from the host) are the
+// clients.
 const podNetClients = `apiVersion: v1
 kind: Pod
 metadata: {name: client}
@@ -234,9 +237,14 @@ spec:
   - name: kubectl
     image: registry.k8s.io/etcd:` + NodeEtcdImageTag + `
     imagePullPolicy: Never
-    env: [{name: HOME, value: /tmp}]
+    # kubectl's in-cluster configuration (the service account's token and CA) with the
+    # API server named kubernetes.default instead of the ClusterIP the kubelet sets.
+    env:
+    - {name: HOME, value: /tmp}
+    - {name: KUBERNETES_SERVICE_HOST, value: kubernetes.default}
+    - {name: KUBERNETES_SERVICE_PORT, value: "443"}
     volumeMounts: [{name: kubectl, mountPath: /kubectl, readOnly: true}]
-    command: [/kubectl, --server=https://kubernetes.default:443, --certificate-authority=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt, get, --raw, /version]
+    command: [/kubectl, get, --raw, /version, -v=6]
 `
 
 // kubeadmInitUserData is the cloud-config of TestQEMUNodeImage's control plane. kubeadm's
