@@ -19,7 +19,8 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf openipmi ipmitool
 	debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin fdisk zstd nginx btrfs-progs openssh-client \
 	gcc libc6-dev libseccomp-dev pkg-config binutils
 
-TEST_TIMEOUT ?= 40m
+# TestQEMUNodeImage alone runs kubeadm init in a TCG guest for 10-15 minutes.
+TEST_TIMEOUT ?= 75m
 
 # envtest: kube-apiserver, etcd and the real Cluster API controllers, built from the Go
 # module proxy through the helper modules under hack/envtest (their go.mod/go.sum pin
