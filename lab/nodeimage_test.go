@@ -136,6 +136,14 @@ func TestQEMUNodeImage(t *testing.T) {
 	if got := must(time.Minute, "get", "node", name, "-o", "jsonpath={.spec.podCIDR}"); !strings.HasPrefix(got, "10.244.") {
 		t.Errorf("node %s has podCIDR %q, want one from podSubnet 10.244.0.0/16", name, got)
 	}
+	// kubectl wait -l fails at once while no pod matches: the Deployment's pods come a
+	// little after kubeadm has created it.
+	if err := Poll(ctx, 10*time.Minute, "CoreDNS pods to exist", func(ctx context.Context) (bool, error) {
+		out, err := kubectl(time.Minute, "-n", "kube-system", "get", "pod", "-l", "k8s-app=kube-dns", "-o", "name")
+		return err == nil && strings.TrimSpace(out) != "", nil
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, diag())
+	}
 	must(20*time.Minute, "-n", "kube-system", "wait", "--for=condition=Ready", "pod", "-l", "k8s-app=kube-dns", "--timeout=20m")
 	phases := must(time.Minute, "-n", "kube-system", "get", "pod", "-l", "k8s-app=kube-dns", "-o", "jsonpath={.items[*].status.phase}")
 	if f := strings.Fields(phases); len(f) == 0 || strings.Count(phases, "Running") != len(f) {
