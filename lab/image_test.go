@@ -68,16 +68,8 @@ func TestQEMULabImage(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			args, err := vm.QEMUArgs(vars)
-			if err != nil {
-				t.Fatal(err)
-			}
-			args = append(args, vm.bootOrder().Disk...)
 			booted := time.Now()
-			qemu, err := seg.NS.Start(t, vm.SerialLog+".qemu", args...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			qemu := startFromDisk(t, seg.NS, vm, vars)
 			if err := Poll(ctx, 8*time.Minute, "cloud-init's marker on the serial console", Alive(FileContains(vm.SerialLog, marker), qemu)); err != nil {
 				t.Fatalf("%v\nserial log:\n%s", err, Tail(vm.SerialLog, 40))
 			}
@@ -135,6 +127,21 @@ func (s *noCloudSeeds) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// startFromDisk starts vm in ns booting from its disk (no network boot), as a
+// provisioned host does. vars is its OVMF_VARS copy (UEFI only).
+func startFromDisk(t *testing.T, ns *Netns, vm VM, vars string) *Process {
+	t.Helper()
+	args, err := vm.QEMUArgs(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qemu, err := ns.Start(t, vm.SerialLog+".qemu", append(args, vm.bootOrder().Disk...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return qemu
 }
 
 // diskFromImage decompresses a zstd image into disk, grows the file to size bytes and

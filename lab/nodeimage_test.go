@@ -84,16 +84,8 @@ func TestQEMUNodeImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	vm := VM{Name: name, MAC: mac, Tap: tap, Firmware: SeaBIOS, MemoryMB: 3072, CPUs: 2, Disk: disk, SerialLog: filepath.Join(dir, name+".serial")}
-	args, err := vm.QEMUArgs("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	args = append(args, vm.bootOrder().Disk...)
 	booted := time.Now()
-	qemu, err := seg.NS.Start(t, vm.SerialLog+".qemu", args...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	qemu := startFromDisk(t, seg.NS, vm, "")
 	ctx := t.Context()
 	// diag is what a failure shows: the console and, through SSH, the guest's view.
 	diag := func() string {
