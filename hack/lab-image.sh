@@ -18,6 +18,12 @@
 # syslinux-common grub-efi-amd64-bin e2fsprogs fdisk zstd.
 # Environment: RACKBOOT_LAB_MIRROR (default http://deb.debian.org/debian),
 # RACKBOOT_LAB_DEB_CACHE (a directory debootstrap keeps its .debs in between builds).
+# Images built on top of the lab's (the Kubernetes node image, hack/node-image.sh) add:
+#   RACKBOOT_IMAGE_PACKAGES   more Debian packages, comma-separated
+#   RACKBOOT_IMAGE_OVERLAY    a directory copied over the root before the initramfs is built
+#   RACKBOOT_IMAGE_SETUP      a script run inside the root (chroot) after the overlay
+#   RACKBOOT_IMAGE_PACKAGES_OUT  where to write the installed packages (name=version lines)
+# Unset, they change nothing: the lab image's recipe stays what it was.
 set -euo pipefail
 
 out=${1:?usage: lab-image.sh OUT.raw.zst [WORKDIR]}
@@ -55,6 +61,9 @@ log() { echo "lab-image: $(date +%T) $*" >&2; }
 # dbus and libpam-systemd: without them systemd-logind does not run, and the host ignores
 # the ACPI power button (a BMC's soft power off) and SSH sessions get no logind session.
 packages=python3-cffi-backend,linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,ifupdown,isc-dhcp-client,iproute2,netbase,cloud-init,cloud-guest-utils,openssh-server,sudo,zstd,dbus,libpam-systemd
+if [ -n "${RACKBOOT_IMAGE_PACKAGES:-}" ]; then
+	packages=$packages,$RACKBOOT_IMAGE_PACKAGES
+fi
 debcache=()
 if [ -n "${RACKBOOT_LAB_DEB_CACHE:-}" ]; then
 	mkdir -p "$RACKBOOT_LAB_DEB_CACHE"
@@ -106,6 +115,22 @@ EOF
 # Each host gets its own machine id and SSH host keys on first boot (systemd; cloud-init's
 # ssh module regenerates the keys), so nothing secret is shared through the image.
 : >"$root/etc/machine-id"
+if [ -n "${RACKBOOT_IMAGE_OVERLAY:-}" ]; then
+	log "overlay $RACKBOOT_IMAGE_OVERLAY"
+	cp -a "$RACKBOOT_IMAGE_OVERLAY"/. "$root"/
+fi
+if [ -n "${RACKBOOT_IMAGE_SETUP:-}" ]; then
+	log "setup $RACKBOOT_IMAGE_SETUP"
+	install -m 0755 "$RACKBOOT_IMAGE_SETUP" "$root/rackboot-image-setup"
+	chroot "$root" /rackboot-image-setup >"$work/setup.log" 2>&1 || {
+		cat "$work/setup.log" >&2
+		exit 1
+	}
+	rm -f "$root/rackboot-image-setup"
+fi
+if [ -n "${RACKBOOT_IMAGE_PACKAGES_OUT:-}" ]; then
+	chroot "$root" dpkg-query -W -f='${Package}=${Version}\n' >"$RACKBOOT_IMAGE_PACKAGES_OUT"
+fi
 rm -f "$root/var/lib/dbus/machine-id" "$root"/etc/ssh/ssh_host_*
 chroot "$root" passwd -l root >/dev/null
 rm -rf "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \

@@ -49,7 +49,40 @@ func EnsureLabImageLog(ctx context.Context, progress io.Writer) (path, sum strin
 		return "", "", fmt.Errorf("read the lab image recipe: %w", err)
 	}
 	h := sha256.Sum256(recipe)
-	key := hex.EncodeToString(h[:])[:16]
+	return ensureCachedImage(ctx, progress, cachedImage{
+		what:   "lab image",
+		prefix: "debian-12-lab",
+		key:    hex.EncodeToString(h[:])[:16],
+		log:    "build-",
+		tools:  LabImageTools(),
+		hint:   "apt-get install debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin e2fsprogs fdisk zstd (make deps)",
+		build: func(ctx context.Context, work, out string, log io.Writer) error {
+			return runImageScript(ctx, log, nil, "bash", script, out, filepath.Join(work, "w"))
+		},
+	})
+}
+
+// cachedImage is a disk image made by a recipe and cached under CacheDir()/images as
+// PREFIX-KEY.raw.zst, KEY being a hash of everything the recipe reads.
+type cachedImage struct {
+	what   string // for messages
+	prefix string // file names: PREFIX-KEY.raw.zst, PREFIX.raw.zst links the current one
+	key    string
+	log    string // build log: CacheDir()/images/LOGKEY.log
+	tools  []string
+	hint   string // how to install the tools
+	// build writes the image to out, using work (removed afterwards) for everything else.
+	build func(ctx context.Context, work, out string, log io.Writer) error
+	// extras, when set, writes files beside the finished image (named PATH.SOMETHING,
+	// so they go with it) before its checksum file marks it complete; links lists the
+	// ones that get a stable name too.
+	extras func(path, sum string) (links []string, err error)
+}
+
+// ensureCachedImage returns the cached build of c, building it first when there is none.
+// Built once per key, behind a lock of its own (a cold build takes minutes and must not
+// hold up the other fixtures). The checksum file, written last, marks a build complete.
+func ensureCachedImage(ctx context.Context, progress io.Writer, c cachedImage) (path, sum string, err error) {
 	cache, err := CacheDir()
 	if err != nil {
 		return "", "", err
@@ -64,7 +97,7 @@ func EnsureLabImageLog(ctx context.Context, progress io.Writer) (path, sum strin
 	}
 	defer unlock()
 
-	path = filepath.Join(dir, "debian-12-lab-"+key+".raw.zst")
+	path = filepath.Join(dir, c.prefix+"-"+c.key+".raw.zst")
 	sumFile := path + ".sha256"
 	if b, err := os.ReadFile(sumFile); err == nil {
 		if f := strings.Fields(string(b)); len(f) > 0 && len(f[0]) == 64 {
@@ -73,9 +106,9 @@ func EnsureLabImageLog(ctx context.Context, progress io.Writer) (path, sum strin
 			}
 		}
 	}
-	for _, tool := range LabImageTools() {
+	for _, tool := range c.tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			return "", "", fmt.Errorf("lab image: %s is not installed: apt-get install debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin e2fsprogs fdisk zstd (make deps)", tool)
+			return "", "", fmt.Errorf("%s: %s is not installed: %s", c.what, tool, c.hint)
 		}
 	}
 	// The work directory sits beside the cache (the root tree and the raw disk are a few
@@ -89,29 +122,20 @@ func EnsureLabImageLog(ctx context.Context, progress io.Writer) (path, sum strin
 		// in a container) inside the new root and the script unmounts them; if it was
 		// killed first, removing the tree would reach through those mounts.
 		if m := mountsUnder(work); len(m) > 0 {
-			err = errors.Join(err, fmt.Errorf("lab image: %s left in place: still mounted under it: %s (umount -l them, then remove it)", work, strings.Join(m, " ")))
+			err = errors.Join(err, fmt.Errorf("%s: %s left in place: still mounted under it: %s (umount -l them, then remove it)", c.what, work, strings.Join(m, " ")))
 			return
 		}
 		os.RemoveAll(work)
 	}()
-	logPath := filepath.Join(dir, "build-"+key+".log")
+	logPath := filepath.Join(dir, c.log+c.key+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return "", "", err
 	}
 	defer logf.Close()
-	cmd := exec.CommandContext(ctx, "bash", script, path+".build", filepath.Join(work, "w"))
-	cmd.Env = append(os.Environ(), "RACKBOOT_LAB_DEB_CACHE="+filepath.Join(cache, "debootstrap-debs"))
-	// Its own process group, stopped with SIGTERM: debootstrap and its chroots stop too,
-	// and the script's exit trap unmounts what debootstrap mounted.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = time.Minute
-	cmd.Stdout = io.MultiWriter(logf, progress)
-	cmd.Stderr = io.MultiWriter(logf, progress)
-	if err := cmd.Run(); err != nil {
+	if err := c.build(ctx, work, path+".build", io.MultiWriter(logf, progress)); err != nil {
 		os.Remove(path + ".build")
-		return "", "", fmt.Errorf("build the lab image with %s: %w (log: %s):\n%s", script, err, logPath, Tail(logPath, 20))
+		return "", "", fmt.Errorf("build the %s: %w (log: %s):\n%s", c.what, err, logPath, Tail(logPath, 20))
 	}
 	sum, err = fileSHA256(path + ".build")
 	if err != nil {
@@ -120,27 +144,55 @@ func EnsureLabImageLog(ctx context.Context, progress io.Writer) (path, sum strin
 	if err := os.Rename(path+".build", path); err != nil {
 		return "", "", err
 	}
-	// The checksum file is written last: it marks the image complete.
+	links := []string{filepath.Base(sumFile)}
+	if c.extras != nil {
+		more, err := c.extras(path, sum)
+		if err != nil {
+			return "", "", err
+		}
+		links = append(links, more...)
+	}
 	if err := os.WriteFile(sumFile, []byte(sum+"  "+filepath.Base(path)+"\n"), 0o644); err != nil {
 		return "", "", err
 	}
-	// Builds of earlier recipes are 150-200 MB each and nothing asks for them again.
-	old, _ := filepath.Glob(filepath.Join(dir, "debian-12-lab-*.raw.zst*"))
-	logs, _ := filepath.Glob(filepath.Join(dir, "build-*.log"))
+	// Builds for other keys are hundreds of MB each and nothing asks for them again.
+	old, _ := filepath.Glob(filepath.Join(dir, c.prefix+"-*"))
+	logs, _ := filepath.Glob(filepath.Join(dir, c.log+"*.log"))
 	for _, o := range append(old, logs...) {
 		if b := filepath.Base(o); !strings.HasPrefix(b, filepath.Base(path)) && b != filepath.Base(logPath) {
-			os.Remove(o)
+			os.RemoveAll(o)
 		}
 	}
-	// Stable names for people: debian-12-lab.raw.zst(.sha256) → the current build.
-	for _, l := range [][2]string{{filepath.Base(path), "debian-12-lab.raw.zst"}, {filepath.Base(sumFile), "debian-12-lab.raw.zst.sha256"}} {
-		link := filepath.Join(dir, l[1])
+	// Stable names for people: PREFIX.raw.zst(.sha256, …) → the current build.
+	for _, l := range append([]string{filepath.Base(path)}, links...) {
+		link := filepath.Join(dir, c.prefix+strings.TrimPrefix(l, c.prefix+"-"+c.key))
 		_ = os.Remove(link)
-		if err := os.Symlink(l[0], link); err != nil {
+		if err := os.Symlink(l, link); err != nil {
 			return "", "", err
 		}
 	}
 	return path, sum, nil
+}
+
+// runImageScript runs a recipe in its own process group, stopped with SIGTERM when ctx
+// ends: debootstrap and its chroots stop too, and the script's exit trap unmounts what
+// debootstrap mounted. The recipe keeps its .debs in CacheDir()/debootstrap-debs.
+func runImageScript(ctx context.Context, log io.Writer, env []string, args ...string) error {
+	cache, err := CacheDir()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Env = append(append(os.Environ(), "RACKBOOT_LAB_DEB_CACHE="+filepath.Join(cache, "debootstrap-debs")), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = time.Minute
+	cmd.Stdout = log
+	cmd.Stderr = log
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w", strings.Join(args, " "), err)
+	}
+	return nil
 }
 
 // lockFile takes an exclusive flock on path and returns its release.

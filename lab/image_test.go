@@ -50,15 +50,8 @@ func TestQEMULabImage(t *testing.T) {
 			name := "labimg-" + string(fw)
 			marker := fmt.Sprintf("RACKBOOT-LAB-IMAGE-%s-%d", fw, time.Now().UnixNano())
 			seeds.Set(name, marker)
-			disk := filepath.Join(dir, name+".raw")
-			if out, err := exec.CommandContext(ctx, "zstd", "-q", "-d", "-f", image, "-o", disk).CombinedOutput(); err != nil {
-				t.Fatalf("zstd -d %s: %v: %s", image, err, out)
-			}
 			// A disk larger than the image, as on a real host: cloud-init grows the root.
-			if err := os.Truncate(disk, 4<<30); err != nil {
-				t.Fatal(err)
-			}
-			writeDropInWithDebugfs(t, disk, agent.DropIn("http://10.77.0.1:8080/nocloud/"+name+"/"))
+			disk := diskFromImage(t, image, filepath.Join(dir, name+".raw"), 4<<30, "http://10.77.0.1:8080/nocloud/"+name+"/")
 
 			tap, err := seg.AddTap()
 			if err != nil {
@@ -75,16 +68,8 @@ func TestQEMULabImage(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			args, err := vm.QEMUArgs(vars)
-			if err != nil {
-				t.Fatal(err)
-			}
-			args = append(args, vm.bootOrder().Disk...)
 			booted := time.Now()
-			qemu, err := seg.NS.Start(t, vm.SerialLog+".qemu", args...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			qemu := startFromDisk(t, seg.NS, vm, vars)
 			if err := Poll(ctx, 8*time.Minute, "cloud-init's marker on the serial console", Alive(FileContains(vm.SerialLog, marker), qemu)); err != nil {
 				t.Fatalf("%v\nserial log:\n%s", err, Tail(vm.SerialLog, 40))
 			}
@@ -142,6 +127,36 @@ func (s *noCloudSeeds) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// startFromDisk starts vm in ns booting from its disk (no network boot), as a
+// provisioned host does. vars is its OVMF_VARS copy (UEFI only).
+func startFromDisk(t *testing.T, ns *Netns, vm VM, vars string) *Process {
+	t.Helper()
+	args, err := vm.QEMUArgs(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qemu, err := ns.Start(t, vm.SerialLog+".qemu", append(args, vm.bootOrder().Disk...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return qemu
+}
+
+// diskFromImage decompresses a zstd image into disk, grows the file to size bytes and
+// writes the agent's cloud-init drop-in naming the NoCloud URL into its root, as the
+// agent leaves a provisioned host's disk.
+func diskFromImage(t *testing.T, image, disk string, size int64, noCloudURL string) string {
+	t.Helper()
+	if out, err := exec.CommandContext(t.Context(), "zstd", "-q", "-d", "-f", image, "-o", disk).CombinedOutput(); err != nil {
+		t.Fatalf("zstd -d %s: %v: %s", image, err, out)
+	}
+	if err := os.Truncate(disk, size); err != nil {
+		t.Fatal(err)
+	}
+	writeDropInWithDebugfs(t, disk, agent.DropIn(noCloudURL))
+	return disk
 }
 
 // writeDropInWithDebugfs writes the agent's drop-in into the root partition (the second

@@ -212,16 +212,7 @@ func (s *Server) ImportBootEnv(ctx context.Context, out io.Writer) error {
 // AddLabImage registers the lab's Debian image (EnsureLabImageLog: built on first use,
 // its progress and the CLI's answer written to out) as LabImageName.
 func (s *Server) AddLabImage(ctx context.Context, out io.Writer) error {
-	image, sum, err := EnsureLabImageLog(ctx, out)
-	if err != nil {
-		return err
-	}
-	b, err := s.CLI(ctx, "image", "add", LabImageName, "--file", image, "--sha256", sum, "--format", "zstd")
-	if err != nil {
-		return fmt.Errorf("rackboot image add %s: %w\n%s", LabImageName, err, b)
-	}
-	_, err = out.Write(b)
-	return err
+	return s.addImage(ctx, out, LabImageName, EnsureLabImageLog)
 }
 
 // InstallPhoneHome copies the kernel and phone-home initramfs to

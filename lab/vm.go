@@ -52,6 +52,8 @@ type VM struct {
 	NIC string
 	// MemoryMB defaults to 512.
 	MemoryMB int
+	// CPUs defaults to 1 (a Kubernetes control plane wants 2).
+	CPUs int
 	// UUID is the SMBIOS system UUID (DHCP option 97 of a PXE client); optional.
 	UUID string
 	// Disk is an optional disk image (raw, or qcow2 by extension) on virtio-blk.
@@ -110,6 +112,7 @@ func (vm *VM) QEMUArgs(varsPath string) ([]string, error) {
 	if mem == 0 {
 		mem = 512
 	}
+	cpus := max(vm.CPUs, 1)
 	nic := vm.NIC
 	if nic == "" {
 		nic = "virtio-net-pci"
@@ -119,7 +122,7 @@ func (vm *VM) QEMUArgs(varsPath string) ([]string, error) {
 		"-name", vm.Name,
 		"-accel", "tcg",
 		"-m", strconv.Itoa(mem),
-		"-smp", "1",
+		"-smp", strconv.Itoa(cpus),
 		// -nodefaults drops QEMU's default NIC (user-mode networking would be a way out of
 		// the lab), floppy and CD; the display stays off but a VGA card is kept so BIOS
 		// option ROMs have a console to print to.
