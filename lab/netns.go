@@ -203,31 +203,8 @@ func (n *Netns) Forward(c Cleaner, addr, target string) error {
 	if err != nil {
 		return fmt.Errorf("forward %s in %s to %s: %w", addr, n.Name, target, err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	track := func(cs ...net.Conn) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if conns == nil {
-			return false
-		}
-		for _, c := range cs {
-			conns[c] = true
-		}
-		return true
-	}
-	c.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		conns = nil
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
+	tr := newConnTracker(c, l)
+	tr.wg.Go(func() {
 		for {
 			in, err := l.Accept()
 			if err != nil {
@@ -238,13 +215,13 @@ func (n *Netns) Forward(c Cleaner, addr, target string) error {
 				in.Close()
 				continue
 			}
-			if !track(in, out) {
+			if !tr.track(in, out) {
 				in.Close()
 				out.Close()
 				return
 			}
 			for _, p := range [][2]net.Conn{{in, out}, {out, in}} {
-				wg.Go(func() {
+				tr.wg.Go(func() {
 					_, _ = io.Copy(p[0], p[1])
 					if tc, ok := p[0].(*net.TCPConn); ok {
 						_ = tc.CloseWrite()
@@ -414,4 +391,41 @@ func (s *Segment) StartRouterAdvertisements(c Cleaner, log string) (*Process, er
 		"--interface="+s.Bridge, "--bind-interfaces", "--except-interface=lo",
 		"--user=root", "--group=root", "--pid-file=", "--log-facility=-",
 		"--enable-ra", "--dhcp-range=::,constructor:"+s.Bridge+",ra-only,1h")
+}
+
+// connTracker closes a relay's listener and every connection it made when the Cleaner
+// cleans up, and waits for the copying goroutines (Forward, ConnectProxy).
+type connTracker struct {
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func newConnTracker(c Cleaner, l net.Listener) *connTracker {
+	tr := &connTracker{conns: map[net.Conn]bool{}}
+	c.Cleanup(func() {
+		l.Close()
+		tr.mu.Lock()
+		for c := range tr.conns {
+			c.Close()
+		}
+		tr.conns = nil
+		tr.mu.Unlock()
+		tr.wg.Wait()
+	})
+	return tr
+}
+
+// track records connections to close at cleanup; false once cleanup began (the caller
+// closes them itself).
+func (tr *connTracker) track(cs ...net.Conn) bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.conns == nil {
+		return false
+	}
+	for _, c := range cs {
+		tr.conns[c] = true
+	}
+	return true
 }

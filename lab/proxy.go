@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 )
 
@@ -27,41 +26,18 @@ func (n *Netns) ConnectProxy(c Cleaner, allow netip.Prefix) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("connect proxy for %s: %w", n.Name, err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	track := func(cs ...net.Conn) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if conns == nil {
-			return false
-		}
-		for _, c := range cs {
-			conns[c] = true
-		}
-		return true
-	}
-	c.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		conns = nil
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
+	tr := newConnTracker(c, l)
+	tr.wg.Go(func() {
 		for {
 			in, err := l.Accept()
 			if err != nil {
 				return
 			}
-			if !track(in) {
+			if !tr.track(in) {
 				in.Close()
 				return
 			}
-			wg.Go(func() { n.tunnel(in, allow, track) })
+			tr.wg.Go(func() { n.tunnel(in, allow, tr.track) })
 		}
 	})
 	return "http://" + l.Addr().String(), nil

@@ -60,6 +60,19 @@ func Require(t testing.TB, tools ...string) {
 // etcd and bins. A missing one skips t, or fails it when RACKBOOT_REQUIRE_LAB=1.
 func EnvtestAssets(t testing.TB, bins ...string) string {
 	t.Helper()
+	dir, err := EnvtestDir(bins...)
+	if err != nil {
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	return dir
+}
+
+// EnvtestDir is EnvtestAssets for programs: the directory, or an error naming the
+// missing binary and `make envtest`.
+func EnvtestDir(bins ...string) (string, error) {
 	dir := os.Getenv("KUBEBUILDER_ASSETS")
 	if dir == "" {
 		if home, err := os.UserHomeDir(); err == nil {
@@ -68,14 +81,10 @@ func EnvtestAssets(t testing.TB, bins ...string) string {
 	}
 	for _, b := range append([]string{"kube-apiserver", "etcd"}, bins...) {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			msg := fmt.Sprintf("envtest binary %s not found in %s (KUBEBUILDER_ASSETS): run make envtest", b, dir)
-			if os.Getenv(RequireEnv) == "1" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+			return "", fmt.Errorf("envtest binary %s not found in %s (KUBEBUILDER_ASSETS): run make envtest", b, dir)
 		}
 	}
-	return dir
+	return dir, nil
 }
 
 func installHint(tool string) string {

@@ -1,26 +1,30 @@
 // Command rackboot-lab is `make lab`: the main job of rackboot, on QEMU guests, from
-// nothing to provisioned. It creates a network namespace with a bridge (10.77.0.1/24,
-// router advertisements on), builds (or takes from the cache) the agent's boot
-// environment from Debian's kernel package and the lab's Debian disk image (make
-// lab-image), starts `rackboot serve` in the namespace with a fresh data directory, and
-// one TCG guest per --vm with a blank 4 GiB disk and a lab BMC (SeaBIOS guests IPMI
-// through ipmi_sim, OVMF guests Redfish through `rackboot lab redfish`).
+// nothing to a Kubernetes cluster. It creates a network namespace with a bridge
+// (10.77.0.1/24, router advertisements on), builds (or takes from the cache) the agent's
+// boot environment from Debian's kernel package and the Kubernetes node image (make
+// node-image), starts a Cluster API management cluster on the machine's loopback
+// (lab/mgmt: envtest and the real CAPI core, CABPK and KCP controllers, reaching the lab
+// through a CONNECT proxy into its namespace), `rackboot serve --kubeconfig … --rack lab`
+// in the namespace with a fresh data directory, and one TCG guest per --vm with a blank
+// disk and a lab BMC (SeaBIOS guests IPMI through ipmi_sim, OVMF guests Redfish through
+// `rackboot lab redfish`). The first guest is the control plane, the others workers.
 //
-// Then it does what an operator does, through rackboot's CLI only:
+// Then it does what the operators do, through rackboot's CLI and Cluster API objects only:
 //
-//	rackboot image add debian-12 --file … --sha256 … --format zstd
-//	rackboot host add --id ID --mac MAC --ip IP --bmc URL --bmc-password-file F
+//	rackboot image add debian-12-k8s --file … --sha256 … --format zstd
+//	rackboot host add --id ID --mac MAC --ip IP --bmc URL --bmc-password-file F --label role=…
 //	rackboot host inspect ID                # agent boots, reports facts, powers off
-//	rackboot host provision ID --image debian-12 --user-data F
+//	kubectl apply -f cluster.yaml           # config/templates/cluster-template.yaml, filled
 //
-// and prints every host's timeline as it grows (BMC actions, DHCP, TFTP/HTTP, the agent's
-// progress, cloud-init's metadata fetches, the phone-home) until every host is
-// provisioned and its console shows that cloud-init ran its user-data. The user-data adds
-// a user "lab" with an SSH key made for this run. Then it tears everything down (or, with
-// --keep, waits for Ctrl-C or SIGTERM first). Needs root.
+// and prints every host's timeline and every Machine's phase as they change, until every
+// Machine runs and every Node is Ready; then `kubectl get nodes -o wide` from the workload
+// cluster. Then it tears everything down (or, with --keep, waits for Ctrl-C or SIGTERM
+// first). Needs root.
 //
-// --netboot-only is the quick check of the boot path (≈40 s): the guests PXE/HTTP-boot a
-// small phone-home kernel instead of being inspected and provisioned.
+// --hosts-only provisions the lab's Debian image with user-data of each host's own
+// (a user "lab" with an SSH key made for the run) and logs in over SSH, without
+// Kubernetes. --netboot-only is the quick check of the boot path (≈40 s): the guests
+// PXE/HTTP-boot a small phone-home kernel instead of being inspected and provisioned.
 //
 //	make build && go run ./lab/cmd/rackboot-lab --rackboot bin/rackboot --vm seabios --vm ovmf-http
 package main
@@ -43,6 +47,7 @@ import (
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
+	"github.com/rackboot/rackboot/lab/mgmt"
 )
 
 func main() {
@@ -64,6 +69,7 @@ func (v *vmList) Set(s string) error { *v = append(*v, s); return nil }
 type options struct {
 	bin, dir, mode string
 	keep, netboot  bool
+	hostsOnly      bool
 	timeout        time.Duration
 	vms            vmList
 }
@@ -71,6 +77,7 @@ type options struct {
 // host is one lab guest.
 type host struct {
 	id, mac, ip, fw string
+	role            string // cluster mode: control-plane or worker
 	vm              *lab.BMCVM
 	marker          string
 }
@@ -83,8 +90,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&o.mode, "dhcp-mode", "server", "rackboot's --dhcp-mode")
 	fs.BoolVar(&o.keep, "keep", false, "keep the lab running when every host is done, until Ctrl-C")
 	fs.BoolVar(&o.netboot, "netboot-only", false, "only netboot the guests to a phone-home kernel (quick check of DHCP, TFTP, iPXE and the BMCs)")
+	fs.BoolVar(&o.hostsOnly, "hosts-only", false, "provision the hosts with the lab's Debian image and user-data of their own, without Kubernetes")
 	sweep := fs.Bool("sweep", false, "only remove lab namespaces left by runs that were killed, then exit")
-	fs.DurationVar(&o.timeout, "timeout", 40*time.Minute, "give up when the hosts are not all done by then")
+	fs.DurationVar(&o.timeout, "timeout", 90*time.Minute, "give up when the hosts are not all done by then")
 	fs.Var(&o.vms, "vm", "a guest: seabios (IPMI BMC), ovmf-ipxe, ovmf-pxe or ovmf-http (Redfish BMC) (repeatable; default seabios and ovmf-http)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -99,6 +107,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		o.vms = vmList{string(lab.SeaBIOS), string(lab.OVMFHTTP)}
 	}
 	tools := []string{"qemu-system-x86_64", "dnsmasq", "apt-get", "dpkg-deb", "ipmi_sim", "ipmitool"}
+	if o.cluster() {
+		tools = append(tools, lab.NodeImageTools()...)
+	}
 	if !o.netboot {
 		tools = append(append(tools, "ssh-keygen"), lab.LabImageTools()...)
 	}
@@ -131,11 +142,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if _, err := seg.StartRouterAdvertisements(&stack, filepath.Join(o.dir, "ra.log")); err != nil {
 		return err
 	}
-	srv, err := lab.NewServer(&stack, lab.ServerConfig{
-		Bin: o.bin, NS: seg.NS, Dir: o.dir, Addr: "10.77.0.1",
-		Flags: []string{"--dhcp-mode", o.mode, "--dhcp-range", "10.77.0.100-10.77.0.199",
-			"--dhcp-router", "10.77.0.1", "--dhcp-dns", "10.77.0.1", "--unknown-hosts", "discover"},
-	})
+	flags := []string{"--dhcp-mode", o.mode, "--dhcp-range", "10.77.0.100-10.77.0.199",
+		"--dhcp-router", "10.77.0.1", "--dhcp-dns", "10.77.0.1", "--unknown-hosts", "discover"}
+	var mc *mgmt.Cluster
+	if o.cluster() {
+		step("the management cluster: envtest's kube-apiserver and etcd, the Cluster API core, kubeadm bootstrap and control-plane controllers")
+		var capiFlags []string
+		if mc, capiFlags, err = startManagement(ctx, &stack, seg, o); err != nil {
+			return err
+		}
+		flags = append(flags, capiFlags...)
+		step("management cluster up: kubectl --kubeconfig %s get clusters,machines,rackbootmachines -A", mc.KubeconfigFile)
+	}
+	srv, err := lab.NewServer(&stack, lab.ServerConfig{Bin: o.bin, NS: seg.NS, Dir: o.dir, Addr: "10.77.0.1", Flags: flags})
 	if err != nil {
 		return err
 	}
@@ -170,7 +189,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return nil
 	}
-	if !o.netboot {
+	switch {
+	case o.cluster():
+		step("the Kubernetes node image (make node-image; a cold build takes tens of minutes), registered as %s", lab.NodeImageName)
+		if err := srv.AddNodeImage(ctx, out); err != nil {
+			return err
+		}
+	case !o.netboot:
 		step("the lab's Debian image (make lab-image; a cold build takes a few minutes), registered as %s", lab.LabImageName)
 		if err := srv.AddLabImage(ctx, out); err != nil {
 			return err
@@ -197,9 +222,12 @@ Logs and consoles stay in %[4]s (the disks too, with --keep).
 
 `, seg.NS.Name, o.bin, srv.CLIHint(), o.dir)
 
-	if o.netboot {
+	switch {
+	case o.netboot:
 		err = netboot(ctx, srv, hosts, o, cli, step, out)
-	} else {
+	case o.cluster():
+		err = kubernetes(ctx, srv, mc, hosts, o, cli, step, out)
+	default:
 		err = provision(ctx, srv, hosts, o, cli, step, out)
 	}
 	if err != nil {
@@ -243,10 +271,20 @@ func startHosts(ctx context.Context, stack *lab.Stack, seg *lab.Segment, srv *la
 		} else {
 			// A blank disk, larger than the image as on a real host; 1 GiB of memory so
 			// the agent verifies the image before it touches the disk.
-			if err := lab.WriteBlankDisk(disk, 4<<30); err != nil {
+			size := int64(4 << 30)
+			vm.MemoryMB = 1024
+			if o.cluster() {
+				// Node image hosts: 8 GiB disks; 2 vCPUs and 3 GiB for the control plane
+				// (kubeadm's minimum is 2 CPUs and 1.7 GB), 2 GiB for workers.
+				size, vm.CPUs, vm.MemoryMB = 8<<30, 2, 2048
+				h.role = "worker"
+				if i == 0 {
+					h.role, vm.MemoryMB = "control-plane", 3072
+				}
+			}
+			if err := lab.WriteBlankDisk(disk, size); err != nil {
 				return hosts, err
 			}
-			vm.MemoryMB = 1024
 		}
 		var err error
 		h.vm, err = seg.StartBMCVM(ctx, stack, lab.BMCVMConfig{VM: vm, Dir: vmDir, Rackboot: o.bin, BMC: lab.BMCConfig{Protocol: proto}})
@@ -258,6 +296,9 @@ func startHosts(ctx context.Context, stack *lab.Stack, seg *lab.Segment, srv *la
 			"--bmc", h.vm.BMC.URL(), "--bmc-password-file", h.vm.BMC.PasswordFile}
 		if o.netboot {
 			add = append(add, lab.PhoneHomeProfileArgs()...)
+		}
+		if h.role != "" {
+			add = append(add, "--label", "role="+h.role)
 		}
 		if err := cli(add...); err != nil {
 			return hosts, err
@@ -293,15 +334,7 @@ func provision(ctx context.Context, srv *lab.Server, hosts []*host, o options, c
 	}
 	deadline := time.Now().Add(o.timeout)
 
-	step("inspecting: each host PXE-boots the agent, which reports its hardware and powers off")
-	for _, h := range hosts {
-		if err := cli("host", "inspect", h.id); err != nil {
-			return err
-		}
-	}
-	if err := srv.WaitHosts(ctx, ids, time.Until(deadline), "inspection", func(h admin.Host) bool {
-		return h.State == inventory.StateAvailable
-	}, print); err != nil {
+	if err := inspect(ctx, srv, hosts, cli, step, print, deadline); err != nil {
 		return err
 	}
 	api, err := srv.API()
@@ -429,4 +462,19 @@ func runOut(ctx context.Context, out io.Writer, name string, args ...string) err
 		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 	}
 	return nil
+}
+
+// inspect has every host inspected and waits until all are available.
+func inspect(ctx context.Context, srv *lab.Server, hosts []*host, cli func(...string) error, step func(string, ...any), print func(string, admin.Event), deadline time.Time) error {
+	step("inspecting: each host PXE-boots the agent, which reports its hardware and powers off")
+	ids := make([]string, len(hosts))
+	for i, h := range hosts {
+		ids[i] = h.id
+		if err := cli("host", "inspect", h.id); err != nil {
+			return err
+		}
+	}
+	return srv.WaitHosts(ctx, ids, time.Until(deadline), "inspection", func(h admin.Host) bool {
+		return h.State == inventory.StateAvailable
+	}, print)
 }
