@@ -1,9 +1,7 @@
 package lab
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,13 +25,6 @@ func TestQEMUProxyAndOffModeProvision(t *testing.T) {
 	Require(t, append([]string{"qemu-system-x86_64", "dnsmasq", "ipmi_sim", "ipmitool", "apt-get", "dpkg-deb", "debugfs"}, LabImageTools()...)...)
 	t.Parallel()
 	bin := staticRackboot(t)
-	// Build (or find) the lab image once before the sites race for its lock.
-	buildCtx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
-	_, _, err := EnsureLabImageLog(buildCtx, io.Discard)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
 	for _, mode := range []string{"proxy", "off"} {
 		t.Run(mode, func(t *testing.T) {
@@ -47,7 +38,6 @@ func TestQEMUProxyAndOffModeProvision(t *testing.T) {
 // provisionBesideSiteDHCP runs one site of TestQEMUProxyAndOffModeProvision: its own
 // segment, dnsmasq at .1, rackboot at .2 in mode, and one host reserved at .60 in both.
 func provisionBesideSiteDHCP(t *testing.T, bin, mode string) {
-	ctx := t.Context()
 	logs := logDir(t)
 	n := map[string]int{"proxy": 47, "off": 48}[mode]
 	pre := fmt.Sprintf("10.77.%d.", n)
@@ -75,20 +65,7 @@ func provisionBesideSiteDHCP(t *testing.T, bin, mode string) {
 	}
 	startDnsmasq(t, seg.NS, logs, seg.Bridge, site...)
 
-	s, err := NewServer(t, ServerConfig{Bin: bin, NS: seg.NS, Dir: logs, Addr: rbIP, Flags: []string{
-		"--dhcp-mode", mode, "--unknown-hosts", "ignore"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ImportBootEnv(ctx, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	rb := &rackboot{Server: s, t: t, dataDir: s.DataDir}
-	rb.start()
-	if err := s.AddLabImage(ctx, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-
+	rb := startWithLabImage(t, bin, seg.NS, logs, rbIP, "--dhcp-mode", mode, "--unknown-hosts", "ignore")
 	seed := provisionWithCloudInit(t, rb, seg, logs, bin, id, mac, ip, SeaBIOS, IPMI)
 	if want := "http://" + rbIP + ":8080/metadata/"; !strings.HasPrefix(seed, want) {
 		t.Errorf("the installed disk's seed is %s, want one under %s", seed, want)
