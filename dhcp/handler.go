@@ -15,7 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/trust"
+	"github.com/rackboot/rackboot/ratelimit"
 )
 
 // eventRate and eventBurst bound the DHCP events one MAC writes: a boot (PXE ROM, iPXE,
@@ -74,7 +74,7 @@ type Handler struct {
 	discoveryRate *rate.Limiter
 	// events bounds the timeline writes one MAC's packets cause: a stranger can put any
 	// MAC in a packet, and must not push a host's history out of its timeline.
-	events *trust.Budget
+	events *ratelimit.Limiter
 	// mu serialises address decisions with the lease writes that follow them, so two
 	// clients are never offered or bound to the same address.
 	mu sync.Mutex
@@ -110,7 +110,11 @@ func NewHandler(cfg Config) (*Handler, error) {
 		h.subnets = append(h.subnets, newSubnetState(s, cfg.ServerIP))
 	}
 	h.discoveryRate = rate.NewLimiter(rate.Limit(cfg.Discovery.Rate), cfg.Discovery.Burst)
-	h.events = trust.NewBudget(eventRate, eventBurst, 4096, cfg.Now)
+	events, err := ratelimit.New(ratelimit.Config{PerSecond: eventRate, Burst: eventBurst, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	h.events = events
 	m, err := newMetrics(cfg.Registerer, h)
 	if err != nil {
 		return nil, err
@@ -347,7 +351,7 @@ func (h *Handler) event(ctx context.Context, x *exchange, typ, msg string, field
 			delete(fields, k)
 		}
 	}
-	if !h.events.Allow(x.c.mac) {
+	if !h.events.AllowKey(x.c.mac) {
 		h.m.eventsSuppressed.Inc()
 		return
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/ratelimit"
 	"github.com/rackboot/rackboot/trust"
 )
 
@@ -132,7 +133,7 @@ type Handler struct {
 	// scriptEvents bounds the timeline writes of unauthenticated script fetches per
 	// source address: anyone may fetch any host's (secret-free) script, and must not
 	// push that host's history out of its timeline.
-	scriptEvents *trust.Budget
+	scriptEvents *ratelimit.Limiter
 	suppressed   prometheus.Counter
 }
 
@@ -158,8 +159,11 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = DefaultStallTimeout
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, now: time.Now,
-		scriptEvents: trust.NewBudget(scriptEventRate, scriptEventBurst, 4096, nil),
+	scriptEvents, err := ratelimit.New(ratelimit.Config{PerSecond: scriptEventRate, Burst: scriptEventBurst})
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, now: time.Now, scriptEvents: scriptEvents,
 		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rackboot_http_script_events_suppressed_total",
 			Help: "Script fetches not written to a host's timeline because their source address exceeded its event rate.",
@@ -296,7 +300,7 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 	log.Info("served iPXE script", "action", string(s.Action), "reason", s.Reason)
 	// A fetch that booted the agent is the host's own (the gate said so); any other is
 	// recorded within its source's budget.
-	if host != nil && !bound.IsValid() && !h.scriptEvents.Allow(src.String()) {
+	if host != nil && !bound.IsValid() && !h.scriptEvents.Allow(src) {
 		h.suppressed.Inc()
 		return
 	}

@@ -43,24 +43,9 @@ func TestQEMUProvisionCloudInit(t *testing.T) {
 	if _, err := seg.StartRouterAdvertisements(t, filepath.Join(logs, "ra.log")); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(t, ServerConfig{Bin: bin, NS: seg.NS, Dir: logs, Addr: "10.77.46.1", Flags: []string{
-		"--dhcp-mode", "server", "--dhcp-range", "10.77.46.100-10.77.46.149", "--dhcp-router", "10.77.46.1", "--unknown-hosts", "ignore"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ImportBootEnv(ctx, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	rb := &rackboot{Server: s, t: t, dataDir: s.DataDir}
-	rb.start()
+	rb := startWithLabImage(t, bin, seg.NS, logs, "10.77.46.1",
+		"--dhcp-mode", "server", "--dhcp-range", "10.77.46.100-10.77.46.149", "--dhcp-router", "10.77.46.1", "--unknown-hosts", "ignore")
 	cli := func(args ...string) string { t.Helper(); return mustLogged(t, rb, args...) }
-	// A cold build of the image takes minutes.
-	buildCtx, cancel := context.WithTimeout(ctx, 20*time.Minute)
-	err = s.AddLabImage(buildCtx, io.Discard)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// An enrolled host without a VM: its address is "another host's address".
 	const bystanderIP, bystanderMAC = "10.77.46.29", "52:54:00:46:00:29"
 	cli("host", "add", "--id", "bystander", "--mac", bystanderMAC, "--ip", bystanderIP)
@@ -120,6 +105,28 @@ func TestQEMUProvisionCloudInit(t *testing.T) {
 	rb.waitTimeline(hosts[0].id, 10*time.Second, []eventStep{
 		{Type: "metadata.rejected", Fields: map[string]string{"doc": "user-data", "ip": bystanderIP}},
 	})
+}
+
+// startWithLabImage runs rackboot in ns at addr with flags, with the agent's boot
+// environment imported and the lab image added (built first when it is not cached).
+func startWithLabImage(t *testing.T, bin string, ns *Netns, logs, addr string, flags ...string) *rackboot {
+	t.Helper()
+	s, err := NewServer(t, ServerConfig{Bin: bin, NS: ns, Dir: logs, Addr: addr, Flags: flags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ImportBootEnv(t.Context(), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	rb := &rackboot{Server: s, t: t, dataDir: s.DataDir}
+	rb.start()
+	// A cold build of the image takes minutes.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
+	defer cancel()
+	if err := s.AddLabImage(ctx, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return rb
 }
 
 // provisionWithCloudInit takes one BMC-backed VM from enrolled to provisioned with the

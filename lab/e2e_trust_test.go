@@ -70,7 +70,16 @@ type trustLab struct {
 func trustAttack(t *testing.T, mode string) {
 	l := &trustLab{t: t, mode: mode, dir: logDir(t), server: serverIP, victimIP: "10.77.0.10"}
 	l.seg = newSegment(t, "trust"+mode, "10.77.0.1/24")
-	args := []string{"--dhcp-mode", mode, "--unknown-hosts", "ignore"}
+	// The gate, not the per-source rate limit, must refuse each of the attacker's script
+	// fetches: a 429 leaves no rejected event and would hide what this test is about. So
+	// the limit is written out (the default, 2/s with bursts of 20): the attacker fetches
+	// the script 4 times and the victim twice, each from its own address, and the end of
+	// the test checks that none was limited. TestServeLimitsWired shows the limit itself.
+	conf := filepath.Join(l.dir, "rackboot.yaml")
+	if err := os.WriteFile(conf, []byte("http:\n  rateLimits:\n    script: {perSecond: 2, burst: 20}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--config", conf, "--dhcp-mode", mode, "--unknown-hosts", "ignore"}
 	switch mode {
 	case "server":
 		args = append(args, "--dhcp-range", "10.77.0.100-10.77.0.149", "--dhcp-router", "10.77.0.1")
@@ -226,6 +235,9 @@ func trustAttack(t *testing.T, mode string) {
 		}
 	}
 	t.Logf("rejected events %v; counters %v", rejected, metrics)
+	if n := scriptsRateLimited(t, l.seg.NS, l.server); n != 0 {
+		t.Errorf("%v script fetches were rate-limited (429) before the gate could refuse them: keep the test's fetches within http.rateLimits.script", n)
+	}
 	for _, p := range l.capture.Packets() {
 		if bytes.Contains(p.Payload, []byte("key=")) {
 			t.Errorf("the attacker's port saw a boot key: %s -> %s", p.Src, p.Dst)
@@ -404,17 +416,59 @@ func (l *trustLab) host() inventory.Host {
 
 // metrics reads rackboot_trust_rejected_total from /metrics, summed by route.
 func (l *trustLab) metrics() map[string]float64 {
-	body, code := l.get(l.seg.NS, "http://"+l.server+":8080/metrics")
-	if code != http.StatusOK {
-		l.t.Fatalf("/metrics: %d", code)
-	}
-	re := regexp.MustCompile(`(?m)^rackboot_trust_rejected_total\{reason="[^"]*",route="([^"]*)"\} (\S+)$`)
 	out := map[string]float64{}
-	for _, m := range re.FindAllSubmatch(body, -1) {
-		v, _ := strconv.ParseFloat(string(m[2]), 64)
-		out[string(m[1])] += v
+	for _, m := range scrapeMetrics(l.t, l.seg.NS, l.server) {
+		if m.Name == "rackboot_trust_rejected_total" {
+			out[m.Labels["route"]] += m.Value
+		}
 	}
 	return out
+}
+
+// metricSample is one line of a Prometheus text exposition.
+type metricSample struct {
+	Name   string
+	Labels map[string]string
+	Value  float64
+}
+
+var (
+	metricLineRe  = regexp.MustCompile(`(?m)^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$`)
+	metricLabelRe = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"`)
+)
+
+// scrapeMetrics reads rackboot's /metrics at server:8080 from inside ns.
+func scrapeMetrics(t *testing.T, ns *Netns, server string) []metricSample {
+	t.Helper()
+	body, code := (&trustLab{t: t}).get(ns, "http://"+server+":8080/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	var out []metricSample
+	for _, m := range metricLineRe.FindAllSubmatch(body, -1) {
+		v, err := strconv.ParseFloat(string(m[3]), 64)
+		if err != nil {
+			continue
+		}
+		s := metricSample{Name: string(m[1]), Labels: map[string]string{}, Value: v}
+		for _, l := range metricLabelRe.FindAllSubmatch(m[2], -1) {
+			s.Labels[string(l[1])] = string(l[2])
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// scriptsRateLimited is how many iPXE script requests rackboot refused with 429.
+func scriptsRateLimited(t *testing.T, ns *Netns, server string) float64 {
+	t.Helper()
+	var n float64
+	for _, m := range scrapeMetrics(t, ns, server) {
+		if m.Name == "rackboot_http_limited_total" && m.Labels["route"] == "script" && m.Labels["limit"] == "rate" {
+			n += m.Value
+		}
+	}
+	return n
 }
 
 var tokenRe = regexp.MustCompile(agentapi.ParamToken + `=([A-Za-z0-9_-]+)`)

@@ -91,20 +91,21 @@ func ensureCachedImage(ctx context.Context, progress io.Writer, c cachedImage) (
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", fmt.Errorf("create %s: %w", dir, err)
 	}
+	path = filepath.Join(dir, c.prefix+"-"+c.key+".raw.zst")
+	sumFile := path + ".sha256"
+	// A finished build is found without the lock, which another image's build (the
+	// node image shares this directory) may hold for many minutes.
+	if sum, ok := builtImage(path, sumFile); ok {
+		return path, sum, nil
+	}
 	unlock, err := lockFile(filepath.Join(dir, ".lock"))
 	if err != nil {
 		return "", "", err
 	}
 	defer unlock()
-
-	path = filepath.Join(dir, c.prefix+"-"+c.key+".raw.zst")
-	sumFile := path + ".sha256"
-	if b, err := os.ReadFile(sumFile); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 0 && len(f[0]) == 64 {
-			if _, err := os.Stat(path); err == nil {
-				return path, f[0], nil
-			}
-		}
+	// Built while we waited for the lock?
+	if sum, ok := builtImage(path, sumFile); ok {
+		return path, sum, nil
 	}
 	for _, tool := range c.tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -193,6 +194,23 @@ func runImageScript(ctx context.Context, log io.Writer, env []string, args ...st
 		return fmt.Errorf("%s: %w", strings.Join(args, " "), err)
 	}
 	return nil
+}
+
+// builtImage reports whether the build at path is complete (its checksum file, written
+// last, is there) and returns its sha256.
+func builtImage(path, sumFile string) (string, bool) {
+	b, err := os.ReadFile(sumFile)
+	if err != nil {
+		return "", false
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 || len(f[0]) != 64 {
+		return "", false
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", false
+	}
+	return f[0], true
 }
 
 // lockFile takes an exclusive flock on path and returns its release.

@@ -1,6 +1,7 @@
 // Package ratelimit owns rackboot's per-source rate limits: a token bucket
 // (golang.org/x/time/rate) per client address, for routes a stranger on the
-// provisioning network can call as often as it likes (iPXE scripts, metadata, discovery).
+// provisioning network can call as often as it likes (iPXE scripts, metadata, discovery),
+// and for the events such traffic may write (per address, or per MAC for DHCP).
 //
 // Memory is bounded: the buckets live in an LRU cache (k8s.io/utils/lru) of at most
 // Config.MaxSources addresses. An address pushed out by newer ones starts again with a
@@ -28,6 +29,8 @@ type Config struct {
 	Burst     int
 	// MaxSources bounds the addresses remembered; 0 means DefaultMaxSources.
 	MaxSources int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Validate checks the limit. Its messages start with the field's name (perSecond,
@@ -60,7 +63,10 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.MaxSources == 0 {
 		cfg.MaxSources = DefaultMaxSources
 	}
-	return &Limiter{cfg: cfg, cache: lru.New(cfg.MaxSources), now: time.Now}, nil
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Limiter{cfg: cfg, cache: lru.New(cfg.MaxSources), now: cfg.Now}, nil
 }
 
 // ErrLimited is what callers may return for a refused request.
@@ -69,12 +75,18 @@ var ErrLimited = errors.New("rate limited: too many requests from this address")
 // Allow reports whether src may make one more request now, and takes the token if so.
 // An invalid address shares one bucket with every other invalid address.
 func (l *Limiter) Allow(src netip.Addr) bool {
-	return l.bucket(src).AllowN(l.now(), 1)
+	return l.bucket(Key(src)).AllowN(l.now(), 1)
+}
+
+// AllowKey is Allow for a source named by something other than its address, such as
+// the MAC a DHCP packet claims. Keys never share a bucket with addresses.
+func (l *Limiter) AllowKey(key string) bool {
+	return l.bucket(key).AllowN(l.now(), 1)
 }
 
 // RetryAfter is how long src must wait for its next token (0 when one is there).
 func (l *Limiter) RetryAfter(src netip.Addr) time.Duration {
-	r := l.bucket(src).ReserveN(l.now(), 1)
+	r := l.bucket(Key(src)).ReserveN(l.now(), 1)
 	if !r.OK() {
 		return time.Second
 	}
@@ -86,8 +98,8 @@ func (l *Limiter) RetryAfter(src netip.Addr) time.Duration {
 // Sources is how many addresses are remembered now (at most MaxSources).
 func (l *Limiter) Sources() int { return l.cache.Len() }
 
-func (l *Limiter) bucket(src netip.Addr) *rate.Limiter {
-	key := Key(src)
+// bucket finds key's bucket: a netip.Addr (as Key returns it) or a string.
+func (l *Limiter) bucket(key any) *rate.Limiter {
 	if v, ok := l.cache.Get(key); ok {
 		return v.(*rate.Limiter)
 	}

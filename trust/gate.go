@@ -14,9 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"golang.org/x/time/rate"
 
 	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/ratelimit"
 )
 
 // Mode is the DHCP mode, which decides how a host can receive its boot key.
@@ -34,7 +34,6 @@ const (
 	DefaultMaxKeys     = 4096
 	DefaultRejectRate  = 1.0 // rejected events per second per source address
 	DefaultRejectBurst = 10
-	DefaultMaxLimiters = 4096
 	keyBytes           = 18
 	maxKeysPerMAC      = 8
 	eventTimeout       = 5 * time.Second
@@ -95,7 +94,7 @@ type Gate struct {
 	order []keyRef         // issue order, for eviction
 	nkeys int
 
-	events *Budget
+	events *ratelimit.Limiter
 
 	rejected   *prometheus.CounterVec
 	suppressed prometheus.Counter
@@ -137,7 +136,11 @@ func New(cfg Config) (*Gate, error) {
 	if g.now == nil {
 		g.now = time.Now
 	}
-	g.events = NewBudget(cfg.RejectRate, cfg.RejectBurst, DefaultMaxLimiters, g.now)
+	events, err := ratelimit.New(ratelimit.Config{PerSecond: cfg.RejectRate, Burst: cfg.RejectBurst, Now: g.now})
+	if err != nil {
+		return nil, fmt.Errorf("trust: rejected events: %w", err)
+	}
+	g.events = events
 	g.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rackboot_trust_rejected_total",
 		Help: "Requests on boot routes refused because the asker is not the host it names (route, reason).",
@@ -397,44 +400,7 @@ func (g *Gate) Reject(hostID, route, eventType string, src netip.Addr, err error
 	}
 }
 
-func (g *Gate) allowEvent(src netip.Addr) bool { return g.events.Allow(src.String()) }
-
-// Budget is a per-key event rate (a token bucket per source address, MAC or host), with
-// a bound on the keys it remembers: a flood from many keys starts it afresh rather than
-// growing it. The zero value is not usable; NewBudget makes one. Safe for concurrent use.
-type Budget struct {
-	rate  rate.Limit
-	burst int
-	max   int
-	now   func() time.Time
-
-	mu sync.Mutex
-	m  map[string]*rate.Limiter
-}
-
-// NewBudget allows perSecond events a second, burst at once, per key, remembering at
-// most max keys; now is the clock (nil: time.Now).
-func NewBudget(perSecond float64, burst, max int, now func() time.Time) *Budget {
-	if now == nil {
-		now = time.Now
-	}
-	return &Budget{rate: rate.Limit(perSecond), burst: burst, max: max, now: now, m: map[string]*rate.Limiter{}}
-}
-
-// Allow spends one event of key's budget, reporting whether there was one.
-func (b *Budget) Allow(key string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	l := b.m[key]
-	if l == nil {
-		if len(b.m) >= b.max {
-			clear(b.m)
-		}
-		l = rate.NewLimiter(b.rate, b.burst)
-		b.m[key] = l
-	}
-	return l.AllowN(b.now(), 1)
-}
+func (g *Gate) allowEvent(src netip.Addr) bool { return g.events.Allow(src) }
 
 // RejectedCount is the number of refusals counted on route (all reasons), for tests.
 func (g *Gate) RejectedCount(route string) float64 {
