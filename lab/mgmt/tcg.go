@@ -16,7 +16,9 @@ const tcgPatchDir = "/etc/kubernetes/rackboot-slow-patches"
 // an operator of a real rack applies:
 //
 //   - kubeadm's timeouts (init and join) go far above their defaults, which assume a
-//     component answers within minutes;
+//     component answers within minutes (with 5 minutes for API calls, kubeadm init gave
+//     up bootstrapping admin.conf on a loaded 2-core machine: a fresh kube-apiserver
+//     under TCG took longer to create one ClusterRoleBinding);
 //   - the control-plane static pods' probes are relaxed through kubeadm patches
 //     (startup: 30 minutes instead of 4; liveness and readiness: 60 s timeouts instead of
 //     15 s), else the kubelet kills kube-apiserver before it ever answered, over and over.
@@ -26,8 +28,8 @@ func SlowHardware(objs []*unstructured.Unstructured) error {
 	timeouts := map[string]any{
 		"controlPlaneComponentHealthCheckSeconds": int64(1800),
 		"kubeletHealthCheckSeconds":               int64(900),
-		"kubernetesAPICallSeconds":                int64(300),
-		"etcdAPICallSeconds":                      int64(600),
+		"kubernetesAPICallSeconds":                int64(900),
+		"etcdAPICallSeconds":                      int64(900),
 		"tlsBootstrapSeconds":                     int64(900),
 		"discoverySeconds":                        int64(900),
 	}
