@@ -24,8 +24,8 @@ const (
 	labRack      = "lab"
 )
 
-// cluster says whether this run ends in a Kubernetes cluster (the default).
-func (o options) cluster() bool { return !o.netboot && !o.hostsOnly }
+// cluster says whether this run ends in a Kubernetes cluster (--cluster).
+func (o options) cluster() bool { return o.k8s && !o.netboot }
 
 // startManagement starts the management cluster on the machine's loopback with the
 // Cluster API controllers reaching the lab through a CONNECT proxy into its namespace,

@@ -1,30 +1,34 @@
-// Command rackboot-lab is `make lab`: the main job of rackboot, on QEMU guests, from
-// nothing to a Kubernetes cluster. It creates a network namespace with a bridge
-// (10.77.0.1/24, router advertisements on), builds (or takes from the cache) the agent's
-// boot environment from Debian's kernel package and the Kubernetes node image (make
-// node-image), starts a Cluster API management cluster on the machine's loopback
-// (lab/mgmt: envtest and the real CAPI core, CABPK and KCP controllers, reaching the lab
-// through a CONNECT proxy into its namespace), `rackboot serve --kubeconfig … --rack lab`
-// in the namespace with a fresh data directory, and one TCG guest per --vm with a blank
-// disk and a lab BMC (SeaBIOS guests IPMI through ipmi_sim, OVMF guests Redfish through
-// `rackboot lab redfish`). The first guest is the control plane, the others workers.
+// Command rackboot-lab is `make lab`: the main job of rackboot, on QEMU guests. It
+// creates a network namespace with a bridge (10.77.0.1/24, router advertisements on),
+// builds (or takes from the cache) the agent's boot environment from Debian's kernel
+// package and a disk image, starts `rackboot serve` in the namespace with a fresh data
+// directory, and one TCG guest per --vm with a blank disk and a lab BMC (SeaBIOS guests
+// IPMI through ipmi_sim, OVMF guests Redfish through `rackboot lab redfish`).
 //
-// Then it does what the operators do, through rackboot's CLI and Cluster API objects only:
+// By default it does what an operator does, through rackboot's CLI only:
 //
-//	rackboot image add debian-12-k8s --file … --sha256 … --format zstd
-//	rackboot host add --id ID --mac MAC --ip IP --bmc URL --bmc-password-file F --label role=…
+//	rackboot image add debian-12 --file … --sha256 … --format zstd
+//	rackboot host add --id ID --mac MAC --ip IP --bmc URL --bmc-password-file F
 //	rackboot host inspect ID                # agent boots, reports facts, powers off
-//	kubectl apply -f cluster.yaml           # config/templates/cluster-template.yaml, filled
+//	rackboot host provision ID --image debian-12 --user-data F
 //
-// and prints every host's timeline and every Machine's phase as they change, until every
-// Machine runs and every Node is Ready; then `kubectl get nodes -o wide` from the workload
-// cluster. Then it tears everything down (or, with --keep, waits for Ctrl-C or SIGTERM
-// first). Needs root.
+// and prints every host's timeline as it grows until every host is provisioned and its
+// console shows that cloud-init ran its user-data (a user "lab" with an SSH key made for
+// this run), then logs in over SSH.
 //
-// --hosts-only provisions the lab's Debian image with user-data of each host's own
-// (a user "lab" with an SSH key made for the run) and logs in over SSH, without
-// Kubernetes. --netboot-only is the quick check of the boot path (≈40 s): the guests
-// PXE/HTTP-boot a small phone-home kernel instead of being inspected and provisioned.
+// --cluster ends in a Kubernetes cluster instead: the node image (make node-image), a
+// Cluster API management cluster on the machine's loopback (lab/mgmt: envtest and the
+// real CAPI core, CABPK and KCP controllers, reaching the lab through a CONNECT proxy
+// into its namespace), rackboot serving its provider (--kubeconfig … --rack lab), the
+// hosts labelled role=control-plane (the first) and role=worker and inspected, then
+// config/templates/cluster-template.yaml applied. It prints the timelines and every
+// Machine's phase and RackbootMachine step as they change, until every Machine runs and
+// every Node is Ready, and ends with `kubectl get nodes -o wide` from the workload
+// cluster. (Not yet proven end to end on a 2-core machine: see issue 9.)
+//
+// --netboot-only is the quick check of the boot path (≈40 s): the guests PXE/HTTP-boot a
+// small phone-home kernel instead of being inspected and provisioned. Everything is torn
+// down at the end unless --keep (then at Ctrl-C or SIGTERM). Needs root.
 //
 //	make build && go run ./lab/cmd/rackboot-lab --rackboot bin/rackboot --vm seabios --vm ovmf-http
 package main
@@ -69,7 +73,7 @@ func (v *vmList) Set(s string) error { *v = append(*v, s); return nil }
 type options struct {
 	bin, dir, mode string
 	keep, netboot  bool
-	hostsOnly      bool
+	k8s            bool
 	timeout        time.Duration
 	vms            vmList
 }
@@ -90,7 +94,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&o.mode, "dhcp-mode", "server", "rackboot's --dhcp-mode")
 	fs.BoolVar(&o.keep, "keep", false, "keep the lab running when every host is done, until Ctrl-C")
 	fs.BoolVar(&o.netboot, "netboot-only", false, "only netboot the guests to a phone-home kernel (quick check of DHCP, TFTP, iPXE and the BMCs)")
-	fs.BoolVar(&o.hostsOnly, "hosts-only", false, "provision the hosts with the lab's Debian image and user-data of their own, without Kubernetes")
+	fs.BoolVar(&o.k8s, "cluster", false, "end in a Kubernetes cluster: a Cluster API management cluster, the node image, kubeadm init/join (not yet proven end to end: see issue 9)")
 	sweep := fs.Bool("sweep", false, "only remove lab namespaces left by runs that were killed, then exit")
 	fs.DurationVar(&o.timeout, "timeout", 90*time.Minute, "give up when the hosts are not all done by then")
 	fs.Var(&o.vms, "vm", "a guest: seabios (IPMI BMC), ovmf-ipxe, ovmf-pxe or ovmf-http (Redfish BMC) (repeatable; default seabios and ovmf-http)")
