@@ -156,10 +156,15 @@ func ensureCachedImage(ctx context.Context, progress io.Writer, c cachedImage) (
 	if err := os.WriteFile(sumFile, []byte(sum+"  "+filepath.Base(path)+"\n"), 0o644); err != nil {
 		return "", "", err
 	}
-	// Builds for other keys are hundreds of MB each and nothing asks for them again.
+	// Builds for other keys are hundreds of MB each. One made in the last day may be in
+	// use by another checkout's test (worktrees share this cache): only older ones go.
 	old, _ := filepath.Glob(filepath.Join(dir, c.prefix+"-*"))
 	logs, _ := filepath.Glob(filepath.Join(dir, c.log+"*.log"))
 	for _, o := range append(old, logs...) {
+		fi, err := os.Lstat(o)
+		if err != nil || time.Since(fi.ModTime()) < 24*time.Hour {
+			continue
+		}
 		if b := filepath.Base(o); !strings.HasPrefix(b, filepath.Base(path)) && b != filepath.Base(logPath) {
 			os.RemoveAll(o)
 		}

@@ -262,6 +262,7 @@ func kubeadmInitUserData(name, ip, sshKey string, ca *x509.Certificate, caKey *e
 	// Under TCG a control-plane component may take minutes to answer its first probe,
 	// and kubeadm's probes (startup: 4 minutes; liveness: 15 s timeouts) kill it first,
 	// again and again: kubeadm patches give them 30 minutes and 60 s timeouts.
+	const leaderElection = `[{name: leader-elect-lease-duration, value: 120s}, {name: leader-elect-renew-deadline, value: 100s}, {name: leader-elect-retry-period, value: 20s}]`
 	var patches strings.Builder
 	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 		fmt.Fprintf(&patches, `  - path: /etc/kubernetes/tcg-patches/%s+strategic.yaml
@@ -272,7 +273,7 @@ func kubeadmInitUserData(name, ip, sshKey string, ca *x509.Certificate, caKey *e
           startupProbe: {failureThreshold: 180, timeoutSeconds: 60}
           livenessProbe: {failureThreshold: 30, timeoutSeconds: 60}
 `, c, c)
-		if c == "kube-apiserver" {
+		if c != "kube-controller-manager" { // the others have readiness probes too
 			patches.WriteString("          readinessProbe: {timeoutSeconds: 60}\n")
 		}
 	}
@@ -321,6 +322,12 @@ write_files:
       networking:
         podSubnet: 10.244.0.0/16
         serviceSubnet: 10.96.0.0/12
+      # A busy emulated guest misses the 10 s lease renewals of the defaults, and the
+      # controller-manager and scheduler exit on a lost lease.
+      controllerManager:
+        extraArgs: ` + leaderElection + `
+      scheduler:
+        extraArgs: ` + leaderElection + `
   - path: /usr/local/sbin/rackboot-kubeadm-init
     permissions: '0755'
     content: |
