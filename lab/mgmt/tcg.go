@@ -21,7 +21,9 @@ const tcgPatchDir = "/etc/kubernetes/rackboot-slow-patches"
 //     under TCG took longer to create one ClusterRoleBinding);
 //   - the control-plane static pods' probes are relaxed through kubeadm patches
 //     (startup: 30 minutes instead of 4; liveness and readiness: 60 s timeouts instead of
-//     15 s), else the kubelet kills kube-apiserver before it ever answered, over and over.
+//     15 s), else the kubelet kills kube-apiserver before it ever answered, over and over;
+//   - the controller-manager's and scheduler's leader-election leases go from 15/10/2 s to
+//     120/100/20 s: they exit when a renewal misses its deadline.
 //
 // Nothing else changes: no preflight check is ignored.
 func SlowHardware(objs []*unstructured.Unstructured) error {
@@ -55,6 +57,18 @@ func SlowHardware(objs []*unstructured.Unstructured) error {
 			old, _, _ := unstructured.NestedSlice(u.Object, append(spec, "files")...)
 			if err := unstructured.SetNestedSlice(u.Object, append(old, files...), append(spec, "files")...); err != nil {
 				return err
+			}
+			// Leader election: the controller-manager and scheduler exit when they miss a
+			// 10-second lease renewal, which a TCG guest under load does (CrashLoopBackOff).
+			for _, comp := range []string{"controllerManager", "scheduler"} {
+				path := append(spec, "clusterConfiguration", comp, "extraArgs")
+				args, _, _ := unstructured.NestedSlice(u.Object, path...)
+				for _, a := range [][2]string{{"leader-elect-lease-duration", "120s"}, {"leader-elect-renew-deadline", "100s"}, {"leader-elect-retry-period", "20s"}} {
+					args = append(args, map[string]any{"name": a[0], "value": a[1]})
+				}
+				if err := unstructured.SetNestedSlice(u.Object, args, path...); err != nil {
+					return err
+				}
 			}
 			for _, cfg := range []string{"initConfiguration", "joinConfiguration"} {
 				if err := unstructured.SetNestedField(u.Object, tcgPatchDir, append(spec, cfg, "patches", "directory")...); err != nil {

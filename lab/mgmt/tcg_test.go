@@ -1,0 +1,65 @@
+package mgmt
+
+import (
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// TestSlowHardware applies the overlay to the cluster template operators use and checks
+// it reaches the kubeadm configuration CABPK renders: timeouts for init and join, the
+// probe patches and their directory, the leader-election leases; and that it refuses a
+// template without the objects it adapts.
+func TestSlowHardware(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	tmpl := filepath.Join(filepath.Dir(file), "../../config/templates/cluster-template.yaml")
+	objs, err := FillTemplate(tmpl, map[string]string{
+		"CLUSTER_NAME": "c", "KUBERNETES_VERSION": "v1.36.4", "CONTROL_PLANE_ENDPOINT_HOST": "10.0.0.1", "RACKBOOT_IMAGE": "img",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SlowHardware(objs); err != nil {
+		t.Fatal(err)
+	}
+	var kcp, kct *unstructured.Unstructured
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "KubeadmControlPlane":
+			kcp = u
+		case "KubeadmConfigTemplate":
+			kct = u
+		}
+	}
+	spec := []string{"spec", "kubeadmConfigSpec"}
+	for _, cfg := range []string{"initConfiguration", "joinConfiguration"} {
+		if v, _, _ := unstructured.NestedInt64(kcp.Object, append(spec, cfg, "timeouts", "kubernetesAPICallSeconds")...); v != 900 {
+			t.Errorf("KCP %s kubernetesAPICallSeconds = %d", cfg, v)
+		}
+		if d, _, _ := unstructured.NestedString(kcp.Object, append(spec, cfg, "patches", "directory")...); d != tcgPatchDir {
+			t.Errorf("KCP %s patches directory = %q", cfg, d)
+		}
+		// The template's own settings survive.
+		if n, _, _ := unstructured.NestedString(kcp.Object, append(spec, cfg, "nodeRegistration", "name")...); n == "" {
+			t.Errorf("KCP %s lost nodeRegistration.name", cfg)
+		}
+	}
+	files, _, _ := unstructured.NestedSlice(kcp.Object, append(spec, "files")...)
+	if len(files) != 4 {
+		t.Errorf("KCP files: %d patches, want 4 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)", len(files))
+	}
+	for _, comp := range []string{"controllerManager", "scheduler"} {
+		args, _, _ := unstructured.NestedSlice(kcp.Object, append(spec, "clusterConfiguration", comp, "extraArgs")...)
+		if len(args) != 3 {
+			t.Errorf("%s extraArgs = %v, want the three leader-election settings", comp, args)
+		}
+	}
+	if v, _, _ := unstructured.NestedInt64(kct.Object, "spec", "template", "spec", "joinConfiguration", "timeouts", "discoverySeconds"); v != 900 {
+		t.Errorf("worker join discoverySeconds = %d", v)
+	}
+	if err := SlowHardware(objs[:1]); err == nil {
+		t.Error("SlowHardware accepted a template without KubeadmControlPlane and KubeadmConfigTemplate")
+	}
+}
