@@ -80,13 +80,7 @@ func startManagement(ctx context.Context, stack *lab.Stack, seg *lab.Segment, o 
 // control plane, the others workers), follows the hosts' timelines and the Machines'
 // phases until every Machine runs and every Node is Ready, and prints the nodes.
 func kubernetes(ctx context.Context, srv *lab.Server, mc *mgmt.Cluster, hosts []*host, o options, cli func(...string) error, step func(string, ...any), out io.Writer) error {
-	ids := make([]string, len(hosts))
-	for i, h := range hosts {
-		ids[i] = h.id
-	}
-	print := func(id string, e admin.Event) {
-		fmt.Fprintf(out, "%s  %-16s %-18s %s\n", e.Time.Local().Format("15:04:05"), id, e.Type, e.Message)
-	}
+	ids, print := hostIDs(hosts), timelinePrinter(out)
 	deadline := time.Now().Add(o.timeout)
 	if err := inspect(ctx, srv, hosts, cli, step, print, deadline); err != nil {
 		return err

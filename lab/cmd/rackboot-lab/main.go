@@ -329,13 +329,7 @@ func provision(ctx context.Context, srv *lab.Server, hosts []*host, o options, c
 	if err != nil {
 		return err
 	}
-	ids := make([]string, len(hosts))
-	for i, h := range hosts {
-		ids[i] = h.id
-	}
-	print := func(id string, e admin.Event) {
-		fmt.Fprintf(out, "%s  %-16s %-18s %s\n", e.Time.Local().Format("15:04:05"), id, e.Type, e.Message)
-	}
+	ids, print := hostIDs(hosts), timelinePrinter(out)
 	deadline := time.Now().Add(o.timeout)
 
 	if err := inspect(ctx, srv, hosts, cli, step, print, deadline); err != nil {
@@ -471,9 +465,8 @@ func runOut(ctx context.Context, out io.Writer, name string, args ...string) err
 // inspect has every host inspected and waits until all are available.
 func inspect(ctx context.Context, srv *lab.Server, hosts []*host, cli func(...string) error, step func(string, ...any), print func(string, admin.Event), deadline time.Time) error {
 	step("inspecting: each host PXE-boots the agent, which reports its hardware and powers off")
-	ids := make([]string, len(hosts))
-	for i, h := range hosts {
-		ids[i] = h.id
+	ids := hostIDs(hosts)
+	for _, h := range hosts {
 		if err := cli("host", "inspect", h.id); err != nil {
 			return err
 		}
@@ -481,4 +474,20 @@ func inspect(ctx context.Context, srv *lab.Server, hosts []*host, cli func(...st
 	return srv.WaitHosts(ctx, ids, time.Until(deadline), "inspection", func(h admin.Host) bool {
 		return h.State == inventory.StateAvailable
 	}, print)
+}
+
+// hostIDs lists the hosts' inventory IDs.
+func hostIDs(hosts []*host) []string {
+	ids := make([]string, len(hosts))
+	for i, h := range hosts {
+		ids[i] = h.id
+	}
+	return ids
+}
+
+// timelinePrinter prints one timeline event a line, as the lab shows them live.
+func timelinePrinter(out io.Writer) func(string, admin.Event) {
+	return func(id string, e admin.Event) {
+		fmt.Fprintf(out, "%s  %-16s %-18s %s\n", e.Time.Local().Format("15:04:05"), id, e.Type, e.Message)
+	}
 }
