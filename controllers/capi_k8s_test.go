@@ -63,7 +63,7 @@ type k8sHost struct {
 //  3. Deleting the Cluster releases every host (wiped, off, available) and leaves no
 //     RackbootMachine, finalizer or claim behind.
 func TestQEMUKubernetes(t *testing.T) {
-	lab.Require(t, append(append([]string{"qemu-system-x86_64", "ipmi_sim", "ipmitool", "apt-get", "dpkg-deb", "wipefs"},
+	lab.Require(t, append(append([]string{"qemu-system-x86_64", "ipmi_sim", "ipmitool", "apt-get", "dpkg-deb", "wipefs", "ssh", "ssh-keygen"},
 		lab.LabImageTools()...), lab.NodeImageTools()...)...)
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -166,6 +166,16 @@ func TestQEMUKubernetes(t *testing.T) {
 		cli("host", "inspect", h.id)
 	}
 	ids := []string{"cp-1", "wk-1"}
+	// The nodes let the test in with this key, for a failure's diagnostics.
+	sshKey := filepath.Join(dir, "id_ed25519")
+	if out, err := exec.CommandContext(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rackboot-test", "-f", sshKey).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(sshKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub := strings.TrimSpace(string(pub))
 	fail := func(format string, args ...any) {
 		t.Helper()
 		var b strings.Builder
@@ -176,6 +186,7 @@ func TestQEMUKubernetes(t *testing.T) {
 				fmt.Fprintf(&b, "%s %-20s %s\n", e.Time.Format("15:04:05"), e.Type, e.Message)
 			}
 			fmt.Fprintf(&b, "--- %s console:\n%s\n", h.id, lab.Tail(h.vm.SerialLog(), 40))
+			fmt.Fprintf(&b, "--- %s\n", seg.NS.NodeDiagnostics(sshKey, "lab@"+h.ip))
 		}
 		t.Fatalf("%s\n%s", fmt.Sprintf(format, args...), b.String())
 	}
@@ -198,6 +209,12 @@ func TestQEMUKubernetes(t *testing.T) {
 	}
 	if err := mgmt.SlowHardware(objs); err != nil {
 		t.Fatal(err)
+	}
+	if err := mgmt.AuthorizeSSH(objs, "lab", sshPub); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		t.Logf("%s: ip netns exec %s ssh -i %s lab@%s", h.id, seg.NS.Name, sshKey, h.ip)
 	}
 	applied := time.Now()
 	if err := rc.Create(ctx, objs); err != nil {

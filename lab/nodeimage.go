@@ -348,3 +348,23 @@ func checkKubeadmImages(ctx context.Context, kubeadm string, images []OCIImage) 
 	}
 	return nil
 }
+
+// nodeDiagnostics is the shell command whose output NodeDiagnostics returns (no single
+// quotes: it runs inside sh -c '…').
+const nodeDiagnostics = `uptime; free -m; systemctl --no-pager --failed; ` +
+	`tail -n 30 /var/log/cloud-init-output.log; ` +
+	`ctr -n k8s.io containers ls; ` +
+	`for f in /var/log/pods/*/*/*.log; do echo "== $f"; tail -n 15 "$f"; done; ` +
+	`journalctl --no-pager -u kubelet -u containerd -u rackboot-podnet | tail -n 60`
+
+// NodeDiagnostics is what a failing Kubernetes test shows of a node made from the node
+// image, read through SSH (key: a private key file; target: user@address) from inside n:
+// load, failed units, the end of cloud-init's output, containers, the pods' logs and the
+// kubelet's and containerd's journal. It never fails; an unreachable node says so.
+func (n *Netns) NodeDiagnostics(key, target string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := n.Exec(ctx, "ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "ConnectTimeout=20", "-o", "BatchMode=yes", target, "sudo sh -c '"+nodeDiagnostics+"'")
+	return fmt.Sprintf("%s (ssh, %v):\n%s", target, err, out)
+}

@@ -98,3 +98,32 @@ func copyMap(m map[string]any) map[string]any {
 	}
 	return out
 }
+
+// AuthorizeSSH is an overlay that gives every machine of a cluster made from the
+// template a user with sudo who logs in with key (an authorized_keys line): the lab
+// prints how to reach each node, and the tests read a failing node's journal through it.
+// On a real rack the operator puts the same `users` entry in the template itself.
+func AuthorizeSSH(objs []*unstructured.Unstructured, user, key string) error {
+	entry := map[string]any{"name": user, "shell": "/bin/bash", "sudo": "ALL=(ALL) NOPASSWD:ALL", "sshAuthorizedKeys": []any{key}}
+	n := 0
+	for _, u := range objs {
+		var path []string
+		switch u.GetKind() {
+		case "KubeadmControlPlane":
+			path = []string{"spec", "kubeadmConfigSpec", "users"}
+		case "KubeadmConfigTemplate":
+			path = []string{"spec", "template", "spec", "users"}
+		default:
+			continue
+		}
+		n++
+		old, _, _ := unstructured.NestedSlice(u.Object, path...)
+		if err := unstructured.SetNestedSlice(u.Object, append(old, copyMap(entry)), path...); err != nil {
+			return err
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("ssh overlay: the template has no KubeadmControlPlane or KubeadmConfigTemplate")
+	}
+	return nil
+}

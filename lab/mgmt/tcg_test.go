@@ -63,3 +63,42 @@ func TestSlowHardware(t *testing.T) {
 		t.Error("SlowHardware accepted a template without KubeadmControlPlane and KubeadmConfigTemplate")
 	}
 }
+
+// TestAuthorizeSSH checks the SSH overlay reaches both kinds of machine, keeps what the
+// template already has, and refuses a template without them.
+func TestAuthorizeSSH(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	objs, err := FillTemplate(filepath.Join(filepath.Dir(file), "../../config/templates/cluster-template.yaml"), map[string]string{
+		"CLUSTER_NAME": "c", "KUBERNETES_VERSION": "v1.36.4", "CONTROL_PLANE_ENDPOINT_HOST": "10.0.0.1", "RACKBOOT_IMAGE": "img",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := AuthorizeSSH(objs, "lab", "ssh-ed25519 AAAA test"); err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string][]string{"KubeadmControlPlane": {"spec", "kubeadmConfigSpec", "users"}, "KubeadmConfigTemplate": {"spec", "template", "spec", "users"}}
+	seen := 0
+	for _, u := range objs {
+		p, ok := paths[u.GetKind()]
+		if !ok {
+			continue
+		}
+		seen++
+		users, _, _ := unstructured.NestedSlice(u.Object, p...)
+		if len(users) != 1 {
+			t.Fatalf("%s users = %v", u.GetKind(), users)
+		}
+		m := users[0].(map[string]any)
+		keys, _ := m["sshAuthorizedKeys"].([]any)
+		if m["name"] != "lab" || len(keys) != 1 || keys[0] != "ssh-ed25519 AAAA test" {
+			t.Errorf("%s user = %v", u.GetKind(), m)
+		}
+	}
+	if seen != 2 {
+		t.Errorf("overlay applied to %d objects, want 2", seen)
+	}
+	if err := AuthorizeSSH(objs[:1], "lab", "k"); err == nil {
+		t.Error("AuthorizeSSH accepted a template without machines")
+	}
+}
