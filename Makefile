@@ -109,13 +109,13 @@ unit:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# lab runs the main job: rackboot in a lab namespace provisions QEMU hosts (SeaBIOS +
-# IPMI, OVMF UEFI HTTP boot + Redfish) through inspect and provision to a booted Debian
-# whose cloud-init ran their own user-data, printing each host's timeline as it grows.
-# LAB_ARGS=--keep leaves it up until Ctrl-C; --netboot-only is the quick boot check;
-# --cluster ends in a kubeadm cluster driven by Cluster API objects (the first host the
-# control plane), not yet proven end to end (issue 9).
-LAB_NEEDS := $(if $(filter --cluster,$(LAB_ARGS)),envtest node-image,)
+# lab runs the main job: a Cluster API management cluster, rackboot serving its provider
+# in a lab namespace, and QEMU hosts (SeaBIOS + IPMI, OVMF UEFI HTTP boot + Redfish) that
+# become a kubeadm cluster (the first host the control plane) from a Cluster applied from
+# config/templates; it ends with kubectl get nodes from the workload cluster.
+# LAB_ARGS=--keep leaves it up until Ctrl-C; --hosts-only provisions the lab's Debian
+# without Kubernetes; --netboot-only is the quick boot check.
+LAB_NEEDS := $(if $(filter --hosts-only --netboot-only,$(LAB_ARGS)),,envtest node-image)
 LAB_VMS ?= seabios ovmf-http
 lab: deps build $(LAB_NEEDS)
 	$(GO) run ./lab/cmd/rackboot-lab --rackboot $(BIN) $(addprefix --vm ,$(LAB_VMS)) $(LAB_ARGS)

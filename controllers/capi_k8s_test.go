@@ -141,7 +141,7 @@ func TestQEMUKubernetes(t *testing.T) {
 
 	hosts := []*k8sHost{
 		{id: "cp-1", mac: "52:54:00:49:00:01", ip: "10.77.49.21", role: "control-plane", fw: lab.SeaBIOS, bmc: lab.IPMI, cpus: 2, memMB: 3072},
-		{id: "wk-1", mac: "52:54:00:49:00:02", ip: "10.77.49.22", role: "worker", fw: lab.OVMFHTTP, bmc: lab.Redfish, cpus: 2, memMB: 2048},
+		{id: "wk-1", mac: "52:54:00:49:00:02", ip: "10.77.49.22", role: "worker", fw: lab.OVMFHTTP, bmc: lab.Redfish, cpus: 1, memMB: 2048},
 	}
 	byID := map[string]*k8sHost{}
 	for _, h := range hosts {

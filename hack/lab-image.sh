@@ -21,7 +21,7 @@
 # Images built on top of the lab's (the Kubernetes node image, hack/node-image.sh) add:
 #   RACKBOOT_IMAGE_PACKAGES   more Debian packages, comma-separated
 #   RACKBOOT_IMAGE_OVERLAY    a directory copied over the root before the initramfs is built
-#   RACKBOOT_IMAGE_SETUP      a script run inside the root (chroot) after the overlay
+#   RACKBOOT_IMAGE_SETUP      a script run inside the root (chroot, private mount namespace) after the overlay
 #   RACKBOOT_IMAGE_PACKAGES_OUT  where to write the installed packages (name=version lines)
 # Unset, they change nothing: the lab image's recipe stays what it was.
 set -euo pipefail
@@ -122,7 +122,9 @@ fi
 if [ -n "${RACKBOOT_IMAGE_SETUP:-}" ]; then
 	log "setup $RACKBOOT_IMAGE_SETUP"
 	install -m 0755 "$RACKBOOT_IMAGE_SETUP" "$root/rackboot-image-setup"
-	chroot "$root" /rackboot-image-setup >"$work/setup.log" 2>&1 || {
+	# In a mount namespace of its own: what it mounts (/proc, a daemon's mounts) never
+	# reaches the machine's, and is gone with it.
+	unshare --mount --propagation private chroot "$root" /rackboot-image-setup >"$work/setup.log" 2>&1 || {
 		cat "$work/setup.log" >&2
 		exit 1
 	}

@@ -148,7 +148,7 @@ func TestVMQEMUArgs(t *testing.T) {
 			v.Firmware, v.NIC, v.UUID, v.Disk, v.MemoryMB = SeaBIOS, "e1000", "8f6cbd2c-5fa4-4d6a-9a7b-3b2f1e0d0c0b", "/l/d.qcow2", 1024
 		}), cat([]string{"qemu-system-x86_64", "-name", "vm", "-accel", "tcg", "-m", "1024"}, common[7:],
 			[]string{"-uuid", "8f6cbd2c-5fa4-4d6a-9a7b-3b2f1e0d0c0b", "-machine", "pc,graphics=off",
-				"-device", "e1000,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0", "-drive", "if=none,id=disk0drv,format=qcow2,file=/l/d.qcow2",
+				"-device", "e1000,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0", "-drive", "if=none,id=disk0drv,format=qcow2,cache=unsafe,file=/l/d.qcow2",
 				"-device", "virtio-blk-pci,drive=disk0drv,id=disk0"}), ""},
 		{"ovmf ipxe rom", with(func(v *VM) { v.Firmware = OVMFIPXE }), cat(common, []string{"-machine", "q35"}, pflash,
 			[]string{"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0"}), ""},

@@ -253,7 +253,7 @@ func buildNodeImage(ctx context.Context, root, work, out string, log io.Writer) 
 				}
 			}
 		}
-		c, err := component(img.Name, "container image built from source", dst, "/var/lib/rackboot/images/"+img.FileName()+" (imported into containerd on first boot)")
+		c, err := component(img.Name, "container image built from source", dst, "containerd k8s.io namespace (loaded when the image is built, from "+img.FileName()+")")
 		if err != nil {
 			return nil, err
 		}

@@ -114,7 +114,7 @@ func WriteOCIImage(dst, scratch string, img OCIImage) error {
 	if err := layerTar.Close(); err != nil {
 		return err
 	}
-	// Fastest gzip: a guest under TCG unpacks these on first boot.
+	// Fastest gzip: the build unpacks them into containerd's store right away.
 	layer, err := tarball.LayerFromFile(layerTar.Name(), tarball.WithCompressionLevel(gzip.BestSpeed))
 	if err != nil {
 		return err

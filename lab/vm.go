@@ -170,8 +170,13 @@ func (vm *VM) QEMUArgs(varsPath string) ([]string, error) {
 			format = "qcow2"
 		}
 		// if=none plus a device of our own, so the disk has an id for bootindex.
+		// cache=unsafe: the guest's flushes do not reach the machine's disk. A lab disk
+		// is thrown away, and every write is still in the file (the page cache) for the
+		// tests that read it; but a guest's etcd fsyncs its WAL on every write, and with
+		// the machine's disk busy each flush took seconds: etcd answered a read in 20 s
+		// and the control plane never came up.
 		args = append(args,
-			"-drive", "if=none,id="+DiskID+"drv,format="+format+",file="+vm.Disk,
+			"-drive", "if=none,id="+DiskID+"drv,format="+format+",cache=unsafe,file="+vm.Disk,
 			"-device", "virtio-blk-pci,drive="+DiskID+"drv,id="+DiskID)
 	}
 	if vm.Kernel != "" {

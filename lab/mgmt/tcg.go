@@ -21,9 +21,12 @@ const tcgPatchDir = "/etc/kubernetes/rackboot-slow-patches"
 //     under TCG took longer to create one ClusterRoleBinding);
 //   - the control-plane static pods' probes are relaxed through kubeadm patches
 //     (startup: 30 minutes instead of 4; liveness and readiness: 60 s timeouts instead of
-//     15 s), else the kubelet kills kube-apiserver before it ever answered, over and over;
+//     15 s; kube-apiserver's readiness probed every 10 s instead of every second), else
+//     the kubelet kills kube-apiserver before it ever answered, over and over;
 //   - the controller-manager's and scheduler's leader-election leases go from 15/10/2 s to
-//     120/100/20 s: they exit when a renewal misses its deadline.
+//     120/100/20 s: they exit when a renewal misses its deadline;
+//   - MachineHealthCheck timeouts are four times the template's: a Machine that is still
+//     provisioning or joining is not remediated.
 //
 // Nothing else changes: no preflight check is ignored.
 func SlowHardware(objs []*unstructured.Unstructured) error {
@@ -50,7 +53,9 @@ func SlowHardware(objs []*unstructured.Unstructured) error {
     livenessProbe: {failureThreshold: 30, timeoutSeconds: 60}
 `, c)
 				if c == "kube-apiserver" {
-					content += "    readinessProbe: {timeoutSeconds: 60}\n"
+					// Every second by default: a TLS handshake a second is a real share of
+					// a TCG guest's CPU while it starts its control plane.
+					content += "    readinessProbe: {periodSeconds: 10, timeoutSeconds: 60}\n"
 				}
 				files = append(files, map[string]any{"path": tcgPatchDir + "/" + c + "+strategic.yaml", "permissions": "0644", "content": content})
 			}
@@ -78,6 +83,13 @@ func SlowHardware(objs []*unstructured.Unstructured) error {
 					return err
 				}
 			}
+		case "MachineHealthCheck":
+			// The template's timeouts are a provisioning's duration on real hardware; under
+			// TCG a worker's kubeadm join alone can outlast them, and the Machine would be
+			// replaced while it joins.
+			if err := scaleTimeouts(u, 4); err != nil {
+				return err
+			}
 		case "KubeadmConfigTemplate":
 			kct++
 			if err := unstructured.SetNestedMap(u.Object, copyMap(timeouts), "spec", "template", "spec", "joinConfiguration", "timeouts"); err != nil {
@@ -89,6 +101,33 @@ func SlowHardware(objs []*unstructured.Unstructured) error {
 		return fmt.Errorf("slow-hardware overlay: the template has %d KubeadmControlPlane and %d KubeadmConfigTemplate objects, want at least one of each", kcp, kct)
 	}
 	return nil
+}
+
+// scaleTimeouts multiplies a MachineHealthCheck's node startup timeout and the timeout
+// of each of its unhealthy conditions by f.
+func scaleTimeouts(u *unstructured.Unstructured, f int64) error {
+	checks, ok, err := unstructured.NestedMap(u.Object, "spec", "checks")
+	if err != nil || !ok {
+		return err
+	}
+	scale := func(m map[string]any, key string) {
+		switch v := m[key].(type) { // a decoded template holds float64, a typed object int64
+		case float64:
+			m[key] = int64(v) * f
+		case int64:
+			m[key] = v * f
+		}
+	}
+	scale(checks, "nodeStartupTimeoutSeconds")
+	for _, list := range []string{"unhealthyMachineConditions", "unhealthyNodeConditions"} {
+		conds, _ := checks[list].([]any)
+		for _, c := range conds {
+			if m, ok := c.(map[string]any); ok {
+				scale(m, "timeoutSeconds")
+			}
+		}
+	}
+	return unstructured.SetNestedMap(u.Object, checks, "spec", "checks")
 }
 
 func copyMap(m map[string]any) map[string]any {

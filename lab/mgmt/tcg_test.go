@@ -59,6 +59,18 @@ func TestSlowHardware(t *testing.T) {
 	if v, _, _ := unstructured.NestedInt64(kct.Object, "spec", "template", "spec", "joinConfiguration", "timeouts", "discoverySeconds"); v != 900 {
 		t.Errorf("worker join discoverySeconds = %d", v)
 	}
+	for _, u := range objs {
+		if u.GetKind() != "MachineHealthCheck" {
+			continue
+		}
+		if v, _, _ := unstructured.NestedInt64(u.Object, "spec", "checks", "nodeStartupTimeoutSeconds"); v != 4*3600 {
+			t.Errorf("MachineHealthCheck nodeStartupTimeoutSeconds = %d, want %d", v, 4*3600)
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "spec", "checks", "unhealthyMachineConditions")
+		if len(conds) == 0 || conds[0].(map[string]any)["timeoutSeconds"] != int64(4*1800) {
+			t.Errorf("MachineHealthCheck unhealthyMachineConditions = %v, want timeouts of %d", conds, 4*1800)
+		}
+	}
 	if err := SlowHardware(objs[:1]); err == nil {
 		t.Error("SlowHardware accepted a template without KubeadmControlPlane and KubeadmConfigTemplate")
 	}

@@ -24,8 +24,8 @@ const (
 	labRack      = "lab"
 )
 
-// cluster says whether this run ends in a Kubernetes cluster (--cluster).
-func (o options) cluster() bool { return o.k8s && !o.netboot }
+// cluster says whether this run ends in a Kubernetes cluster (the default).
+func (o options) cluster() bool { return !o.hostsOnly && !o.netboot }
 
 // startManagement starts the management cluster on the machine's loopback with the
 // Cluster API controllers reaching the lab through a CONNECT proxy into its namespace,
@@ -101,6 +101,15 @@ func kubernetes(ctx context.Context, srv *lab.Server, mc *mgmt.Cluster, hosts []
 	if err := mgmt.SlowHardware(objs); err != nil {
 		return err
 	}
+	// The user "lab" with this run's key on every node, as an operator would put an
+	// admin user in the template.
+	key, pub, err := sshKey(ctx, o.dir)
+	if err != nil {
+		return err
+	}
+	if err := mgmt.AuthorizeSSH(objs, "lab", pub); err != nil {
+		return err
+	}
 	step("applying %s: a Cluster %q with 1 control-plane Machine (endpoint %s:6443, the control-plane host's reserved address) and %d worker(s), image %s, Kubernetes %s",
 		template, labCluster, hosts[0].ip, len(hosts)-1, lab.NodeImageName, lab.NodeKubernetesVersion)
 	applied := time.Now()
@@ -159,6 +168,8 @@ func kubernetes(ctx context.Context, srv *lab.Server, mc *mgmt.Cluster, hosts []
    ip netns exec %[2]s %[3]s --kubeconfig %[4]s get pods -A
 The management cluster (Cluster API objects):
    %[3]s --kubeconfig %[5]s get clusters,machines,rackbootmachines -A
-`, hosts[0].ip, srv.NS.Name, kubectl[0], kcFile, mc.KubeconfigFile)
+Log in to a node (user lab, sudo):
+   ip netns exec %[2]s ssh -i %[6]s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null lab@ADDRESS
+`, hosts[0].ip, srv.NS.Name, kubectl[0], kcFile, mc.KubeconfigFile, key)
 	return nil
 }

@@ -5,7 +5,18 @@
 // directory, and one TCG guest per --vm with a blank disk and a lab BMC (SeaBIOS guests
 // IPMI through ipmi_sim, OVMF guests Redfish through `rackboot lab redfish`).
 //
-// By default it does what an operator does, through rackboot's CLI only:
+// By default it ends in a Kubernetes cluster, driven by Cluster API objects alone: the
+// node image (make node-image), a Cluster API management cluster on the machine's
+// loopback (lab/mgmt: envtest and the real CAPI core, CABPK and KCP controllers,
+// reaching the lab through a CONNECT proxy into its namespace), rackboot serving its
+// provider (--kubeconfig … --rack lab), the hosts labelled role=control-plane (the
+// first) and role=worker and inspected, then config/templates/cluster-template.yaml
+// applied. It prints the timelines and every Machine's phase and RackbootMachine step
+// as they change, until every Machine runs and every Node is Ready, and ends with
+// `kubectl get nodes -o wide` from the workload cluster and how to reach it.
+//
+// --hosts-only does what an operator does without Kubernetes, through rackboot's CLI
+// only:
 //
 //	rackboot image add debian-12 --file … --sha256 … --format zstd
 //	rackboot host add --id ID --mac MAC --ip IP --bmc URL --bmc-password-file F
@@ -15,16 +26,6 @@
 // and prints every host's timeline as it grows until every host is provisioned and its
 // console shows that cloud-init ran its user-data (a user "lab" with an SSH key made for
 // this run), then logs in over SSH.
-//
-// --cluster ends in a Kubernetes cluster instead: the node image (make node-image), a
-// Cluster API management cluster on the machine's loopback (lab/mgmt: envtest and the
-// real CAPI core, CABPK and KCP controllers, reaching the lab through a CONNECT proxy
-// into its namespace), rackboot serving its provider (--kubeconfig … --rack lab), the
-// hosts labelled role=control-plane (the first) and role=worker and inspected, then
-// config/templates/cluster-template.yaml applied. It prints the timelines and every
-// Machine's phase and RackbootMachine step as they change, until every Machine runs and
-// every Node is Ready, and ends with `kubectl get nodes -o wide` from the workload
-// cluster. (Not yet proven end to end on a 2-core machine: see issue 9.)
 //
 // --netboot-only is the quick check of the boot path (≈40 s): the guests PXE/HTTP-boot a
 // small phone-home kernel instead of being inspected and provisioned. Everything is torn
@@ -73,7 +74,7 @@ func (v *vmList) Set(s string) error { *v = append(*v, s); return nil }
 type options struct {
 	bin, dir, mode string
 	keep, netboot  bool
-	k8s            bool
+	hostsOnly      bool
 	timeout        time.Duration
 	vms            vmList
 }
@@ -94,7 +95,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&o.mode, "dhcp-mode", "server", "rackboot's --dhcp-mode")
 	fs.BoolVar(&o.keep, "keep", false, "keep the lab running when every host is done, until Ctrl-C")
 	fs.BoolVar(&o.netboot, "netboot-only", false, "only netboot the guests to a phone-home kernel (quick check of DHCP, TFTP, iPXE and the BMCs)")
-	fs.BoolVar(&o.k8s, "cluster", false, "end in a Kubernetes cluster: a Cluster API management cluster, the node image, kubeadm init/join (not yet proven end to end: see issue 9)")
+	fs.BoolVar(&o.hostsOnly, "hosts-only", false, "provision the hosts with the lab's Debian image and check cloud-init, without Kubernetes (the default ends in a kubeadm cluster)")
 	sweep := fs.Bool("sweep", false, "only remove lab namespaces left by runs that were killed, then exit")
 	fs.DurationVar(&o.timeout, "timeout", 90*time.Minute, "give up when the hosts are not all done by then")
 	fs.Var(&o.vms, "vm", "a guest: seabios (IPMI BMC), ovmf-ipxe, ovmf-pxe or ovmf-http (Redfish BMC) (repeatable; default seabios and ovmf-http)")
@@ -279,11 +280,13 @@ func startHosts(ctx context.Context, stack *lab.Stack, seg *lab.Segment, srv *la
 			vm.MemoryMB = 1024
 			if o.cluster() {
 				// Node image hosts: 8 GiB disks; 2 vCPUs and 3 GiB for the control plane
-				// (kubeadm's minimum is 2 CPUs and 1.7 GB), 2 GiB for workers.
-				size, vm.CPUs, vm.MemoryMB = 8<<30, 2, 2048
+				// (kubeadm's minimum is 2 CPUs and 1.7 GB), 1 vCPU and 2 GiB for workers:
+				// under TCG each vCPU is a thread of the machine's, and a worker with two
+				// starves the control plane it joins on a 2-core machine.
+				size, vm.CPUs, vm.MemoryMB = 8<<30, 1, 2048
 				h.role = "worker"
 				if i == 0 {
-					h.role, vm.MemoryMB = "control-plane", 3072
+					h.role, vm.CPUs, vm.MemoryMB = "control-plane", 2, 3072
 				}
 			}
 			if err := lab.WriteBlankDisk(disk, size); err != nil {
@@ -321,11 +324,7 @@ func startHosts(ctx context.Context, stack *lab.Stack, seg *lab.Segment, srv *la
 // provision takes every host through inspect and provision and checks that cloud-init
 // ran its user-data.
 func provision(ctx context.Context, srv *lab.Server, hosts []*host, o options, cli func(...string) error, step func(string, ...any), out io.Writer) error {
-	key := filepath.Join(o.dir, "id_ed25519")
-	if err := runOut(ctx, io.Discard, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rackboot-lab", "-f", key); err != nil {
-		return err
-	}
-	pub, err := os.ReadFile(key + ".pub")
+	key, pub, err := sshKey(ctx, o.dir)
 	if err != nil {
 		return err
 	}
@@ -366,7 +365,7 @@ users:
     ssh_authorized_keys: [%q]
 runcmd:
   - %q
-`, strings.TrimSpace(string(pub)), "echo '"+h.marker+"' > /dev/ttyS0")
+`, pub, "echo '"+h.marker+"' > /dev/ttyS0")
 		file := filepath.Join(o.dir, h.id, "user-data")
 		if err := os.WriteFile(file, []byte(userData), 0o600); err != nil {
 			return err
@@ -411,6 +410,20 @@ runcmd:
 	fmt.Fprintf(out, "   with --keep, give a host back (wiped, powered off):  ip netns exec %s %s host release ID %s\n",
 		srv.NS.Name, o.bin, srv.CLIHint())
 	return nil
+}
+
+// sshKey makes the run's SSH key for the user "lab" its hosts are given, and returns
+// the private key's file and the public key's authorized_keys line.
+func sshKey(ctx context.Context, dir string) (string, string, error) {
+	key := filepath.Join(dir, "id_ed25519")
+	if err := runOut(ctx, io.Discard, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rackboot-lab", "-f", key); err != nil {
+		return "", "", err
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		return "", "", err
+	}
+	return key, strings.TrimSpace(string(pub)), nil
 }
 
 // netboot powers every host on into the phone-home kernel and waits for the phone-homes.
