@@ -227,12 +227,3 @@ func (h *hostCLI) run(fn func(ctx context.Context, c *admin.Client, args []strin
 		return h.explain(fn(cmd.Context(), c, args))
 	}
 }
-
-func checkOutput(o string, allowed ...string) error {
-	for _, a := range allowed {
-		if o == a {
-			return nil
-		}
-	}
-	return fmt.Errorf("-o %s: unknown output format: use %s", o, strings.Join(allowed, " or "))
-}

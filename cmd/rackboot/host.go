@@ -1,5 +1,8 @@
 package main
 
+// rackboot host: one file per subcommand (host_add.go, host_list.go, host_edit.go, ...),
+// the connection to the admin API in apiclient.go, printing in printer.go.
+
 import (
 	"github.com/spf13/cobra"
 )
@@ -22,5 +25,7 @@ func newHostCmdWith(env *cliEnv, tokenFiles []string) *cobra.Command {
 		h.bmcCmd(), h.powerCmd(), h.bootdevCmd())
 	cmd.AddCommand(h.provisionCmds()...) // host_provision.go
 	cmd.AddCommand(h.acceptCmd())        // host_accept.go
+	cmd.AddCommand(h.editCmd())          // host_edit.go
+	h.registerHostCompletions(cmd)       // completion.go
 	return cmd
 }

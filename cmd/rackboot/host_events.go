@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,43 +12,56 @@ import (
 	"github.com/rackboot/rackboot/admin"
 )
 
+// eventResource is how a host's timeline prints. Its table has fixed widths, so the
+// rows --follow prints later line up with the first ones.
+var eventResource = resource[admin.Event]{
+	kind: "event",
+	name: func(e admin.Event) string { return strconv.FormatUint(e.Seq, 10) },
+	columns: []column[admin.Event]{
+		{header: "SEQ", width: 6, value: func(e admin.Event) string { return strconv.FormatUint(e.Seq, 10) }},
+		{header: "TIME", width: 20, value: func(e admin.Event) string { return e.Time.UTC().Format(time.RFC3339) }},
+		{header: "TYPE", width: 16, value: func(e admin.Event) string { return e.Type }},
+		{header: "MESSAGE", value: func(e admin.Event) string {
+			if f := formatFields(e.Fields); f != "" {
+				return e.Message + "  " + f
+			}
+			return e.Message
+		}},
+	},
+}
+
 func (h *hostCLI) eventsCmd() *cobra.Command {
 	var (
-		output   string
+		p        printFlags
 		follow   bool
 		interval time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "events ID [-o table|json] [--follow]",
+		Use:   "events ID [-o table|json|yaml|name|jsonpath=T] [--no-headers] [--follow]",
 		Short: "Show a host's event timeline",
 		Long: `events prints the host's timeline, oldest first. --follow keeps polling for new
-events until interrupted; with -o json it then prints one JSON object per line.`,
+events until interrupted; it then prints JSON one object per line, YAML one document
+per event, a JSONPath template once per event.`,
 		Args: cobra.ExactArgs(1),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
-			if err := checkOutput(output, "table", "json"); err != nil {
+			if _, _, err := p.format(); err != nil {
 				return err
 			}
 			if interval <= 0 {
-				return fmt.Errorf("--interval %s: give a positive duration, e.g. 1s", interval)
+				return usageErrorf("--interval %s: give a positive duration, e.g. 1s", interval)
 			}
 			evs, err := c.Events(ctx, args[0], 0)
 			if err != nil {
 				return err
 			}
 			if !follow {
-				if output == "json" {
-					if evs == nil {
-						evs = []admin.Event{}
-					}
-					return writeIndentedJSON(h.env.stdout, evs)
-				}
-				return writeEvents(h.env.stdout, evs, true)
+				return printList(h.env.stdout, &p, eventResource, evs)
 			}
-			return h.follow(ctx, c, args[0], evs, output, interval)
+			return h.follow(ctx, c, args[0], evs, &p, interval)
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
+	p.register(cmd, "table", listFormats)
 	f.BoolVarP(&follow, "follow", "f", false, "keep printing new events until interrupted")
 	f.DurationVar(&interval, "interval", time.Second, "how often --follow polls")
 	return cmd
@@ -58,33 +69,22 @@ events until interrupted; with -o json it then prints one JSON object per line.`
 
 // follow prints evs, then polls for newer events until ctx ends. The server going away
 // for a while (a restart) is reported once and waited out; a host that disappears ends it.
-func (h *hostCLI) follow(ctx context.Context, c *admin.Client, id string, evs []admin.Event, output string, interval time.Duration) error {
+func (h *hostCLI) follow(ctx context.Context, c *admin.Client, id string, evs []admin.Event, p *printFlags, interval time.Duration) error {
+	out, err := newStreamPrinter(h.env.stdout, p, eventResource)
+	if err != nil {
+		return err
+	}
 	var last uint64
-	header := true
 	emit := func(evs []admin.Event) error {
 		if len(evs) == 0 {
 			return nil
 		}
 		last = evs[len(evs)-1].Seq
-		if output == "json" {
-			enc := json.NewEncoder(h.env.stdout)
-			for _, e := range evs {
-				if err := enc.Encode(e); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		err := writeEvents(h.env.stdout, evs, header)
-		header = false
-		return err
+		return out.print(evs)
 	}
-	if output == "table" {
-		// The header goes out even before the first event, so a quiet host shows it is followed.
-		if err := writeEvents(h.env.stdout, nil, true); err != nil {
-			return err
-		}
-		header = false
+	// The header goes out even before the first event, so a quiet host shows it is followed.
+	if err := out.start(); err != nil {
+		return err
 	}
 	if err := emit(evs); err != nil {
 		return err
@@ -121,21 +121,4 @@ func (h *hostCLI) follow(ctx context.Context, c *admin.Client, id string, evs []
 			return err
 		}
 	}
-}
-
-// writeEvents prints events in fixed-width columns, so batches printed by --follow line up.
-func writeEvents(w io.Writer, evs []admin.Event, header bool) error {
-	var b strings.Builder
-	if header {
-		fmt.Fprintf(&b, "%-6s %-20s %-16s %s\n", "SEQ", "TIME", "TYPE", "MESSAGE")
-	}
-	for _, e := range evs {
-		line := fmt.Sprintf("%-6d %-20s %-16s %s", e.Seq, e.Time.UTC().Format(time.RFC3339), e.Type, e.Message)
-		if f := formatFields(e.Fields); f != "" {
-			line += "  " + f
-		}
-		b.WriteString(strings.TrimRight(line, " ") + "\n")
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }

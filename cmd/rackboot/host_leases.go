@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,34 +9,37 @@ import (
 	"github.com/rackboot/rackboot/admin"
 )
 
+// leaseResource is how DHCP leases print.
+var leaseResource = resource[admin.Lease]{
+	kind: "lease",
+	name: func(l admin.Lease) string { return l.MAC },
+	columns: []column[admin.Lease]{
+		{header: "MAC", value: func(l admin.Lease) string { return l.MAC }},
+		{header: "IP", value: func(l admin.Lease) string { return l.IP }},
+		{header: "STATE", value: func(l admin.Lease) string { return string(l.State) }},
+		{header: "EXPIRES", value: func(l admin.Lease) string { return l.Expires.UTC().Format(time.RFC3339) }},
+		{header: "HOSTNAME", value: func(l admin.Lease) string { return l.Hostname }},
+		{header: "UPDATED", wide: true, value: func(l admin.Lease) string { return l.Updated.UTC().Format(time.RFC3339) }},
+	},
+}
+
 func (h *hostCLI) leasesCmd() *cobra.Command {
-	var output string
+	var p printFlags
 	cmd := &cobra.Command{
-		Use:   "leases [-o table|json]",
+		Use:   "leases [-o table|wide|json|yaml|name|jsonpath=T] [--no-headers]",
 		Short: "List DHCP leases",
 		Args:  cobra.NoArgs,
 		RunE: h.run(func(ctx context.Context, c *admin.Client, _ []string) error {
-			if err := checkOutput(output, "table", "json"); err != nil {
+			if _, _, err := p.format(); err != nil {
 				return err
 			}
 			leases, err := c.Leases(ctx)
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				if leases == nil {
-					leases = []admin.Lease{}
-				}
-				return writeIndentedJSON(h.env.stdout, leases)
-			}
-			tw := tabwriter.NewWriter(h.env.stdout, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "MAC\tIP\tSTATE\tEXPIRES\tHOSTNAME")
-			for _, l := range leases {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.MAC, l.IP, l.State, l.Expires.UTC().Format(time.RFC3339), dash(l.Hostname))
-			}
-			return tw.Flush()
+			return printList(h.env.stdout, &p, leaseResource, leases)
 		}),
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	p.register(cmd, "table", listFormats)
 	return cmd
 }

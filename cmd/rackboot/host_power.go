@@ -11,9 +11,9 @@ import (
 )
 
 func (h *hostCLI) powerCmd() *cobra.Command {
-	var output string
+	var p printFlags
 	cmd := &cobra.Command{
-		Use:   "power ID on|off|soft|cycle|reset|status [-o text|json]",
+		Use:   "power ID on|off|soft|cycle|reset|status [-o text|json|yaml|jsonpath=T]",
 		Short: "Power a host on, off or through a cycle, or show its power state, through its BMC",
 		Long: `power acts through the host's BMC:
 
@@ -28,7 +28,7 @@ Unreachable BMCs, wrong credentials and BMCs that do not answer fail with the re
 within the server's BMC timeout.`,
 		Args: cobra.ExactArgs(2),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
+			if _, _, err := p.format(); err != nil {
 				return err
 			}
 			id, verb := args[0], args[1]
@@ -41,24 +41,21 @@ within the server's BMC timeout.`,
 			} else {
 				a, perr := bmc.ParsePowerAction(verb)
 				if perr != nil {
-					return fmt.Errorf("%w, or status", perr)
+					return usageErrorf("%v, or status", perr)
 				}
 				res, err = bmcClient(c).Power(ctx, id, a)
 			}
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				return writeIndentedJSON(h.env.stdout, res)
-			}
-			if verb == "status" {
-				_, err = fmt.Fprintf(h.env.stdout, "host %s: power is %s\n", id, res.State)
-			} else {
-				_, err = fmt.Fprintf(h.env.stdout, "host %s: power %s done (%s)\n", id, verb, res.Duration())
-			}
-			return err
+			return printOne(h.env.stdout, &p, resource[admin.BMCResponse]{}, res, func() string {
+				if verb == "status" {
+					return fmt.Sprintf("host %s: power is %s\n", id, res.State)
+				}
+				return fmt.Sprintf("host %s: power %s done (%s)\n", id, verb, res.Duration())
+			})
 		}),
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	p.register(cmd, "text", textFormats)
 	return cmd
 }

@@ -2,44 +2,32 @@ package main
 
 import (
 	"context"
-	"io"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/rackboot/rackboot/admin"
 )
 
 func (h *hostCLI) showCmd() *cobra.Command {
-	var output string
+	var p printFlags
 	cmd := &cobra.Command{
-		Use:   "show ID [-o yaml|json]",
+		Use:   "show ID [-o yaml|json|table|wide|name|jsonpath=T]",
 		Short: "Show one host",
-		Args:  cobra.ExactArgs(1),
+		Long: `show prints one host, as YAML by default: everything the admin API shows of it
+(claim, facts, provisioning, the operation in progress). -o table and wide print the
+row 'host list' would.`,
+		Args: cobra.ExactArgs(1),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
-			if err := checkOutput(output, "yaml", "json"); err != nil {
+			if _, _, err := p.format(); err != nil {
 				return err
 			}
 			host, err := c.GetHost(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			return writeDocument(h.env.stdout, output, host)
+			return printOne(h.env.stdout, &p, hostResource, host, nil)
 		}),
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
+	p.register(cmd, "yaml", listFormats)
 	return cmd
-}
-
-// writeDocument prints v as indented JSON when output is "json", else as YAML.
-func writeDocument(w io.Writer, output string, v any) error {
-	if output == "json" {
-		return writeIndentedJSON(w, v)
-	}
-	buf, err := yaml.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(buf)
-	return err
 }
