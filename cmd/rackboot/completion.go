@@ -107,10 +107,12 @@ var (
 	cloudInitMode = words("dropin", "cloud.cfg.d drop-in", "cidata", "CIDATA config drive", "ignition", "Ignition config", "none", "no config")
 )
 
-// flagWords completes a flag's value from a fixed list.
+// flagWords completes a flag's value, whatever the positional arguments.
 func flagWords(w argCompleter) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		return w(cmd.Context(), toComplete), cobra.ShellCompDirectiveNoFileComp
+		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+		defer cancel()
+		return w(ctx, toComplete), cobra.ShellCompDirectiveNoFileComp
 	}
 }
 
@@ -130,7 +132,7 @@ func (h *hostCLI) registerHostCompletions(group *cobra.Command) {
 			}
 		}
 		if c.Flags().Lookup("image") != nil {
-			_ = c.RegisterFlagCompletionFunc("image", completeArgs(h.imageNames))
+			_ = c.RegisterFlagCompletionFunc("image", flagWords(h.imageNames))
 		}
 		if c.Flags().Lookup("wipe") != nil {
 			_ = c.RegisterFlagCompletionFunc("wipe", flagWords(wipeModes))

@@ -86,7 +86,9 @@ func (p *printFlags) format() (string, *jsonpath.JSONPath, error) {
 		if tmpl == "" {
 			return "", nil, usageErrorf("-o jsonpath= needs a template, e.g. -o jsonpath='{.id}'")
 		}
-		jp := jsonpath.New("output")
+		// Missing keys print nothing, as kubectl's --allow-missing-template-keys default:
+		// a host without an IP must not fail a template over all hosts.
+		jp := jsonpath.New("output").AllowMissingKeys(true)
 		if err := jp.Parse(relaxJSONPath(tmpl)); err != nil {
 			return "", nil, usageErrorf("-o jsonpath=%s: %v", tmpl, err)
 		}

@@ -80,6 +80,8 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 	groupRun := root.RunE
 	root.RunE = func(cmd *cobra.Command, args []string) error {
 		if showVersion {
+			// As 'rackboot version' with its defaults; the server comes from the environment.
+			version.SetContext(cmd.Context())
 			return version.RunE(version, nil)
 		}
 		return groupRun(cmd, args)
