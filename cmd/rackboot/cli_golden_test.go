@@ -256,6 +256,10 @@ func TestCLIHostEditGolden(t *testing.T) {
 		{"edit-claimed-labels", []string{"host", "edit", "db1", "--label", "tier=gold"}},
 		{"edit-unknown", []string{"host", "edit", "nope", "--hostname", "x"}},
 		{"edit-events", []string{"host", "events", "web1", "-o", `jsonpath={range .items[?(@.type=="admin.edited")]}{.fields.changed}{"\n"}{end}`}},
+		{"add-name", []string{"host", "add", "--id", "new1", "--mac", "52:54:00:00:00:42", "-o", "name"}},
+		{"label-jsonpath", []string{"host", "label", "new1", "tier=gold", "-o", "jsonpath={.labels}"}},
+		{"boot-clear-jsonpath", []string{"host", "boot", "db1", "--clear", "-o", "jsonpath={.boot}"}},
+		{"label-bad-output", []string{"host", "label", "new1", "tier=gold", "-o", "wide"}},
 	})
 	if _, err := h.store.UpdateHost(context.Background(), "spare", func(host *inventory.Host) error {
 		host.State = inventory.StateProvisioned

@@ -13,6 +13,7 @@ import (
 
 func (h *hostCLI) addCmd() *cobra.Command {
 	var (
+		p               printFlags
 		spec            admin.HostSpec
 		labels, initrds []string
 		kernel, cmdline string
@@ -33,6 +34,9 @@ directory (e.g. debian/vmlinuz).
 encrypted and never shown.`,
 		Args: cobra.NoArgs,
 		RunE: h.run(func(ctx context.Context, c *admin.Client, _ []string) error {
+			if _, _, err := p.format(); err != nil {
+				return err
+			}
 			b, err := bmcFlags.spec(h.stdin, false)
 			if err != nil {
 				return err
@@ -65,8 +69,9 @@ encrypted and never shown.`,
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(h.env.stdout, "created host %s\n", host.ID)
-			return err
+			return printOne(h.env.stdout, &p, hostResource, host, func() string {
+				return fmt.Sprintf("created host %s\n", host.ID)
+			})
 		}),
 	}
 	f := cmd.Flags()
@@ -79,5 +84,6 @@ encrypted and never shown.`,
 	f.StringArrayVar(&initrds, "boot-initrd", nil, "initrd URL or assets path (repeatable, in order)")
 	f.StringVar(&cmdline, "boot-cmdline", "", "kernel command line")
 	bmcFlags.register(cmd)
+	p.register(cmd, "text", actionFormats)
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 
 func (h *hostCLI) bootCmd() *cobra.Command {
 	var (
+		out   printFlags
 		p     inventory.BootProfile
 		clear bool
 	)
@@ -24,16 +25,21 @@ the host's state, or removes it with --clear. Kernel and initrds are http(s)/tft
 paths under the server's assets directory (e.g. debian/vmlinuz).`,
 		Args: cobra.ExactArgs(1),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			if _, _, err := out.format(); err != nil {
+				return err
+			}
 			id := args[0]
 			if clear {
 				if p.Kernel != "" || len(p.Initrds) > 0 || p.Cmdline != "" {
 					return errors.New("--clear removes the boot profile: give it alone, without --kernel, --initrd or --cmdline")
 				}
-				if _, err := c.ClearBoot(ctx, id); err != nil {
+				host, err := c.ClearBoot(ctx, id)
+				if err != nil {
 					return err
 				}
-				_, err := fmt.Fprintf(h.env.stdout, "host %s: boot profile cleared\n", id)
-				return err
+				return printOne(h.env.stdout, &out, hostResource, host, func() string {
+					return fmt.Sprintf("host %s: boot profile cleared\n", id)
+				})
 			}
 			if p.Kernel == "" {
 				return errors.New("give --kernel URL (with --initrd and --cmdline as needed), or --clear")
@@ -45,8 +51,9 @@ paths under the server's assets directory (e.g. debian/vmlinuz).`,
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(h.env.stdout, "host %s boots %s\n", host.ID, host.Boot.Kernel)
-			return err
+			return printOne(h.env.stdout, &out, hostResource, host, func() string {
+				return fmt.Sprintf("host %s boots %s\n", host.ID, host.Boot.Kernel)
+			})
 		}),
 	}
 	f := cmd.Flags()
@@ -54,5 +61,6 @@ paths under the server's assets directory (e.g. debian/vmlinuz).`,
 	f.StringArrayVar(&p.Initrds, "initrd", nil, "initrd URL or assets path (repeatable, in order)")
 	f.StringVar(&p.Cmdline, "cmdline", "", "kernel command line")
 	f.BoolVar(&clear, "clear", false, "remove the boot profile")
+	out.register(cmd, "text", actionFormats)
 	return cmd
 }

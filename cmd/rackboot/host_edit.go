@@ -95,7 +95,7 @@ deprovisioning: its boot and installed system are bound to them. Release it firs
 	f.StringArrayVar(&macs, "mac", nil, "the host's MACs, replacing the current ones (repeatable; the first is the PXE one)")
 	f.StringArrayVar(&labels, "label", nil, "label k=v to set (repeatable)")
 	f.StringArrayVar(&removeLabels, "remove-label", nil, "label key to remove (repeatable)")
-	p.register(cmd, "text", textFormats)
+	p.register(cmd, "text", actionFormats)
 	return cmd
 }
 

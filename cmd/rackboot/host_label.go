@@ -11,12 +11,18 @@ import (
 )
 
 func (h *hostCLI) labelCmd() *cobra.Command {
-	var remove []string
+	var (
+		remove []string
+		p      printFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "label ID [k=v]... [--remove k]...",
 		Short: "Set or remove a host's labels",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			if _, _, err := p.format(); err != nil {
+				return err
+			}
 			req := admin.LabelsRequest{Remove: remove}
 			for _, l := range args[1:] {
 				k, v, err := inventory.ParseLabel(l)
@@ -35,14 +41,15 @@ func (h *hostCLI) labelCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(host.Labels) == 0 {
-				_, err = fmt.Fprintf(h.env.stdout, "host %s has no labels\n", host.ID)
-				return err
-			}
-			_, err = fmt.Fprintf(h.env.stdout, "host %s labels: %s\n", host.ID, formatLabels(host.Labels))
-			return err
+			return printOne(h.env.stdout, &p, hostResource, host, func() string {
+				if len(host.Labels) == 0 {
+					return fmt.Sprintf("host %s has no labels\n", host.ID)
+				}
+				return fmt.Sprintf("host %s labels: %s\n", host.ID, formatLabels(host.Labels))
+			})
 		}),
 	}
 	cmd.Flags().StringArrayVar(&remove, "remove", nil, "label key to remove (repeatable)")
+	p.register(cmd, "text", actionFormats)
 	return cmd
 }

@@ -55,11 +55,13 @@ type printFlags struct {
 	formats   []string // what -o accepts for this command, table-like first
 }
 
-// listFormats are the formats of a command that prints resources; docFormats those of a
+// listFormats are the formats of a command that prints resources; textFormats those of a
 // command that prints the result of an action (text is its own sentence).
 var (
 	listFormats = []string{"table", "wide", "json", "yaml", "name", "jsonpath="}
 	textFormats = []string{"text", "json", "yaml", "jsonpath="}
+	// actionFormats are those of a command that changes a host and prints it.
+	actionFormats = []string{"text", "json", "yaml", "name", "jsonpath="}
 )
 
 // register adds -o (default def) and, for table output, --no-headers.
