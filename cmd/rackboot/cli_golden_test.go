@@ -303,6 +303,15 @@ func TestCLIUsageGolden(t *testing.T) {
 	})
 	h.env["RACKBOOT_SERVER"] = "http://127.0.0.1:1"
 	checkGolden(t, "version-unreachable", h.transcript("version"))
+	// A server from before /api/v1/version answers 404 there.
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"error": "404 page not found"}`))
+	}))
+	t.Cleanup(old.Close)
+	h.env["RACKBOOT_SERVER"] = old.URL
+	checkGolden(t, "version-old-server", h.transcript("version"))
 }
 
 // TestCLICompletionGolden pins `rackboot __complete ...` (what the shell scripts run):

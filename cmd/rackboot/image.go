@@ -39,6 +39,7 @@ against its sha256 on the rackboot server before any host gets it.
 func (h *hostCLI) imageAddCmd() *cobra.Command {
 	var (
 		req    admin.AddImageRequest
+		p      printFlags
 		file   string
 		format string
 		noWait bool
@@ -55,6 +56,9 @@ nothing, and no host ever gets it. Without --no-wait, add waits for the verdict.
 agent detect it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			if _, _, err := p.format(); err != nil {
+				return err
+			}
 			req.Name = args[0]
 			if (req.URL == "") == (file == "") {
 				return errors.New("give exactly one of --url and --file")
@@ -98,7 +102,9 @@ agent detect it.`,
 					return err
 				}
 			}
-			_, err = fmt.Fprintf(h.env.stdout, "image %s: %s\n", im.Name, imageState(im))
+			err = printOne(h.env.stdout, &p, imageResource, im, func() string {
+				return fmt.Sprintf("image %s: %s\n", im.Name, imageState(im))
+			})
 			if err == nil && im.Status == inventory.ImageFailed {
 				err = fmt.Errorf("image %s failed: %s", im.Name, im.Error)
 			}
@@ -112,6 +118,7 @@ agent detect it.`,
 	f.StringVar(&format, "format", "", "raw, gzip, zstd or xz (default: detect)")
 	f.BoolVar(&noWait, "no-wait", false, "return once the server accepted the image, without waiting for the download and verification")
 	_ = cmd.MarkFlagRequired("sha256")
+	p.register(cmd, "text", actionFormats)
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"strings"
@@ -10,12 +11,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rackboot/rackboot/admin"
+	"github.com/rackboot/rackboot/inventory"
 )
 
 // Set at build time: go build -ldflags "-X main.version=v1.2.3 -X main.commit=SHA
-// -X main.buildDate=2026-12-03T05:00:00Z" (the Makefile does). Where they are not set,
-// the commit and date come from the VCS stamp Go writes into a binary built from a
-// checkout (runtime/debug.ReadBuildInfo).
+// -X main.buildDate=2026-12-03T05:00:00Z" (make build does, with the commit's date so a
+// rebuild of one commit is the same binary). Where they are not set, the commit and date
+// come from the VCS stamp Go writes into a binary built from a checkout without
+// -buildvcs=false (runtime/debug.ReadBuildInfo).
 var (
 	version   = "dev"
 	commit    = ""
@@ -137,6 +140,9 @@ func (h *hostCLI) serverVersion(ctx context.Context) (admin.VersionInfo, error) 
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	v, err := c.WithTimeout(5 * time.Second).Version(ctx)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return admin.VersionInfo{}, fmt.Errorf("the server at %s does not report its version: it is older than this CLI (GET /api/v1/version is new)", h.baseURL)
+	}
 	if err != nil {
 		return admin.VersionInfo{}, h.explain(err)
 	}
