@@ -73,11 +73,7 @@ func (p *printFlags) register(cmd *cobra.Command, def string, formats []string) 
 		f.BoolVar(&p.noHeaders, "no-headers", false, "print table rows without the header line")
 	}
 	_ = cmd.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		out := make([]cobra.Completion, 0, len(formats))
-		for _, f := range formats {
-			out = append(out, f)
-		}
-		return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+		return append([]cobra.Completion(nil), formats...), cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 	})
 }
 
@@ -162,12 +158,12 @@ func printOne[T any](w io.Writer, p *printFlags, r resource[T], item T, text fun
 // streamPrinter prints items as they arrive (events --follow): the header once, JSON one
 // object per line, YAML one document each.
 type streamPrinter[T any] struct {
-	w        io.Writer
-	r        resource[T]
-	format   string
-	jp       *jsonpath.JSONPath
-	headers  bool
-	headerer bool // header already printed
+	w          io.Writer
+	r          resource[T]
+	format     string
+	jp         *jsonpath.JSONPath
+	headers    bool
+	headerDone bool
 }
 
 func newStreamPrinter[T any](w io.Writer, p *printFlags, r resource[T]) (*streamPrinter[T], error) {
@@ -180,8 +176,8 @@ func newStreamPrinter[T any](w io.Writer, p *printFlags, r resource[T]) (*stream
 
 // start prints the table header before any item, so a quiet stream shows it is running.
 func (s *streamPrinter[T]) start() error {
-	if (s.format == "table" || s.format == "wide") && s.headers && !s.headerer {
-		s.headerer = true
+	if (s.format == "table" || s.format == "wide") && s.headers && !s.headerDone {
+		s.headerDone = true
 		return writeTable(s.w, s.r, []T{}, s.format == "wide", true)
 	}
 	return nil
