@@ -11,7 +11,11 @@ export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 GO ?= go
 BIN := bin/rackboot
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+# The commit's date, not the clock's: building the same commit twice gives the same binary,
+# so bootenv import (keyed by the binary's content) and the build cache keep their hits.
+BUILD_DATE ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 
 # Debian packages the tests and the lab drive for real.
 DEB_PACKAGES := qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf openipmi ipmitool \

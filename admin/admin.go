@@ -14,12 +14,14 @@
 //	POST   /api/v1/hosts                  create one host from a HostSpec → 201 + host
 //	POST   /api/v1/hosts/import           create {"hosts": [HostSpec...]} all-or-nothing → 201 + {"hosts": [...]}
 //	GET    /api/v1/hosts/{id}             one host
+//	PATCH  /api/v1/hosts/{id}             change ip, hostname, macs, labels (HostPatch; validated as on create) → host
 //	DELETE /api/v1/hosts/{id}             remove a host with its events, provisioning data and BMC secret (leases stay until they expire) → 204
 //	POST   /api/v1/hosts/{id}/labels      {"set": {k: v}, "remove": [k]} → host
 //	PUT    /api/v1/hosts/{id}/boot        set the boot profile (BootProfile) → host
 //	DELETE /api/v1/hosts/{id}/boot        clear the boot profile → host
 //	GET    /api/v1/hosts/{id}/events      timeline, oldest first; ?after=SEQ for newer ones only
 //	GET    /api/v1/leases                 DHCP leases, sorted by MAC
+//	GET    /api/v1/version                the server's build (VersionInfo)
 //	PUT    /api/v1/hosts/{id}/bmc         {"url": ..., "password": ...} set the BMC (password write-only; empty keeps it) → host
 //	DELETE /api/v1/hosts/{id}/bmc         remove the BMC and its password → host
 //	GET    /api/v1/hosts/{id}/power       ask the BMC for the power state → BMCResponse
@@ -35,7 +37,7 @@
 // every BMC worker is busy, 409 when the host has no usable BMC URL.
 //
 // Every mutation except deletion appends an event to the host's timeline
-// ("admin.created", "admin.labels", "admin.boot", "admin.bmc"; power actions are
+// ("admin.created", "admin.edited", "admin.labels", "admin.boot", "admin.bmc"; power actions are
 // recorded by the BMC service as "bmc.power", "bmc.bootdev" and "bmc.error"). The event is written right after the
 // change in its own transaction: if that append fails the change stands and the failure
 // is logged.
@@ -93,19 +95,22 @@ type Config struct {
 	Provisioner Provisioner
 	// Images is the OS image catalog (images.go); nil answers its routes with 503.
 	Images ImageCatalog
+	// Version is this server's build, answered by GET /api/v1/version.
+	Version VersionInfo
 }
 
 // handler is the admin API. It authenticates first, then routes with a Go 1.22 pattern mux.
 type handler struct {
-	store     inventory.Store
-	bmc       PowerController
-	prov      Provisioner
-	images    ImageCatalog
-	tokenHash [sha256.Size]byte
-	rules     serverRules
-	log       *slog.Logger
-	mux       *http.ServeMux
-	requests  *prometheus.CounterVec
+	store       inventory.Store
+	bmc         PowerController
+	prov        Provisioner
+	images      ImageCatalog
+	versionInfo VersionInfo
+	tokenHash   [sha256.Size]byte
+	rules       serverRules
+	log         *slog.Logger
+	mux         *http.ServeMux
+	requests    *prometheus.CounterVec
 }
 
 // NewHandler returns the admin API. Mount it at "/api/v1/" on the server's mux without
@@ -135,14 +140,15 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{
-		store:     cfg.Store,
-		bmc:       cfg.BMC,
-		prov:      cfg.Provisioner,
-		images:    cfg.Images,
-		tokenHash: sha256.Sum256([]byte(cfg.Token)),
-		rules:     serverRules{subnets: append([]netip.Prefix(nil), cfg.Subnets...), ip: cfg.ServerIP},
-		log:       log,
-		mux:       http.NewServeMux(),
+		store:       cfg.Store,
+		bmc:         cfg.BMC,
+		prov:        cfg.Provisioner,
+		images:      cfg.Images,
+		versionInfo: cfg.Version,
+		tokenHash:   sha256.Sum256([]byte(cfg.Token)),
+		rules:       serverRules{subnets: append([]netip.Prefix(nil), cfg.Subnets...), ip: cfg.ServerIP},
+		log:         log,
+		mux:         http.NewServeMux(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rackboot_admin_requests_total",
 			Help: "Admin API requests by route pattern and HTTP status code.",
@@ -164,11 +170,13 @@ func (h *handler) routes() {
 	h.handle("POST /api/v1/hosts/import", h.importHosts)
 	h.handle("GET /api/v1/hosts/{id}", h.getHost)
 	h.handle("DELETE /api/v1/hosts/{id}", h.deleteHost)
+	h.handle("PATCH /api/v1/hosts/{id}", h.editHost)
 	h.handle("POST /api/v1/hosts/{id}/labels", h.updateLabels)
 	h.handle("PUT /api/v1/hosts/{id}/boot", h.setBoot)
 	h.handle("DELETE /api/v1/hosts/{id}/boot", h.clearBoot)
 	h.handle("GET /api/v1/hosts/{id}/events", h.events)
 	h.handle("GET /api/v1/leases", h.leases)
+	h.handle("GET /api/v1/version", h.version)
 	h.bmcRoutes()
 	h.provisionRoutes()
 	h.acceptRoutes()

@@ -82,6 +82,7 @@ func FuzzOperationBodies(f *testing.F) {
 	e := &fuzzEnv{store: store, handler: h}
 	routes := []struct{ method, path string }{
 		{"PUT", "/api/v1/hosts/web1/bmc"},
+		{"PATCH", "/api/v1/hosts/web1"},
 		{"POST", "/api/v1/hosts/web1/power"},
 		{"POST", "/api/v1/hosts/web1/bootdev"},
 		{"POST", "/api/v1/hosts/web1/inspect"},

@@ -56,7 +56,7 @@ func (c fixedCatalog) List(context.Context) ([]inventory.Image, error) {
 func (c fixedCatalog) Remove(context.Context, string) error { return errors.New("not here") }
 
 // TestResponsesGolden pins the JSON of every kind of response (host, host list,
-// import, events, leases, images) against testdata/*.golden.json, for a host that
+// import, events, leases, images, version, edit) against testdata/*.golden.json, for a host that
 // carries every secret the store keeps: an agent token, a metadata token, a boot ID,
 // a BMC password and an image URL with a password. None of them, nor their hashes,
 // nor any field named like a token, may be in a response.
@@ -67,7 +67,8 @@ func TestResponsesGolden(t *testing.T) {
 	im := inventory.Image{Name: "debian-12", Source: "https://ops:" + goldenMirrorPass + "@mirror.example.net/debian-12.raw.zst",
 		SHA256: strings.Repeat("5", 64), Format: agentapi.FormatZstd, Size: 1 << 30, Status: inventory.ImageReady,
 		CreatedAt: at, UpdatedAt: at, VerifiedAt: at, Revision: 3}
-	h, err := NewHandler(Config{Store: store, Token: testToken, Images: fixedCatalog{im}})
+	h, err := NewHandler(Config{Store: store, Token: testToken, Images: fixedCatalog{im},
+		Version: VersionInfo{Version: "v0.9.0", Commit: "0123456789abcdef0123456789abcdef01234567", BuildDate: "2026-12-01T00:00:00Z", GoVersion: "go1.26.0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +117,9 @@ func TestResponsesGolden(t *testing.T) {
 		{"leases", "GET", "/api/v1/leases", ""},
 		{"images", "GET", "/api/v1/images", ""},
 		{"image", "GET", "/api/v1/images/debian-12", ""},
+		{"version", "GET", "/api/v1/version", ""},
+		// Last: it changes node1. A provisioning host's labels and hostname may change.
+		{"edit", "PATCH", "/api/v1/hosts/node1", `{"hostname": "node1.rack2", "labels": {"set": {"tier": "gold"}, "remove": ["role"]}}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

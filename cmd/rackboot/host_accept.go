@@ -10,7 +10,10 @@ import (
 )
 
 func (h *hostCLI) acceptCmd() *cobra.Command {
-	var req admin.AcceptRequest
+	var (
+		req admin.AcceptRequest
+		p   printFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "accept ID",
 		Short: "Accept a discovered host: make it available (or enrolled, if not yet inspected)",
@@ -21,14 +24,19 @@ Cluster API can claim it: anything that PXE-boots can be discovered, and its fac
 own word. An inspected host becomes available; one not yet inspected becomes enrolled.`,
 		Args: cobra.ExactArgs(1),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			if _, _, err := p.format(); err != nil {
+				return err
+			}
 			host, err := c.Accept(ctx, args[0], req)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(h.env.stdout, "accepted %s: %s\n", host.ID, describeHost(host))
-			return nil
+			return printOne(h.env.stdout, &p, hostResource, host, func() string {
+				return fmt.Sprintf("accepted %s: %s\n", host.ID, describeHost(host))
+			})
 		}),
 	}
 	cmd.Flags().StringVar(&req.By, "by", "", "who accepts it, for the host's timeline (default operator)")
+	p.register(cmd, "text", actionFormats)
 	return cmd
 }

@@ -135,9 +135,9 @@ func TestHostAddListShowRm(t *testing.T) {
 		t.Fatalf("add output %q", out)
 	}
 
-	want := `ID    STATE     MACS                                 IP             HOSTNAME    LABELS
-db1   enrolled  52:54:00:00:00:02                    -              -           -
-web1  enrolled  52:54:00:00:00:01,52:54:00:00:00:03  192.168.50.11  web1.rack1  rack=r1,role=web
+	want := `ID    STATE     OWNER  MACS                                 IP             HOSTNAME    LABELS
+db1   enrolled  -      52:54:00:00:00:02                    -              -           -
+web1  enrolled  -      52:54:00:00:00:01,52:54:00:00:00:03  192.168.50.11  web1.rack1  rack=r1,role=web
 `
 	if d := cmp.Diff(want, h.mustRun("host", "list")); d != "" {
 		t.Fatalf("list table (-want +got):\n%s", d)
@@ -176,7 +176,7 @@ web1  enrolled  52:54:00:00:00:01,52:54:00:00:00:03  192.168.50.11  web1.rack1  
 func TestHostListEmpty(t *testing.T) {
 	h := newCLIHarness(t)
 	out, stderr, err := h.run("host", "list")
-	if err != nil || out != "ID  STATE  MACS  IP  HOSTNAME  LABELS\n" || !strings.Contains(stderr, "no hosts enrolled") {
+	if err != nil || out != "ID  STATE  OWNER  MACS  IP  HOSTNAME  LABELS\n" || !strings.Contains(stderr, "no hosts enrolled") {
 		t.Fatalf("out %q stderr %q err %v", out, stderr, err)
 	}
 	if out := h.mustRun("host", "list", "-o", "json"); out != "[]\n" {
@@ -320,7 +320,7 @@ func TestHostEvents(t *testing.T) {
 	if _, _, err := h.run("host", "events", "nope"); err == nil || !strings.Contains(err.Error(), `no host with ID "nope"`) {
 		t.Fatalf("unknown host: %v", err)
 	}
-	if _, _, err := h.run("host", "events", "web1", "-o", "yaml"); err == nil || err.Error() != "-o yaml: unknown output format: use table or json" {
+	if _, _, err := h.run("host", "events", "web1", "-o", "xml"); err == nil || err.Error() != "-o xml: unknown output format: use one of table, wide, json, yaml, name, jsonpath=TEMPLATE" || exitCode(err) != exitUsage {
 		t.Fatalf("bad -o: %v", err)
 	}
 }

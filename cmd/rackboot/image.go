@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,12 +32,14 @@ against its sha256 on the rackboot server before any host gets it.
 	}
 	h.registerConnection(cmd)
 	cmd.AddCommand(h.imageAddCmd(), h.imageListCmd(), h.imageShowCmd(), h.imageRmCmd())
+	h.registerImageCompletions(cmd) // completion.go
 	return cmd
 }
 
 func (h *hostCLI) imageAddCmd() *cobra.Command {
 	var (
 		req    admin.AddImageRequest
+		p      printFlags
 		file   string
 		format string
 		noWait bool
@@ -55,6 +56,9 @@ nothing, and no host ever gets it. Without --no-wait, add waits for the verdict.
 agent detect it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
+			if _, _, err := p.format(); err != nil {
+				return err
+			}
 			req.Name = args[0]
 			if (req.URL == "") == (file == "") {
 				return errors.New("give exactly one of --url and --file")
@@ -98,7 +102,9 @@ agent detect it.`,
 					return err
 				}
 			}
-			_, err = fmt.Fprintf(h.env.stdout, "image %s: %s\n", im.Name, imageState(im))
+			err = printOne(h.env.stdout, &p, imageResource, im, func() string {
+				return fmt.Sprintf("image %s: %s\n", im.Name, imageState(im))
+			})
 			if err == nil && im.Status == inventory.ImageFailed {
 				err = fmt.Errorf("image %s failed: %s", im.Name, im.Error)
 			}
@@ -112,6 +118,7 @@ agent detect it.`,
 	f.StringVar(&format, "format", "", "raw, gzip, zstd or xz (default: detect)")
 	f.BoolVar(&noWait, "no-wait", false, "return once the server accepted the image, without waiting for the download and verification")
 	_ = cmd.MarkFlagRequired("sha256")
+	p.register(cmd, "text", actionFormats)
 	return cmd
 }
 
@@ -153,67 +160,81 @@ func imageState(im admin.Image) string {
 	return "pending"
 }
 
+// imageResource is how images print.
+var imageResource = resource[admin.Image]{
+	kind: "image",
+	name: func(im admin.Image) string { return im.Name },
+	columns: []column[admin.Image]{
+		{header: "NAME", value: func(im admin.Image) string { return im.Name }},
+		{header: "STATUS", value: func(im admin.Image) string { return string(im.Status) }},
+		{header: "SIZE", value: func(im admin.Image) string {
+			if im.Size <= 0 {
+				return ""
+			}
+			return agentapi.FormatBytes(uint64(im.Size))
+		}},
+		{header: "FORMAT", value: func(im admin.Image) string {
+			if im.Format == "" {
+				return "auto"
+			}
+			return string(im.Format)
+		}},
+		{header: "SHA256", value: func(im admin.Image) string { return im.SHA256[:min(12, len(im.SHA256))] }},
+		{header: "SOURCE", value: func(im admin.Image) string { return im.Source }},
+		{header: "VERIFIED", wide: true, value: func(im admin.Image) string {
+			if im.VerifiedAt.IsZero() {
+				return ""
+			}
+			return im.VerifiedAt.UTC().Format(time.RFC3339)
+		}},
+		{header: "ERROR", wide: true, value: func(im admin.Image) string { return im.Error }},
+	},
+}
+
 func (h *hostCLI) imageListCmd() *cobra.Command {
-	var output string
+	var p printFlags
 	cmd := &cobra.Command{
-		Use:   "list [-o table|json]",
-		Short: "List the image catalog",
-		Args:  cobra.NoArgs,
+		Use:     "list [-o table|wide|json|yaml|name|jsonpath=T] [--no-headers]",
+		Short:   "List the image catalog",
+		Aliases: []string{"ls"},
+		Args:    cobra.NoArgs,
 		RunE: h.run(func(ctx context.Context, c *admin.Client, _ []string) error {
-			if err := checkOutput(output, "table", "json"); err != nil {
+			format, _, err := p.format()
+			if err != nil {
 				return err
 			}
 			ims, err := c.ListImages(ctx)
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				if ims == nil {
-					ims = []admin.Image{}
-				}
-				return writeIndentedJSON(h.env.stdout, ims)
-			}
-			if len(ims) == 0 {
+			if len(ims) == 0 && (format == "table" || format == "wide") {
 				fmt.Fprintln(h.env.stderr, "no images: add one with 'rackboot image add NAME --url URL --sha256 SUM'")
 			}
-			tw := tabwriter.NewWriter(h.env.stdout, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATUS\tSIZE\tFORMAT\tSHA256\tSOURCE")
-			for _, im := range ims {
-				size := "-"
-				if im.Size > 0 {
-					size = agentapi.FormatBytes(uint64(im.Size))
-				}
-				format := string(im.Format)
-				if format == "" {
-					format = "auto"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", im.Name, im.Status, size, format, im.SHA256[:12], im.Source)
-			}
-			return tw.Flush()
+			return printList(h.env.stdout, &p, imageResource, ims)
 		}),
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	p.register(cmd, "table", listFormats)
 	return cmd
 }
 
 func (h *hostCLI) imageShowCmd() *cobra.Command {
-	var output string
+	var p printFlags
 	cmd := &cobra.Command{
-		Use:   "show NAME [-o yaml|json]",
+		Use:   "show NAME [-o yaml|json|table|wide|name|jsonpath=T]",
 		Short: "Show one image",
 		Args:  cobra.ExactArgs(1),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
-			if err := checkOutput(output, "yaml", "json"); err != nil {
+			if _, _, err := p.format(); err != nil {
 				return err
 			}
 			im, err := c.GetImage(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			return writeDocument(h.env.stdout, output, im)
+			return printOne(h.env.stdout, &p, imageResource, im, nil)
 		}),
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
+	p.register(cmd, "yaml", listFormats)
 	return cmd
 }
 

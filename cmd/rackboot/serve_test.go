@@ -406,3 +406,26 @@ func TestServeSecretsAtRest(t *testing.T) {
 		}
 	})
 }
+
+// TestServeCLICompletionAndVersion: against a real `rackboot serve` (TLS, pinned
+// certificate, token file), completion lists the hosts and version reports the server's
+// build, over TCP and over the Unix socket.
+func TestServeCLICompletionAndVersion(t *testing.T) {
+	s := startServe(t, "", "")
+	env := map[string]string{"RACKBOOT_SERVER": s.adminURL, "RACKBOOT_TOKEN_FILE": s.tokenFile, "RACKBOOT_FINGERPRINT": s.fingerprint(t)}
+	if _, err := s.cli(env, "host", "add", "--id", "web1", "--mac", "52:54:00:00:00:01"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.cli(env, "__complete", "host", "show", "")
+	if err != nil || out != "web1\tenrolled\n:4\n" {
+		t.Errorf("__complete host show '': %q, %v", out, err)
+	}
+	want := "Server: " + describeBuild(currentBuild()) + " at "
+	for _, server := range []string{s.adminURL, "unix:" + s.adminSock} {
+		env["RACKBOOT_SERVER"] = server
+		out, err := s.cli(env, "version")
+		if err != nil || !strings.Contains(out, want+server+"\n") {
+			t.Errorf("version against %s: %q, %v; want a line %q", server, out, err, want+server)
+		}
+	}
+}

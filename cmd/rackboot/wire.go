@@ -113,6 +113,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		BMC:         bmcs,
 		Provisioner: pv.prov,
 		Images:      pv.catalog,
+		Version:     currentBuild(),
 	})
 	if err != nil {
 		return w, err
