@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -241,6 +242,11 @@ func TestQEMUKubernetes(t *testing.T) {
 		}
 		if n.Spec.ProviderID == "" || n.Spec.ProviderID != m.Spec.ProviderID || !strings.HasPrefix(n.Spec.ProviderID, "rackboot://"+rack+"/") {
 			t.Errorf("Node %s providerID %q, Machine %s %q", n.Name, n.Spec.ProviderID, m.Name, m.Spec.ProviderID)
+		}
+		// The Machine carries its host's reserved address, as the RackbootMachine found it.
+		if h := byID[strings.TrimPrefix(m.Spec.ProviderID, "rackboot://"+rack+"/")]; h == nil ||
+			!slices.ContainsFunc(m.Status.Addresses, func(a clusterv1.MachineAddress) bool { return a.Address == h.ip }) {
+			t.Errorf("Machine %s (%s) addresses %v: want its host's address", m.Name, m.Spec.ProviderID, m.Status.Addresses)
 		}
 	}
 	logTimings(t, srv, hosts, nodes, machines)
