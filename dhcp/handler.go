@@ -75,9 +75,11 @@ type Handler struct {
 	// events bounds the timeline writes one MAC's packets cause: a stranger can put any
 	// MAC in a packet, and must not push a host's history out of its timeline.
 	events *ratelimit.Limiter
-	// mu serialises address decisions with the lease writes that follow them, so two
-	// clients are never offered or bound to the same address.
-	mu sync.Mutex
+	// macMu serialises the packets of one MAC (striped): a client's retransmissions and
+	// a RELEASE racing its REQUEST are decided one after the other, while packets of
+	// different MACs run concurrently. Address allocation itself is one inventory call
+	// (Store.BindLease), so two clients are never given the same address.
+	macMu [64]sync.Mutex
 }
 
 // subnetState is a Subnet with its option bytes precomputed.
@@ -208,11 +210,14 @@ func (h *Handler) handleCounted(ctx context.Context, req *dhcpv4.DHCPv4, meta Me
 
 // exchange is one request being handled.
 type exchange struct {
-	req   *dhcpv4.DHCPv4
-	c     client
-	host  *inventory.Host // nil: unknown MAC served by policy, or not looked up
-	sub   *subnetState    // server mode only
-	relay netip.Addr      // giaddr, if relayed
+	req *dhcpv4.DHCPv4
+	c   client
+	// events wait to be queued with the exchange's lease (an ACK's events commit with
+	// it) or, at the end, with the next group commit.
+	events []inventory.HostEvent
+	host   *inventory.Host // nil: unknown MAC served by policy, or not looked up
+	sub    *subnetState    // server mode only
+	relay  netip.Addr      // giaddr, if relayed
 }
 
 func (h *Handler) handle(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta) (*Reply, outcome, string) {
@@ -229,6 +234,10 @@ func (h *Handler) handle(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta) (*R
 	if gi := addr4(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
 		x.relay = gi
 	}
+	mu := &h.macMu[macStripe(req.ClientHWAddr)]
+	mu.Lock()
+	defer mu.Unlock()
+	defer h.flushEvents(ctx, x)
 	if meta.Listener == ListenerPXE {
 		return h.handlePXE(ctx, x, meta)
 	}
@@ -236,6 +245,14 @@ func (h *Handler) handle(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta) (*R
 		return h.handleProxy(ctx, x)
 	}
 	return h.handleServer(ctx, x)
+}
+
+func macStripe(hw net.HardwareAddr) int {
+	var s uint32 = 2166136261
+	for _, b := range hw {
+		s = (s ^ uint32(b)) * 16777619
+	}
+	return int(s % 64)
 }
 
 // addr4 converts a header address; anything but 4 bytes (or 16 mapped) is invalid.
@@ -335,10 +352,19 @@ func (h *Handler) recordArch(ctx context.Context, x *exchange) {
 	x.host = &updated
 }
 
-// event appends to the host's timeline; a failure is logged, never fatal to the reply.
-func (h *Handler) event(ctx context.Context, x *exchange, typ, msg string, fields map[string]string) {
+// event adds to the host's timeline: it is queued with the exchange (see flushEvents),
+// so a packet costs no transaction of its own for it.
+func (h *Handler) event(_ context.Context, x *exchange, typ, msg string, fields map[string]string) {
+	if e, ok := h.newEvent(x, typ, msg, fields); ok {
+		x.events = append(x.events, e)
+	}
+}
+
+// newEvent builds a timeline event for the exchange's host, or reports false when there
+// is no host or its MAC is over its event budget.
+func (h *Handler) newEvent(x *exchange, typ, msg string, fields map[string]string) (inventory.HostEvent, bool) {
 	if x.host == nil {
-		return
+		return inventory.HostEvent{}, false
 	}
 	if x.relay.IsValid() {
 		fields["relay"] = x.relay.String()
@@ -353,14 +379,22 @@ func (h *Handler) event(ctx context.Context, x *exchange, typ, msg string, field
 	}
 	if !h.events.AllowKey(x.c.mac) {
 		h.m.eventsSuppressed.Inc()
+		return inventory.HostEvent{}, false
+	}
+	return inventory.HostEvent{HostID: x.host.ID, Event: inventory.Event{
+		Time: h.cfg.Now().UTC(), Type: typ, Message: msg, Fields: fields,
+	}}, true
+}
+
+// flushEvents queues the exchange's remaining events with the next group commit.
+func (h *Handler) flushEvents(ctx context.Context, x *exchange) {
+	if len(x.events) == 0 {
 		return
 	}
-	_, err := h.cfg.Store.AppendEvent(ctx, x.host.ID, inventory.Event{
-		Time: h.cfg.Now().UTC(), Type: typ, Message: msg, Fields: fields,
-	})
-	if err != nil {
-		h.log.Warn("dhcp: could not record event", "hostID", x.host.ID, "event", typ, "err", err)
+	if err := h.cfg.Store.RecordEvents(ctx, x.events...); err != nil {
+		h.log.Warn("dhcp: could not record events", "hostID", x.events[0].HostID, "events", len(x.events), "err", err)
 	}
+	x.events = nil
 }
 
 // newReply starts a reply to req (RFC 2131 table 3): xid, flags, chaddr and giaddr

@@ -63,6 +63,12 @@ type Store interface {
 	// another host.
 	PutLease(ctx context.Context, l Lease) error
 	DeleteLease(ctx context.Context, mac string) error
+	// BindLease is the one allocation decision (see LeaseClaim): it picks a free address,
+	// records the lease and the claim's events, and returns once a bound or declined
+	// lease is durable (offers are not waited for).
+	BindLease(ctx context.Context, c LeaseClaim) (Lease, error)
+	// RecordEvents queues timeline events for the next group commit and returns at once.
+	RecordEvents(ctx context.Context, evs ...HostEvent) error
 
 	// AppendEvent adds e to the host's timeline (Seq and, if zero, Time are assigned).
 	AppendEvent(ctx context.Context, hostID string, e Event) (Event, error)
