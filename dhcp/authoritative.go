@@ -11,7 +11,8 @@ import (
 	"github.com/rackboot/rackboot/inventory"
 )
 
-// This file is server mode: addresses, leases and RFC 2131's message handling.
+// This file is server mode, the authoritative DHCP server: addresses, leases and RFC
+// 2131's message handling. Allocation itself is one inventory call (Store.BindLease).
 
 // subnetFor picks the subnet a request belongs to: the relay's (giaddr), else the one
 // holding ciaddr (a relayed client renewing by unicast), else the local subnet.
