@@ -4,12 +4,22 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // ErrClosed: the store was closed before a write could be committed.
 var ErrClosed = errors.New("inventory is closed")
+
+// linger is how long a commit waits for more changes to share its fsync once a caller
+// waits for it, unless maxBatch changes are queued; idleFlush commits changes nobody
+// waits for (offers, events) when no waiter comes.
+const (
+	linger    = 2 * time.Millisecond
+	maxBatch  = 1024
+	idleFlush = 50 * time.Millisecond
+)
 
 // maxRetry bounds the lease writes kept for the next commit after a failed one.
 const maxRetry = 100_000
@@ -38,6 +48,7 @@ type committer struct {
 	queue   []commitOp
 	retry   []commitOp // lease writes of a failed commit, without waiters
 	pending int        // queued or committing ops
+	waiters int        // queued ops someone waits for
 	closed  bool
 	wake    chan struct{}
 	stopped chan struct{}
@@ -64,7 +75,19 @@ func (c *committer) enqueue(op commitOp) {
 	}
 	c.queue = append(c.queue, op)
 	c.pending++
+	// Only a waiter (or a full batch) starts a commit; offers and events ride along
+	// with the next one, or the idle flush.
+	if op.done != nil {
+		c.waiters++
+	}
+	urgent := op.done != nil || len(c.queue) >= maxBatch
 	c.mu.Unlock()
+	if urgent {
+		c.poke()
+	}
+}
+
+func (c *committer) poke() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -87,12 +110,24 @@ func (c *committer) flush() error {
 
 func (c *committer) loop() {
 	defer close(c.stopped)
+	idle := time.NewTicker(idleFlush)
+	defer idle.Stop()
 	for {
-		<-c.wake
+		select {
+		case <-c.wake:
+			// Linger: let the changes of the next moment share this fsync.
+			c.mu.Lock()
+			n := len(c.queue)
+			c.mu.Unlock()
+			if n < maxBatch {
+				time.Sleep(linger)
+			}
+		case <-idle.C:
+		}
 		for {
 			c.mu.Lock()
 			ops := append(c.retry, c.queue...)
-			c.retry, c.queue = nil, nil
+			c.retry, c.queue, c.waiters = nil, nil, 0
 			closed := c.closed
 			c.mu.Unlock()
 			if len(ops) == 0 {
@@ -124,6 +159,12 @@ func (c *committer) loop() {
 				if op.done != nil {
 					op.done <- err
 				}
+			}
+			c.mu.Lock()
+			more := c.waiters > 0 || len(c.queue) >= maxBatch || c.closed
+			c.mu.Unlock()
+			if err == nil && !more {
+				break
 			}
 			if err != nil {
 				c.log.Error("inventory: lease commit failed; retrying with the next one (replies that needed it were not sent)", "ops", len(ops), "err", err)
@@ -172,10 +213,7 @@ func (c *committer) close() {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.poke()
 	<-c.stopped
 }
 
@@ -195,4 +233,18 @@ func putLeaseTx(tx *bolt.Tx, l *Lease) error {
 		return err
 	}
 	return putJSON(tx.Bucket(bucketLeases), []byte(l.MAC), l)
+}
+
+// CommitStats is what the group commit has done: transactions, the changes they carried
+// (leases, event batches, barriers) and the transactions that failed.
+type CommitStats struct {
+	Commits, Ops, Failures uint64
+}
+
+// CommitStats reports the lease and event group commit's counters.
+func (s *BoltStore) CommitStats() CommitStats {
+	c := s.commits
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return CommitStats{Commits: c.commits, Ops: c.committedOps, Failures: c.failures}
 }
