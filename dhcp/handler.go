@@ -79,7 +79,9 @@ type Handler struct {
 	// a RELEASE racing its REQUEST are decided one after the other, while packets of
 	// different MACs run concurrently. Address allocation itself is one inventory call
 	// (Store.BindLease), so two clients are never given the same address.
-	macMu [64]sync.Mutex
+	macMu [1024]sync.Mutex
+	// enrolMu makes the discovery cap's count and the enrolment one step.
+	enrolMu sync.Mutex
 }
 
 // subnetState is a Subnet with its option bytes precomputed.
@@ -252,7 +254,7 @@ func macStripe(hw net.HardwareAddr) int {
 	for _, b := range hw {
 		s = (s ^ uint32(b)) * 16777619
 	}
-	return int(s % 64)
+	return int(s % 1024)
 }
 
 // addr4 converts a header address; anything but 4 bytes (or 16 mapped) is invalid.
@@ -286,6 +288,14 @@ func (h *Handler) lookup(ctx context.Context, x *exchange, create bool) (allowed
 		return false, nil
 	}
 	if !create || !x.c.netboot() {
+		return true, nil
+	}
+	// Count and enrol as one step: packets are handled concurrently, and the cap must
+	// hold against a flood of new MACs arriving together.
+	h.enrolMu.Lock()
+	defer h.enrolMu.Unlock()
+	if host, err := h.cfg.Store.HostByMAC(ctx, x.c.mac); err == nil {
+		x.host = &host // enrolled by a packet handled meanwhile
 		return true, nil
 	}
 	if n, err := h.countDiscovered(ctx); err != nil {
