@@ -101,7 +101,18 @@ func (s *BoltStore) PutLease(ctx context.Context, l Lease) error {
 	if err != nil {
 		return err
 	}
-	return <-done
+	return wait(ctx, done)
+}
+
+// wait waits for a commit. A caller that gives up learns that its change may or may
+// not be durable: it must not promise it (no ACK).
+func wait(ctx context.Context, done <-chan error) error {
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the lease commit: %w", ctx.Err())
+	}
 }
 
 // DeleteLease implements Store; deleting a missing lease is not an error. It returns
@@ -121,7 +132,7 @@ func (s *BoltStore) DeleteLease(ctx context.Context, mac string) error {
 	if !had {
 		return nil
 	}
-	return <-done
+	return wait(ctx, done)
 }
 
 // BindLease decides and records a lease claim in one step (see LeaseClaim): the only
@@ -169,7 +180,7 @@ func (s *BoltStore) BindLease(ctx context.Context, c LeaseClaim) (Lease, error) 
 		return Lease{}, err
 	}
 	if done != nil {
-		if err := <-done; err != nil {
+		if err := wait(ctx, done); err != nil {
 			return Lease{}, fmt.Errorf("commit lease of %s for %s: %w", l.IP, mac, err)
 		}
 	}

@@ -3,7 +3,12 @@
 // consistent and a restart resumes where it stopped.
 //
 // Every change is one bbolt transaction. Readers get copies: nothing returned aliases
-// memory that bbolt owns.
+// memory that bbolt owns. The DHCP hot path is the exception in how, not whether, it
+// is durable: leases are served from memory (LeaseTable) and written, with the DHCP
+// timeline events, by group commit (commit.go): the changes queued while one commit
+// runs, or within 2 ms of a waiter, share one transaction and one fsync. BindLease is
+// the only place an address is allocated, and returns a bound lease only once it is
+// durable. Offers are committed in the background: a crash may forget one.
 //
 // BMC passwords are the only secrets: they are sealed with AES-256-GCM under a key file
 // kept beside the database (secret.go), never stored in a host record, and returned by
