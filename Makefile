@@ -5,6 +5,7 @@
 #   make build  build bin/rackboot
 #   make lint   gofmt + go vet
 #   make bench  run the benchmarks and print their numbers
+#   make bench-compare  rackboot beside its peers (DHCP: Kea with perfdhcp), in namespaces
 
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
@@ -21,7 +22,8 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.bui
 DEB_PACKAGES := qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf openipmi ipmitool \
 	busybox-static cpio dnsmasq-base tftp-hpa isc-dhcp-client isc-dhcp-relay iproute2 curl python3-sushy e2fsprogs \
 	debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin fdisk zstd nginx btrfs-progs openssh-client \
-	gcc libc6-dev libseccomp-dev pkg-config binutils
+	gcc libc6-dev libseccomp-dev pkg-config binutils \
+	kea-dhcp4-server kea-admin
 
 TEST_TIMEOUT ?= 60m
 
@@ -37,7 +39,7 @@ K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) 
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36
 export KUBEBUILDER_ASSETS := $(ENVTEST_DIR)
 
-.PHONY: all build test test-k8s unit lint deps bench lab lab-image node-image lab-down clean envtest generate verify-generate
+.PHONY: all build test test-k8s unit lint deps bench bench-compare lab lab-image node-image lab-down clean envtest generate verify-generate
 
 all: build
 
@@ -54,6 +56,11 @@ deps:
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install:$$missing" >&2; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# kea-dhcp4-server is installed for make bench-compare, which runs its own Kea in a
+	@# namespace: the packaged service must not run (its default config listens nowhere).
+	@if command -v systemctl >/dev/null && systemctl is-enabled kea-dhcp4-server >/dev/null 2>&1; then \
+	  systemctl disable --now kea-dhcp4-server >/dev/null 2>&1 || true; \
 	fi
 	$(GO) mod download
 
@@ -112,6 +119,14 @@ unit:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# bench-compare runs rackboot beside its peers on this machine and prints the ratios of
+# issue 11. DHCP: perfdhcp against Kea 2.x memfile and against rackboot, in network
+# namespaces, server pinned to one CPU and load to the other, interleaved, medians of
+# BENCH_ROUNDS rounds (hack/bench-compare.sh says how each figure is taken). Needs root.
+BENCH_ROUNDS ?= 3
+bench-compare: deps
+	hack/bench-compare.sh $(BENCH_ROUNDS)
 
 # lab runs the main job: a Cluster API management cluster, rackboot serving its provider
 # in a lab namespace, and QEMU hosts (SeaBIOS + IPMI, OVMF UEFI HTTP boot + Redfish) that

@@ -57,6 +57,9 @@ const (
 	// rack's worth of new servers powering on together fits in the burst).
 	DefaultDiscoveryRate  = 2.0
 	DefaultDiscoveryBurst = 20
+
+	DefaultWorkers     = 256
+	DefaultQueueLength = 2048
 )
 
 // KeyIssuer hands out the per-boot key carried in an iPXE script URL (trust.Gate). The
@@ -108,6 +111,13 @@ type Config struct {
 	Keys KeyIssuer
 	// Discovery limits enrolment under UnknownDiscover.
 	Discovery Discovery
+
+	// Workers is how many packets are handled at once (default 256: an ACK waits for
+	// its lease's fsync, and the packets waiting share one).
+	Workers int
+	// QueueLength bounds the packets waiting for a worker (default 2048); past it the
+	// oldest waiting packet is shed (see queue.go).
+	QueueLength int
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -232,6 +242,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Discovery.Burst == 0 {
 		c.Discovery.Burst = DefaultDiscoveryBurst
+	}
+	if c.Workers <= 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.QueueLength <= 0 {
+		c.QueueLength = DefaultQueueLength
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

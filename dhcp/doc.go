@@ -7,8 +7,33 @@
 // Handler is the protocol: a request (plus which socket and peer it came from) in, a
 // reply and its destination out. Server owns the sockets: it binds Config.Port (and
 // Config.ProxyPort in proxy mode) to Config.Interface with SO_BINDTODEVICE, reads
-// packets one at a time, and writes what the Handler returns. Tests drive the Handler
-// directly or give the Server their own connection (WithConn).
+// packets into a bounded queue, and Config.Workers workers handle them concurrently
+// and write what the Handler returns. Tests drive the Handler directly or give the
+// Server their own connection (WithConn).
+//
+// Where to read what:
+//
+//   - socket.go: the socket loop (Server, Start, the reader and the workers), l2_linux.go
+//     the Ethernet frames that carry boot keys, sockopt_*.go the socket options.
+//   - queue.go: the overload policy between the reader and the workers.
+//   - handler.go: what every mode shares (parsing, the host lookup and discovery
+//     policy, events, reply building and destinations).
+//   - authoritative.go: server mode (RFC 2131: DISCOVER, REQUEST, DECLINE, RELEASE,
+//     INFORM).
+//   - proxy.go: proxy mode (proxyDHCP and the PXE boot server port).
+//   - netboot.go: what a client is (PXE, HTTP boot, iPXE, arch) and its boot options.
+//
+// # Throughput and durability
+//
+// Leases live in the inventory's memory with the bbolt file as their durable copy,
+// written by group commit (inventory.BoltStore): everything changed while one commit
+// runs shares the next transaction and fsync, with the DHCP timeline events. An ACK is
+// sent only after its lease is durable; an OFFER is not waited for (it promises
+// nothing, and a crash just makes the client ask again). Packets of one MAC are
+// handled one at a time (striped locks); packets of different MACs concurrently.
+// Under overload the queue sheds duplicates, then the oldest waiting packets, and
+// serves REQUESTs before DISCOVERs (queue.go). Per-packet logs are at DEBUG: the
+// metrics and the timelines tell the story.
 //
 // # Modes
 //
@@ -45,7 +70,8 @@
 //
 //   - An offered address is held (a lease in state "offered") for Config.OfferHold
 //     (1m), so two clients are never offered the same address; a REQUEST naming another
-//     server frees it at once.
+//     server frees it at once. Offers are kept durably only on a best-effort basis:
+//     after a crash an unACKed offer may be forgotten, which costs the client a retry.
 //   - INIT-REBOOT and RENEWING/REBINDING requests from clients we have no record of are
 //     not answered (RFC 2131 §4.3.2: lets non-communicating servers share a wire);
 //     with a record, a wrong address or network is NAKed, the right one ACKed.
@@ -88,5 +114,7 @@
 // malformed, nak or error. rackboot_dhcp_leases (server mode) is read from the
 // inventory at scrape time. Known hosts get "dhcp.discover", "dhcp.offer", "dhcp.ack",
 // "dhcp.nak", "dhcp.release" and "dhcp.decline" events with ip, arch, bootfile and
-// relay fields.
+// relay fields. rackboot_dhcp_shed_total{reason} counts packets dropped unhandled under
+// load (duplicate, queue_full, stale) and rackboot_dhcp_queue_length the packets
+// waiting for a worker.
 package dhcp

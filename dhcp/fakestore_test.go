@@ -3,6 +3,7 @@ package dhcp
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sort"
 	"sync"
 	"time"
@@ -16,7 +17,7 @@ type fakeStore struct {
 	mu     sync.Mutex
 	now    func() time.Time
 	hosts  map[string]inventory.Host // by ID
-	leases map[string]inventory.Lease
+	leases *inventory.LeaseTable
 	events map[string][]inventory.Event
 	// failLeases makes every lease operation fail, to test store errors.
 	failLeases error
@@ -25,7 +26,7 @@ type fakeStore struct {
 var _ Store = (*fakeStore)(nil)
 
 func newFakeStore(now func() time.Time, hosts ...inventory.Host) *fakeStore {
-	s := &fakeStore{now: now, hosts: map[string]inventory.Host{}, leases: map[string]inventory.Lease{}, events: map[string][]inventory.Event{}}
+	s := &fakeStore{now: now, hosts: map[string]inventory.Host{}, leases: inventory.NewLeaseTable(), events: map[string][]inventory.Event{}}
 	if _, err := s.CreateHosts(context.Background(), hosts...); err != nil {
 		panic(err)
 	}
@@ -62,7 +63,7 @@ func (s *fakeStore) HostByIP(_ context.Context, ip string) (inventory.Host, erro
 			return h.Clone(), nil
 		}
 	}
-	for _, l := range s.leases {
+	for _, l := range s.leases.List() {
 		if l.IP == ip && l.Expires.After(s.now()) {
 			if h, ok := s.hostByMAC(l.MAC); ok {
 				return h.Clone(), nil
@@ -131,7 +132,7 @@ func (s *fakeStore) GetLease(_ context.Context, mac string) (inventory.Lease, er
 	if s.failLeases != nil {
 		return inventory.Lease{}, s.failLeases
 	}
-	if l, ok := s.leases[mac]; ok {
+	if l, ok := s.leases.Get(mac); ok {
 		return l, nil
 	}
 	return inventory.Lease{}, fmt.Errorf("lease %s: %w", mac, inventory.ErrNotFound)
@@ -143,8 +144,8 @@ func (s *fakeStore) LeaseByIP(_ context.Context, ip string) (inventory.Lease, er
 	if s.failLeases != nil {
 		return inventory.Lease{}, s.failLeases
 	}
-	for _, l := range s.leases {
-		if l.IP == ip {
+	if a, err := netip.ParseAddr(ip); err == nil {
+		if l, ok := s.leases.ByIP(a); ok {
 			return l, nil
 		}
 	}
@@ -157,12 +158,18 @@ func (s *fakeStore) ListLeases(context.Context) ([]inventory.Lease, error) {
 	if s.failLeases != nil {
 		return nil, s.failLeases
 	}
-	var out []inventory.Lease
-	for _, l := range s.leases {
-		out = append(out, l)
+	return s.leases.List(), nil
+}
+
+func (s *fakeStore) reservedForOther(mac string) func(netip.Addr) bool {
+	return func(a netip.Addr) bool {
+		for _, h := range s.hosts {
+			if h.IP == a.String() && !h.HasMAC(mac) {
+				return true
+			}
+		}
+		return false
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].MAC < out[j].MAC })
-	return out, nil
 }
 
 func (s *fakeStore) PutLease(_ context.Context, l inventory.Lease) error {
@@ -175,22 +182,33 @@ func (s *fakeStore) PutLease(_ context.Context, l inventory.Lease) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", inventory.ErrInvalid, err)
 	}
-	for _, h := range s.hosts {
-		if h.IP == l.IP && !h.HasMAC(mac) {
-			return fmt.Errorf("%w: %s reserved for %s", inventory.ErrConflict, l.IP, h.ID)
-		}
-	}
-	for m, o := range s.leases {
-		if o.IP == l.IP && m != mac {
-			if o.Expires.After(s.now()) {
-				return fmt.Errorf("%w: %s leased to %s", inventory.ErrConflict, l.IP, m)
-			}
-			delete(s.leases, m)
-		}
+	if a, err := netip.ParseAddr(l.IP); err == nil && s.reservedForOther(mac)(a) {
+		return fmt.Errorf("%w: %s reserved", inventory.ErrConflict, l.IP)
 	}
 	l.MAC, l.Updated = mac, s.now()
-	s.leases[mac] = l
-	return nil
+	return s.leases.Put(l, s.now())
+}
+
+// BindLease runs the inventory's own allocation (inventory.LeaseTable) in memory.
+func (s *fakeStore) BindLease(_ context.Context, c inventory.LeaseClaim) (inventory.Lease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failLeases != nil {
+		return inventory.Lease{}, s.failLeases
+	}
+	mac, err := inventory.NormalizeMAC(c.MAC)
+	if err != nil {
+		return inventory.Lease{}, fmt.Errorf("%w: %w", inventory.ErrInvalid, err)
+	}
+	c.MAC = mac
+	l, _, err := s.leases.Claim(c, s.now(), s.reservedForOther(mac))
+	if err != nil {
+		return inventory.Lease{}, err
+	}
+	for _, he := range c.Events {
+		s.appendEvent(he.HostID, he.Event)
+	}
+	return l, nil
 }
 
 func (s *fakeStore) DeleteLease(_ context.Context, mac string) error {
@@ -199,15 +217,22 @@ func (s *fakeStore) DeleteLease(_ context.Context, mac string) error {
 	if s.failLeases != nil {
 		return s.failLeases
 	}
-	delete(s.leases, mac)
+	s.leases.Delete(mac)
 	return nil
 }
 
-func (s *fakeStore) AppendEvent(_ context.Context, hostID string, e inventory.Event) (inventory.Event, error) {
+func (s *fakeStore) RecordEvents(_ context.Context, evs ...inventory.HostEvent) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, he := range evs {
+		s.appendEvent(he.HostID, he.Event)
+	}
+	return nil
+}
+
+func (s *fakeStore) appendEvent(hostID string, e inventory.Event) {
 	if _, ok := s.hosts[hostID]; !ok {
-		return inventory.Event{}, fmt.Errorf("host %s: %w", hostID, inventory.ErrNotFound)
+		return
 	}
 	evs := s.events[hostID]
 	e.Seq = 1
@@ -219,7 +244,6 @@ func (s *fakeStore) AppendEvent(_ context.Context, hostID string, e inventory.Ev
 		evs = append(evs[:0:0], evs[len(evs)-inventory.MaxEventsPerHost:]...)
 	}
 	s.events[hostID] = evs
-	return e, nil
 }
 
 // Events is the contract's reader, used by the shared assertions.

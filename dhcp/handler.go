@@ -75,9 +75,13 @@ type Handler struct {
 	// events bounds the timeline writes one MAC's packets cause: a stranger can put any
 	// MAC in a packet, and must not push a host's history out of its timeline.
 	events *ratelimit.Limiter
-	// mu serialises address decisions with the lease writes that follow them, so two
-	// clients are never offered or bound to the same address.
-	mu sync.Mutex
+	// macMu serialises the packets of one MAC (striped): a client's retransmissions and
+	// a RELEASE racing its REQUEST are decided one after the other, while packets of
+	// different MACs run concurrently. Address allocation itself is one inventory call
+	// (Store.BindLease), so two clients are never given the same address.
+	macMu [1024]sync.Mutex
+	// enrolMu makes the discovery cap's count and the enrolment one step.
+	enrolMu sync.Mutex
 }
 
 // subnetState is a Subnet with its option bytes precomputed.
@@ -208,11 +212,14 @@ func (h *Handler) handleCounted(ctx context.Context, req *dhcpv4.DHCPv4, meta Me
 
 // exchange is one request being handled.
 type exchange struct {
-	req   *dhcpv4.DHCPv4
-	c     client
-	host  *inventory.Host // nil: unknown MAC served by policy, or not looked up
-	sub   *subnetState    // server mode only
-	relay netip.Addr      // giaddr, if relayed
+	req *dhcpv4.DHCPv4
+	c   client
+	// events wait to be queued with the exchange's lease (an ACK's events commit with
+	// it) or, at the end, with the next group commit.
+	events []inventory.HostEvent
+	host   *inventory.Host // nil: unknown MAC served by policy, or not looked up
+	sub    *subnetState    // server mode only
+	relay  netip.Addr      // giaddr, if relayed
 }
 
 func (h *Handler) handle(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta) (*Reply, outcome, string) {
@@ -229,6 +236,10 @@ func (h *Handler) handle(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta) (*R
 	if gi := addr4(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
 		x.relay = gi
 	}
+	mu := &h.macMu[macStripe(req.ClientHWAddr)]
+	mu.Lock()
+	defer mu.Unlock()
+	defer h.flushEvents(ctx, x)
 	if meta.Listener == ListenerPXE {
 		return h.handlePXE(ctx, x, meta)
 	}
@@ -236,6 +247,14 @@ func (h *Handler) handle(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta) (*R
 		return h.handleProxy(ctx, x)
 	}
 	return h.handleServer(ctx, x)
+}
+
+func macStripe(hw net.HardwareAddr) int {
+	var s uint32 = 2166136261
+	for _, b := range hw {
+		s = (s ^ uint32(b)) * 16777619
+	}
+	return int(s % 1024)
 }
 
 // addr4 converts a header address; anything but 4 bytes (or 16 mapped) is invalid.
@@ -269,6 +288,14 @@ func (h *Handler) lookup(ctx context.Context, x *exchange, create bool) (allowed
 		return false, nil
 	}
 	if !create || !x.c.netboot() {
+		return true, nil
+	}
+	// Count and enrol as one step: packets are handled concurrently, and the cap must
+	// hold against a flood of new MACs arriving together.
+	h.enrolMu.Lock()
+	defer h.enrolMu.Unlock()
+	if host, err := h.cfg.Store.HostByMAC(ctx, x.c.mac); err == nil {
+		x.host = &host // enrolled by a packet handled meanwhile
 		return true, nil
 	}
 	if n, err := h.countDiscovered(ctx); err != nil {
@@ -335,10 +362,19 @@ func (h *Handler) recordArch(ctx context.Context, x *exchange) {
 	x.host = &updated
 }
 
-// event appends to the host's timeline; a failure is logged, never fatal to the reply.
-func (h *Handler) event(ctx context.Context, x *exchange, typ, msg string, fields map[string]string) {
+// event adds to the host's timeline: it is queued with the exchange (see flushEvents),
+// so a packet costs no transaction of its own for it.
+func (h *Handler) event(_ context.Context, x *exchange, typ, msg string, fields map[string]string) {
+	if e, ok := h.newEvent(x, typ, msg, fields); ok {
+		x.events = append(x.events, e)
+	}
+}
+
+// newEvent builds a timeline event for the exchange's host, or reports false when there
+// is no host or its MAC is over its event budget.
+func (h *Handler) newEvent(x *exchange, typ, msg string, fields map[string]string) (inventory.HostEvent, bool) {
 	if x.host == nil {
-		return
+		return inventory.HostEvent{}, false
 	}
 	if x.relay.IsValid() {
 		fields["relay"] = x.relay.String()
@@ -353,14 +389,22 @@ func (h *Handler) event(ctx context.Context, x *exchange, typ, msg string, field
 	}
 	if !h.events.AllowKey(x.c.mac) {
 		h.m.eventsSuppressed.Inc()
+		return inventory.HostEvent{}, false
+	}
+	return inventory.HostEvent{HostID: x.host.ID, Event: inventory.Event{
+		Time: h.cfg.Now().UTC(), Type: typ, Message: msg, Fields: fields,
+	}}, true
+}
+
+// flushEvents queues the exchange's remaining events with the next group commit.
+func (h *Handler) flushEvents(ctx context.Context, x *exchange) {
+	if len(x.events) == 0 {
 		return
 	}
-	_, err := h.cfg.Store.AppendEvent(ctx, x.host.ID, inventory.Event{
-		Time: h.cfg.Now().UTC(), Type: typ, Message: msg, Fields: fields,
-	})
-	if err != nil {
-		h.log.Warn("dhcp: could not record event", "hostID", x.host.ID, "event", typ, "err", err)
+	if err := h.cfg.Store.RecordEvents(ctx, x.events...); err != nil {
+		h.log.Warn("dhcp: could not record events", "hostID", x.events[0].HostID, "events", len(x.events), "err", err)
 	}
+	x.events = nil
 }
 
 // newReply starts a reply to req (RFC 2131 table 3): xid, flags, chaddr and giaddr
@@ -438,73 +482,4 @@ func (h *Handler) keyRoute(x *exchange) (hw net.HardwareAddr, ok bool) {
 		return nil, x.sub != nil && x.sub.Router.IsValid() && x.relay == x.sub.Router && x.sub != h.subnets[0]
 	}
 	return x.req.ClientHWAddr, true
-}
-
-// handleProxy answers on port 67 in proxy mode: DISCOVERs from netboot clients get an
-// OFFER without an address (PXE specification 2.1, proxyDHCP); everything else belongs
-// to the site's DHCP server.
-func (h *Handler) handleProxy(ctx context.Context, x *exchange) (*Reply, outcome, string) {
-	if x.req.MessageType() != dhcpv4.MessageTypeDiscover {
-		return nil, outIgnored, "proxy mode answers only DISCOVER on the DHCP port; the site DHCP server handles the rest"
-	}
-	return h.proxyReply(ctx, x, dhcpv4.MessageTypeOffer, replyDest(x.req, false), Meta{})
-}
-
-// handlePXE answers the PXE boot server port (4011): a netboot client that took its
-// address elsewhere asks for its boot file with a REQUEST (or INFORM).
-func (h *Handler) handlePXE(ctx context.Context, x *exchange, meta Meta) (*Reply, outcome, string) {
-	switch x.req.MessageType() {
-	case dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeInform:
-	default:
-		return nil, outIgnored, "the PXE port answers only REQUEST and INFORM"
-	}
-	dest := meta.Peer
-	if !usable(dest.Addr()) || dest.Port() == 0 {
-		dest = replyDest(x.req, false)
-	}
-	return h.proxyReply(ctx, x, dhcpv4.MessageTypeAck, dest, meta)
-}
-
-func (h *Handler) proxyReply(ctx context.Context, x *exchange, mt dhcpv4.MessageType, dest netip.AddrPort, meta Meta) (*Reply, outcome, string) {
-	if !x.c.netboot() {
-		return nil, outIgnored, "not a PXE or HTTP boot client"
-	}
-	bi, ok := h.bootFor(x.c)
-	if !ok {
-		return nil, outIgnored, "no boot file for architecture " + archLabel(x.c)
-	}
-	allowed, err := h.lookup(ctx, x, true)
-	if err != nil {
-		return nil, outError, err.Error()
-	}
-	if !allowed {
-		return nil, outIgnored, "unknown MAC and unknown hosts are ignored"
-	}
-	h.recordArch(ctx, x)
-	resp := h.newReply(x.req, mt)
-	resp.ClientIPAddr = x.req.ClientIPAddr
-	var hw net.HardwareAddr
-	switch {
-	case bi.script && mt == dhcpv4.MessageTypeOffer:
-		// This OFFER is broadcast: it carries no boot file for iPXE, which then asks
-		// the PXE port (4011) from its address, and gets its key there (iPXE uses a
-		// proxy offer's file only when it has one with a next server).
-		addPXEClass(resp, x.c)
-	case bi.script && !x.relay.IsValid() && meta.Peer.IsValid():
-		// The 4011 answer goes to the address that asked, in a frame to the MAC the
-		// request names: a stranger asking for another's MAC from its own address
-		// never sees it.
-		hw = x.req.ClientHWAddr
-		h.addBootOptions(resp, x.c, bi, h.key(x, bi, meta.Peer.Addr()))
-	default:
-		h.addBootOptions(resp, x.c, bi, "")
-	}
-	if mt == dhcpv4.MessageTypeOffer {
-		h.event(ctx, x, "dhcp.discover", "DHCPDISCOVER from "+x.c.mac, map[string]string{"vendorClass": vendorClassString(x.req)})
-		h.event(ctx, x, "dhcp.offer", "proxyDHCP OFFER of "+bi.file, map[string]string{"bootfile": bi.file, "mode": "proxy"})
-	} else {
-		h.event(ctx, x, "dhcp.ack", "PXE boot server ACK with "+bi.file, map[string]string{"bootfile": bi.file, "mode": "proxy", "ip": x.req.ClientIPAddr.String()})
-	}
-	h.log.Debug("dhcp: proxy reply", "type", mt.String(), "mac", x.c.mac, "xid", x.req.TransactionID.String(), "file", bi.file)
-	return &Reply{Msg: resp, Dest: dest, HWDest: hw}, outReplied, ""
 }

@@ -200,3 +200,32 @@ func TestEventBudgetPerMAC(t *testing.T) {
 		t.Errorf("suppressed %v, want %d", got, 200-eventBurst)
 	}
 }
+
+// TestDiscoveryCapHoldsUnderConcurrency: packets are handled concurrently, and a burst
+// of new MACs arriving together must not enrol past the cap.
+func TestDiscoveryCapHoldsUnderConcurrency(t *testing.T) {
+	e := newEnv(t, openBolt, func(c *Config) {
+		c.UnknownHosts = UnknownDiscover
+		c.Discovery = Discovery{MaxHosts: 5, Rate: 1000, Burst: 1000}
+	})
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Go(func() {
+			e.h.HandlePacket(context.Background(), msg(dhcpv4.MessageTypeDiscover, fmt.Sprintf("02:00:00:00:01:%02x", i), pxe(iana.INTEL_X86PC)).ToBytes(), Meta{})
+		})
+	}
+	wg.Wait()
+	hosts, err := e.store.ListHosts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, h := range hosts {
+		if h.State == inventory.StateDiscovered {
+			n++
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d discovered hosts after a concurrent burst, want the cap of 5", n)
+	}
+}

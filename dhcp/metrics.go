@@ -32,6 +32,11 @@ type metrics struct {
 	discoveryRefused *prometheus.CounterVec
 	// eventsSuppressed counts timeline events not written: their MAC was over budget.
 	eventsSuppressed prometheus.Counter
+	// shed counts packets dropped before handling: duplicate (a retransmission of a
+	// packet still waiting or in hand), queue_full (the oldest waiting one, to make
+	// room), stale (waited longer than a client waits).
+	shed       *prometheus.CounterVec
+	queueDepth prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) (*metrics, error) {
@@ -57,7 +62,15 @@ func newMetrics(reg prometheus.Registerer, h *Handler) (*metrics, error) {
 			Help: "DHCP timeline events not written because their MAC exceeded its event rate (a flood naming one host).",
 		}),
 	}
-	cs := []prometheus.Collector{m.packets, m.panics, m.sendErrors, m.discoveryRefused, m.eventsSuppressed}
+	m.shed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rackboot_dhcp_shed_total",
+		Help: "Packets dropped unhandled under load: duplicate retransmissions, the oldest waiting packet when the queue is full, or packets that waited too long.",
+	}, []string{"reason"})
+	m.queueDepth = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rackboot_dhcp_queue_length",
+		Help: "Packets waiting for a worker.",
+	})
+	cs := []prometheus.Collector{m.packets, m.panics, m.sendErrors, m.discoveryRefused, m.eventsSuppressed, m.shed, m.queueDepth}
 	if h.cfg.Mode == ModeServer {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rackboot_dhcp_leases",

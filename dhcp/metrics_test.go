@@ -37,6 +37,7 @@ func TestMetricsOnTheGivenRegistry(t *testing.T) {
 		"rackboot_dhcp_handler_panics_total":    0,
 		"rackboot_dhcp_send_errors_total":       0,
 		"rackboot_dhcp_events_suppressed_total": 0,
+		"rackboot_dhcp_queue_length":            0,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)

@@ -213,3 +213,14 @@ func vendorClassString(req *dhcpv4.DHCPv4) string {
 	}
 	return strings.ToValidUTF8(s, "?")
 }
+
+// bootFileFor is the boot file a reply to x would carry ("" for none), for events.
+func (h *Handler) bootFileFor(x *exchange) string {
+	if !x.c.netboot() {
+		return ""
+	}
+	if bi, ok := h.bootFor(x.c); ok {
+		return bi.file
+	}
+	return ""
+}

@@ -19,13 +19,17 @@ type Store interface {
 	// UpdateHost records the arch and firmware learned from option 93.
 	UpdateHost(ctx context.Context, id string, fn func(*inventory.Host) error) (inventory.Host, error)
 
+	// GetLease and LeaseByIP read the inventory's in-memory leases: no transaction.
 	GetLease(ctx context.Context, mac string) (inventory.Lease, error)
 	LeaseByIP(ctx context.Context, ip string) (inventory.Lease, error)
 	ListLeases(ctx context.Context) ([]inventory.Lease, error)
-	PutLease(ctx context.Context, l inventory.Lease) error
+	// BindLease is the only way DHCP allocates an address: free-check and write in one
+	// step, durable on return for bound and declined leases (the ACK is a promise).
+	BindLease(ctx context.Context, c inventory.LeaseClaim) (inventory.Lease, error)
 	DeleteLease(ctx context.Context, mac string) error
 
-	AppendEvent(ctx context.Context, hostID string, e inventory.Event) (inventory.Event, error)
+	// RecordEvents queues timeline events with the next group commit of leases.
+	RecordEvents(ctx context.Context, evs ...inventory.HostEvent) error
 }
 
 // The inventory's contract must keep satisfying what DHCP needs.

@@ -3,7 +3,12 @@
 // consistent and a restart resumes where it stopped.
 //
 // Every change is one bbolt transaction. Readers get copies: nothing returned aliases
-// memory that bbolt owns.
+// memory that bbolt owns. The DHCP hot path is the exception in how, not whether, it
+// is durable: leases are served from memory (LeaseTable) and written, with the DHCP
+// timeline events, by group commit (commit.go): the changes queued while one commit
+// runs, or within 2 ms of a waiter, share one transaction and one fsync. BindLease is
+// the only place an address is allocated, and returns a bound lease only once it is
+// durable. Offers are committed in the background: a crash may forget one.
 //
 // BMC passwords are the only secrets: they are sealed with AES-256-GCM under a key file
 // kept beside the database (secret.go), never stored in a host record, and returned by
@@ -63,6 +68,12 @@ type Store interface {
 	// another host.
 	PutLease(ctx context.Context, l Lease) error
 	DeleteLease(ctx context.Context, mac string) error
+	// BindLease is the one allocation decision (see LeaseClaim): it picks a free address,
+	// records the lease and the claim's events, and returns once a bound or declined
+	// lease is durable (offers are not waited for).
+	BindLease(ctx context.Context, c LeaseClaim) (Lease, error)
+	// RecordEvents queues timeline events for the next group commit and returns at once.
+	RecordEvents(ctx context.Context, evs ...HostEvent) error
 
 	// AppendEvent adds e to the host's timeline (Seq and, if zero, Time are assigned).
 	AppendEvent(ctx context.Context, hostID string, e Event) (Event, error)

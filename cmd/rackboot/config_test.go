@@ -315,7 +315,8 @@ func TestDiscoveryConfig(t *testing.T) {
 	for doc, want := range map[string]string{
 		"dhcp:\n  discovery: {maxHosts: 0}\n":           "dhcp.discovery.maxHosts",
 		"dhcp:\n  discovery: {rate: -1}\n":              "dhcp.discovery.rate",
-		"dhcp:\n  discovery: {burst: 100001}\n":         "dhcp.discovery.burst",
+		"dhcp:\n  discovery: {burst: 1000001}\n":        "dhcp.discovery.burst",
+		"dhcp:\n  discovery: {rate: 1000001}\n":         "dhcp.discovery.rate",
 		"dhcp:\n  discovery: {acceptSerials: [\"\"]}\n": "dhcp.discovery.acceptSerials[0]",
 	} {
 		if _, err := resolveYAML(t, doc); err == nil || !strings.Contains(err.Error(), want) {

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/rackboot/rackboot/inventory"
 )
 
-// This file is server mode: addresses, leases and RFC 2131's message handling.
+// This file is server mode, the authoritative DHCP server: addresses, leases and RFC
+// 2131's message handling. Allocation itself is one inventory call (Store.BindLease).
 
 // subnetFor picks the subnet a request belongs to: the relay's (giaddr), else the one
 // holding ciaddr (a relayed client renewing by unicast), else the local subnet.
@@ -103,126 +103,51 @@ func keyFor(ok bool, ip netip.Addr) netip.Addr {
 }
 
 // offerAddress chooses the address to offer (RFC 2131 §4.3.1: the reservation, else the
-// client's current or previous address, else the requested one, else a free one) and
-// holds it for the client for OfferHold.
+// client's current or previous address, else the requested one, else the lowest free
+// one of the range) and holds it for the client for OfferHold. The choice and the hold
+// are one inventory call (BindLease); the hold is not waited for (an OFFER promises
+// nothing: a crash forgets it and the client asks again).
 func (h *Handler) offerAddress(ctx context.Context, x *exchange) (netip.Addr, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	now := h.cfg.Now()
-	ip, err := h.chooseAddress(ctx, x, now)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	if l, err := h.cfg.Store.GetLease(ctx, x.c.mac); err == nil && l.IP == ip.String() &&
-		l.State != inventory.LeaseDeclined && l.Expires.After(now) {
-		return ip, nil // already bound or held for this client: keep it as it is
-	}
-	err = h.cfg.Store.PutLease(ctx, inventory.Lease{
-		MAC: x.c.mac, IP: ip.String(), Hostname: h.hostname(x), State: inventory.LeaseOffered,
-		Expires: now.Add(h.cfg.OfferHold),
-	})
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("hold offer of %s for %s: %w", ip, x.c.mac, err)
-	}
-	return ip, nil
-}
-
-func (h *Handler) chooseAddress(ctx context.Context, x *exchange, now time.Time) (netip.Addr, error) {
 	sub := x.sub
+	claim := inventory.LeaseClaim{
+		MAC: x.c.mac, Hostname: h.hostname(x), State: inventory.LeaseOffered,
+		TTL: h.cfg.OfferHold, KeepHeld: true,
+	}
 	if x.host != nil && x.host.IP != "" {
 		r := x.host.Addr()
 		if !sub.Prefix.Contains(r) {
 			return netip.Addr{}, fmt.Errorf("host %s has reserved address %s, but its request came from subnet %s: fix the reservation or the relay", x.host.ID, r, sub.Prefix)
 		}
-		return r, nil
-	}
-	l, err := h.cfg.Store.GetLease(ctx, x.c.mac)
-	switch {
-	case err == nil:
-		if a, perr := netip.ParseAddr(l.IP); perr == nil && l.State != inventory.LeaseDeclined && sub.inPool(a) {
-			free, err := h.freeFor(ctx, a, x.c.mac, now)
-			if err != nil {
-				return netip.Addr{}, err
+		claim.Want = []netip.Addr{r}
+	} else {
+		l, err := h.cfg.Store.GetLease(ctx, x.c.mac)
+		switch {
+		case err == nil:
+			if a, perr := netip.ParseAddr(l.IP); perr == nil && l.State != inventory.LeaseDeclined && sub.inPool(a) {
+				claim.Want = append(claim.Want, a)
 			}
-			if free {
-				return a, nil
+		case !errors.Is(err, inventory.ErrNotFound):
+			return netip.Addr{}, fmt.Errorf("read lease of %s: %w", x.c.mac, err)
+		}
+		if want := addr4(x.req.RequestedIPAddress()); usable(want) && sub.inPool(want) {
+			claim.Want = append(claim.Want, want)
+		}
+		if sub.Range.IsZero() {
+			if len(claim.Want) == 0 {
+				return netip.Addr{}, fmt.Errorf("MAC %s has no reserved address and subnet %s has no dynamic range: enrol the host with an IP or configure a range", x.c.mac, sub.Prefix)
 			}
-		}
-	case !errors.Is(err, inventory.ErrNotFound):
-		return netip.Addr{}, fmt.Errorf("read lease of %s: %w", x.c.mac, err)
-	}
-	if want := addr4(x.req.RequestedIPAddress()); usable(want) && sub.inPool(want) {
-		free, err := h.freeFor(ctx, want, x.c.mac, now)
-		if err != nil {
-			return netip.Addr{}, err
-		}
-		if free {
-			return want, nil
+		} else {
+			claim.Pool = &inventory.Pool{Start: sub.Range.Start, End: sub.Range.End, Exclude: func(a netip.Addr) bool { return sub.exclude[a] }}
 		}
 	}
-	return h.scanPool(ctx, x, now)
-}
-
-// freeFor reports whether a may be given to mac: not reserved for another host, not
-// leased, offered or quarantined for anyone else.
-func (h *Handler) freeFor(ctx context.Context, a netip.Addr, mac string, now time.Time) (bool, error) {
-	hst, err := h.cfg.Store.HostByIP(ctx, a.String())
+	l, err := h.cfg.Store.BindLease(ctx, claim)
 	switch {
-	case err == nil:
-		if hst.IP == a.String() && !hst.HasMAC(mac) {
-			return false, nil
-		}
-	case !errors.Is(err, inventory.ErrNotFound):
-		return false, fmt.Errorf("check reservations for %s: %w", a, err)
+	case errors.Is(err, inventory.ErrPoolExhausted):
+		return netip.Addr{}, fmt.Errorf("pool %s of subnet %s is exhausted (every address is leased, offered, reserved or quarantined): widen the range or shorten the lease time", sub.Range, sub.Prefix)
+	case err != nil:
+		return netip.Addr{}, fmt.Errorf("hold offer for %s: %w", x.c.mac, err)
 	}
-	l, err := h.cfg.Store.LeaseByIP(ctx, a.String())
-	switch {
-	case err == nil:
-		if l.MAC != mac && l.Expires.After(now) {
-			return false, nil
-		}
-	case !errors.Is(err, inventory.ErrNotFound):
-		return false, fmt.Errorf("check leases for %s: %w", a, err)
-	}
-	return true, nil
-}
-
-// scanPool returns the lowest free address of the subnet's range. Lowest-first keeps
-// assignments predictable for operators; reading all hosts and leases once is cheap
-// at rack scale (hundreds of entries) and happens only for new clients.
-func (h *Handler) scanPool(ctx context.Context, x *exchange, now time.Time) (netip.Addr, error) {
-	sub := x.sub
-	if sub.Range.IsZero() {
-		return netip.Addr{}, fmt.Errorf("MAC %s has no reserved address and subnet %s has no dynamic range: enrol the host with an IP or configure a range", x.c.mac, sub.Prefix)
-	}
-	taken := map[netip.Addr]bool{}
-	hosts, err := h.cfg.Store.ListHosts(ctx)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("list reservations: %w", err)
-	}
-	for _, hst := range hosts {
-		if a := hst.Addr(); a.IsValid() && !hst.HasMAC(x.c.mac) {
-			taken[a] = true
-		}
-	}
-	leases, err := h.cfg.Store.ListLeases(ctx)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("list leases: %w", err)
-	}
-	for _, l := range leases {
-		if a, err := netip.ParseAddr(l.IP); err == nil && l.MAC != x.c.mac && l.Expires.After(now) {
-			taken[a] = true
-		}
-	}
-	for a := sub.Range.Start; ; a = a.Next() {
-		if !sub.exclude[a] && !taken[a] {
-			return a, nil
-		}
-		if a == sub.Range.End {
-			break
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("pool %s of subnet %s is exhausted (every address is leased, offered, reserved or quarantined): widen the range or shorten the lease time", sub.Range, sub.Prefix)
+	return netip.ParseAddr(l.IP)
 }
 
 // requestState is the client state RFC 2131 §4.3.2 infers from a REQUEST's fields.
@@ -266,7 +191,15 @@ func (h *Handler) request(ctx context.Context, x *exchange) (*Reply, outcome, st
 	}
 	h.recordArch(ctx, x)
 
-	silent, reason, err := h.bind(ctx, x, state, ip)
+	// The ACK's event commits with its lease: one transaction for both.
+	var ackEvents []inventory.HostEvent
+	if e, ok := h.newEvent(x, "dhcp.ack", "DHCPACK of "+ip.String(), map[string]string{"ip": ip.String(), "bootfile": h.bootFileFor(x)}); ok {
+		ackEvents = append(x.events, e)
+	}
+	silent, reason, err := h.bind(ctx, x, state, ip, ackEvents)
+	if err == nil && !silent && reason == "" {
+		x.events = nil // committed with the lease
+	}
 	switch {
 	case err != nil:
 		return nil, outError, err.Error()
@@ -274,7 +207,7 @@ func (h *Handler) request(ctx context.Context, x *exchange) (*Reply, outcome, st
 		return nil, outIgnored, reason
 	case reason != "":
 		h.event(ctx, x, "dhcp.nak", "DHCPNAK: "+reason, map[string]string{"ip": ip.String(), "reason": reason})
-		h.log.Info("dhcp: nak", "mac", x.c.mac, "xid", req.TransactionID.String(), "ip", ip, "reason", reason)
+		h.log.Debug("dhcp: nak", "mac", x.c.mac, "xid", req.TransactionID.String(), "ip", ip, "reason", reason)
 		return h.nak(x, reason), outNAK, reason
 	}
 	resp := h.newReply(req, dhcpv4.MessageTypeAck)
@@ -286,17 +219,13 @@ func (h *Handler) request(ctx context.Context, x *exchange) (*Reply, outcome, st
 	if !keyed {
 		hw = nil
 	}
-	h.event(ctx, x, "dhcp.ack", "DHCPACK of "+ip.String(), map[string]string{"ip": ip.String(), "bootfile": file})
-	h.log.Info("dhcp: ack", "mac", x.c.mac, "xid", req.TransactionID.String(), "ip", ip, "file", file, "hostID", hostID(x))
+	h.log.Debug("dhcp: ack", "mac", x.c.mac, "xid", req.TransactionID.String(), "ip", ip, "file", file, "hostID", hostID(x))
 	return &Reply{Msg: resp, Dest: replyDest(req, false), HWDest: hw}, outReplied, ""
 }
 
 // bind decides a REQUEST and records the lease. It returns silent (no reply at all),
-// or a NAK reason, or neither (ACK: the lease is stored).
-func (h *Handler) bind(ctx context.Context, x *exchange, state requestState, ip netip.Addr) (silent bool, nak string, err error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	now := h.cfg.Now()
+// or a NAK reason, or neither (ACK: the lease, with events, is durable).
+func (h *Handler) bind(ctx context.Context, x *exchange, state requestState, ip netip.Addr, events []inventory.HostEvent) (silent bool, nak string, err error) {
 	sub := x.sub
 
 	// What we know of this client: its reservation, else its lease (any age).
@@ -327,17 +256,10 @@ func (h *Handler) bind(ctx context.Context, x *exchange, state requestState, ip 
 		if !sub.inPool(ip) {
 			return false, fmt.Sprintf("%s is not in the dynamic range", ip), nil
 		}
-		free, err := h.freeFor(ctx, ip, x.c.mac, now)
-		if err != nil {
-			return false, "", err
-		}
-		if !free {
-			return false, fmt.Sprintf("%s is in use by another client", ip), nil
-		}
 	}
-	err = h.cfg.Store.PutLease(ctx, inventory.Lease{
-		MAC: x.c.mac, IP: ip.String(), Hostname: h.hostname(x), State: inventory.LeaseBound,
-		Expires: now.Add(sub.LeaseTime),
+	_, err = h.cfg.Store.BindLease(ctx, inventory.LeaseClaim{
+		MAC: x.c.mac, Hostname: h.hostname(x), State: inventory.LeaseBound,
+		TTL: sub.LeaseTime, Want: []netip.Addr{ip}, Events: events,
 	})
 	if errors.Is(err, inventory.ErrConflict) {
 		return false, fmt.Sprintf("%s is in use by another client", ip), nil
@@ -350,8 +272,6 @@ func (h *Handler) bind(ctx context.Context, x *exchange, state requestState, ip 
 
 // dropOffer frees an address held for mac that the client did not take.
 func (h *Handler) dropOffer(ctx context.Context, mac string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	l, err := h.cfg.Store.GetLease(ctx, mac)
 	if err != nil || l.State != inventory.LeaseOffered {
 		return
@@ -390,14 +310,12 @@ func (h *Handler) release(ctx context.Context, x *exchange) (*Reply, outcome, st
 		return nil, outIgnored, "no lease of " + ip.String() + " for this client"
 	}
 	h.event(ctx, x, "dhcp.release", "DHCPRELEASE of "+ip.String(), map[string]string{"ip": ip.String()})
-	h.log.Info("dhcp: release", "mac", x.c.mac, "ip", ip, "hostID", hostID(x))
+	h.log.Debug("dhcp: release", "mac", x.c.mac, "ip", ip, "hostID", hostID(x))
 	return nil, outAccepted, ""
 }
 
 // freeLease deletes mac's lease if it is for ip.
 func (h *Handler) freeLease(ctx context.Context, mac string, ip netip.Addr) (bool, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	l, err := h.cfg.Store.GetLease(ctx, mac)
 	if errors.Is(err, inventory.ErrNotFound) || (err == nil && l.IP != ip.String()) {
 		return false, nil
@@ -443,8 +361,6 @@ func (h *Handler) decline(ctx context.Context, x *exchange) (*Reply, outcome, st
 // A reserved address cannot be quarantined: the reservation wins and the operator is
 // told.
 func (h *Handler) quarantine(ctx context.Context, x *exchange, ip netip.Addr) (bool, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	l, err := h.cfg.Store.GetLease(ctx, x.c.mac)
 	if err == nil && l.IP == ip.String() {
 		if err := h.cfg.Store.DeleteLease(ctx, x.c.mac); err != nil {
@@ -456,9 +372,9 @@ func (h *Handler) quarantine(ctx context.Context, x *exchange, ip netip.Addr) (b
 	if hst, err := h.cfg.Store.HostByIP(ctx, ip.String()); err == nil && hst.IP == ip.String() {
 		return false, nil
 	}
-	err = h.cfg.Store.PutLease(ctx, inventory.Lease{
-		MAC: quarantineMAC(ip), IP: ip.String(), State: inventory.LeaseDeclined,
-		Expires: h.cfg.Now().Add(h.cfg.DeclineHold),
+	_, err = h.cfg.Store.BindLease(ctx, inventory.LeaseClaim{
+		MAC: quarantineMAC(ip), State: inventory.LeaseDeclined,
+		TTL: h.cfg.DeclineHold, Want: []netip.Addr{ip},
 	})
 	if errors.Is(err, inventory.ErrConflict) {
 		// Someone else holds it already; it is out of the pool either way.

@@ -1,5 +1,8 @@
 package dhcp
 
+// This file is the socket loop: Server opens the sockets, reads packets into the queue
+// (queue.go), runs the workers that call the Handler, and writes replies.
+
 import (
 	"context"
 	"errors"
@@ -126,25 +129,32 @@ func (s *Server) Start(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	q := newQueue(s.cfg.QueueLength, s.h.m, time.Now)
+	var workers sync.WaitGroup
+	for range s.cfg.Workers {
+		workers.Go(func() { s.work(ctx, q) })
+	}
 	errs := make([]error, len(ls))
 	var wg sync.WaitGroup
 	for i, l := range ls {
 		wg.Go(func() {
-			errs[i] = s.serve(ctx, l.conn, l.kind)
+			errs[i] = s.read(ctx, l.conn, l.kind, q)
 			cancel() // one socket failing stops the service
 		})
 	}
 	<-ctx.Done()
 	closeAll() // unblocks ReadFrom
 	wg.Wait()
+	q.close()
+	workers.Wait()
 	s.log.Info("dhcp: stopped")
 	return errors.Join(errs...)
 }
 
-// serve reads and answers packets one at a time. Sequential handling keeps a client's
-// DISCOVER and REQUEST in order and is plenty for a rack (each packet costs a few
-// inventory reads and at most a couple of writes).
-func (s *Server) serve(ctx context.Context, conn net.PacketConn, kind Listener) error {
+// read is the socket loop: it only reads packets and queues them for the workers
+// (queue.go decides what is shed under overload), so a slow packet (an ACK waiting for
+// its lease's fsync) never stops the reading.
+func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q *queue) error {
 	buf := make([]byte, maxPacket)
 	for {
 		n, peer, err := conn.ReadFrom(buf)
@@ -158,21 +168,34 @@ func (s *Server) serve(ctx context.Context, conn net.PacketConn, kind Listener) 
 			}
 			return fmt.Errorf("dhcp: read from %s: %w", conn.LocalAddr(), err)
 		}
-		meta := Meta{Listener: kind}
+		p := &packet{b: append([]byte(nil), buf[:n]...), kind: kind, conn: conn, at: time.Now()}
 		if ua, ok := peer.(*net.UDPAddr); ok {
 			ap := ua.AddrPort()
-			meta.Peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			p.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+		p.key, p.dup = peek(p.b)
+		p.key.kind = kind
+		q.put(p)
+	}
+}
+
+// work handles queued packets until the queue closes.
+func (s *Server) work(ctx context.Context, q *queue) {
+	for {
+		p := q.get()
+		if p == nil {
+			return
 		}
 		pctx, pcancel := context.WithTimeout(ctx, packetTimeout)
-		r := s.h.HandlePacket(pctx, buf[:n], meta)
+		r := s.h.HandlePacket(pctx, p.b, Meta{Peer: p.peer, Listener: p.kind})
 		pcancel()
-		if r == nil {
-			continue
+		if r != nil {
+			if err := s.write(p.conn, r); err != nil {
+				s.h.m.sendErrors.Inc()
+				s.log.Warn("dhcp: could not send reply", "dest", r.Dest.String(), "mac", r.Msg.ClientHWAddr.String(), "xid", r.Msg.TransactionID.String(), "err", err)
+			}
 		}
-		if err := s.write(conn, r); err != nil {
-			s.h.m.sendErrors.Inc()
-			s.log.Warn("dhcp: could not send reply", "dest", r.Dest.String(), "mac", r.Msg.ClientHWAddr.String(), "xid", r.Msg.TransactionID.String(), "err", err)
-		}
+		q.done(p)
 	}
 }
 
