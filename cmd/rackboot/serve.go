@@ -50,7 +50,7 @@ Settings come from --config (YAML, see README.md) and flags override them.`,
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), r, capi, env.stderr)
+			return serve(cmd.Context(), r, capi, env.stderr, env.getenv("NOTIFY_SOCKET"))
 		},
 	}
 	f.register(cmd.Flags())
@@ -74,7 +74,10 @@ type service struct {
 	start func(ctx context.Context) error
 }
 
-func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer) error {
+// serve runs every service until ctx ends. notifySocket is systemd's $NOTIFY_SOCKET
+// (Type=notify): READY=1 goes there once the listeners are up and every service
+// reports ready; empty when not started by systemd.
+func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, notifySocket string) error {
 	log := newLogger(logw, r.LogLevel, r.LogFormat)
 	if err := secureDataDir(r.DataDir, log); err != nil { // datadir.go
 		return err
@@ -177,9 +180,13 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer) 
 			}
 		}
 		ready.Store(true)
+		if err := sdNotify(notifySocket, "READY=1\nSTATUS=serving"); err != nil {
+			log.Warn("cannot tell systemd rackboot is ready", "err", err)
+		}
 	}()
 	log.Info("rackboot serving", "address", r.Addr, "http", ln.Addr().String(), "dhcpMode", r.DHCP.Mode, "dataDir", r.DataDir)
 	err = g.Wait()
+	_ = sdNotify(notifySocket, "STOPPING=1") // best effort: systemd sees the exit anyway
 	log.Info("rackboot stopped", "err", err)
 	return err
 }
