@@ -177,8 +177,13 @@ func TestQEMUKubernetes(t *testing.T) {
 		t.Fatal(err)
 	}
 	sshPub := strings.TrimSpace(string(pub))
-	fail := func(format string, args ...any) {
-		t.Helper()
+	// Whatever fails from here on — these waits or the helpers' own (lab.WaitFor ends
+	// the test itself) — shows each host's timeline, console and, through SSH, the
+	// node's own view. Cleanups run last-registered first: this one before the VMs stop.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
 		var b strings.Builder
 		for _, h := range hosts {
 			evs, _ := srv.Events(context.Background(), h.id)
@@ -189,12 +194,12 @@ func TestQEMUKubernetes(t *testing.T) {
 			fmt.Fprintf(&b, "--- %s console:\n%s\n", h.id, lab.Tail(h.vm.SerialLog(), 40))
 			fmt.Fprintf(&b, "--- %s\n", seg.NS.NodeDiagnostics(sshKey, "lab@"+h.ip))
 		}
-		t.Fatalf("%s\n%s", fmt.Sprintf(format, args...), b.String())
-	}
+		t.Logf("diagnostics:\n%s", b.String())
+	})
 	if err := srv.WaitHosts(ctx, ids, 15*time.Minute, "inspection", func(h admin.Host) bool {
 		return h.State == inventory.StateAvailable
 	}, nil); err != nil {
-		fail("%v", err)
+		t.Fatal(err)
 	}
 	t.Logf("[%v] both hosts inspected and available", time.Since(began).Round(time.Second))
 
@@ -225,7 +230,7 @@ func TestQEMUKubernetes(t *testing.T) {
 
 	// 1. Both Machines Running, 2 Nodes Ready.
 	if err := watch.Until(ctx, 75*time.Minute, "both Machines Running", mgmt.AllRunning(2)); err != nil {
-		fail("%v", err)
+		t.Fatal(err)
 	}
 	t.Logf("[%v] both Machines Running %v after the cluster was applied", time.Since(began).Round(time.Second), time.Since(applied).Round(time.Second))
 	wc := workloadClient(t, rc, ns, cluster, seg)
@@ -257,14 +262,14 @@ func TestQEMUKubernetes(t *testing.T) {
 	wk := byID["wk-1"]
 	scale(t, rc.c, ns, cluster+"-md-0", 0)
 	if err := watch.Until(ctx, 20*time.Minute, "the worker Machine deleted", func(ms []clusterv1.Machine) bool { return len(ms) == 1 }); err != nil {
-		fail("%v", err)
+		t.Fatal(err)
 	}
 	waitNodeCount(t, wc, 1, 5*time.Minute)
 	waitReleased(t, srv, wk, 15*time.Minute)
 	t.Logf("[%v] scaled to 0: the worker's Node and Machine are gone, %s is wiped, off and available", time.Since(began).Round(time.Second), wk.id)
 	scale(t, rc.c, ns, cluster+"-md-0", 1)
 	if err := watch.Until(ctx, 45*time.Minute, "a new worker Machine Running", mgmt.AllRunning(2)); err != nil {
-		fail("%v", err)
+		t.Fatal(err)
 	}
 	waitNodesReady(t, wc, 2, 20*time.Minute)
 	h, err := srvAPI(t, srv).GetHost(ctx, wk.id)
