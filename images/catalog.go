@@ -208,7 +208,7 @@ func (c *Catalog) Add(ctx context.Context, req AddRequest) (inventory.Image, err
 	if err := im.Normalize(); err != nil {
 		return inventory.Image{}, fmt.Errorf("%w: %w", inventory.ErrInvalid, err)
 	}
-	if old, err := c.cfg.Store.GetImage(ctx, im.Name); err == nil && old.Status == inventory.ImageFailed && !c.busy(im.Name) {
+	if old, err := c.cfg.Store.GetImage(ctx, im.Name); err == nil && old.Status == inventory.ImageFailed && c.settle(ctx, im.Name) {
 		if err := c.Remove(ctx, im.Name); err != nil {
 			return inventory.Image{}, err
 		}
@@ -222,6 +222,24 @@ func (c *Catalog) Add(ctx context.Context, req AddRequest) (inventory.Image, err
 		c.enqueue(created.Name)
 	}
 	return created, nil
+}
+
+// settle reports whether a failed image's download or upload has ended. Its goroutine
+// records the failure just before it returns: a caller that saw the failure may ask
+// before it is gone, so settle gives it a moment (else re-adding a just-failed image
+// was refused as a conflict, now and then).
+func (c *Catalog) settle(ctx context.Context, name string) bool {
+	for range 200 {
+		if !c.busy(name) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 func (c *Catalog) busy(name string) bool {
