@@ -36,8 +36,12 @@ type Backend interface {
 // LibConfig configures the bmclib backend.
 type LibConfig struct {
 	// IPMITool is the ipmitool binary; empty means "ipmitool" from PATH.
-	IPMITool string
-	// RedfishRootCAs verify Redfish BMCs' HTTPS certificates; nil means the system's.
+	IPMITool string `yaml:"ipmitool" doc:"the ipmitool binary bmclib runs (empty: ipmitool from PATH)"`
+	// RedfishCAFile is a PEM bundle of the CAs that sign Redfish BMCs' HTTPS
+	// certificates; used when RedfishRootCAs is nil. Empty means the system's CAs.
+	RedfishCAFile string `yaml:"redfishCAFile" doc:"PEM CA bundle for Redfish HTTPS (empty: the system's CAs)"`
+	// RedfishRootCAs verify Redfish BMCs' HTTPS certificates; nil means RedfishCAFile,
+	// else the system's.
 	RedfishRootCAs *x509.CertPool
 	// Dial opens TCP connections to Redfish BMCs and the UDP socket of the RMCP ping;
 	// nil means net.Dialer. The lab dials from inside its network namespace.
@@ -46,10 +50,48 @@ type LibConfig struct {
 	PingWait time.Duration
 }
 
+// Validate checks the files the settings name, so a typo is found before the first
+// BMC call. Messages start with the setting's name (ipmitool, redfishCAFile).
+func (c LibConfig) Validate() error {
+	var errs []error
+	if c.IPMITool != "" {
+		if fi, err := os.Stat(c.IPMITool); err != nil || fi.IsDir() {
+			errs = append(errs, fmt.Errorf("ipmitool: %s is not a file: give the path of the ipmitool binary (apt-get install ipmitool), or leave it out to use the one on PATH", c.IPMITool))
+		}
+	}
+	if c.RedfishCAFile != "" && c.RedfishRootCAs == nil {
+		if _, err := c.redfishCAs(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// redfishCAs is RedfishRootCAs, else the pool read from RedfishCAFile (nil: system).
+func (c LibConfig) redfishCAs() (*x509.CertPool, error) {
+	if c.RedfishRootCAs != nil || c.RedfishCAFile == "" {
+		return c.RedfishRootCAs, nil
+	}
+	pem, err := os.ReadFile(c.RedfishCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("redfishCAFile: %w: give a readable PEM file, or leave it out for the system's CAs", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("redfishCAFile: %s holds no PEM certificate: give the CA that signed the BMCs' HTTPS certificates", c.RedfishCAFile)
+	}
+	return pool, nil
+}
+
 // NewLibBackend returns the Backend that speaks IPMI (through bmclib's ipmitool
 // provider) and Redfish (through bmclib's gofish provider). Each call builds a bmclib
 // client restricted to the one provider its URL names, so nothing probes the others.
 func NewLibBackend(cfg LibConfig) Backend {
+	if cfg.RedfishRootCAs == nil {
+		// New validated the file; a backend built without New falls back to the
+		// system's CAs, which still verify certificates.
+		cfg.RedfishRootCAs, _ = cfg.redfishCAs()
+	}
 	if cfg.Dial == nil {
 		cfg.Dial = defaultDial
 	}

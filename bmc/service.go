@@ -39,21 +39,21 @@ type Config struct {
 	// Backend performs the operations; nil means NewLibBackend(Lib).
 	Backend Backend
 	// Lib configures the bmclib backend when Backend is nil.
-	Lib LibConfig
+	Lib LibConfig `yaml:",inline"`
 	// Workers bounds how many BMC operations run at once (default 8).
-	Workers int
+	Workers int `yaml:"workers" doc:"BMC operations at once (one dead BMC never blocks the others)"`
 	// Timeout bounds one operation, retries included (default 30s). When it passes,
 	// the caller gets ErrTimeout and the worker moves on, whatever the BMC does.
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout" doc:"one BMC operation, retries included"`
 	// QueueTimeout bounds the wait for a free worker, and for an operation already
 	// running on the same host to finish (default: Timeout). Past it: ErrBusy.
-	QueueTimeout time.Duration
+	QueueTimeout time.Duration `yaml:"queueTimeout" doc:"wait for a free worker (0: bmc.timeout)"`
 	// MaxAttempts per operation (default 3; 1 disables retries). Only transient
 	// failures are retried: never wrong credentials, refusals or timeouts.
-	MaxAttempts int
+	MaxAttempts int `yaml:"maxAttempts" doc:"attempts per operation; only transient failures are retried"`
 	// Backoff before the first retry, doubled for each further one, with jitter
 	// (default 250ms, at most 5s).
-	Backoff time.Duration
+	Backoff time.Duration `yaml:"backoff" doc:"wait before the first retry, doubled for each further one (at most 5s)"`
 	// Logger receives one line per operation; nil discards. Passwords never reach it.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means they are not exported.
@@ -89,13 +89,49 @@ type metrics struct {
 	waiting   prometheus.Gauge
 }
 
+// DefaultConfig is the settings part of Config with every default written out.
+func DefaultConfig() Config {
+	return Config{Workers: DefaultWorkers, Timeout: DefaultTimeout, MaxAttempts: DefaultMaxAttempts, Backoff: DefaultBackoff}
+}
+
+// Validate checks the operator's settings (zeros mean the defaults). Each message
+// starts with the setting's name in the configuration file (workers, timeout, ...), so
+// the caller can prefix its own path ("bmc.").
+func (c Config) Validate() error {
+	var errs []error
+	if c.Workers < 0 || c.Workers > 1024 {
+		errs = append(errs, fmt.Errorf("workers: %d: give 1-1024 (default %d)", c.Workers, DefaultWorkers))
+	}
+	if c.Timeout < 0 || (c.Timeout > 0 && c.Timeout < time.Second) {
+		errs = append(errs, fmt.Errorf("timeout: %s: give at least 1s (ipmitool alone needs a few hundred ms per call)", c.Timeout))
+	}
+	if c.QueueTimeout < 0 {
+		errs = append(errs, fmt.Errorf("queueTimeout: %s: give a positive duration, or 0 for bmc.timeout", c.QueueTimeout))
+	}
+	if c.MaxAttempts < 0 || c.MaxAttempts > 10 {
+		errs = append(errs, fmt.Errorf("maxAttempts: %d: give 1-10 (default %d)", c.MaxAttempts, DefaultMaxAttempts))
+	}
+	if c.Backoff < 0 || c.Backoff > maxBackoff {
+		errs = append(errs, fmt.Errorf("backoff: %s: give 0-%s (default %s)", c.Backoff, maxBackoff, DefaultBackoff))
+	}
+	if err := c.Lib.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
 // New validates cfg and returns a Service; call Start to run its workers.
 func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("bmc: no inventory store configured")
 	}
+	// Validate is the operator's rule (serve applies it); New refuses only what cannot
+	// work, so tests may use short timeouts.
 	if cfg.Workers < 0 || cfg.Timeout < 0 || cfg.QueueTimeout < 0 || cfg.MaxAttempts < 0 || cfg.Backoff < 0 {
 		return nil, errors.New("bmc: workers, timeouts, attempts and backoff cannot be negative")
+	}
+	if err := cfg.Lib.Validate(); err != nil {
+		return nil, fmt.Errorf("bmc: %w", err)
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = DefaultWorkers

@@ -36,22 +36,54 @@ type Config struct {
 	REST *rest.Config
 	// Rack is this instance's rack: the failure domain whose machines it reconciles and
 	// the RACK of the providerIDs it sets. Required.
-	Rack        string
+	Rack        string `yaml:"rack" doc:"this rack's name: the failure domain whose machines this rackboot reconciles, and RACK in providerIDs rackboot://RACK/HOST (required with the controllers)"`
 	Inventory   Inventory
 	Provisioner HostProvisioner
 	Logger      *slog.Logger
 	// LeaderElection makes one instance per rack active (the Lease is
 	// rackboot-RACK in LeaderElectionNamespace); the others wait as hot standbys.
-	LeaderElection          bool
-	LeaderElectionNamespace string
+	LeaderElection          bool   `yaml:"leaderElect" doc:"with several rackboot instances for one rack, let one (holding Lease rackboot-RACK) act at a time"`
+	LeaderElectionNamespace string `yaml:"leaderElectionNamespace" doc:"namespace of the leader-election Lease"`
 	// Namespace limits the controllers to one namespace; empty watches all.
-	Namespace string
+	Namespace string `yaml:"namespace" doc:"reconcile only the RackbootMachines and RackbootClusters of this namespace (empty: all)"`
 	// Concurrency is the number of machines reconciled at once (default 10).
-	Concurrency int
+	Concurrency int `yaml:"concurrency" doc:"machines reconciled at once"`
 	// Poll is how often a host the provisioner works on is re-checked without a
 	// HostChanged call (default 15s); machines waiting for a free host are re-checked
 	// every 2×Poll.
-	Poll time.Duration
+	Poll time.Duration `yaml:"poll" doc:"re-check of a machine whose host is being worked on (waiting machines: twice this)"`
+}
+
+// Defaults of Config.
+const (
+	DefaultConcurrency             = 10
+	DefaultPoll                    = 15 * time.Second
+	DefaultLeaderElectionNamespace = "rackboot-system"
+)
+
+// DefaultConfig is the settings part of Config with every default written out.
+func DefaultConfig() Config {
+	return Config{LeaderElection: true, LeaderElectionNamespace: DefaultLeaderElectionNamespace, Concurrency: DefaultConcurrency, Poll: DefaultPoll}
+}
+
+// Validate checks the operator's settings (zeros mean the defaults; an empty Rack is
+// left to the caller, which knows whether the controllers run). Each message starts
+// with the setting's name in the configuration file (rack, poll, ...).
+func (c Config) Validate() error {
+	var errs []error
+	if c.Rack != "" && !rackRe.MatchString(c.Rack) {
+		errs = append(errs, fmt.Errorf("rack: %q is invalid: use lower-case letters, digits and '-' (it becomes part of rackboot://RACK/HOST and of a Lease name)", c.Rack))
+	}
+	if c.LeaderElection && c.LeaderElectionNamespace == "" {
+		errs = append(errs, errors.New("leaderElectionNamespace: is empty but leader election is on: name the namespace of the Lease (default rackboot-system), or turn leaderElect off"))
+	}
+	if c.Concurrency < 0 || c.Concurrency > 1000 {
+		errs = append(errs, fmt.Errorf("concurrency: %d: give 1-1000 (default %d)", c.Concurrency, DefaultConcurrency))
+	}
+	if c.Poll < 0 || (c.Poll > 0 && c.Poll < time.Second) {
+		errs = append(errs, fmt.Errorf("poll: %s: give at least 1s (default %s)", c.Poll, DefaultPoll))
+	}
+	return errors.Join(errs...)
 }
 
 var rackRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
@@ -86,11 +118,14 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cluster API controllers: %w", err)
+	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 10
+		cfg.Concurrency = DefaultConcurrency
 	}
 	if cfg.Poll <= 0 {
-		cfg.Poll = 15 * time.Second
+		cfg.Poll = DefaultPoll
 	}
 	if cfg.LeaderElection && cfg.LeaderElectionNamespace == "" {
 		return nil, errors.New("cluster API controllers: leader election needs a namespace for its Lease (--leader-election-namespace)")

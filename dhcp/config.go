@@ -72,17 +72,21 @@ type KeyIssuer interface {
 type Discovery struct {
 	// MaxHosts is the most hosts in state discovered (default 256); unknown MACs beyond
 	// it get no answer.
-	MaxHosts int
+	MaxHosts int `yaml:"maxHosts" doc:"most hosts in state discovered; unknown MACs beyond it get no answer"`
 	// Rate (per second) and Burst bound the unknown MACs served (default 2/s, burst 20),
 	// so that a flood of random MACs cannot crowd out known hosts or empty the pool.
-	Rate  float64
-	Burst int
+	Rate  float64 `yaml:"rate" doc:"unknown MACs served per second under unknownHosts: discover"`
+	Burst int     `yaml:"burst" doc:"unknown MACs served at once"`
 }
 
 // Config is the DHCP service's whole configuration. cmd/rackboot fills it from flags
 // and the config file; the zero values of optional fields get the defaults above.
+//
+// The settings an operator writes carry yaml tags (the "dhcp" section of rackboot's
+// configuration file; Subnet and Boot are written there too, see cmd/rackboot); the
+// others are wiring.
 type Config struct {
-	Mode Mode
+	Mode Mode `yaml:"mode" doc:"server (rackboot hands out addresses), proxy (boot options beside the site's DHCP server) or off"`
 	// Interface is the provisioning interface: both listeners are bound to it
 	// (SO_BINDTODEVICE), so rackboot never answers on any other network.
 	Interface string
@@ -90,34 +94,34 @@ type Config struct {
 	// and, unless Boot says otherwise, the next server and the HTTP host.
 	ServerIP netip.Addr
 	// Port is the DHCP server port (default 67).
-	Port int
+	Port int `yaml:"port" doc:"DHCP server port"`
 	// ProxyPort is the PXE boot server port answered in proxy mode (default 4011).
-	ProxyPort int
+	ProxyPort int `yaml:"proxyPort" doc:"PXE boot server port answered in proxy mode"`
 	// Subnets served in server mode. The first is the local subnet on Interface and
 	// must contain ServerIP; the others are reached through relay agents (giaddr).
 	Subnets []Subnet
 	// UnknownHosts is the policy for MACs not in the inventory (default ignore).
-	UnknownHosts UnknownHostPolicy
+	UnknownHosts UnknownHostPolicy `yaml:"unknownHosts" doc:"ignore unknown MACs, or discover them (a pool address; PXE clients are enrolled as discovered)"`
 	Boot         Boot
 	// OfferHold is how long an offered address stays reserved for the client it was
 	// offered to (default 1m).
-	OfferHold time.Duration
+	OfferHold time.Duration `yaml:"offerHold" doc:"an offered address stays reserved for its client this long"`
 	// DeclineHold is how long an address a client DECLINEd stays out of the pool
 	// (default 10m).
-	DeclineHold time.Duration
+	DeclineHold time.Duration `yaml:"declineHold" doc:"an address a client declined (in use by someone else) stays out of the pool this long"`
 
 	// Keys issues the boot key put in iPXE script URLs; nil sends them without one (a
 	// script fetch then boots no agent in server and proxy mode: see package trust).
 	Keys KeyIssuer
 	// Discovery limits enrolment under UnknownDiscover.
-	Discovery Discovery
+	Discovery Discovery `yaml:"discovery" doc:"limits on unknown MACs under unknownHosts: discover"`
 
 	// Workers is how many packets are handled at once (default 256: an ACK waits for
 	// its lease's fsync, and the packets waiting share one).
-	Workers int
+	Workers int `yaml:"workers" doc:"packets handled at once (an ACK waits for its lease's fsync)"`
 	// QueueLength bounds the packets waiting for a worker (default 2048); past it the
 	// oldest waiting packet is shed (see queue.go).
-	QueueLength int
+	QueueLength int `yaml:"queueLength" doc:"packets waiting for a worker; past it the oldest is dropped"`
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -128,18 +132,18 @@ type Config struct {
 
 // Subnet is one IPv4 network served in server mode.
 type Subnet struct {
-	Prefix netip.Prefix
+	Prefix netip.Prefix `yaml:"cidr" doc:"the subnet, e.g. 10.0.0.0/24 (the local one defaults to the interface's prefix)"`
 	// Range is the dynamic pool; the zero Range means reservations only.
-	Range  Range
-	Router netip.Addr // zero: no router option
-	DNS    []netip.Addr
-	Domain string
+	Range  Range        `yaml:"range" doc:"dynamic pool START-END; empty: reservations only"`
+	Router netip.Addr   `yaml:"router" doc:"default gateway handed to clients"` // zero: no router option
+	DNS    []netip.Addr `yaml:"dns" doc:"DNS servers handed to clients"`
+	Domain string       `yaml:"domain" doc:"domain name handed to clients"`
 	// LeaseTime for addresses on this subnet (default 1h).
-	LeaseTime time.Duration
+	LeaseTime time.Duration `yaml:"leaseTime" doc:"lease time"`
 	// Routes are sent as classless static routes (option 121, RFC 3442) to clients that
 	// ask for them. RFC 3442 makes such clients ignore the router option, so the default
 	// route via Router is appended automatically.
-	Routes []Route
+	Routes []Route `yaml:"routes" doc:"classless static routes (option 121): [{dest: CIDR, gateway: IP}]; the default route via router is added"`
 }
 
 // Range is an inclusive range of IPv4 addresses.
@@ -149,8 +153,8 @@ type Range struct {
 
 // Route is one classless static route.
 type Route struct {
-	Dest    netip.Prefix
-	Gateway netip.Addr
+	Dest    netip.Prefix `yaml:"dest" doc:"destination network, e.g. 10.50.0.0/16"`
+	Gateway netip.Addr   `yaml:"gateway" doc:"gateway inside the client's subnet"`
 }
 
 // Boot says which files and URLs netboot clients are sent to.
@@ -161,19 +165,19 @@ type Boot struct {
 	HTTPBaseURL string
 	// TFTPServer is the next server (siaddr, option 66) for TFTP boot files (default
 	// ServerIP).
-	TFTPServer netip.Addr
+	TFTPServer netip.Addr `yaml:"tftpServer" doc:"next server for TFTP boot files (empty: this server's address)"`
 	// BIOSFile is sent over TFTP to BIOS PXE clients (arch 0; default undionly.kpxe).
-	BIOSFile string
+	BIOSFile string `yaml:"biosBinary" doc:"TFTP boot file for BIOS PXE clients"`
 	// UEFIFile is sent over TFTP to x86-64 UEFI PXE clients (arch 7 and 9; default
 	// snponly.efi; ipxe.efi carries its own NIC drivers).
-	UEFIFile string
+	UEFIFile string `yaml:"uefiBinary" doc:"TFTP boot file for x86-64 UEFI PXE clients: snponly.efi, or ipxe.efi (its own NIC drivers)"`
 	// HTTPBootFile is sent as HTTPBaseURL/ipxe/bin/HTTPBootFile to x86-64 UEFI HTTP boot
 	// clients (arch 16; default snponly.efi).
-	HTTPBootFile string
+	HTTPBootFile string `yaml:"httpBootBinary" doc:"binary offered by URL to x86-64 UEFI HTTP boot clients"`
 	// ARM64File is sent to arm64 UEFI clients, over TFTP (arch 11) or as a URL under
 	// /ipxe/bin/ (arch 19). Empty (the default): arm64 clients get no boot options,
 	// because rackboot ships no arm64 iPXE.
-	ARM64File string
+	ARM64File string `yaml:"arm64Binary" doc:"boot file for arm64 UEFI clients, put in DATA_DIR/ipxe (rackboot ships none; empty: arm64 clients get no boot options)"`
 }
 
 // ParseRange parses "START-END", e.g. "10.0.0.100-10.0.0.200".
@@ -193,6 +197,23 @@ func ParseRange(s string) (Range, error) {
 	return Range{Start: start, End: end}, nil
 }
 
+// UnmarshalText reads START-END (ParseRange); empty is the zero Range.
+func (r *Range) UnmarshalText(b []byte) error {
+	if strings.TrimSpace(string(b)) == "" {
+		*r = Range{}
+		return nil
+	}
+	v, err := ParseRange(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// MarshalText writes START-END.
+func (r Range) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
 // IsZero reports whether r is the empty range (no pool).
 func (r Range) IsZero() bool { return !r.Start.IsValid() && !r.End.IsValid() }
 
@@ -208,13 +229,26 @@ func (r Range) String() string {
 	return r.Start.String() + "-" + r.End.String()
 }
 
-// fieldError names the Config field at fault, so cmd/rackboot can map it to a flag.
+// fieldError names the setting at fault by its name in the configuration file (the
+// yaml tags), so cmd/rackboot prefixes its section ("dhcp.") and finds its line.
 type fieldError struct{ field, msg string }
 
-func (e *fieldError) Error() string { return "dhcp: " + e.field + ": " + e.msg }
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
 
 func bad(field, format string, args ...any) error {
 	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// DefaultConfig is the settings part of Config with every default written out (what
+// `rackboot config defaults` prints), in server mode.
+func DefaultConfig() Config {
+	return Config{
+		Mode: ModeServer, Port: DefaultPort, ProxyPort: DefaultProxyPort, UnknownHosts: UnknownIgnore,
+		OfferHold: DefaultOfferHold, DeclineHold: DefaultDeclineHold,
+		Discovery: Discovery{MaxHosts: DefaultDiscoveryMaxHosts, Rate: DefaultDiscoveryRate, Burst: DefaultDiscoveryBurst},
+		Workers:   DefaultWorkers, QueueLength: DefaultQueueLength,
+		Boot: Boot{BIOSFile: DefaultBIOSFile, UEFIFile: DefaultUEFIFile, HTTPBootFile: DefaultHTTPBootFile},
+	}
 }
 
 // withDefaults returns a copy of c with defaults filled in; it does not validate.
@@ -292,7 +326,8 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate checks c (after defaults) and returns every problem found, each naming the
-// field and what to do about it.
+// setting as the configuration file spells it (subnets[1].range, boot.uefiBinary) and
+// what to do about it; ServerIP and Store, which serve fills in, by their Go names.
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
@@ -301,128 +336,175 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	// Off: the service does not run, but its settings are still checked, so a mode
+	// switched on later finds them sound.
+	serving := c.Mode != ModeOff
 	switch c.Mode {
-	case ModeOff:
-		return nil
-	case ModeServer, ModeProxy:
+	case ModeOff, ModeServer, ModeProxy:
 	case "":
-		return bad("Mode", "is empty: use server (rackboot hands out addresses), proxy (beside an existing DHCP server) or off")
+		return bad("mode", "is empty: use server (rackboot hands out addresses), proxy (beside an existing DHCP server) or off")
 	default:
-		return bad("Mode", "%q is not a mode: use server, proxy or off", c.Mode)
+		return bad("mode", "%q is not a mode: use server (rackboot hands out addresses), proxy (an existing DHCP server does; rackboot adds boot options) or off", c.Mode)
 	}
-	if !c.ServerIP.Is4() {
+	if serving && !c.ServerIP.Is4() {
 		add(bad("ServerIP", "%q is not an IPv4 address: give rackboot's address on the provisioning interface", c.ServerIP))
 	}
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"Port", c.Port}, {"ProxyPort", c.ProxyPort}} {
+	}{{"port", c.Port}, {"proxyPort", c.ProxyPort}} {
 		if p.v < 1 || p.v > 65535 {
 			add(bad(p.name, "%d is not a UDP port: use 1-65535", p.v))
 		}
 	}
 	if c.Mode == ModeProxy && c.Port == c.ProxyPort {
-		add(bad("ProxyPort", "is the same as Port (%d): the PXE boot server port must differ (normally 4011)", c.Port))
+		add(bad("proxyPort", "is the same as port (%d): the PXE boot server port must differ (normally 4011)", c.Port))
 	}
 	switch c.UnknownHosts {
 	case UnknownIgnore, UnknownDiscover:
 	default:
-		add(bad("UnknownHosts", "%q is not a policy: use ignore or discover", c.UnknownHosts))
+		add(bad("unknownHosts", "%q is not a policy: use ignore or discover", c.UnknownHosts))
 	}
-	if c.Store == nil {
-		add(bad("Store", "is nil: the DHCP service needs the inventory"))
+	if d := c.Discovery; d.MaxHosts < 1 || d.MaxHosts > 100000 {
+		add(bad("discovery.maxHosts", "%d is out of range: use 1-100000 (hosts in state discovered at once)", d.MaxHosts))
 	}
-	if c.Discovery.MaxHosts < 0 {
-		add(bad("Discovery.MaxHosts", "%d must not be negative", c.Discovery.MaxHosts))
+	// The upper bounds are a bench's (perfdhcp with thousands of unknown MACs); a rack
+	// wants a few per second.
+	if d := c.Discovery; d.Rate <= 0 || d.Rate > 1e6 {
+		add(bad("discovery.rate", "%g is out of range: use a rate above 0 and at most 1000000 unknown MACs per second", d.Rate))
 	}
-	if c.Discovery.Rate < 0 || c.Discovery.Burst < 0 {
-		add(bad("Discovery.Rate", "rate %g and burst %d must not be negative", c.Discovery.Rate, c.Discovery.Burst))
+	if d := c.Discovery; d.Burst < 1 || d.Burst > 1000000 {
+		add(bad("discovery.burst", "%d is out of range: use 1-1000000", d.Burst))
 	}
-	if c.OfferHold < 0 || c.DeclineHold < 0 {
-		add(bad("OfferHold/DeclineHold", "must not be negative"))
+	for _, h := range []struct {
+		name string
+		v    time.Duration
+	}{{"offerHold", c.OfferHold}, {"declineHold", c.DeclineHold}} {
+		if h.v < time.Second || h.v > 24*time.Hour {
+			add(bad(h.name, "%s: give 1s-24h", h.v))
+		}
 	}
-	add(c.Boot.validate())
+	if c.Workers < 1 || c.Workers > 65536 {
+		add(bad("workers", "%d: give 1-65536 (default %d)", c.Workers, DefaultWorkers))
+	}
+	if c.QueueLength < 1 || c.QueueLength > 1<<20 {
+		add(bad("queueLength", "%d: give 1-1048576 (default %d)", c.QueueLength, DefaultQueueLength))
+	}
+	if serving {
+		add(prefixed("boot.", c.Boot.Validate()))
+	}
 	if c.Mode == ModeServer {
 		if len(c.Subnets) == 0 {
-			add(bad("Subnets", "is empty: server mode needs at least the local subnet"))
+			add(bad("subnets", "is empty: server mode needs at least the local subnet"))
 		}
 		for i, s := range c.Subnets {
-			add(s.validate(fmt.Sprintf("Subnets[%d]", i)))
+			add(prefixed(fmt.Sprintf("subnets[%d].", i), s.Validate()))
 			for j := 0; j < i; j++ {
 				if o := c.Subnets[j]; s.Prefix.IsValid() && o.Prefix.IsValid() && s.Prefix.Overlaps(o.Prefix) {
-					add(bad(fmt.Sprintf("Subnets[%d].Prefix", i), "%s overlaps Subnets[%d] %s: list each network once", s.Prefix, j, o.Prefix))
+					add(bad(fmt.Sprintf("subnets[%d].cidr", i), "%s overlaps subnets[%d] %s: list each network once", s.Prefix, j, o.Prefix))
 				}
 			}
 		}
 		if len(c.Subnets) > 0 && c.ServerIP.Is4() && c.Subnets[0].Prefix.IsValid() && !c.Subnets[0].Prefix.Contains(c.ServerIP) {
-			add(bad("Subnets[0].Prefix", "%s does not contain ServerIP %s: the first subnet is the one on the provisioning interface", c.Subnets[0].Prefix, c.ServerIP))
+			add(bad("subnets[0].cidr", "%s does not contain ServerIP %s: the first subnet is the one on the provisioning interface", c.Subnets[0].Prefix, c.ServerIP))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (s Subnet) validate(field string) error {
+// prefixed puts prefix before the setting name of each error in err (a join).
+func prefixed(prefix string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range unjoin(err) {
+		if fe, ok := e.(*fieldError); ok {
+			out = append(out, &fieldError{field: prefix + fe.field, msg: fe.msg})
+		} else {
+			out = append(out, fmt.Errorf("%s%w", prefix, e))
+		}
+	}
+	return errors.Join(out...)
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// Validate checks one subnet (after defaults: a zero LeaseTime is refused). Errors name
+// the setting as the configuration file spells it (cidr, range, routes[0], ...).
+func (s Subnet) Validate() error {
 	var errs []error
 	add := func(err error) { errs = append(errs, err) }
 	p := s.Prefix
 	if !p.IsValid() || !p.Addr().Is4() {
-		return bad(field+".Prefix", "%q is not an IPv4 prefix such as 10.0.0.0/24", p)
+		return bad("cidr", "%q is not an IPv4 prefix such as 10.0.0.0/24", p)
 	}
 	if p.Bits() > 30 {
-		add(bad(field+".Prefix", "%s leaves no room for clients: use a /30 or larger network", p))
+		add(bad("cidr", "%s leaves no room for clients: use a /30 or larger network", p))
 	}
 	if !s.Range.IsZero() {
 		switch {
 		case !s.Range.Start.Is4() || !s.Range.End.Is4():
-			add(bad(field+".Range", "%q: give both START and END as IPv4 addresses", s.Range))
+			add(bad("range", "%q: give both START and END as IPv4 addresses", s.Range))
 		case s.Range.End.Less(s.Range.Start):
-			add(bad(field+".Range", "%s: start is after end: write START-END with START <= END", s.Range))
+			add(bad("range", "%s: start is after end: write START-END with START <= END", s.Range))
 		case !p.Contains(s.Range.Start) || !p.Contains(s.Range.End):
-			add(bad(field+".Range", "%s is not inside the subnet %s: pick a pool inside it", s.Range, p))
+			add(bad("range", "%s is not inside the subnet %s: pick a pool inside it", s.Range, p))
 		case s.Range.Start == p.Addr() || s.Range.End == lastAddr(p):
-			add(bad(field+".Range", "%s includes the network or broadcast address of %s: leave them out", s.Range, p))
+			add(bad("range", "%s includes the network or broadcast address of %s: leave them out", s.Range, p))
 		}
 	}
 	if s.Router.IsValid() && (!s.Router.Is4() || !p.Contains(s.Router)) {
-		add(bad(field+".Router", "%s is not an IPv4 address inside %s", s.Router, p))
+		add(bad("router", "%s is not an IPv4 address inside %s", s.Router, p))
 	}
 	for _, d := range s.DNS {
 		if !d.Is4() {
-			add(bad(field+".DNS", "%q is not an IPv4 address", d))
+			add(bad("dns", "%q is not an IPv4 address: give DNS servers as IP[,IP]", d))
 		}
 	}
 	if s.Domain != "" && !validDomain(s.Domain) {
-		add(bad(field+".Domain", "%q is not a domain name: use letters, digits, '-' and '.'", s.Domain))
+		add(bad("domain", "%q is not a domain name: use letters, digits, '-' and '.'", s.Domain))
 	}
 	if s.LeaseTime < minLeaseTime {
-		add(bad(field+".LeaseTime", "%s is too short: use at least %s", s.LeaseTime, minLeaseTime))
+		add(bad("leaseTime", "%s is too short: use at least %s", s.LeaseTime, minLeaseTime))
 	}
 	for i, r := range s.Routes {
 		if !r.Dest.IsValid() || !r.Dest.Addr().Is4() || !r.Gateway.Is4() {
-			add(bad(fmt.Sprintf("%s.Routes[%d]", field, i), "give an IPv4 destination prefix and gateway"))
+			add(bad(fmt.Sprintf("routes[%d]", i), "give an IPv4 destination prefix and gateway"))
 			continue
 		}
 		if !p.Contains(r.Gateway) {
-			add(bad(fmt.Sprintf("%s.Routes[%d]", field, i), "gateway %s is not inside %s: clients can only reach gateways on their own network", r.Gateway, p))
+			add(bad(fmt.Sprintf("routes[%d]", i), "gateway %s is not inside %s: clients can only reach gateways on their own network", r.Gateway, p))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (b Boot) validate() error {
+// Validate checks the boot files and addresses (after defaults). Errors name the
+// setting as the configuration file spells it (uefiBinary, tftpServer, ...).
+func (b Boot) Validate() error {
 	var errs []error
 	u, err := url.Parse(b.HTTPBaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		errs = append(errs, bad("Boot.HTTPBaseURL", "%q is not a base URL such as http://10.0.0.1:8080", b.HTTPBaseURL))
+		errs = append(errs, bad("HTTPBaseURL", "%q is not a base URL such as http://10.0.0.1:8080", b.HTTPBaseURL))
 	}
 	if !b.TFTPServer.Is4() {
-		errs = append(errs, bad("Boot.TFTPServer", "%q is not an IPv4 address", b.TFTPServer))
+		errs = append(errs, bad("tftpServer", "%q is not an IPv4 address", b.TFTPServer))
 	}
 	for _, f := range []struct{ name, v string }{
-		{"Boot.BIOSFile", b.BIOSFile}, {"Boot.UEFIFile", b.UEFIFile},
-		{"Boot.HTTPBootFile", b.HTTPBootFile}, {"Boot.ARM64File", b.ARM64File},
+		{"biosBinary", b.BIOSFile}, {"uefiBinary", b.UEFIFile},
+		{"httpBootBinary", b.HTTPBootFile}, {"arm64Binary", b.ARM64File},
 	} {
-		if f.name == "Boot.ARM64File" && f.v == "" {
+		if f.name == "arm64Binary" && f.v == "" {
 			continue
 		}
 		if !validFileName(f.v) {

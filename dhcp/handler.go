@@ -97,7 +97,10 @@ type subnetState struct {
 // NewHandler validates cfg and registers the DHCP metrics on cfg.Registerer.
 func NewHandler(cfg Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dhcp: %w", err)
+	}
+	if cfg.Mode != ModeOff && cfg.Store == nil {
+		return nil, errors.New("dhcp: Store is nil: the DHCP service needs the inventory")
 	}
 	cfg = cfg.withDefaults()
 	if cfg.Mode == ModeOff {

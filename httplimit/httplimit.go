@@ -73,9 +73,9 @@ type Route struct {
 // Config configures the limits.
 type Config struct {
 	// BodyTimeout is how long a request body may take; 0 means DefaultBodyTimeout.
-	BodyTimeout time.Duration
+	BodyTimeout time.Duration `yaml:"bodyTimeout" doc:"a request body must arrive within this (admin API: 1m; image uploads: none)"`
 	// MaxRanges bounds the ranges of one request; 0 means DefaultMaxRanges.
-	MaxRanges int
+	MaxRanges int `yaml:"maxRanges" doc:"ranges in one Range header; more, overlapping or unsorted ones get 416"`
 	// Routes, first match wins.
 	Routes []Route
 	// Registerer gets rackboot_http_limited_total; nil keeps it private.
@@ -90,7 +90,7 @@ func (c Config) Validate() error {
 	case c.BodyTimeout < 0:
 		return fmt.Errorf("bodyTimeout: %s: give a positive duration such as 10s", c.BodyTimeout)
 	case c.BodyTimeout > 0 && c.BodyTimeout < 100*time.Millisecond:
-		return fmt.Errorf("bodyTimeout: %s is too short for any client: give at least 1s", c.BodyTimeout)
+		return fmt.Errorf("bodyTimeout: %s is too short for any client: give at least 1s (default %s)", c.BodyTimeout, DefaultBodyTimeout)
 	case c.MaxRanges < 0:
 		return fmt.Errorf("maxRanges: %d: give at least 1 (default %d)", c.MaxRanges, DefaultMaxRanges)
 	}

@@ -25,10 +25,10 @@ const DefaultMaxSources = 8192
 
 // Config is one limit: PerSecond requests per second per source, with bursts of Burst.
 type Config struct {
-	PerSecond float64
-	Burst     int
+	PerSecond float64 `yaml:"perSecond" doc:"requests per second from one address"`
+	Burst     int     `yaml:"burst" doc:"requests one address may send at once"`
 	// MaxSources bounds the addresses remembered; 0 means DefaultMaxSources.
-	MaxSources int
+	MaxSources int `yaml:"maxSources" doc:"source addresses remembered (0: 8192)"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

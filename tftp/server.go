@@ -110,21 +110,31 @@ type Config struct {
 	// Store puts transfers on host timelines; nil records none.
 	Store Store
 	// Timeout is how long to wait for each ACK before resending; 0 means DefaultTimeout.
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout" doc:"wait for each ACK before a block is sent again"`
 	// Retries is how many times a block is sent before the transfer fails; 0 means
 	// DefaultRetries.
-	Retries int
+	Retries int `yaml:"retries" doc:"sends of one block before the transfer fails"`
 	// MaxTransfers is how many transfers may run at once; 0 means DefaultMaxTransfers.
-	MaxTransfers int
+	MaxTransfers int `yaml:"maxTransfers" doc:"transfers at once; more get \"server busy\""`
 	// MaxTransfersPerSource is how many of them may come from one IP address; 0 means
 	// DefaultMaxTransfersPerSource.
-	MaxTransfersPerSource int
+	MaxTransfersPerSource int `yaml:"maxTransfersPerSource" doc:"transfers at once from one address"`
+}
+
+// DefaultConfig is the settings part of Config with every default written out (what
+// `rackboot config defaults` prints under tftp).
+func DefaultConfig() Config {
+	return Config{Timeout: DefaultTimeout, Retries: DefaultRetries, MaxTransfers: DefaultMaxTransfers, MaxTransfersPerSource: DefaultMaxTransfersPerSource}
 }
 
 // Validate checks the limits an operator sets (zeros mean the defaults). Its messages
 // start with the setting's name, so the caller can prefix its own path ("tftp.").
 func (c Config) Validate() error {
 	switch {
+	case c.Timeout < 0 || (c.Timeout > 0 && c.Timeout < 100*time.Millisecond) || c.Timeout > time.Minute:
+		return fmt.Errorf("timeout: %s: give 100ms-1m (default %s)", c.Timeout, DefaultTimeout)
+	case c.Retries < 0 || c.Retries > 100:
+		return fmt.Errorf("retries: %d: give 1-100 (default %d)", c.Retries, DefaultRetries)
 	case c.MaxTransfers < 0:
 		return fmt.Errorf("maxTransfers: %d: give a positive number (default %d)", c.MaxTransfers, DefaultMaxTransfers)
 	case c.MaxTransfersPerSource < 0:

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/yaml"
 
+	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -34,30 +34,32 @@ func TestBMCConfig(t *testing.T) {
 	os.WriteFile(notPEM, []byte("hello"), 0o644)
 	store := openCLIStore(t)
 
-	// The YAML section parses into the config with durations.
-	var cfg serveConfig
-	if err := yaml.UnmarshalStrict([]byte("bmc:\n  workers: 4\n  timeout: 45s\n  redfishCAFile: "+ca+"\n"), &cfg); err != nil {
+	// The YAML section parses into bmc.Config with durations, and the service takes it.
+	r, err := resolveYAML(t, "bmc:\n  workers: 4\n  timeout: 45s\n  redfishCAFile: "+ca+"\n")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.BMC.Workers != 4 || time.Duration(cfg.BMC.Timeout) != 45*time.Second {
-		t.Fatalf("parsed %+v", cfg.BMC)
+	if r.BMC.Workers != 4 || r.BMC.Timeout != 45*time.Second || r.BMC.Lib.RedfishCAFile != ca {
+		t.Fatalf("parsed %+v", r.BMC)
 	}
-	if _, err := newBMCService(cfg.BMC, store, nil, prometheus.NewRegistry()); err != nil {
+	bc := r.BMC
+	bc.Store, bc.Registerer = store, prometheus.NewRegistry()
+	if _, err := bmc.New(bc); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
 	for _, c := range []struct {
-		cfg  bmcConfig
+		doc  string
 		want string
 	}{
-		{bmcConfig{Workers: -1}, "bmc.workers: -1: give 1-1024"},
-		{bmcConfig{Timeout: duration(100 * time.Millisecond)}, "bmc.timeout: 100ms: give at least 1s"},
-		{bmcConfig{MaxAttempts: 50}, "bmc.maxAttempts: 50"},
-		{bmcConfig{RedfishCAFile: filepath.Join(dir, "missing.pem")}, "bmc.redfishCAFile: open"},
-		{bmcConfig{RedfishCAFile: notPEM}, "holds no PEM certificate"},
-		{bmcConfig{IPMITool: dir}, "bmc.ipmitool: " + dir + " is not a file"},
+		{"bmc: {workers: -1}", "bmc.workers: -1: give 1-1024"},
+		{"bmc: {timeout: 100ms}", "bmc.timeout: 100ms: give at least 1s"},
+		{"bmc: {maxAttempts: 50}", "bmc.maxAttempts: 50"},
+		{"bmc: {redfishCAFile: " + filepath.Join(dir, "missing.pem") + "}", "bmc.redfishCAFile: open"},
+		{"bmc: {redfishCAFile: " + notPEM + "}", "holds no PEM certificate"},
+		{"bmc: {ipmitool: " + dir + "}", "bmc.ipmitool: " + dir + " is not a file"},
 	} {
-		if _, err := newBMCService(c.cfg, store, nil, prometheus.NewRegistry()); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: err = %v, want %q", c.cfg, err, c.want)
+		if _, err := resolveYAML(t, c.doc); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.doc, err, c.want)
 		}
 	}
 }

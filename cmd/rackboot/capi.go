@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -20,20 +19,6 @@ import (
 	"github.com/rackboot/rackboot/provision"
 )
 
-// capiFlags turn on the Cluster API controllers inside `rackboot serve`.
-type capiFlags struct {
-	kubeconfig, rack, leaderElectionNamespace, namespace string
-	leaderElect                                          bool
-}
-
-func (f *capiFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the Cluster API management cluster: runs the RackbootMachine and RackbootCluster controllers (in a pod, the in-cluster configuration is used without it)")
-	fs.StringVar(&f.rack, "rack", "", "this rack's name: the failure domain whose machines this rackboot reconciles, and RACK in providerIDs rackboot://RACK/HOST (required with the controllers)")
-	fs.BoolVar(&f.leaderElect, "leader-elect", true, "with several rackboot instances for one rack, let one (holding Lease rackboot-RACK) act at a time")
-	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "rackboot-system", "namespace of the leader-election Lease")
-	fs.StringVar(&f.namespace, "capi-namespace", "", "reconcile only the RackbootMachines and RackbootClusters of this namespace (default all)")
-}
-
 // capiSettings is the resolved form: REST is nil when the controllers are off.
 type capiSettings struct {
 	REST                    *rest.Config
@@ -41,32 +26,36 @@ type capiSettings struct {
 	LeaderElect             bool
 	LeaderElectionNamespace string
 	Namespace               string
+	Concurrency             int
+	Poll                    time.Duration
 }
 
 // resolve loads the kubeconfig, or the in-cluster configuration when rackboot runs in
-// a pod (KUBERNETES_SERVICE_HOST set) and no kubeconfig is given.
-func (f capiFlags) resolve(getenv func(string) string) (capiSettings, error) {
-	s := capiSettings{Rack: f.rack, LeaderElect: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace, Namespace: f.namespace}
+// a pod (KUBERNETES_SERVICE_HOST set) and no kubeconfig is given. Its errors name the
+// settings (capi.*), which resolveConfig locates.
+func (c capiConfig) resolve(getenv func(string) string) (capiSettings, error) {
+	s := capiSettings{Rack: c.Rack, LeaderElect: c.LeaderElection, LeaderElectionNamespace: c.LeaderElectionNamespace,
+		Namespace: c.Namespace, Concurrency: c.Concurrency, Poll: c.Poll}
 	var err error
 	switch {
-	case f.kubeconfig != "":
-		s.REST, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+	case c.Kubeconfig != "":
+		s.REST, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 		if err != nil {
-			return s, fmt.Errorf("--kubeconfig: %w", err)
+			return s, bad("capi.kubeconfig", "%v: give the kubeconfig of the management cluster", err)
 		}
 	case getenv("KUBERNETES_SERVICE_HOST") != "":
 		s.REST, err = rest.InClusterConfig()
 		if err != nil {
-			return s, fmt.Errorf("in-cluster Kubernetes configuration: %w (or give --kubeconfig)", err)
+			return s, bad("capi.kubeconfig", "is empty and the in-cluster Kubernetes configuration does not load: %v: give a kubeconfig", err)
 		}
 	default:
-		if f.rack != "" {
-			return s, errors.New("--rack is set but there is no management cluster: give --kubeconfig")
+		if c.Rack != "" {
+			return s, errors.New("capi.rack: is set but there is no management cluster: give capi.kubeconfig (--kubeconfig)")
 		}
 		return s, nil
 	}
-	if f.rack == "" {
-		return s, errors.New("--rack is required with the Cluster API controllers: name this rack (it is the failure domain of its machines)")
+	if c.Rack == "" {
+		return s, errors.New("capi.rack: is required with the Cluster API controllers: name this rack (--rack; it is the failure domain of its machines)")
 	}
 	return s, nil
 }
@@ -86,6 +75,8 @@ func addCAPI(s capiSettings, store *inventory.BoltStore, prov *provision.Provisi
 		LeaderElection:          s.LeaderElect,
 		LeaderElectionNamespace: s.LeaderElectionNamespace,
 		Namespace:               s.Namespace,
+		Concurrency:             s.Concurrency,
+		Poll:                    s.Poll,
 	})
 	if err != nil {
 		return err

@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -65,21 +64,19 @@ current-context: m
 	}{
 		{name: "Off", getenv: noEnv},
 		{name: "KubeconfigAndRack", args: []string{"--kubeconfig", kubeconfig, "--rack", "rack-a"}, getenv: noEnv, enabled: true},
-		{name: "KubeconfigWithoutRack", args: []string{"--kubeconfig", kubeconfig}, getenv: noEnv, wantErr: "--rack is required"},
-		{name: "RackWithoutCluster", args: []string{"--rack", "rack-a"}, getenv: noEnv, wantErr: "give --kubeconfig"},
-		{name: "MissingKubeconfig", args: []string{"--kubeconfig", kubeconfig + ".nope", "--rack", "a"}, getenv: noEnv, wantErr: "--kubeconfig"},
+		{name: "KubeconfigWithoutRack", args: []string{"--kubeconfig", kubeconfig}, getenv: noEnv, wantErr: "capi.rack: is required"},
+		{name: "RackWithoutCluster", args: []string{"--rack", "rack-a"}, getenv: noEnv, wantErr: "give capi.kubeconfig (--kubeconfig)"},
+		{name: "MissingKubeconfig", args: []string{"--kubeconfig", kubeconfig + ".nope", "--rack", "a"}, getenv: noEnv, wantErr: "capi.kubeconfig:"},
 		// In a pod without a service account mount the in-cluster config cannot load.
 		{name: "InPodWithoutServiceAccount", args: []string{"--rack", "a"}, getenv: inPod, wantErr: "in-cluster"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var f capiFlags
-			fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-			f.register(fs)
-			if err := fs.Parse(tc.args); err != nil {
+			cfg, err := loadArgs(t, tc.args...)
+			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := f.resolve(tc.getenv)
+			s, err := cfg.CAPI.resolve(tc.getenv)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)

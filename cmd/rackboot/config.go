@@ -1,376 +1,165 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
-	"sigs.k8s.io/yaml"
 
 	"github.com/rackboot/rackboot/admin"
+	"github.com/rackboot/rackboot/bmc"
+	"github.com/rackboot/rackboot/controllers"
 	"github.com/rackboot/rackboot/dhcp"
 	"github.com/rackboot/rackboot/httplimit"
+	"github.com/rackboot/rackboot/ipxe"
 	"github.com/rackboot/rackboot/provision"
 	"github.com/rackboot/rackboot/ratelimit"
 	"github.com/rackboot/rackboot/tftp"
 )
 
-// serveConfig is everything `rackboot serve` reads. It comes from the YAML file given
-// with --config, and each flag the operator sets overrides its field. Field paths in
-// error messages are the YAML paths, with the flag in parentheses.
+// defaultConfigFile is read when --config is not given and it exists (the Debian
+// package installs it).
+const defaultConfigFile = "/etc/rackboot/config.yaml"
+
+// serveConfig is everything `rackboot serve` reads: the YAML file's shape. Each section
+// is the package's own settings type (its yaml-tagged fields), composed here; only
+// serve's own settings (the listeners, the data directory, logging) are declared in
+// this package. configfile.go layers the file, the environment and the flags onto it,
+// config_doc.go prints it with its defaults.
 type serveConfig struct {
-	DataDir string `json:"dataDir"`
-	// SecretKeyFile is the key that seals BMC passwords and user-data in the
-	// inventory; empty means DATA_DIR/secret.key. Keep it outside DATA_DIR (a systemd
-	// credential, /etc/rackboot) so a backup of DATA_DIR does not carry it.
-	SecretKeyFile string `json:"secretKeyFile"`
-	Interface     string `json:"interface"`
-	// Address is this server's IPv4 address on the provisioning network: the next-server
-	// and the host part of every boot URL handed to clients.
-	Address   string          `json:"address"`
-	LogLevel  string          `json:"logLevel"`
-	LogFormat string          `json:"logFormat"`
-	HTTP      httpConfig      `json:"http"`
-	TFTP      tftpConfig      `json:"tftp"`
-	API       apiConfig       `json:"api"`
-	DHCP      dhcpConfig      `json:"dhcp"`
-	Boot      bootConfig      `json:"boot"`
-	BMC       bmcConfig       `json:"bmc"`
-	Provision provisionConfig `json:"provision"`
+	DataDir string `yaml:"dataDir" doc:"inventory (inventory.db), api-token, secret.key, assets/, images/, bootenv/"`
+	// SecretKeyFile: keep it outside DATA_DIR (a systemd credential, /etc/rackboot) so
+	// a backup of DATA_DIR does not carry it.
+	SecretKeyFile string `yaml:"secretKeyFile" doc:"key sealing BMC passwords and user-data (empty: DATA_DIR/secret.key, created on first start); keep it outside DATA_DIR so backups of DATA_DIR do not carry it"`
+	Interface     string `yaml:"interface" doc:"provisioning network interface, DHCP is bound to it; required unless dhcp.mode is off"`
+	Address       string `yaml:"address" doc:"this server's IPv4 address on the provisioning network: next-server and host of every boot URL (empty: the interface's first IPv4)"`
+	LogLevel      string `yaml:"logLevel" doc:"debug, info, warn or error"`
+	LogFormat     string `yaml:"logFormat" doc:"text or json"`
+
+	HTTP      httpConfig         `yaml:"http" doc:"The boot listener: iPXE scripts and binaries, images, the agent API, cloud-init, /metrics, /healthz, /readyz. It faces the provisioning network; the admin API is not on it."`
+	TFTP      tftpConfig         `yaml:"tftp" doc:"Read-only TFTP of the iPXE binaries, bound to address."`
+	API       apiConfig          `yaml:"api" doc:"The admin API (rackboot host ..., rackboot image ...): its token and its own listeners, loopback TLS and a Unix socket by default."`
+	DHCP      dhcpConfig         `yaml:"dhcp" doc:"DHCPv4. The local subnet's settings (cidr, range, router, dns, domain, leaseTime, routes) are written flat in this section; subnets behind relays under subnets."`
+	Boot      dhcp.Boot          `yaml:"boot" doc:"The boot files DHCP hands to netboot clients: iPXE binaries rackboot embeds (undionly.kpxe, snponly.efi, ipxe.efi) or files put in DATA_DIR/ipxe."`
+	BMC       bmc.Config         `yaml:"bmc" doc:"Power and next-boot device through BMCs: IPMI (ipmitool) and Redfish, by a bounded pool of workers."`
+	Provision provision.Settings `yaml:"provision" doc:"The host state machine: phase timeouts, retries and the acceptance of discovered hosts."`
+	CAPI      capiConfig         `yaml:"capi" doc:"The Cluster API controllers, run inside serve when a management cluster is given (kubeconfig, or in a pod)."`
+
+	// layers says where each setting came from (file line, variable, flag), to point
+	// at it in errors.
+	layers *settingLayers
 }
 
+// httpConfig is the boot listener: scripts, iPXE binaries, images, the agent API,
+// metadata, /metrics, /healthz and /readyz. The admin API has its own (api.listen).
 type httpConfig struct {
-	Port int `json:"port"`
-	// Listen is the boot listener's bind address; empty means all addresses on Port.
-	// The admin API is not here: it has its own listeners (api.listen).
-	Listen string `json:"listen"`
-	// BodyTimeout bounds how long a request body may take (httplimit).
-	BodyTimeout durationSetting `json:"bodyTimeout"`
-	// MaxRanges bounds the ranges of one Range header; more, overlapping or unsorted
-	// ranges are refused with 416.
-	MaxRanges int `json:"maxRanges"`
+	Port   int    `yaml:"port" doc:"boot listener's port"`
+	Listen string `yaml:"listen" doc:"boot listener's bind address HOST:PORT (empty: every address on http.port)"`
+	// The limits for strangers (package httplimit).
+	httplimit.Config `yaml:",inline"`
 	// RateLimits are per source address, on the routes a stranger can call freely.
-	RateLimits httpRateLimits `json:"rateLimits"`
+	RateLimits httpRateLimits `yaml:"rateLimits" doc:"per source address, on the routes a stranger can call freely"`
 }
 
-// httpRateLimits are the per-source rate limits of the boot listener's routes.
-//
-//	http:
-//	  rateLimits:
-//	    script:   {perSecond: 2, burst: 20}   # /ipxe/.../boot.ipxe (one per boot)
-//	    metadata: {perSecond: 5, burst: 50}   # /metadata/TOKEN/... (cloud-init, phone-home)
 type httpRateLimits struct {
-	Script   rateSetting `json:"script"`
-	Metadata rateSetting `json:"metadata"`
-}
-
-type rateSetting struct {
-	PerSecond float64 `json:"perSecond"`
-	Burst     int     `json:"burst"`
-}
-
-func (r rateSetting) config() ratelimit.Config {
-	return ratelimit.Config{PerSecond: r.PerSecond, Burst: r.Burst}
-}
-
-// validate checks the boot listener's limits.
-func (c httpConfig) validate() []error {
-	var errs []error
-	switch {
-	case c.BodyTimeout.raw != "":
-		errs = append(errs, bad("http.bodyTimeout", "", "%s is not a duration: write one such as \"10s\"", c.BodyTimeout.raw))
-	case c.BodyTimeout.d < time.Second:
-		errs = append(errs, bad("http.bodyTimeout", "", "%s is too short: give at least 1s (default %s)", c.BodyTimeout.d, httplimit.DefaultBodyTimeout))
-	}
-	if c.MaxRanges < 1 {
-		errs = append(errs, bad("http.maxRanges", "", "%d: give at least 1 (default %d)", c.MaxRanges, httplimit.DefaultMaxRanges))
-	}
-	for _, r := range []struct {
-		field string
-		v     rateSetting
-	}{{"http.rateLimits.script", c.RateLimits.Script}, {"http.rateLimits.metadata", c.RateLimits.Metadata}} {
-		if err := r.v.config().Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%s.%w", r.field, err))
-		}
-	}
-	return errs
+	Script   ratelimit.Config `yaml:"script" doc:"/ipxe/.../boot.ipxe requests (one per boot); 429 beyond"`
+	Metadata ratelimit.Config `yaml:"metadata" doc:"/metadata/TOKEN/... requests (cloud-init, phone-home)"`
 }
 
 type tftpConfig struct {
-	Port int `json:"port"`
+	Port int `yaml:"port" doc:"TFTP port (read-only: the iPXE binaries)"`
 	// Disabled turns TFTP off (UEFI HTTP boot and iPXE ROMs do not need it).
-	Disabled bool `json:"disabled"`
-	// MaxTransfers and MaxTransfersPerSource bound the transfers in flight, in all
-	// and from one address (tftp.Config).
-	MaxTransfers          int `json:"maxTransfers"`
-	MaxTransfersPerSource int `json:"maxTransfersPerSource"`
-}
-
-// config is the tftp package's Config for these settings.
-func (c tftpConfig) config() tftp.Config {
-	return tftp.Config{MaxTransfers: c.MaxTransfers, MaxTransfersPerSource: c.MaxTransfersPerSource}
+	Disabled    bool `yaml:"disabled" doc:"turn TFTP off (UEFI HTTP boot and iPXE ROMs do not need it)"`
+	tftp.Config `yaml:",inline"`
 }
 
 // apiConfig is the admin API: its token and its own listeners, apart from the boot
-// listener (http.*) that every booting host reaches.
+// listener (http.*) that every booting host reaches. An address other machines reach is
+// only ever one the operator wrote here.
 type apiConfig struct {
-	TokenFile string `json:"tokenFile"`
-	// Listen are HOST:PORT (TLS) and unix:/PATH addresses; empty means the default,
-	// 127.0.0.1:8443 and unix:DATA_DIR/admin.sock. An address other machines reach is
-	// only ever one the operator wrote here.
-	Listen []string `json:"listen"`
-	// TLSCertFile and TLSKeyFile are the operator's certificate for the TCP listeners;
-	// empty means DATA_DIR/admin.crt and admin.key, created self-signed on first start.
-	TLSCertFile string `json:"tlsCertFile"`
-	TLSKeyFile  string `json:"tlsKeyFile"`
+	TokenFile   string   `yaml:"tokenFile" doc:"admin API bearer token, at least 16 characters, readable by rackboot alone (empty: DATA_DIR/api-token, created on first start)"`
+	Listen      []string `yaml:"listen" doc:"admin API addresses: HOST:PORT (TLS) or unix:/PATH (empty: 127.0.0.1:8443 and unix:DATA_DIR/admin.sock)"`
+	TLSCertFile string   `yaml:"tlsCertFile" doc:"PEM certificate of the TCP listeners (empty: DATA_DIR/admin.crt, self-signed, created on first start)"`
+	TLSKeyFile  string   `yaml:"tlsKeyFile" doc:"its key (empty: DATA_DIR/admin.key)"`
 }
 
+// dhcpConfig is the "dhcp" section: the DHCP service's settings, the local subnet
+// written flat beside them (its cidr defaults to the interface's prefix), and the
+// subnets behind relays.
 type dhcpConfig struct {
-	Mode         string   `json:"mode"`
-	Port         int      `json:"port"`
-	ProxyPort    int      `json:"proxyPort"`
-	UnknownHosts string   `json:"unknownHosts"`
-	LeaseTime    duration `json:"leaseTime"`
-	// The local subnet (the one on Interface). CIDR defaults to the prefix of Address on
-	// Interface.
-	CIDR   string   `json:"cidr"`
-	Range  string   `json:"range"`
-	Router string   `json:"router"`
-	DNS    []string `json:"dns"`
-	Domain string   `json:"domain"`
-	// Subnets are further subnets reached through DHCP relays (giaddr).
-	Subnets []subnetConfig `json:"subnets"`
-	// Discovery bounds what unknown MACs may cost under unknownHosts: discover.
-	Discovery discoveryConfig `json:"discovery"`
+	dhcp.Config `yaml:",inline"`
+	Local       dhcp.Subnet   `yaml:",inline"`
+	Subnets     []dhcp.Subnet `yaml:"subnets" doc:"further subnets reached through DHCP relays (giaddr): cidr, range, router, dns, domain, leaseTime (default dhcp.leaseTime), routes"`
 }
 
-type discoveryConfig struct {
-	// MaxHosts caps the hosts in state discovered.
-	MaxHosts int `json:"maxHosts"`
-	// Rate is unknown MACs served per second; Burst how many at once.
-	Rate  float64 `json:"rate"`
-	Burst int     `json:"burst"`
-	// AcceptSerials accepts, after inspection, discovered hosts reporting one of these
-	// SMBIOS serials; the others wait for `rackboot host accept`.
-	AcceptSerials []string `json:"acceptSerials"`
+// capiConfig turns on the Cluster API controllers inside serve.
+type capiConfig struct {
+	Kubeconfig         string `yaml:"kubeconfig" doc:"kubeconfig of the management cluster: runs the RackbootMachine and RackbootCluster controllers (in a pod the in-cluster configuration is used without it)"`
+	controllers.Config `yaml:",inline"`
 }
-
-type subnetConfig struct {
-	CIDR      string   `json:"cidr"`
-	Range     string   `json:"range"`
-	Router    string   `json:"router"`
-	DNS       []string `json:"dns"`
-	Domain    string   `json:"domain"`
-	LeaseTime duration `json:"leaseTime"`
-}
-
-type bootConfig struct {
-	// UEFIBinary is served by TFTP to x86-64 UEFI PXE clients: snponly.efi or ipxe.efi.
-	UEFIBinary string `json:"uefiBinary"`
-	// HTTPBootBinary is handed to UEFI HTTP boot clients as a full URL.
-	HTTPBootBinary string `json:"httpBootBinary"`
-}
-
-// provisionConfig is the serve configuration's "provision" section: the host state
-// machine's timeout and retry policy (provision.Timeouts; provision/doc.go draws the
-// phases). There is no power timeout of its own: one BMC call is bounded by
-// bmc.timeout, and the power phase by retries.powerAttempts and retries.powerBackoff.
-//
-//	provision:
-//	  timeouts:
-//	    boot: 15m         # power-on to the agent's hello (firmware, PXE, kernel, drivers)
-//	    stall: 15m        # the agent silent while it runs its plan
-//	    diskBoot: 30m     # image written to cloud-init's phone-home from the installed OS
-//	    rebootGrace: 30s  # a host found off after its image is written is powered on after this
-//	  retries:
-//	    bootAttempts: 3   # agent boots per operation before the host fails
-//	    powerAttempts: 3  # failing BMC sequences per boot before the host fails
-//	    powerBackoff: 30s # wait before the next BMC try
-type provisionConfig struct {
-	Timeouts provisionTimeouts `json:"timeouts"`
-	Retries  provisionRetries  `json:"retries"`
-}
-
-type provisionTimeouts struct {
-	Boot        durationSetting `json:"boot"`
-	Stall       durationSetting `json:"stall"`
-	DiskBoot    durationSetting `json:"diskBoot"`
-	RebootGrace durationSetting `json:"rebootGrace"`
-}
-
-type provisionRetries struct {
-	BootAttempts  int             `json:"bootAttempts"`
-	PowerAttempts int             `json:"powerAttempts"`
-	PowerBackoff  durationSetting `json:"powerBackoff"`
-}
-
-// Bounds of the provision settings. A timeout below minPhaseTimeout would expire before
-// any machine can POST and reach the agent (the lab's TCG VMs take 18-35 s); pauses below
-// a second are typos ("30ms" for "30s").
-const (
-	minPhaseTimeout = 30 * time.Second
-	minPause        = time.Second
-	maxAttempts     = 100
-)
-
-func defaultProvisionConfig() provisionConfig {
-	return provisionConfig{
-		Timeouts: provisionTimeouts{
-			Boot:        durationSetting{d: provision.DefaultBootTimeout},
-			Stall:       durationSetting{d: provision.DefaultStallTimeout},
-			DiskBoot:    durationSetting{d: provision.DefaultDiskBootTimeout},
-			RebootGrace: durationSetting{d: provision.DefaultRebootGrace},
-		},
-		Retries: provisionRetries{
-			BootAttempts:  provision.DefaultBootAttempts,
-			PowerAttempts: provision.DefaultPowerAttempts,
-			PowerBackoff:  durationSetting{d: provision.DefaultPowerBackoff},
-		},
-	}
-}
-
-// validate checks every setting (defaults are filled in before the file is read, so a
-// zero here was written by the operator) and returns one error per bad one.
-func (c provisionConfig) validate() []error {
-	var errs []error
-	dur := func(field string, v durationSetting, min time.Duration, what string) {
-		switch {
-		case v.raw != "":
-			errs = append(errs, bad(field, "", "%s is not a duration: write one such as \"15m\" or \"90s\" (a bare number is seconds)", v.raw))
-		case v.d <= 0:
-			errs = append(errs, bad(field, "", "%s: give a positive duration such as %s (leave it out for the default)", v.d, what))
-		case v.d < min:
-			errs = append(errs, bad(field, "", "%s is too short: give at least %s", v.d, min))
-		}
-	}
-	dur("provision.timeouts.boot", c.Timeouts.Boot, minPhaseTimeout, "15m")
-	dur("provision.timeouts.stall", c.Timeouts.Stall, minPhaseTimeout, "15m")
-	dur("provision.timeouts.diskBoot", c.Timeouts.DiskBoot, minPhaseTimeout, "30m")
-	dur("provision.timeouts.rebootGrace", c.Timeouts.RebootGrace, minPause, "30s")
-	dur("provision.retries.powerBackoff", c.Retries.PowerBackoff, minPause, "30s")
-	for _, a := range []struct {
-		field string
-		n     int
-	}{{"provision.retries.bootAttempts", c.Retries.BootAttempts}, {"provision.retries.powerAttempts", c.Retries.PowerAttempts}} {
-		if a.n < 1 || a.n > maxAttempts {
-			errs = append(errs, bad(a.field, "", "%d: give 1-%d (1 means no retry; leave it out for the default, 3)", a.n, maxAttempts))
-		}
-	}
-	return errs
-}
-
-// timeouts is the validated section as the provisioner takes it.
-func (c provisionConfig) timeouts() provision.Timeouts {
-	return provision.Timeouts{
-		Boot:          c.Timeouts.Boot.d,
-		Stall:         c.Timeouts.Stall.d,
-		DiskBoot:      c.Timeouts.DiskBoot.d,
-		RebootGrace:   c.Timeouts.RebootGrace.d,
-		BootAttempts:  c.Retries.BootAttempts,
-		PowerAttempts: c.Retries.PowerAttempts,
-		PowerBackoff:  c.Retries.PowerBackoff.d,
-	}
-}
-
-// durationSetting is a duration whose errors wait for resolve: the YAML decoder reports
-// an unreadable value without its path, so the text is kept and resolve names the
-// setting ("provision.timeouts.boot: soon is not a duration ...").
-type durationSetting struct {
-	d   time.Duration
-	raw string // the value as written, when it is not a duration
-}
-
-func (s *durationSetting) UnmarshalJSON(b []byte) error {
-	var d duration
-	if err := d.UnmarshalJSON(b); err != nil {
-		*s = durationSetting{raw: string(b)}
-		return nil
-	}
-	*s = durationSetting{d: time.Duration(d)}
-	return nil
-}
-
-func (s durationSetting) MarshalJSON() ([]byte, error) {
-	if s.raw != "" {
-		return []byte(s.raw), nil
-	}
-	return json.Marshal(s.d.String())
-}
-
-// duration reads "90s", "1h" (or a number of seconds) from YAML.
-type duration time.Duration
-
-func (d *duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		var n float64
-		if err2 := json.Unmarshal(b, &n); err2 != nil {
-			return fmt.Errorf("want a duration such as \"1h\" or \"90s\", got %s", b)
-		}
-		*d = duration(time.Duration(n * float64(time.Second)))
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("want a duration such as \"1h\" or \"90s\", got %q", s)
-	}
-	*d = duration(v)
-	return nil
-}
-
-func (d duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 func defaultServeConfig() serveConfig {
+	dc := dhcp.DefaultConfig()
 	return serveConfig{
 		DataDir:   "/var/lib/rackboot",
 		LogLevel:  "info",
 		LogFormat: "text",
 		HTTP: httpConfig{
-			Port:        8080,
-			BodyTimeout: durationSetting{d: httplimit.DefaultBodyTimeout},
-			MaxRanges:   httplimit.DefaultMaxRanges,
+			Port:   8080,
+			Config: httplimit.Config{BodyTimeout: httplimit.DefaultBodyTimeout, MaxRanges: httplimit.DefaultMaxRanges},
 			RateLimits: httpRateLimits{
-				Script:   rateSetting{PerSecond: 2, Burst: 20},
-				Metadata: rateSetting{PerSecond: 5, Burst: 50},
+				Script:   ratelimit.Config{PerSecond: 2, Burst: 20, MaxSources: ratelimit.DefaultMaxSources},
+				Metadata: ratelimit.Config{PerSecond: 5, Burst: 50, MaxSources: ratelimit.DefaultMaxSources},
 			},
 		},
-		TFTP: tftpConfig{Port: 69, MaxTransfers: tftp.DefaultMaxTransfers, MaxTransfersPerSource: tftp.DefaultMaxTransfersPerSource},
-		DHCP: dhcpConfig{
-			Mode:         "server",
-			Port:         67,
-			ProxyPort:    4011,
-			UnknownHosts: "ignore",
-			LeaseTime:    duration(time.Hour),
-			Discovery: discoveryConfig{
-				MaxHosts: dhcp.DefaultDiscoveryMaxHosts,
-				Rate:     dhcp.DefaultDiscoveryRate,
-				Burst:    dhcp.DefaultDiscoveryBurst,
-			},
-		},
-		Boot:      bootConfig{UEFIBinary: "snponly.efi", HTTPBootBinary: "snponly.efi"},
-		Provision: defaultProvisionConfig(),
+		TFTP:      tftpConfig{Port: 69, Config: tftp.DefaultConfig()},
+		DHCP:      dhcpConfig{Config: dc, Local: dhcp.Subnet{LeaseTime: dhcp.DefaultLeaseTime}},
+		Boot:      dc.Boot,
+		BMC:       bmc.DefaultConfig(),
+		Provision: provision.DefaultSettings(),
+		CAPI:      capiConfig{Config: controllers.DefaultConfig()},
 	}
 }
 
-// serveFlags are the command-line overrides. Each is applied only if the operator set it.
+// serveFlags are the command-line overrides. Each is applied only if the operator set
+// it, onto the setting serveFlagBindings names.
 type serveFlags struct {
-	configFile, dataDir, iface, address, logLevel, logFormat string
+	configFile                                               string
+	checkConfig                                              bool
+	dataDir, iface, address, logLevel, logFormat             string
 	dhcpMode, dhcpRange, dhcpRouter, dhcpDNS, unknownHosts   string
 	apiTokenFile, adminTLSCert, adminTLSKey, secretKeyFile   string
 	adminListen                                              []string
 	httpPort, tftpPort, dhcpPort                             int
+	kubeconfig, rack, leaderElectionNamespace, capiNamespace string
+	leaderElect                                              bool
+}
+
+// serveFlagBindings says which setting each flag overrides.
+func serveFlagBindings() []flagBinding {
+	return []flagBinding{
+		{"data-dir", "dataDir"}, {"interface", "interface"}, {"address", "address"},
+		{"log-level", "logLevel"}, {"log-format", "logFormat"}, {"secret-key-file", "secretKeyFile"},
+		{"dhcp-mode", "dhcp.mode"}, {"dhcp-range", "dhcp.range"}, {"dhcp-router", "dhcp.router"},
+		{"dhcp-dns", "dhcp.dns"}, {"unknown-hosts", "dhcp.unknownHosts"}, {"dhcp-port", "dhcp.port"},
+		{"api-token-file", "api.tokenFile"}, {"admin-listen", "api.listen"},
+		{"admin-tls-cert", "api.tlsCertFile"}, {"admin-tls-key", "api.tlsKeyFile"},
+		{"http-port", "http.port"}, {"tftp-port", "tftp.port"},
+		{"kubeconfig", "capi.kubeconfig"}, {"rack", "capi.rack"}, {"leader-elect", "capi.leaderElect"},
+		{"leader-election-namespace", "capi.leaderElectionNamespace"}, {"capi-namespace", "capi.namespace"},
+	}
 }
 
 func (f *serveFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.configFile, "config", "", "YAML configuration file; flags override its settings")
+	fs.StringVar(&f.configFile, "config", "", "YAML configuration file (default "+defaultConfigFile+" when it exists); RACKBOOT_* variables and flags override it")
+	fs.BoolVar(&f.checkConfig, "check-config", false, "check the configuration (file, environment and flags), print every problem and exit")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory for the inventory, API token and boot assets (default /var/lib/rackboot)")
 	fs.StringVar(&f.iface, "interface", "", "provisioning network interface (DHCP listens here)")
 	fs.StringVar(&f.address, "address", "", "this server's IPv4 address on the provisioning network (default: the interface's first IPv4)")
@@ -389,43 +178,44 @@ func (f *serveFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.httpPort, "http-port", 0, "HTTP port for boot scripts, assets and metrics (default 8080)")
 	fs.IntVar(&f.tftpPort, "tftp-port", 0, "TFTP port (default 69)")
 	fs.IntVar(&f.dhcpPort, "dhcp-port", 0, "DHCP server port (default 67)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the Cluster API management cluster: runs the RackbootMachine and RackbootCluster controllers (in a pod, the in-cluster configuration is used without it)")
+	fs.StringVar(&f.rack, "rack", "", "this rack's name: the failure domain whose machines this rackboot reconciles, and RACK in providerIDs rackboot://RACK/HOST (required with the controllers)")
+	fs.BoolVar(&f.leaderElect, "leader-elect", true, "with several rackboot instances for one rack, let one (holding Lease rackboot-RACK) act at a time")
+	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", controllers.DefaultLeaderElectionNamespace, "namespace of the leader-election Lease")
+	fs.StringVar(&f.capiNamespace, "capi-namespace", "", "reconcile only the RackbootMachines and RackbootClusters of this namespace (default all)")
 }
 
-// load builds the effective configuration: defaults, then the file, then flags.
-func (f *serveFlags) load(fs *pflag.FlagSet) (serveConfig, error) {
+// load builds the effective configuration: defaults < file < RACKBOOT_* environment <
+// flags. The file is --config, else /etc/rackboot/config.yaml when it exists
+// (env.defaultConfig; tests leave it empty). A *configError lists every setting that
+// could not be read; the returned configuration is usable for resolve even then, so
+// --check-config reports the validation problems too.
+func (f *serveFlags) load(fs *pflag.FlagSet, env *cliEnv) (serveConfig, error) {
 	cfg := defaultServeConfig()
-	if f.configFile != "" {
-		b, err := os.ReadFile(f.configFile)
+	cfg.layers = newSettingLayers()
+	path := f.configFile
+	if path == "" && env.defaultConfig != "" {
+		if _, err := os.Stat(env.defaultConfig); err == nil {
+			path = env.defaultConfig
+		}
+	}
+	f.configFile = path
+	if path != "" {
+		b, err := os.ReadFile(path)
 		if err != nil {
 			return cfg, fmt.Errorf("--config: %w", err)
 		}
-		if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
-			return cfg, fmt.Errorf("config file %s: %w (see the configuration reference in README.md)", f.configFile, err)
-		}
+		cfg.layers.decodeFile(path, b, &cfg)
 	}
-	set := func(name string, apply func()) {
-		if fs.Changed(name) {
-			apply()
-		}
+	getenv := env.getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
 	}
-	set("data-dir", func() { cfg.DataDir = f.dataDir })
-	set("interface", func() { cfg.Interface = f.iface })
-	set("address", func() { cfg.Address = f.address })
-	set("log-level", func() { cfg.LogLevel = f.logLevel })
-	set("log-format", func() { cfg.LogFormat = f.logFormat })
-	set("dhcp-mode", func() { cfg.DHCP.Mode = f.dhcpMode })
-	set("dhcp-range", func() { cfg.DHCP.Range = f.dhcpRange })
-	set("dhcp-router", func() { cfg.DHCP.Router = f.dhcpRouter })
-	set("dhcp-dns", func() { cfg.DHCP.DNS = splitList(f.dhcpDNS) })
-	set("unknown-hosts", func() { cfg.DHCP.UnknownHosts = f.unknownHosts })
-	set("api-token-file", func() { cfg.API.TokenFile = f.apiTokenFile })
-	set("secret-key-file", func() { cfg.SecretKeyFile = f.secretKeyFile })
-	set("admin-listen", func() { cfg.API.Listen = f.adminListen })
-	set("admin-tls-cert", func() { cfg.API.TLSCertFile = f.adminTLSCert })
-	set("admin-tls-key", func() { cfg.API.TLSKeyFile = f.adminTLSKey })
-	set("http-port", func() { cfg.HTTP.Port = f.httpPort })
-	set("tftp-port", func() { cfg.TFTP.Port = f.tftpPort })
-	set("dhcp-port", func() { cfg.DHCP.Port = f.dhcpPort })
+	cfg.layers.applyEnv(&cfg, getenv)
+	cfg.layers.applyFlags(&cfg, fs, serveFlagBindings())
+	if len(cfg.layers.errs) > 0 {
+		return cfg, &configError{problems: cfg.layers.errs}
+	}
 	return cfg, nil
 }
 
@@ -439,31 +229,35 @@ func splitList(s string) []string {
 	return out
 }
 
-// fieldError names the setting (YAML path and flag) and says how to fix it.
-type fieldError struct {
-	field, flag, msg string
+// bad is an error naming the setting by its YAML path; resolve adds where it was set.
+func bad(field, format string, args ...any) error {
+	return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))
 }
 
-func (e *fieldError) Error() string {
-	if e.flag != "" {
-		return fmt.Sprintf("%s (--%s): %s", e.field, e.flag, e.msg)
+// prefixed puts section before each error of err (a join) whose message starts with a
+// setting's name, as the packages' Validate errors do.
+func prefixed(section string, err error) []error {
+	var out []error
+	for _, e := range unjoin(err) {
+		out = append(out, fmt.Errorf("%s%w", section, e))
 	}
-	return e.field + ": " + e.msg
-}
-
-func bad(field, flag, format string, args ...any) error {
-	return &fieldError{field: field, flag: flag, msg: fmt.Sprintf(format, args...)}
+	return out
 }
 
 // resolved is the validated configuration with addresses parsed and derived values
 // filled in; serve runs from this.
 type resolved struct {
 	serveConfig
-	Addr    netip.Addr
-	Subnets []dhcp.Subnet // the local one first
+	Addr netip.Addr
+	// DHCPConfig is the DHCP service's Config (settings, the subnets with the local
+	// one first, the boot files and the server address) without its wiring.
+	DHCPConfig dhcp.Config
 	// AdminListen are the admin API's addresses (api.listen or its default).
 	AdminListen []admin.ListenAddr
 }
+
+// ServerURL is the boot listener's base URL as hosts reach it.
+func (r *resolved) ServerURL() string { return "http://" + hostPort(r.Addr.String(), r.HTTP.Port) }
 
 // interfaceAddrs is how resolve learns an interface's addresses; tests replace it.
 type interfaceAddrs func(name string) ([]netip.Prefix, error)
@@ -491,87 +285,59 @@ func systemInterfaceAddrs(name string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// resolve validates cfg and derives the server address and the local subnet.
+// resolve validates cfg (every package's Validate on its section, and what only serve
+// knows: the interface, the address, the local subnet) and derives the server address
+// and the DHCP subnets. Its *configError lists every problem, each with the file line,
+// variable or flag that set the value.
 func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 	r := &resolved{serveConfig: cfg}
 	var errs []error
 	add := func(err error) { errs = append(errs, err) }
 
 	if cfg.DataDir == "" {
-		add(bad("dataDir", "data-dir", "is empty: give a directory rackboot may write, e.g. /var/lib/rackboot"))
+		add(bad("dataDir", "is empty: give a directory rackboot may write, e.g. /var/lib/rackboot"))
 	}
 	switch cfg.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		add(bad("logLevel", "log-level", "%q is not a level: use debug, info, warn or error", cfg.LogLevel))
+		add(bad("logLevel", "%q is not a level: use debug, info, warn or error", cfg.LogLevel))
 	}
 	switch cfg.LogFormat {
 	case "text", "json":
 	default:
-		add(bad("logFormat", "log-format", "%q is not a format: use text or json", cfg.LogFormat))
+		add(bad("logFormat", "%q is not a format: use text or json", cfg.LogFormat))
 	}
-	checkPort := func(field, flag string, p int, zeroOK bool) {
-		if p < 0 || p > 65535 || (p == 0 && !zeroOK) {
-			add(bad(field, flag, "%d is not a port: use 1-65535", p))
+	for _, p := range []struct {
+		field string
+		v     int
+	}{{"http.port", cfg.HTTP.Port}, {"tftp.port", cfg.TFTP.Port}} {
+		if p.v < 0 || p.v > 65535 {
+			add(bad(p.field, "%d is not a port: use 1-65535", p.v))
 		}
 	}
-	checkPort("http.port", "http-port", cfg.HTTP.Port, true)
-	checkPort("tftp.port", "tftp-port", cfg.TFTP.Port, true)
-	checkPort("dhcp.port", "dhcp-port", cfg.DHCP.Port, false)
-	checkPort("dhcp.proxyPort", "", cfg.DHCP.ProxyPort, false)
-	for _, b := range []struct{ field, v string }{{"boot.uefiBinary", cfg.Boot.UEFIBinary}, {"boot.httpBootBinary", cfg.Boot.HTTPBootBinary}} {
-		switch b.v {
-		case "snponly.efi", "ipxe.efi":
-		default:
-			add(bad(b.field, "", "%q is not an embedded UEFI iPXE binary: use snponly.efi or ipxe.efi", b.v))
-		}
-	}
-	switch cfg.DHCP.Mode {
-	case "server", "proxy", "off":
-	default:
-		add(bad("dhcp.mode", "dhcp-mode", "%q is not a mode: use server (rackboot hands out addresses), proxy (an existing DHCP server does; rackboot adds boot options) or off", cfg.DHCP.Mode))
-	}
-	switch cfg.DHCP.UnknownHosts {
-	case "ignore", "discover":
-	default:
-		add(bad("dhcp.unknownHosts", "unknown-hosts", "%q is not a policy: use ignore or discover", cfg.DHCP.UnknownHosts))
-	}
-	if d := cfg.DHCP.Discovery; d.MaxHosts < 1 || d.MaxHosts > 100000 {
-		add(bad("dhcp.discovery.maxHosts", "", "%d is out of range: use 1-100000 (hosts in state discovered at once)", d.MaxHosts))
-	}
-	// The upper bounds are a bench's (perfdhcp with thousands of unknown MACs); a rack
-	// wants a few per second.
-	if d := cfg.DHCP.Discovery; d.Rate <= 0 || d.Rate > 1e6 {
-		add(bad("dhcp.discovery.rate", "", "%g is out of range: use a rate above 0 and at most 1000000 unknown MACs per second", d.Rate))
-	}
-	if d := cfg.DHCP.Discovery; d.Burst < 1 || d.Burst > 1000000 {
-		add(bad("dhcp.discovery.burst", "", "%d is out of range: use 1-1000000", d.Burst))
-	}
-	for i, s := range cfg.DHCP.Discovery.AcceptSerials {
-		if strings.TrimSpace(s) == "" || len(s) > 128 {
-			add(bad(fmt.Sprintf("dhcp.discovery.acceptSerials[%d]", i), "", "%q is not a serial number: give the SMBIOS system serial as `rackboot host show` reports it", s))
-		}
-	}
-	errs = append(errs, cfg.Provision.validate()...)
+	errs = append(errs, prefixed("http.", cfg.HTTP.Config.Validate())...)
+	errs = append(errs, prefixed("http.rateLimits.script.", cfg.HTTP.RateLimits.Script.Validate())...)
+	errs = append(errs, prefixed("http.rateLimits.metadata.", cfg.HTTP.RateLimits.Metadata.Validate())...)
+	errs = append(errs, prefixed("tftp.", cfg.TFTP.Config.Validate())...)
+	errs = append(errs, prefixed("bmc.", cfg.BMC.Validate())...)
+	errs = append(errs, prefixed("provision.", cfg.Provision.Validate())...)
+	errs = append(errs, prefixed("capi.", cfg.CAPI.Config.Validate())...)
 	r.AdminListen, errs = cfg.API.resolve(cfg.DataDir, errs)
-	errs = append(errs, cfg.HTTP.validate()...)
-	if err := cfg.TFTP.config().Validate(); err != nil {
-		add(fmt.Errorf("tftp.%w", err))
-	}
+	errs = append(errs, checkBootFiles(cfg.Boot, filepath.Join(cfg.DataDir, "ipxe"))...)
 
 	// The server address: given, or the interface's first IPv4.
 	var ifPrefixes []netip.Prefix
 	if cfg.Interface != "" {
 		ps, err := ifAddrs(cfg.Interface)
 		if err != nil {
-			add(bad("interface", "interface", "%v: name an interface that exists (see `ip -br addr`)", err))
+			add(bad("interface", "%v: name an interface that exists (see `ip -br addr`)", err))
 		}
 		ifPrefixes = ps
 	}
 	if cfg.Address != "" {
 		a, err := netip.ParseAddr(cfg.Address)
 		if err != nil || !a.Is4() {
-			add(bad("address", "address", "%q is not an IPv4 address", cfg.Address))
+			add(bad("address", "%q is not an IPv4 address", cfg.Address))
 		} else {
 			r.Addr = a
 		}
@@ -583,115 +349,121 @@ func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 			}
 		}
 	}
-	needNet := cfg.DHCP.Mode != "off"
-	if needNet && cfg.Interface == "" {
-		add(bad("interface", "interface", "is empty but DHCP mode is %s: name the provisioning interface, or set --dhcp-mode off", cfg.DHCP.Mode))
+	if (cfg.DHCP.Mode == dhcp.ModeServer || cfg.DHCP.Mode == dhcp.ModeProxy) && cfg.Interface == "" {
+		add(bad("interface", "is empty but dhcp.mode is %s: name the provisioning interface, or set dhcp.mode off", cfg.DHCP.Mode))
 	}
-	if !r.Addr.IsValid() && len(errs) == 0 {
-		add(bad("address", "address", "is empty and could not be derived: give this server's IPv4 address on the provisioning network (boot URLs point at it)"))
+	if !r.Addr.IsValid() && cfg.Address == "" && len(ifPrefixes) > 0 {
+		add(bad("address", "is empty and interface %s has no IPv4 address: give this server's IPv4 address on the provisioning network (boot URLs point at it)", cfg.Interface))
+	} else if !r.Addr.IsValid() && cfg.Address == "" && cfg.Interface == "" {
+		add(bad("address", "is empty and could not be derived: give this server's IPv4 address on the provisioning network (boot URLs point at it)"))
 	}
+	errs = append(errs, r.resolveDHCP(ifPrefixes)...)
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if cfg.DHCP.Mode == "off" {
-		return r, nil
-	}
-
-	// The local subnet.
-	var local netip.Prefix
-	if cfg.DHCP.CIDR != "" {
-		p, err := netip.ParsePrefix(cfg.DHCP.CIDR)
-		if err != nil || !p.Addr().Is4() {
-			return nil, bad("dhcp.cidr", "", "%q is not an IPv4 CIDR such as 10.0.0.0/24", cfg.DHCP.CIDR)
-		}
-		local = p.Masked()
-	} else {
-		for _, p := range ifPrefixes {
-			if p.Addr() == r.Addr {
-				local = p.Masked()
-			}
-		}
-		if !local.IsValid() {
-			return nil, bad("address", "address", "%s is not an address of interface %s: use one of %v, or set dhcp.cidr", r.Addr, cfg.Interface, ifPrefixes)
-		}
-	}
-	if !local.Contains(r.Addr) {
-		return nil, bad("address", "address", "%s is not inside the local subnet %s", r.Addr, local)
-	}
-	sub, err := parseSubnet("dhcp", true, subnetConfig{CIDR: local.String(), Range: cfg.DHCP.Range, Router: cfg.DHCP.Router, DNS: cfg.DHCP.DNS, Domain: cfg.DHCP.Domain, LeaseTime: cfg.DHCP.LeaseTime}, cfg.DHCP.LeaseTime)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.DHCP.Mode == "server" && sub.Range.IsZero() && cfg.DHCP.UnknownHosts == "discover" {
-		return nil, bad("dhcp.range", "dhcp-range", "is empty but unknown hosts are discovered in server mode: give a pool START-END inside %s", local)
-	}
-	r.Subnets = append(r.Subnets, sub)
-	for i, sc := range cfg.DHCP.Subnets {
-		s, err := parseSubnet(fmt.Sprintf("dhcp.subnets[%d]", i), false, sc, cfg.DHCP.LeaseTime)
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range r.Subnets {
-			if o.Prefix.Overlaps(s.Prefix) {
-				return nil, bad(fmt.Sprintf("dhcp.subnets[%d].cidr", i), "", "%s overlaps %s: each subnet may be listed once", s.Prefix, o.Prefix)
-			}
-		}
-		r.Subnets = append(r.Subnets, s)
+		return nil, &configError{problems: cfg.layers.problems(errors.Join(errs...))}
 	}
 	return r, nil
 }
 
-// parseSubnet validates one subnet; field is its YAML path, local says whether the
-// local-subnet flags apply (to name them in errors).
-func parseSubnet(field string, local bool, sc subnetConfig, defLease duration) (dhcp.Subnet, error) {
-	flag := func(f string) string {
-		if local {
-			return f
+// resolveDHCP builds the DHCP service's Config and validates it, naming its settings by
+// their paths in the file (the local subnet is written flat under dhcp, the boot files
+// under boot).
+func (r *resolved) resolveDHCP(ifPrefixes []netip.Prefix) []error {
+	cfg := r.serveConfig
+	dc := cfg.DHCP.Config
+	dc.Interface, dc.ServerIP, dc.Boot = cfg.Interface, r.Addr, cfg.Boot
+	if r.Addr.IsValid() {
+		dc.Boot.HTTPBaseURL = r.ServerURL()
+	}
+	r.DHCPConfig = dc
+	if !r.Addr.IsValid() && dc.Mode != dhcp.ModeOff {
+		// No address (already reported): check what does not depend on it.
+		vc := dc
+		if vc.Mode == dhcp.ModeServer || vc.Mode == dhcp.ModeProxy {
+			vc.Mode = dhcp.ModeOff
 		}
-		return ""
+		return prefixed("dhcp.", vc.Validate())
 	}
-	var s dhcp.Subnet
-	p, err := netip.ParsePrefix(sc.CIDR)
-	if err != nil || !p.Addr().Is4() {
-		return s, bad(field+".cidr", "", "%q is not an IPv4 CIDR such as 10.1.0.0/24", sc.CIDR)
+	if dc.Mode == dhcp.ModeOff {
+		// The service does not run; its settings are still checked.
+		return prefixed("dhcp.", dc.Validate())
 	}
-	s.Prefix = p.Masked()
-	if sc.Range != "" {
-		rg, err := dhcp.ParseRange(sc.Range)
-		if err != nil {
-			return s, bad(field+".range", flag("dhcp-range"), "%v", err)
+	local := cfg.DHCP.Local
+	if !local.Prefix.IsValid() {
+		for _, p := range ifPrefixes {
+			if p.Addr() == r.Addr {
+				local.Prefix = p.Masked()
+			}
 		}
-		if !s.Prefix.Contains(rg.Start) || !s.Prefix.Contains(rg.End) {
-			return s, bad(field+".range", flag("dhcp-range"), "%q is not inside the subnet %s: pick a pool inside it", sc.Range, s.Prefix)
+		if !local.Prefix.IsValid() {
+			return []error{bad("address", "%s is not an address of interface %s: use one of %v, or set dhcp.cidr", r.Addr, cfg.Interface, ifPrefixes)}
 		}
-		s.Range = rg
 	}
-	if sc.Router != "" {
-		r, err := netip.ParseAddr(sc.Router)
-		if err != nil || !r.Is4() || !s.Prefix.Contains(r) {
-			return s, bad(field+".router", flag("dhcp-router"), "%q is not an IPv4 address inside %s", sc.Router, s.Prefix)
+	if !local.Prefix.Contains(r.Addr) {
+		return []error{bad("address", "%s is not inside the local subnet %s", r.Addr, local.Prefix)}
+	}
+	var errs []error
+	if dc.Mode == dhcp.ModeServer && local.Range.IsZero() && dc.UnknownHosts == dhcp.UnknownDiscover {
+		errs = append(errs, bad("dhcp.range", "is empty but unknown hosts are discovered in server mode: give a pool START-END inside %s", local.Prefix))
+	}
+	dc.Subnets = []dhcp.Subnet{local}
+	for _, s := range cfg.DHCP.Subnets {
+		if s.LeaseTime == 0 {
+			s.LeaseTime = local.LeaseTime
 		}
-		s.Router = r
+		dc.Subnets = append(dc.Subnets, s)
 	}
-	for _, d := range sc.DNS {
-		a, err := netip.ParseAddr(d)
-		if err != nil || !a.Is4() {
-			return s, bad(field+".dns", flag("dhcp-dns"), "%q is not an IPv4 address: give DNS servers as IP[,IP]", d)
-		}
-		s.DNS = append(s.DNS, a)
+	r.DHCPConfig = dc
+	for _, err := range unjoin(dc.Validate()) {
+		errs = append(errs, fmt.Errorf("%s", dhcpPath(err.Error())))
 	}
-	s.Domain = sc.Domain
-	s.LeaseTime = time.Duration(sc.LeaseTime)
-	if s.LeaseTime == 0 {
-		s.LeaseTime = time.Duration(defLease)
-	}
-	if s.LeaseTime < time.Minute {
-		return s, bad(field+".leaseTime", "", "%s is too short: use at least 1m", s.LeaseTime)
-	}
-	return s, nil
+	return errs
 }
 
-// portString is host:port for listeners.
+// dhcpPath turns a dhcp.Config error's setting name into its path in the file.
+func dhcpPath(msg string) string {
+	if rest, ok := strings.CutPrefix(msg, "subnets[0]."); ok {
+		return "dhcp." + rest
+	}
+	if rest, ok := strings.CutPrefix(msg, "subnets[0]"); ok {
+		return "dhcp.cidr" + rest
+	}
+	if rest, ok := strings.CutPrefix(msg, "subnets["); ok {
+		if n, tail, ok := strings.Cut(rest, "]"); ok {
+			if i, err := strconv.Atoi(n); err == nil {
+				return fmt.Sprintf("dhcp.subnets[%d]%s", i-1, strings.ReplaceAll(tail, "subnets[0]", "the local subnet"))
+			}
+		}
+	}
+	if strings.HasPrefix(msg, "boot.") {
+		return msg
+	}
+	return "dhcp." + msg
+}
+
+// checkBootFiles checks that each boot file names a binary rackboot serves: one it
+// embeds or one the operator put in DATA_DIR/ipxe. The names' form is dhcp's rule.
+func checkBootFiles(b dhcp.Boot, overlay string) []error {
+	bins, err := ipxe.OpenBinaries(overlay)
+	if err != nil {
+		return []error{bad("dataDir", "%v", err)}
+	}
+	defer bins.Close()
+	var errs []error
+	for _, f := range []struct{ field, v string }{
+		{"boot.biosBinary", b.BIOSFile}, {"boot.uefiBinary", b.UEFIFile},
+		{"boot.httpBootBinary", b.HTTPBootFile}, {"boot.arm64Binary", b.ARM64File},
+	} {
+		if f.v == "" || strings.Contains(f.v, "..") {
+			continue // dhcp's Validate says what is wrong with it
+		}
+		if _, err := fs.Stat(bins, f.v); err != nil {
+			errs = append(errs, bad(f.field, "%q is neither an iPXE binary rackboot embeds (undionly.kpxe, snponly.efi, ipxe.efi) nor a file in %s: fix the name, or put the file there", f.v, overlay))
+		}
+	}
+	return errs
+}
+
+// hostPort is host:port for listeners.
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 
 // resolve validates the admin API settings and returns its listen addresses.
@@ -704,13 +476,13 @@ func (c apiConfig) resolve(dataDir string, errs []error) ([]admin.ListenAddr, []
 	for i, s := range listen {
 		a, err := admin.ParseListenAddr(strings.TrimSpace(s))
 		if err != nil {
-			errs = append(errs, bad(fmt.Sprintf("api.listen[%d]", i), "admin-listen", "%v", err))
+			errs = append(errs, bad(fmt.Sprintf("api.listen[%d]", i), "%v", err))
 			continue
 		}
 		out = append(out, a)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		errs = append(errs, bad("api.tlsCertFile", "admin-tls-cert", "give the certificate and its key (api.tlsKeyFile, --admin-tls-key) together, or neither for a generated one"))
+		errs = append(errs, bad("api.tlsCertFile", "give the certificate and its key (api.tlsKeyFile) together, or neither for a generated one"))
 	}
 	return out, errs
 }

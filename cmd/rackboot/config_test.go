@@ -31,7 +31,7 @@ func loadArgs(t *testing.T, args ...string) (serveConfig, error) {
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	return f.load(fs)
+	return f.load(fs, &cliEnv{})
 }
 
 func TestFlagsOverrideFile(t *testing.T) {
@@ -73,7 +73,7 @@ dhcp:
 			Router: netip.MustParseAddr("10.78.0.1"), LeaseTime: 2 * time.Hour,
 		},
 	}
-	if d := cmp.Diff(want, r.Subnets, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+	if d := cmp.Diff(want, r.DHCPConfig.Subnets, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
 		t.Fatalf("subnets (-want +got):\n%s", d)
 	}
 }
@@ -83,19 +83,20 @@ func TestBadSettingsNameFieldAndFix(t *testing.T) {
 		args []string
 		want []string // substrings of the error
 	}{
-		{[]string{"--dhcp-mode", "auto"}, []string{"dhcp.mode (--dhcp-mode)", `"auto"`, "use server"}},
-		{[]string{"--dhcp-range", "10.77.0.200-10.77.0.100"}, []string{"dhcp.range (--dhcp-range)", "start is after end"}},
-		{[]string{"--dhcp-range", "10.99.0.1-10.99.0.9"}, []string{"dhcp.range (--dhcp-range)", "not inside the subnet 10.77.0.0/24"}},
-		{[]string{"--dhcp-range", "10.77.0.1"}, []string{"dhcp.range (--dhcp-range)", "START-END"}},
-		{[]string{"--dhcp-router", "10.1.1.1"}, []string{"dhcp.router (--dhcp-router)", "inside 10.77.0.0/24"}},
-		{[]string{"--dhcp-dns", "dns.example"}, []string{"dhcp.dns (--dhcp-dns)", "IP[,IP]"}},
-		{[]string{"--unknown-hosts", "allow"}, []string{"dhcp.unknownHosts (--unknown-hosts)", "ignore or discover"}},
-		{[]string{"--http-port", "70000"}, []string{"http.port (--http-port)", "1-65535"}},
-		{[]string{"--interface", "eth9"}, []string{"interface (--interface)", "exists"}},
-		{[]string{"--address", "10.77.0.300"}, []string{"address (--address)", "not an IPv4"}},
-		{[]string{"--address", "10.77.5.1"}, []string{"address (--address)", "not an address of interface br0"}},
-		{[]string{"--log-level", "loud"}, []string{"logLevel (--log-level)"}},
-		{[]string{"--unknown-hosts", "discover"}, []string{"dhcp.range (--dhcp-range)", "is empty"}},
+		{[]string{"--dhcp-mode", "auto"}, []string{"--dhcp-mode: dhcp.mode: ", `"auto"`, "use server"}},
+		{[]string{"--dhcp-range", "10.77.0.200-10.77.0.100"}, []string{"--dhcp-range: dhcp.range: ", "start is after end"}},
+		{[]string{"--dhcp-range", "10.99.0.1-10.99.0.9"}, []string{"--dhcp-range: dhcp.range: ", "not inside the subnet 10.77.0.0/24"}},
+		{[]string{"--dhcp-range", "10.77.0.1"}, []string{"--dhcp-range: dhcp.range: ", "START-END"}},
+		{[]string{"--dhcp-router", "10.1.1.1"}, []string{"--dhcp-router: dhcp.router: ", "inside 10.77.0.0/24"}},
+		{[]string{"--dhcp-dns", "dns.example"}, []string{"--dhcp-dns: dhcp.dns: ", "not an IP address"}},
+		{[]string{"--unknown-hosts", "allow"}, []string{"--unknown-hosts: dhcp.unknownHosts: ", "ignore or discover"}},
+		{[]string{"--http-port", "70000"}, []string{"--http-port: http.port: ", "1-65535"}},
+		{[]string{"--interface", "eth9"}, []string{"--interface: interface: ", "exists"}},
+		{[]string{"--address", "10.77.0.300"}, []string{"--address: address: ", "not an IPv4"}},
+		{[]string{"--address", "10.77.5.1"}, []string{"--address: address: ", "not an address of interface br0"}},
+		{[]string{"--log-level", "loud"}, []string{"--log-level: logLevel: "}},
+		{[]string{"--unknown-hosts", "discover"}, []string{"dhcp.range: is empty"}},
+		{[]string{"--dhcp-port", "70000"}, []string{"--dhcp-port: dhcp.port: 70000 is not a UDP port"}},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -117,7 +118,7 @@ func TestBadSettingsNameFieldAndFix(t *testing.T) {
 
 func TestInterfaceRequiredUnlessDHCPOff(t *testing.T) {
 	cfg, _ := loadArgs(t)
-	if _, err := cfg.resolve(fakeIfaces); err == nil || !strings.Contains(err.Error(), "interface (--interface)") {
+	if _, err := cfg.resolve(fakeIfaces); err == nil || !strings.Contains(err.Error(), "interface: is empty") {
 		t.Fatalf("no interface in server mode: %v", err)
 	}
 	cfg, _ = loadArgs(t, "--dhcp-mode", "off", "--address", "127.0.0.1")
@@ -160,11 +161,14 @@ func resolveYAML(t *testing.T, doc string) (*resolved, error) {
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadArgs(t, "--config", path, "--dhcp-mode", "off", "--address", "127.0.0.1")
-	if err != nil {
-		return nil, err
+	var f serveFlags
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	f.register(fs)
+	if err := fs.Parse([]string{"--config", path, "--dhcp-mode", "off", "--address", "127.0.0.1"}); err != nil {
+		t.Fatal(err)
 	}
-	return cfg.resolve(fakeIfaces)
+	r, _, err := loadServeConfig(fs, &f, &cliEnv{ifAddrs: fakeIfaces})
+	return r, err
 }
 
 func TestProvisionConfig(t *testing.T) {
@@ -201,7 +205,7 @@ provision:
 			}
 			want := defaults
 			c.want(&want)
-			if d := cmp.Diff(want, r.Provision.timeouts()); d != "" {
+			if d := cmp.Diff(want, r.Provision.Config().Timeouts); d != "" {
 				t.Errorf("provision.Timeouts (-want +got):\n%s", d)
 			}
 		})
@@ -214,7 +218,7 @@ func TestProvisionConfigErrorsNameFieldAndFix(t *testing.T) {
 		want      []string // substrings of the error
 	}{
 		{"unparseable", "provision: {timeouts: {boot: soon}}", []string{`provision.timeouts.boot: "soon" is not a duration`, `"15m"`}},
-		{"unparseable list", "provision: {timeouts: {stall: [1]}}", []string{"provision.timeouts.stall: [1] is not a duration"}},
+		{"unparseable list", "provision: {timeouts: {stall: [1]}}", []string{"provision.timeouts.stall: want a single value, got a list"}},
 		{"negative", "provision: {timeouts: {stall: -5m}}", []string{"provision.timeouts.stall: -5m0s: give a positive duration such as 15m"}},
 		{"zero", "provision: {timeouts: {diskBoot: 0s}}", []string{"provision.timeouts.diskBoot: 0s: give a positive duration", "leave it out for the default"}},
 		{"zero seconds", "provision: {timeouts: {rebootGrace: 0}}", []string{"provision.timeouts.rebootGrace: 0s: give a positive duration such as 30s"}},
@@ -253,12 +257,12 @@ func TestLimitSettingsNameYAMLPath(t *testing.T) {
 		{"tftp: {maxTransfers: 2, maxTransfersPerSource: 3}", "tftp.maxTransfersPerSource: 3 is above maxTransfers 2"},
 		{"http: {bodyTimeout: 10ms}", "http.bodyTimeout: 10ms is too short"},
 		{"http: {bodyTimeout: soon}", `http.bodyTimeout: "soon" is not a duration`},
-		{"http: {maxRanges: 0}", "http.maxRanges: 0: give at least 1"},
+		{"http: {maxRanges: -1}", "http.maxRanges: -1: give at least 1"},
 		{"http: {rateLimits: {script: {perSecond: 0, burst: 5}}}", "http.rateLimits.script.perSecond: 0: give a positive rate"},
 		{"http: {rateLimits: {metadata: {perSecond: 1, burst: 0}}}", "http.rateLimits.metadata.burst: 0: give at least 1"},
-		{`api: {listen: [":8443"]}`, "api.listen[0] (--admin-listen): \":8443\" listens on every address"},
-		{`api: {listen: ["unix:rel.sock"]}`, "api.listen[0] (--admin-listen)"},
-		{`api: {tlsCertFile: /etc/rackboot/admin.crt}`, "api.tlsCertFile (--admin-tls-cert): give the certificate and its key"},
+		{`api: {listen: [":8443"]}`, "c.yaml:3: api.listen[0]: \":8443\" listens on every address"},
+		{`api: {listen: ["unix:rel.sock"]}`, "c.yaml:3: api.listen[0]: "},
+		{`api: {tlsCertFile: /etc/rackboot/admin.crt}`, "c.yaml:3: api.tlsCertFile: give the certificate and its key"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.yaml, func(t *testing.T) {
@@ -313,11 +317,12 @@ func TestDiscoveryConfig(t *testing.T) {
 		t.Errorf("maxHosts 40: %+v", d)
 	}
 	for doc, want := range map[string]string{
-		"dhcp:\n  discovery: {maxHosts: 0}\n":           "dhcp.discovery.maxHosts",
-		"dhcp:\n  discovery: {rate: -1}\n":              "dhcp.discovery.rate",
-		"dhcp:\n  discovery: {burst: 1000001}\n":        "dhcp.discovery.burst",
-		"dhcp:\n  discovery: {rate: 1000001}\n":         "dhcp.discovery.rate",
-		"dhcp:\n  discovery: {acceptSerials: [\"\"]}\n": "dhcp.discovery.acceptSerials[0]",
+		"dhcp:\n  discovery: {maxHosts: -1}\n":       "dhcp.discovery.maxHosts",
+		"dhcp:\n  discovery: {rate: -1}\n":           "dhcp.discovery.rate",
+		"dhcp:\n  discovery: {burst: 1000001}\n":     "dhcp.discovery.burst",
+		"dhcp:\n  discovery: {rate: 1000001}\n":      "dhcp.discovery.rate",
+		"provision: {acceptSerials: [\"\"]}\n":       "provision.acceptSerials[0]",
+		"dhcp:\n  discovery: {acceptSerials: [x]}\n": "dhcp.discovery.acceptSerials: unknown setting; it moved: write it as provision.acceptSerials",
 	} {
 		if _, err := resolveYAML(t, doc); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want an error naming %s", doc, err, want)

@@ -35,6 +35,7 @@ type cliHarness struct {
 	env      map[string]string
 	requests atomic.Int64 // requests that reached the server
 	stdin    string
+	ifAddrs  interfaceAddrs // serve's view of the interfaces (nil: the system's)
 }
 
 func newCLIHarness(t *testing.T) *cliHarness {
@@ -86,7 +87,7 @@ func (h *cliHarness) run(args ...string) (stdout, stderr string, err error) {
 // of the real ones.
 func (h *cliHarness) runCtx(ctx context.Context, tokenFiles []string, args ...string) (string, string, error) {
 	var out, errb bytes.Buffer
-	env := &cliEnv{stdout: &out, stderr: &errb, getenv: func(k string) string { return h.env[k] }}
+	env := &cliEnv{stdout: &out, stderr: &errb, getenv: func(k string) string { return h.env[k] }, ifAddrs: h.ifAddrs}
 	var root *cobra.Command
 	if tokenFiles == nil {
 		root = newRootCmd(env)

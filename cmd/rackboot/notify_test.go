@@ -91,7 +91,7 @@ dhcp: {mode: "off"}
 func TestPackagedConfigLoads(t *testing.T) {
 	var f serveFlags
 	f.configFile = filepath.Join("..", "..", "packaging", "config.yaml")
-	cfg, err := f.load(newServeCmd(&cliEnv{getenv: func(string) string { return "" }}).Flags())
+	cfg, err := f.load(newServeCmd(&cliEnv{}).Flags(), &cliEnv{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,15 @@ import (
 type cliEnv struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// defaultConfig is serve's configuration file when --config is not given and it
+	// exists; empty (tests) reads none.
+	defaultConfig string
+	// ifAddrs learns an interface's addresses; nil means the system's.
+	ifAddrs interfaceAddrs
 }
 
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	root := newRootCmd(&cliEnv{stdout: stdout, stderr: stderr, getenv: os.Getenv})
+	root := newRootCmd(&cliEnv{stdout: stdout, stderr: stderr, getenv: os.Getenv, defaultConfig: defaultConfigFile})
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }
@@ -68,7 +73,8 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 	version := newVersionCmd(env)
 	root.AddCommand(newServeCmd(env), newHostCmd(env), version, newAgentCmd(env, root), newBootenvCmd(env))
 	root.AddCommand(newLabCmd(env))
-	root.AddCommand(newImageCmd(env)) // image.go
+	root.AddCommand(newImageCmd(env))  // image.go
+	root.AddCommand(newConfigCmd(env)) // config_doc.go
 	root.Flags().BoolVar(&showVersion, "version", false, "print the version of this binary and of the server (like 'rackboot version')")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageErrorf("%v\nSee '%s --help'.", err, c.CommandPath())

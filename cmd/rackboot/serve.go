@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rackboot/rackboot/admin"
@@ -29,24 +30,31 @@ import (
 
 func newServeCmd(env *cliEnv) *cobra.Command {
 	var f serveFlags
-	var cf capiFlags // capi.go
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run DHCP, TFTP, the iPXE/HTTP boot server, the inventory and the admin API",
 		Long: `serve runs every rackboot service in one process until SIGINT or SIGTERM.
 
-Settings come from --config (YAML, see README.md) and flags override them.`,
+Settings come in layers, each overriding the one before: the defaults
+('rackboot config defaults' prints them), the YAML file (--config, else
+` + defaultConfigFile + ` when it exists), RACKBOOT_* environment variables
+(RACKBOOT_ and the setting's path in upper snake case: dhcp.range is
+RACKBOOT_DHCP_RANGE, lists comma-separated), then flags. docs/config.md lists every
+setting. --check-config checks them all and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.load(cmd.Flags())
-			if err != nil {
-				return err
+			r, capi, err := loadServeConfig(cmd.Flags(), &f, env)
+			if f.checkConfig {
+				if err != nil {
+					return err
+				}
+				src := "no configuration file"
+				if f.configFile != "" {
+					src = f.configFile
+				}
+				fmt.Fprintf(env.stdout, "configuration OK (%s, environment and flags)\n", src)
+				return nil
 			}
-			r, err := cfg.resolve(systemInterfaceAddrs)
-			if err != nil {
-				return err
-			}
-			capi, err := cf.resolve(env.getenv)
 			if err != nil {
 				return err
 			}
@@ -54,8 +62,44 @@ Settings come from --config (YAML, see README.md) and flags override them.`,
 		},
 	}
 	f.register(cmd.Flags())
-	cf.register(cmd.Flags())
 	return cmd
+}
+
+// loadServeConfig layers and validates serve's configuration; its error lists every
+// problem found, reading and validating alike.
+func loadServeConfig(fs *pflag.FlagSet, f *serveFlags, env *cliEnv) (*resolved, capiSettings, error) {
+	cfg, err := f.load(fs, env)
+	var problems []string
+	var ce *configError
+	switch {
+	case errors.As(err, &ce) && cfg.layers.unreadable:
+		return nil, capiSettings{}, err
+	case errors.As(err, &ce):
+		problems = append(problems, ce.problems...)
+	case err != nil:
+		return nil, capiSettings{}, err
+	}
+	ifAddrs := env.ifAddrs
+	if ifAddrs == nil {
+		ifAddrs = systemInterfaceAddrs
+	}
+	r, err := cfg.resolve(ifAddrs)
+	if errors.As(err, &ce) {
+		problems = append(problems, ce.problems...)
+	}
+	getenv := env.getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	capi, err := cfg.CAPI.resolve(getenv)
+	if err != nil {
+		problems = append(problems, cfg.layers.problems(err)...)
+	}
+	if len(problems) > 0 {
+		sortProblems(f.configFile, problems)
+		return nil, capi, &configError{problems: problems}
+	}
+	return r, capi, nil
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackboot/rackboot/admin"
+	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/dhcp"
 	"github.com/rackboot/rackboot/httplimit"
 	"github.com/rackboot/rackboot/inventory"
@@ -46,7 +47,7 @@ type wiring struct {
 // typed Config here; none of them reads flags or the environment.
 func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, token string, log *slog.Logger, reg prometheus.Registerer) (*wiring, error) {
 	w := &wiring{mux: http.NewServeMux()}
-	serverURL := "http://" + hostPort(r.Addr.String(), r.HTTP.Port)
+	serverURL := r.ServerURL()
 
 	bins, err := ipxe.OpenBinaries(filepath.Join(r.DataDir, "ipxe"))
 	if err != nil {
@@ -59,7 +60,9 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 	}
 	w.closers = append(w.closers, assets.Close)
 
-	bmcs, err := newBMCService(r.BMC, store, log.With("service", "bmc"), reg)
+	bc := r.BMC
+	bc.Store, bc.Logger, bc.Registerer = store, log.With("service", "bmc"), reg
+	bmcs, err := bmc.New(bc)
 	if err != nil {
 		return w, err
 	}
@@ -83,7 +86,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		Binaries:    bins,
 		Assets:      assets.FS(),
 		ServerURL:   serverURL,
-		Discovery:   r.DHCP.UnknownHosts == "discover",
+		Discovery:   r.DHCP.UnknownHosts == dhcp.UnknownDiscover,
 		BootEnvs:    pv.bootEnvs.Current,
 		AgentTokens: pv.prov,
 		Gate:        gate,
@@ -96,8 +99,8 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 	boot.Register(w.mux)
 
 	var subnets []netip.Prefix
-	if r.DHCP.Mode == "server" {
-		for _, s := range r.Subnets {
+	if r.DHCP.Mode == dhcp.ModeServer {
+		for _, s := range r.DHCPConfig.Subnets {
 			subnets = append(subnets, s.Prefix)
 		}
 	}
@@ -126,7 +129,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 	w.adminAPI = limits.Handler(api)
 
 	if !r.TFTP.Disabled {
-		tc := r.TFTP.config()
+		tc := r.TFTP.Config
 		tc.FS, tc.Logger, tc.Registerer, tc.Store = bins, log.With("service", "tftp"), reg, store
 		ts, err := tftp.New(tc)
 		if err != nil {
@@ -146,30 +149,10 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		}})
 	}
 
-	if r.DHCP.Mode != "off" {
-		ds, err := dhcp.New(dhcp.Config{
-			Mode:         dhcp.Mode(r.DHCP.Mode),
-			Interface:    r.Interface,
-			ServerIP:     r.Addr,
-			Port:         r.DHCP.Port,
-			ProxyPort:    r.DHCP.ProxyPort,
-			Subnets:      r.Subnets,
-			UnknownHosts: dhcp.UnknownHostPolicy(r.DHCP.UnknownHosts),
-			Keys:         gate,
-			Discovery: dhcp.Discovery{
-				MaxHosts: r.DHCP.Discovery.MaxHosts,
-				Rate:     r.DHCP.Discovery.Rate,
-				Burst:    r.DHCP.Discovery.Burst,
-			},
-			Boot: dhcp.Boot{
-				HTTPBaseURL:  serverURL,
-				UEFIFile:     r.Boot.UEFIBinary,
-				HTTPBootFile: r.Boot.HTTPBootBinary,
-			},
-			Logger:     log.With("service", "dhcp"),
-			Registerer: reg,
-			Store:      store,
-		})
+	if r.DHCP.Mode != dhcp.ModeOff {
+		dc := r.DHCPConfig
+		dc.Keys, dc.Logger, dc.Registerer, dc.Store = gate, log.With("service", "dhcp"), reg, store
+		ds, err := dhcp.New(dc)
 		if err != nil {
 			return w, err
 		}
@@ -184,16 +167,16 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 // (a stranger can ask for any MAC's) and the per-host metadata. The admin API's JSON
 // bodies get a minute; an image upload (gigabytes) is bounded by its checksum instead.
 func newLimits(r *resolved, log *slog.Logger, reg prometheus.Registerer) (*httplimit.Limits, error) {
-	script, err := ratelimit.New(r.HTTP.RateLimits.Script.config())
+	script, err := ratelimit.New(r.HTTP.RateLimits.Script)
 	if err != nil {
 		return nil, fmt.Errorf("http.rateLimits.script.%w", err)
 	}
-	md, err := ratelimit.New(r.HTTP.RateLimits.Metadata.config())
+	md, err := ratelimit.New(r.HTTP.RateLimits.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("http.rateLimits.metadata.%w", err)
 	}
 	return httplimit.New(httplimit.Config{
-		BodyTimeout: r.HTTP.BodyTimeout.d,
+		BodyTimeout: r.HTTP.BodyTimeout,
 		MaxRanges:   r.HTTP.MaxRanges,
 		Routes: []httplimit.Route{
 			{Name: "script", Prefix: "/ipxe/", Suffix: "boot.ipxe", Rate: script},

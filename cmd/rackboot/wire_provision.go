@@ -61,20 +61,12 @@ func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Servic
 	if !pv.bootEnvs.Ready() {
 		log.Warn(noAgent)
 	}
-	pv.prov, err = provision.New(provision.Config{
-		Timeouts:     r.Provision.timeouts(),
-		NoAgent:      noAgent,
-		AgentReady:   pv.bootEnvs.Ready,
-		Store:        store,
-		BMC:          bmcs,
-		Images:       pv.catalog,
-		ServerURL:    serverURL,
-		Gate:         gate,
-		Logger:       log.With("service", "provision"),
-		Registerer:   reg,
-		Metrics:      httpm,
-		OnTransition: w.capiHook.hostChanged,
-	})
+	pc := r.Provision.Config()
+	pc.NoAgent, pc.AgentReady = noAgent, pv.bootEnvs.Ready
+	pc.Store, pc.BMC, pc.Images, pc.ServerURL, pc.Gate = store, bmcs, pv.catalog, serverURL, gate
+	pc.Logger, pc.Registerer, pc.Metrics = log.With("service", "provision"), reg, httpm
+	pc.OnTransition = w.capiHook.hostChanged
+	pv.prov, err = provision.New(pc)
 	if err != nil {
 		return nil, err
 	}
