@@ -43,7 +43,7 @@ export KUBEBUILDER_ASSETS := $(ENVTEST_DIR)
 DIST_VERSION ?= v0.1.0
 DIST_ARCH ?= amd64,arm64
 
-.PHONY: all build dist clusterctl test test-k8s unit lint deps bench bench-compare lab lab-image node-image lab-down clean envtest generate verify-generate
+.PHONY: all build dist clusterctl test test-k8s unit lint deps bench bench-compare lab lab-image node-image lab-down clean envtest generate verify-generate config-doc verify-config-doc
 
 all: build
 
@@ -118,6 +118,14 @@ generate:
 # verify-generate regenerates into a temporary directory and fails when the tree differs.
 verify-generate:
 	@hack/generate.sh --verify
+
+# config-doc rewrites docs/config.md from the packages' Config types; verify-config-doc
+# fails when it is stale (make test runs the same test with the rest of ./...).
+config-doc:
+	$(GO) test -count=1 -run '^TestConfigReferenceFresh$$' ./cmd/rackboot -update
+
+verify-config-doc:
+	$(GO) test -count=1 -run '^TestConfigReferenceFresh$$' ./cmd/rackboot
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -101,5 +102,10 @@ func TestPackagedConfigLoads(t *testing.T) {
 	cfg.Address = "10.0.0.2" // what the operator writes before starting it
 	if _, err := cfg.resolve(func(string) ([]netip.Prefix, error) { return nil, nil }); err != nil {
 		t.Errorf("packaged config with an address does not resolve: %v", err)
+	}
+	// And as the operator checks it, with the address from the unit's environment.
+	h := &cliHarness{t: t, env: map[string]string{"RACKBOOT_ADDRESS": "10.0.0.2"}}
+	if out, errOut, err := h.run("serve", "--check-config", "--config", f.configFile); err != nil || !strings.HasPrefix(out, "configuration OK") {
+		t.Errorf("serve --check-config on the packaged config: %v\n%s%s", err, out, errOut)
 	}
 }
