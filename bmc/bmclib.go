@@ -47,7 +47,7 @@ type LibConfig struct {
 	// nil means net.Dialer. The lab dials from inside its network namespace.
 	Dial DialFunc
 	// PingWait bounds the RMCP presence ping sent before each IPMI call (default 1s).
-	PingWait time.Duration
+	PingWait time.Duration `yaml:"pingWait" doc:"wait for the RMCP presence ping sent before each IPMI call (an absent BMC fails fast)"`
 }
 
 // Validate checks the files the settings name, so a typo is found before the first

@@ -91,7 +91,7 @@ type metrics struct {
 
 // DefaultConfig is the settings part of Config with every default written out.
 func DefaultConfig() Config {
-	return Config{Workers: DefaultWorkers, Timeout: DefaultTimeout, MaxAttempts: DefaultMaxAttempts, Backoff: DefaultBackoff}
+	return Config{Workers: DefaultWorkers, Timeout: DefaultTimeout, MaxAttempts: DefaultMaxAttempts, Backoff: DefaultBackoff, Lib: LibConfig{PingWait: time.Second}}
 }
 
 // Validate checks the operator's settings (zeros mean the defaults). Each message
@@ -110,6 +110,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAttempts < 0 || c.MaxAttempts > 10 {
 		errs = append(errs, fmt.Errorf("maxAttempts: %d: give 1-10 (default %d)", c.MaxAttempts, DefaultMaxAttempts))
+	}
+	if c.Lib.PingWait < 0 || c.Lib.PingWait > 30*time.Second {
+		errs = append(errs, fmt.Errorf("pingWait: %s: give 0-30s (0: 1s)", c.Lib.PingWait))
 	}
 	if c.Backoff < 0 || c.Backoff > maxBackoff {
 		errs = append(errs, fmt.Errorf("backoff: %s: give 0-%s (default %s)", c.Backoff, maxBackoff, DefaultBackoff))

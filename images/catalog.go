@@ -46,11 +46,34 @@ const (
 	DefaultStallTimeout  = 60 * time.Second
 	DefaultMaxAttempts   = 3
 	DefaultHeaderTimeout = 60 * time.Second
+	DefaultBackoff       = 2 * time.Second
 	// progressEvery bounds how often a download's progress is written to the store.
 	progressEvery = 2 * time.Second
 	// chunk is how much one sendfile call moves before the write deadline is pushed.
 	chunk = 8 << 20
 )
+
+// DefaultConfig is the settings part of Config with every default written out.
+func DefaultConfig() Config {
+	return Config{StallTimeout: DefaultStallTimeout, MaxAttempts: DefaultMaxAttempts, Backoff: DefaultBackoff}
+}
+
+// Validate checks the operator's settings (zeros mean the defaults). Each message
+// starts with the setting's name in the configuration file, so the caller can prefix
+// its own path ("images.").
+func (c Config) Validate() error {
+	var errs []error
+	if c.StallTimeout < 0 || (c.StallTimeout > 0 && c.StallTimeout < time.Second) {
+		errs = append(errs, fmt.Errorf("stallTimeout: %s: give at least 1s (default %s)", c.StallTimeout, DefaultStallTimeout))
+	}
+	if c.MaxAttempts < 0 || c.MaxAttempts > 100 {
+		errs = append(errs, fmt.Errorf("maxAttempts: %d: give 1-100 (default %d)", c.MaxAttempts, DefaultMaxAttempts))
+	}
+	if c.Backoff < 0 || c.Backoff > time.Hour {
+		errs = append(errs, fmt.Errorf("backoff: %s: give 0-1h (default %s)", c.Backoff, DefaultBackoff))
+	}
+	return errors.Join(errs...)
+}
 
 // Config configures a Catalog. Dir and Store are required.
 type Config struct {
@@ -66,13 +89,13 @@ type Config struct {
 	Authorize Authorizer
 	// StallTimeout is how long a download or a transfer to an agent may make no
 	// progress before it is cut (default 60s).
-	StallTimeout time.Duration
+	StallTimeout time.Duration `yaml:"stallTimeout" doc:"a download, or a transfer to an agent, making no progress this long is cut"`
 	// MaxAttempts per download (default 3), resuming with Range where possible.
-	MaxAttempts int
+	MaxAttempts int `yaml:"maxAttempts" doc:"attempts per download, resuming with Range where the server allows"`
 	// Backoff before a download retry (default 2s, doubled each time).
-	Backoff time.Duration
+	Backoff time.Duration `yaml:"backoff" doc:"wait before a download retry, doubled each time"`
 	// VerifyOnStart re-hashes every ready image when Start runs.
-	VerifyOnStart bool
+	VerifyOnStart bool `yaml:"verifyOnStart" doc:"re-hash every ready image at start (reads them all)"`
 	Logger        *slog.Logger
 	// Registerer gets the catalog's metrics; Metrics, when set, the HTTP route's.
 	Registerer prometheus.Registerer
@@ -120,7 +143,7 @@ func New(cfg Config) (*Catalog, error) {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.Backoff <= 0 {
-		cfg.Backoff = 2 * time.Second
+		cfg.Backoff = DefaultBackoff
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Transport: &http.Transport{

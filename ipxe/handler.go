@@ -114,10 +114,31 @@ type HandlerConfig struct {
 	// Metrics, when set, is shared with other routes of the same server.
 	Metrics *HTTPMetrics
 	// ScriptTimeout is the write deadline for a script or phone-home answer.
-	ScriptTimeout time.Duration
+	ScriptTimeout time.Duration `yaml:"scriptTimeout" doc:"write deadline of one iPXE script answer"`
 	// StallTimeout is how long a binary or asset transfer may make no progress before
 	// the connection is dropped; the whole transfer has no deadline.
-	StallTimeout time.Duration
+	StallTimeout time.Duration `yaml:"stallTimeout" doc:"an iPXE binary or asset transfer making no progress this long is dropped (the whole transfer has no deadline)"`
+}
+
+// DefaultHandlerConfig is the settings part of HandlerConfig with every default
+// written out.
+func DefaultHandlerConfig() HandlerConfig {
+	return HandlerConfig{ScriptTimeout: DefaultScriptTimeout, StallTimeout: DefaultStallTimeout}
+}
+
+// Validate checks the operator's settings (zeros mean the defaults). Each message
+// starts with the setting's name in the configuration file.
+func (c HandlerConfig) Validate() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"scriptTimeout", c.ScriptTimeout}, {"stallTimeout", c.StallTimeout}} {
+		if d.v < 0 || (d.v > 0 && d.v < time.Second) {
+			errs = append(errs, fmt.Errorf("%s: %s: give at least 1s", d.name, d.v))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Handler serves the iPXE boot routes; see the package documentation.

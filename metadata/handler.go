@@ -59,6 +59,21 @@ const (
 	DocPhoneHome     = "phonehome"
 )
 
+// DefaultTimeout is the write deadline of one answer.
+const DefaultTimeout = 30 * time.Second
+
+// DefaultConfig is the settings part of Config with every default written out.
+func DefaultConfig() Config { return Config{Timeout: DefaultTimeout} }
+
+// Validate checks the operator's settings (zero means the default). Each message starts
+// with the setting's name in the configuration file.
+func (c Config) Validate() error {
+	if c.Timeout < 0 || (c.Timeout > 0 && c.Timeout < time.Second) {
+		return fmt.Errorf("timeout: %s: give at least 1s (default %s)", c.Timeout, DefaultTimeout)
+	}
+	return nil
+}
+
 // Config configures the handler. Store is required.
 type Config struct {
 	Store Store
@@ -74,7 +89,7 @@ type Config struct {
 	Logger  *slog.Logger
 	Metrics *ipxe.HTTPMetrics
 	// Timeout is the write deadline of one answer (default 30s).
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout" doc:"write deadline of one answer (meta-data, user-data, Ignition, phone-home)"`
 }
 
 // Handler serves the per-host NoCloud-net and Ignition documents.
@@ -93,7 +108,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		return nil, errors.New("metadata: no trust gate configured: user-data goes only where the gate says")
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger}
 	if h.log == nil {

@@ -54,33 +54,42 @@ type Config struct {
 	Mode  Mode
 	Store Store
 	// KeyTTL is how long a boot key from DHCP may be used (default 10m).
-	KeyTTL time.Duration
+	KeyTTL time.Duration `yaml:"keyTTL" doc:"how long a boot key handed out with a DHCP answer may be used to fetch the iPXE script"`
 	// MaxKeys bounds the keys held in memory (default 4096); the oldest go first.
-	MaxKeys int
+	MaxKeys int `yaml:"maxKeys" doc:"boot keys held in memory; the oldest go first"`
 	// RejectRate and RejectBurst bound the rejected events one source address may write
 	// (defaults 1/s, burst 10); refusals beyond them are only counted.
-	RejectRate  float64
-	RejectBurst int
+	RejectRate  float64 `yaml:"rejectRate" doc:"refusal events one source address may write per second; beyond, refusals are only counted"`
+	RejectBurst int     `yaml:"rejectBurst" doc:"refusal events one source address may write at once"`
 	Logger      *slog.Logger
 	// Registerer gets rackboot_trust_* metrics; nil keeps them private.
 	Registerer prometheus.Registerer
 	Now        func() time.Time
 }
 
-// Validate checks the configuration.
-func (c *Config) Validate() error {
-	switch c.Mode {
-	case ModeServer, ModeProxy, ModeOff:
-	default:
-		return fmt.Errorf("trust: mode %q is not server, proxy or off", c.Mode)
+// DefaultConfig is the settings part of Config with every default written out.
+func DefaultConfig() Config {
+	return Config{KeyTTL: DefaultKeyTTL, MaxKeys: DefaultMaxKeys, RejectRate: DefaultRejectRate, RejectBurst: DefaultRejectBurst}
+}
+
+// Validate checks the operator's settings (zeros mean the defaults). Each message
+// starts with the setting's name in the configuration file (keyTTL, ...), so the
+// caller can prefix its own path ("trust.").
+func (c Config) Validate() error {
+	var errs []error
+	if c.KeyTTL < 0 || (c.KeyTTL > 0 && c.KeyTTL < 10*time.Second) || c.KeyTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("keyTTL: %s: give 10s-24h (default %s; a key is used once, seconds after the DHCP answer)", c.KeyTTL, DefaultKeyTTL))
 	}
-	if c.Store == nil {
-		return errors.New("trust: Config.Store is nil: pass the inventory")
+	if c.MaxKeys < 0 || c.MaxKeys > 1<<20 {
+		errs = append(errs, fmt.Errorf("maxKeys: %d: give 1-1048576 (default %d)", c.MaxKeys, DefaultMaxKeys))
 	}
-	if c.KeyTTL < 0 || c.MaxKeys < 0 || c.RejectRate < 0 || c.RejectBurst < 0 {
-		return errors.New("trust: negative limits")
+	if c.RejectRate < 0 {
+		errs = append(errs, fmt.Errorf("rejectRate: %g: give a positive rate (default %g)", c.RejectRate, DefaultRejectRate))
 	}
-	return nil
+	if c.RejectBurst < 0 {
+		errs = append(errs, fmt.Errorf("rejectBurst: %d: give a positive number (default %d)", c.RejectBurst, DefaultRejectBurst))
+	}
+	return errors.Join(errs...)
 }
 
 // Gate decides who is asking on every boot route. It is safe for concurrent use.
@@ -114,8 +123,16 @@ type keyRef struct {
 
 // New checks cfg and builds a Gate.
 func New(cfg Config) (*Gate, error) {
+	switch cfg.Mode {
+	case ModeServer, ModeProxy, ModeOff:
+	default:
+		return nil, fmt.Errorf("trust: mode %q is not server, proxy or off", cfg.Mode)
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("trust: Config.Store is nil: pass the inventory")
+	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("trust: %w", err)
 	}
 	if cfg.KeyTTL == 0 {
 		cfg.KeyTTL = DefaultKeyTTL

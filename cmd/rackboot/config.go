@@ -18,10 +18,13 @@ import (
 	"github.com/rackboot/rackboot/controllers"
 	"github.com/rackboot/rackboot/dhcp"
 	"github.com/rackboot/rackboot/httplimit"
+	"github.com/rackboot/rackboot/images"
 	"github.com/rackboot/rackboot/ipxe"
+	"github.com/rackboot/rackboot/metadata"
 	"github.com/rackboot/rackboot/provision"
 	"github.com/rackboot/rackboot/ratelimit"
 	"github.com/rackboot/rackboot/tftp"
+	"github.com/rackboot/rackboot/trust"
 )
 
 // defaultConfigFile is read when --config is not given and it exists (the Debian
@@ -50,6 +53,10 @@ type serveConfig struct {
 	Boot      dhcp.Boot          `yaml:"boot" doc:"The boot files DHCP hands to netboot clients: iPXE binaries rackboot embeds (undionly.kpxe, snponly.efi, ipxe.efi) or files put in DATA_DIR/ipxe."`
 	BMC       bmc.Config         `yaml:"bmc" doc:"Power and next-boot device through BMCs: IPMI (ipmitool) and Redfish, by a bounded pool of workers."`
 	Provision provision.Settings `yaml:"provision" doc:"The host state machine: phase timeouts, retries and the acceptance of discovered hosts."`
+	Images    images.Config      `yaml:"images" doc:"The image catalog: downloads into DATA_DIR/images and transfers to agents."`
+	IPXE      ipxe.HandlerConfig `yaml:"ipxe" doc:"The iPXE routes of the boot listener: scripts, binaries and boot assets."`
+	Metadata  metadata.Config    `yaml:"metadata" doc:"Each host's cloud-init and Ignition (NoCloud-net under /metadata/TOKEN/) and its phone-home."`
+	Trust     trust.Config       `yaml:"trust" doc:"Who is asking on the boot routes: the per-boot keys DHCP hands out, and the refusals recorded."`
 	CAPI      capiConfig         `yaml:"capi" doc:"The Cluster API controllers, run inside serve when a management cluster is given (kubeconfig, or in a pod)."`
 
 	// layers says where each setting came from (file line, variable, flag), to point
@@ -124,6 +131,10 @@ func defaultServeConfig() serveConfig {
 		Boot:      dc.Boot,
 		BMC:       bmc.DefaultConfig(),
 		Provision: provision.DefaultSettings(),
+		Images:    images.DefaultConfig(),
+		IPXE:      ipxe.DefaultHandlerConfig(),
+		Metadata:  metadata.DefaultConfig(),
+		Trust:     trust.DefaultConfig(),
 		CAPI:      capiConfig{Config: controllers.DefaultConfig()},
 	}
 }
@@ -322,6 +333,10 @@ func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 	errs = append(errs, prefixed("bmc.", cfg.BMC.Validate())...)
 	errs = append(errs, prefixed("provision.", cfg.Provision.Validate())...)
 	errs = append(errs, prefixed("capi.", cfg.CAPI.Config.Validate())...)
+	errs = append(errs, prefixed("images.", cfg.Images.Validate())...)
+	errs = append(errs, prefixed("ipxe.", cfg.IPXE.Validate())...)
+	errs = append(errs, prefixed("metadata.", cfg.Metadata.Validate())...)
+	errs = append(errs, prefixed("trust.", cfg.Trust.Validate())...)
 	r.AdminListen, errs = cfg.API.resolve(cfg.DataDir, errs)
 	errs = append(errs, checkBootFiles(cfg.Boot, filepath.Join(cfg.DataDir, "ipxe"))...)
 

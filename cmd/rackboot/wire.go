@@ -69,7 +69,9 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 	w.services = append(w.services, service{name: "bmc", start: bmcs.Start})
 	w.ready = append(w.ready, bmcs.Ready())
 	// One gate decides who is asking on every boot route (package trust).
-	gate, err := trust.New(trust.Config{Mode: trust.Mode(r.DHCP.Mode), Store: store, Logger: log.With("service", "trust"), Registerer: reg})
+	tc := r.Trust
+	tc.Mode, tc.Store, tc.Logger, tc.Registerer = trust.Mode(r.DHCP.Mode), store, log.With("service", "trust"), reg
+	gate, err := trust.New(tc)
 	if err != nil {
 		return w, err
 	}
@@ -81,18 +83,12 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		return w, err
 	}
 
-	boot, err := ipxe.NewHandler(ipxe.HandlerConfig{
-		Store:       store,
-		Binaries:    bins,
-		Assets:      assets.FS(),
-		ServerURL:   serverURL,
-		Discovery:   r.DHCP.UnknownHosts == dhcp.UnknownDiscover,
-		BootEnvs:    pv.bootEnvs.Current,
-		AgentTokens: pv.prov,
-		Gate:        gate,
-		Logger:      log.With("service", "http"),
-		Registerer:  reg,
-	})
+	hc := r.IPXE
+	hc.Store, hc.Binaries, hc.Assets, hc.ServerURL = store, bins, assets.FS(), serverURL
+	hc.Discovery = r.DHCP.UnknownHosts == dhcp.UnknownDiscover
+	hc.BootEnvs, hc.AgentTokens, hc.Gate = pv.bootEnvs.Current, pv.prov, gate
+	hc.Logger, hc.Registerer = log.With("service", "http"), reg
+	boot, err := ipxe.NewHandler(hc)
 	if err != nil {
 		return w, err
 	}

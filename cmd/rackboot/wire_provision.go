@@ -38,14 +38,11 @@ func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Servic
 	}
 	pv := &provisioning{}
 	var authorize images.Authorizer // set below, once the provisioner exists
-	pv.catalog, err = images.New(images.Config{
-		Dir:        filepath.Join(r.DataDir, "images"),
-		Store:      store,
-		Authorize:  func(req *http.Request, name string) (string, error) { return authorize(req, name) },
-		Logger:     log.With("service", "images"),
-		Registerer: reg,
-		Metrics:    httpm,
-	})
+	ic := r.Images
+	ic.Dir, ic.Store = filepath.Join(r.DataDir, "images"), store
+	ic.Authorize = func(req *http.Request, name string) (string, error) { return authorize(req, name) }
+	ic.Logger, ic.Registerer, ic.Metrics = log.With("service", "images"), reg, httpm
+	pv.catalog, err = images.New(ic)
 	if err != nil {
 		return nil, err
 	}
@@ -71,14 +68,10 @@ func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Servic
 		return nil, err
 	}
 	authorize = pv.prov.AuthorizeImage
-	md, err := metadata.NewHandler(metadata.Config{
-		Store:     store,
-		PhoneHome: pv.prov,
-		ServerURL: serverURL,
-		Gate:      gate,
-		Logger:    log.With("service", "metadata"),
-		Metrics:   httpm,
-	})
+	mc := r.Metadata
+	mc.Store, mc.PhoneHome, mc.ServerURL, mc.Gate = store, pv.prov, serverURL, gate
+	mc.Logger, mc.Metrics = log.With("service", "metadata"), httpm
+	md, err := metadata.NewHandler(mc)
 	if err != nil {
 		return nil, err
 	}
