@@ -223,6 +223,9 @@ func (f *serveFlags) load(fs *pflag.FlagSet, env *cliEnv) (serveConfig, error) {
 		getenv = func(string) string { return "" }
 	}
 	cfg.layers.applyEnv(&cfg, getenv)
+	if env.environ != nil {
+		cfg.layers.checkEnvNames(&cfg, env.environ())
+	}
 	cfg.layers.applyFlags(&cfg, fs, serveFlagBindings())
 	if len(cfg.layers.errs) > 0 {
 		return cfg, &configError{problems: cfg.layers.errs}

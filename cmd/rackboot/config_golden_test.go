@@ -35,6 +35,8 @@ func TestCLIConfigGolden(t *testing.T) {
 	h.env["RACKBOOT_DHCP_PORT"] = "sixty-seven"
 	h.env["RACKBOOT_DHCP_DNS"] = "10.77.0.1,dns.example"
 	h.env["RACKBOOT_PROVISION_TIMEOUTS_BOOT"] = "5s"
+	h.env["RACKBOOT_DHCP_RNAGE"] = "10.77.0.10-10.77.0.20" // misspelt: said, not ignored
+	h.env["RACKBOOT_SERVER"] = "https://127.0.0.1:8443"    // the CLI's: left alone
 	checkGolden(t, "check-config-bad-env", h.transcript(check("good.yaml")...))
 	// The environment overrides the file, and flags the environment.
 	h.env = map[string]string{"RACKBOOT_DHCP_MODE": "proxy", "RACKBOOT_LOG_LEVEL": "debug", "RACKBOOT_BMC_WORKERS": "4"}
@@ -125,6 +127,39 @@ func TestEnvName(t *testing.T) {
 		if got := envName(path); got != want {
 			t.Errorf("envName(%s) = %s, want %s", path, got, want)
 		}
+	}
+}
+
+// TestDefaultConfigFile: without --config, serve reads the default file when it exists
+// and none when it does not; --config wins over it.
+func TestDefaultConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	def := filepath.Join(dir, "config.yaml")
+	other := filepath.Join(dir, "other.yaml")
+	os.WriteFile(other, []byte("logLevel: warn\n"), 0o600)
+	load := func(args ...string) serveConfig {
+		t.Helper()
+		var f serveFlags
+		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		f.register(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.load(fs, &cliEnv{defaultConfig: def})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if got := load().LogLevel; got != "info" {
+		t.Errorf("no default file: logLevel %q, want the default info", got)
+	}
+	os.WriteFile(def, []byte("logLevel: debug\n"), 0o600)
+	if got := load().LogLevel; got != "debug" {
+		t.Errorf("default file: logLevel %q, want debug", got)
+	}
+	if got := load("--config", other).LogLevel; got != "warn" {
+		t.Errorf("--config: logLevel %q, want warn", got)
 	}
 }
 

@@ -465,6 +465,31 @@ func (l *settingLayers) applyEnv(cfg any, getenv func(string) string) {
 	}
 }
 
+// checkEnvNames reports RACKBOOT_* variables that are one or two letters from a
+// setting's variable: a misspelt setting would otherwise be ignored without a word.
+// Other RACKBOOT_* variables (the CLI's RACKBOOT_SERVER, the lab's) are left alone.
+func (l *settingLayers) checkEnvNames(cfg any, environ []string) {
+	known := map[string]bool{}
+	for _, lf := range leaves("", reflect.ValueOf(cfg).Elem(), "") {
+		known[envName(lf.path)] = true
+	}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "RACKBOOT_") || known[name] {
+			continue
+		}
+		best, bestD := "", 3
+		for k := range known {
+			if d := editDistance(name, k); d < bestD || (d == bestD && k < best) {
+				best, bestD = k, d
+			}
+		}
+		if best != "" {
+			l.errs = append(l.errs, fmt.Sprintf("%s: unknown setting; did you mean %s?", name, best))
+		}
+	}
+}
+
 // flagBinding ties a flag of serve to the setting it overrides.
 type flagBinding struct{ flag, path string }
 

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,7 +88,15 @@ func (h *cliHarness) run(args ...string) (stdout, stderr string, err error) {
 // of the real ones.
 func (h *cliHarness) runCtx(ctx context.Context, tokenFiles []string, args ...string) (string, string, error) {
 	var out, errb bytes.Buffer
-	env := &cliEnv{stdout: &out, stderr: &errb, getenv: func(k string) string { return h.env[k] }, ifAddrs: h.ifAddrs}
+	env := &cliEnv{stdout: &out, stderr: &errb, getenv: func(k string) string { return h.env[k] }, ifAddrs: h.ifAddrs,
+		environ: func() []string {
+			var kv []string
+			for k, v := range h.env {
+				kv = append(kv, k+"="+v)
+			}
+			slices.Sort(kv)
+			return kv
+		}}
 	var root *cobra.Command
 	if tokenFiles == nil {
 		root = newRootCmd(env)

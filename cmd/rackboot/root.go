@@ -16,6 +16,9 @@ import (
 type cliEnv struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// environ lists the environment (KEY=VALUE), for serve to spot a misspelt
+	// RACKBOOT_* setting; nil means none.
+	environ func() []string
 	// defaultConfig is serve's configuration file when --config is not given and it
 	// exists; empty (tests) reads none.
 	defaultConfig string
@@ -24,7 +27,7 @@ type cliEnv struct {
 }
 
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	root := newRootCmd(&cliEnv{stdout: stdout, stderr: stderr, getenv: os.Getenv, defaultConfig: defaultConfigFile})
+	root := newRootCmd(&cliEnv{stdout: stdout, stderr: stderr, getenv: os.Getenv, environ: os.Environ, defaultConfig: defaultConfigFile})
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }
