@@ -138,6 +138,11 @@ func (l *settingLayers) decodeFile(name string, b []byte, cfg any) {
 	if len(doc.Content) == 0 {
 		return // an empty file: the defaults
 	}
+	if top := doc.Content[0]; top.Kind != yaml.MappingNode {
+		l.unreadable = true
+		l.errs = append(l.errs, fmt.Sprintf("%s:%d: the file must hold settings as key: value lines (see 'rackboot config defaults'), got %s", name, top.Line, describeNode(top)))
+		return
+	}
 	l.decodeNode(name, "", doc.Content[0], reflect.ValueOf(cfg).Elem())
 }
 
@@ -156,11 +161,7 @@ func (l *settingLayers) decodeNode(file, path string, n *yaml.Node, v reflect.Va
 	switch {
 	case t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(textType):
 		if n.Kind != yaml.MappingNode {
-			what := "the top level"
-			if path != "" {
-				what = path
-			}
-			l.fail(src, orTop(path), "want the settings of %s as key: value lines under it, got %s", what, describeNode(n))
+			l.fail(src, path, "want the settings of %s as key: value lines under it, got %s", path, describeNode(n))
 			return
 		}
 		fields := settingsOf(t)
@@ -217,13 +218,6 @@ func (l *settingLayers) decodeNode(file, path string, n *yaml.Node, v reflect.Va
 			l.fail(src, path, "%v", err)
 		}
 	}
-}
-
-func orTop(path string) string {
-	if path == "" {
-		return "(top level)"
-	}
-	return path
 }
 
 func describeNode(n *yaml.Node) string {
@@ -317,11 +311,15 @@ func setScalar(v reflect.Value, s string) error {
 	case reflect.String:
 		v.SetString(s)
 	case reflect.Bool:
-		b, err := strconv.ParseBool(s)
-		if err != nil {
+		// YAML 1.1's words too: files written for other tools use them.
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case "true", "yes", "on":
+			v.SetBool(true)
+		case "false", "no", "off":
+			v.SetBool(false)
+		default:
 			return fmt.Errorf("%q is not true or false", s)
 		}
-		v.SetBool(b)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 		if err != nil || v.OverflowInt(n) {
