@@ -52,10 +52,24 @@ var (
 // SchemaVersion is the layout this code reads and writes.
 const SchemaVersion = 1
 
-// Options tune Open. The zero value is usable.
+// DefaultLockTimeout is Options.LockTimeout's default.
+const DefaultLockTimeout = time.Second
+
+// Validate checks the operator's settings (zero means the default). Its message starts
+// with the setting's name in the configuration file.
+func (o Options) Validate() error {
+	if o.LockTimeout < 0 || o.LockTimeout > 10*time.Minute {
+		return fmt.Errorf("lockTimeout: %s: give 0-10m (0: %s)", o.LockTimeout, DefaultLockTimeout)
+	}
+	return nil
+}
+
+// Options tune Open. The zero value is usable. The settings an operator writes carry
+// yaml tags (the "inventory" section of rackboot's configuration file; SecretKeyFile is
+// its top-level secretKeyFile).
 type Options struct {
 	// LockTimeout bounds the wait for the file lock held by another process (default 1s).
-	LockTimeout time.Duration
+	LockTimeout time.Duration `yaml:"lockTimeout" doc:"wait for the inventory file's lock, held by another rackboot (serve refuses to start past it)"`
 	// Now is the clock (default time.Now).
 	Now Clock
 	// SecretKeyFile is the key that seals BMC passwords (see LoadOrCreateKey); it is
@@ -88,7 +102,7 @@ var _ Store = (*BoltStore)(nil)
 // file it fails with ErrLocked instead of hanging.
 func Open(path string, opts Options) (*BoltStore, error) {
 	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = time.Second
+		opts.LockTimeout = DefaultLockTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -19,6 +19,7 @@ import (
 	"github.com/rackboot/rackboot/dhcp"
 	"github.com/rackboot/rackboot/httplimit"
 	"github.com/rackboot/rackboot/images"
+	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
 	"github.com/rackboot/rackboot/metadata"
 	"github.com/rackboot/rackboot/provision"
@@ -56,6 +57,7 @@ type serveConfig struct {
 	Images    images.Config      `yaml:"images" doc:"The image catalog: downloads into DATA_DIR/images and transfers to agents."`
 	IPXE      ipxe.HandlerConfig `yaml:"ipxe" doc:"The iPXE routes of the boot listener: scripts, binaries and boot assets."`
 	Metadata  metadata.Config    `yaml:"metadata" doc:"Each host's cloud-init and Ignition (NoCloud-net under /metadata/TOKEN/) and its phone-home."`
+	Inventory inventory.Options  `yaml:"inventory" doc:"The bbolt inventory in DATA_DIR/inventory.db."`
 	Trust     trust.Config       `yaml:"trust" doc:"Who is asking on the boot routes: the per-boot keys DHCP hands out, and the refusals recorded."`
 	CAPI      capiConfig         `yaml:"capi" doc:"The Cluster API controllers, run inside serve when a management cluster is given (kubeconfig, or in a pod)."`
 
@@ -135,6 +137,7 @@ func defaultServeConfig() serveConfig {
 		IPXE:      ipxe.DefaultHandlerConfig(),
 		Metadata:  metadata.DefaultConfig(),
 		Trust:     trust.DefaultConfig(),
+		Inventory: inventory.Options{LockTimeout: inventory.DefaultLockTimeout},
 		CAPI:      capiConfig{Config: controllers.DefaultConfig()},
 	}
 }
@@ -340,6 +343,7 @@ func (cfg serveConfig) resolve(ifAddrs interfaceAddrs) (*resolved, error) {
 	errs = append(errs, prefixed("ipxe.", cfg.IPXE.Validate())...)
 	errs = append(errs, prefixed("metadata.", cfg.Metadata.Validate())...)
 	errs = append(errs, prefixed("trust.", cfg.Trust.Validate())...)
+	errs = append(errs, prefixed("inventory.", cfg.Inventory.Validate())...)
 	r.AdminListen, errs = cfg.API.resolve(cfg.DataDir, errs)
 	errs = append(errs, checkBootFiles(cfg.Boot, filepath.Join(cfg.DataDir, "ipxe"))...)
 

@@ -142,7 +142,9 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, 
 	// The secret key seals BMC passwords and user-data; Open creates it (0600) on first
 	// start and refuses one others can read. Kept apart from DATA_DIR (secretKeyFile),
 	// a backup of DATA_DIR does not carry the key to what it protects.
-	store, err := inventory.Open(dbPath, inventory.Options{SecretKeyFile: r.secretKeyFile(), Logger: log})
+	inv := r.Inventory
+	inv.SecretKeyFile, inv.Logger = r.secretKeyFile(), log
+	store, err := inventory.Open(dbPath, inv)
 	if err != nil {
 		return err
 	}
