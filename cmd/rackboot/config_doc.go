@@ -267,7 +267,8 @@ func referenceRows(path, doc string, v reflect.Value, flags map[string]string, e
 	} else {
 		def = scalarText(v)
 	}
-	if def != "" {
+	// An element of a list has no default of its own (a zero is the section's default).
+	if def != "" && (env || !v.IsZero()) {
 		r.def = "`" + def + "`"
 	}
 	return []referenceRow{r}
