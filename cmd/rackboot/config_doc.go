@@ -96,11 +96,11 @@ func defaultsYAML() ([]byte, error) {
 }
 
 func isSection(t reflect.Type) bool {
-	return t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(textType)
+	return t.Kind() == reflect.Struct && !isText(t)
 }
 
 func isSectionList(t reflect.Type) bool {
-	return t.Kind() == reflect.Slice && !reflect.PointerTo(t).Implements(textType) && isSection(t.Elem())
+	return t.Kind() == reflect.Slice && !isText(t) && isSection(t.Elem())
 }
 
 func defaultsNode(path string, v reflect.Value, flags map[string]string) *yaml.Node {
@@ -118,7 +118,7 @@ func defaultsNode(path string, v reflect.Value, flags map[string]string) *yaml.N
 			}
 		case isSectionList(fv.Type()):
 			val = &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
-		case fv.Kind() == reflect.Slice && !reflect.PointerTo(fv.Type()).Implements(textType):
+		case fv.Kind() == reflect.Slice && !isText(fv.Type()):
 			val = &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
 			for i := range fv.Len() {
 				val.Content = append(val.Content, scalarNode(fv.Index(i)))
@@ -161,7 +161,7 @@ func wrapComment(doc string) string {
 
 // scalarText is a setting's value as it is written in the file.
 func scalarText(v reflect.Value) string {
-	if v.Type() == durationType {
+	if isDuration(v.Type()) {
 		return formatDuration(time.Duration(v.Int()))
 	}
 	if m, ok := v.Interface().(encoding.TextMarshaler); ok {
@@ -180,7 +180,7 @@ func scalarNode(v reflect.Value) *yaml.Node {
 	case reflect.Bool, reflect.Float32, reflect.Float64:
 		n.Tag = "" // plain: the encoder writes it as it reads back
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		if v.Type() != durationType {
+		if !isDuration(v.Type()) {
 			n.Tag = ""
 		}
 	}
@@ -258,7 +258,7 @@ func referenceRows(path, doc string, v reflect.Value, flags map[string]string, e
 		r.flag = "`" + f + "`"
 	}
 	var def string
-	if t.Kind() == reflect.Slice && !reflect.PointerTo(t).Implements(textType) {
+	if t.Kind() == reflect.Slice && !isText(t) {
 		parts := make([]string, v.Len())
 		for i := range parts {
 			parts[i] = scalarText(v.Index(i))

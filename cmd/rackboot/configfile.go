@@ -114,10 +114,13 @@ func join(path, name string) string {
 	return path + "." + name
 }
 
-var (
-	durationType = reflect.TypeFor[time.Duration]()
-	textType     = reflect.TypeFor[encoding.TextUnmarshaler]()
-)
+// isText says whether t reads itself from text (netip.Addr, netip.Prefix, dhcp.Range):
+// a scalar, though it may be a struct or a slice.
+func isText(t reflect.Type) bool {
+	return reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]())
+}
+
+func isDuration(t reflect.Type) bool { return t == reflect.TypeFor[time.Duration]() }
 
 // decodeFile decodes the YAML document in b onto cfg (a pointer to serveConfig).
 func (l *settingLayers) decodeFile(name string, b []byte, cfg any) {
@@ -159,7 +162,7 @@ func (l *settingLayers) decodeNode(file, path string, n *yaml.Node, v reflect.Va
 	}
 	t := v.Type()
 	switch {
-	case t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(textType):
+	case isSection(t):
 		if n.Kind != yaml.MappingNode {
 			l.fail(src, path, "want the settings of %s as key: value lines under it, got %s", path, describeNode(n))
 			return
@@ -182,13 +185,13 @@ func (l *settingLayers) decodeNode(file, path string, n *yaml.Node, v reflect.Va
 			}
 			l.decodeNode(file, kpath, val, v.FieldByIndex(fields[j].index))
 		}
-	case t.Kind() == reflect.Slice && !reflect.PointerTo(t).Implements(textType):
+	case t.Kind() == reflect.Slice && !isText(t): // a list of values or of sections
 		var items []*yaml.Node
 		switch n.Kind {
 		case yaml.SequenceNode:
 			items = n.Content
 		case yaml.ScalarNode:
-			if t.Elem().Kind() == reflect.Struct && !reflect.PointerTo(t.Elem()).Implements(textType) {
+			if isSectionList(t) {
 				l.fail(src, path, "want a list of sections (lines starting with \"- \"), got %s", describeNode(n))
 				return
 			}
@@ -233,14 +236,14 @@ func describeNode(n *yaml.Node) string {
 
 // movedSettings are settings that now live elsewhere, to say so when an older file
 // uses them.
-var movedSettings = map[string]string{
-	"dhcp.discovery.acceptSerials": "provision.acceptSerials",
+func movedSettings() map[string]string {
+	return map[string]string{"dhcp.discovery.acceptSerials": "provision.acceptSerials"}
 }
 
 // unknownSetting says what name was meant: the nearest setting of the same section, or
 // the list of them.
 func unknownSetting(section, key string, fields []setting) string {
-	if to, ok := movedSettings[join(section, key)]; ok {
+	if to, ok := movedSettings()[join(section, key)]; ok {
 		return "unknown setting; it moved: write it as " + to
 	}
 	best, bestD := "", 1<<30
@@ -287,7 +290,7 @@ func editDistance(a, b string) int {
 // setScalar parses s into v; its errors say what to write, in the operator's words.
 func setScalar(v reflect.Value, s string) error {
 	t := v.Type()
-	if t == durationType {
+	if isDuration(t) {
 		d, err := parseDuration(s)
 		if err != nil {
 			return fmt.Errorf("%w: write one such as %q (a bare number is seconds)", err, example(v, "90s"))
@@ -356,7 +359,7 @@ func example(v reflect.Value, fallback string) string {
 	if v.IsZero() {
 		return fallback
 	}
-	if v.Type() == durationType {
+	if isDuration(v.Type()) {
 		return formatDuration(time.Duration(v.Int()))
 	}
 	return fmt.Sprint(v.Interface())
@@ -386,15 +389,14 @@ type leaf struct {
 // Lists of sections (dhcp.subnets) are not leaves: only the file sets them.
 func leaves(path string, v reflect.Value, doc string) []leaf {
 	t := v.Type()
-	isText := reflect.PointerTo(t).Implements(textType)
 	switch {
-	case t.Kind() == reflect.Struct && !isText:
+	case isSection(t):
 		var out []leaf
 		for _, s := range settingsOf(t) {
 			out = append(out, leaves(join(path, s.name), v.FieldByIndex(s.index), s.doc)...)
 		}
 		return out
-	case t.Kind() == reflect.Slice && !isText && t.Elem().Kind() == reflect.Struct && !reflect.PointerTo(t.Elem()).Implements(textType):
+	case isSectionList(t):
 		return nil
 	}
 	return []leaf{{path: path, doc: doc, value: v}}
@@ -428,7 +430,7 @@ func envName(path string) string {
 // setFromString sets a leaf from one string (an environment variable or a flag): a
 // scalar parsed as the file's would be, a list split at commas.
 func setFromString(v reflect.Value, s string) []error {
-	if v.Kind() == reflect.Slice && !reflect.PointerTo(v.Type()).Implements(textType) {
+	if v.Kind() == reflect.Slice && !isText(v.Type()) {
 		parts := splitList(s)
 		out := reflect.MakeSlice(v.Type(), len(parts), len(parts))
 		var errs []error
