@@ -95,14 +95,6 @@ func defaultsYAML() ([]byte, error) {
 	return []byte(strings.Join(lines, "\n")), nil
 }
 
-func isSection(t reflect.Type) bool {
-	return t.Kind() == reflect.Struct && !isText(t)
-}
-
-func isSectionList(t reflect.Type) bool {
-	return t.Kind() == reflect.Slice && !isText(t) && isSection(t.Elem())
-}
-
 func defaultsNode(path string, v reflect.Value, flags map[string]string) *yaml.Node {
 	n := &yaml.Node{Kind: yaml.MappingNode}
 	for _, s := range settingsOf(v.Type()) {

@@ -98,7 +98,7 @@ func TestConfigReferenceFresh(t *testing.T) {
 // setting, and every binding names a setting.
 func TestServeFlagBindings(t *testing.T) {
 	paths := map[string]bool{}
-	for _, lf := range leaves("", reflect.ValueOf(&serveConfig{}).Elem(), "") {
+	for _, lf := range leaves("", reflect.ValueOf(&serveConfig{}).Elem()) {
 		paths[lf.path] = true
 	}
 	bound := map[string]bool{}

@@ -122,6 +122,16 @@ func isText(t reflect.Type) bool {
 
 func isDuration(t reflect.Type) bool { return t == reflect.TypeFor[time.Duration]() }
 
+// isSection: a struct of settings, written as key: value lines.
+func isSection(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && !isText(t)
+}
+
+// isSectionList: a list of sections (dhcp.subnets), set in the file only.
+func isSectionList(t reflect.Type) bool {
+	return t.Kind() == reflect.Slice && !isText(t) && isSection(t.Elem())
+}
+
 // decodeFile decodes the YAML document in b onto cfg (a pointer to serveConfig).
 func (l *settingLayers) decodeFile(name string, b []byte, cfg any) {
 	var doc yaml.Node
@@ -381,25 +391,24 @@ func formatDuration(d time.Duration) string {
 // scalars, with its YAML path.
 type leaf struct {
 	path  string
-	doc   string
 	value reflect.Value
 }
 
 // leaves lists the scalar settings of v (a struct), depth first, in declaration order.
 // Lists of sections (dhcp.subnets) are not leaves: only the file sets them.
-func leaves(path string, v reflect.Value, doc string) []leaf {
+func leaves(path string, v reflect.Value) []leaf {
 	t := v.Type()
 	switch {
 	case isSection(t):
 		var out []leaf
 		for _, s := range settingsOf(t) {
-			out = append(out, leaves(join(path, s.name), v.FieldByIndex(s.index), s.doc)...)
+			out = append(out, leaves(join(path, s.name), v.FieldByIndex(s.index))...)
 		}
 		return out
 	case isSectionList(t):
 		return nil
 	}
-	return []leaf{{path: path, doc: doc, value: v}}
+	return []leaf{{path: path, value: v}}
 }
 
 // envName is a setting's environment variable: dhcp.discovery.maxHosts is
@@ -452,7 +461,7 @@ func setFromString(v reflect.Value, s string) []error {
 
 // applyEnv sets every setting whose RACKBOOT_* variable is set (and not empty).
 func (l *settingLayers) applyEnv(cfg any, getenv func(string) string) {
-	for _, lf := range leaves("", reflect.ValueOf(cfg).Elem(), "") {
+	for _, lf := range leaves("", reflect.ValueOf(cfg).Elem()) {
 		name := envName(lf.path)
 		s := getenv(name)
 		if s == "" {
@@ -470,7 +479,7 @@ func (l *settingLayers) applyEnv(cfg any, getenv func(string) string) {
 // Other RACKBOOT_* variables (the CLI's RACKBOOT_SERVER, the lab's) are left alone.
 func (l *settingLayers) checkEnvNames(cfg any, environ []string) {
 	known := map[string]bool{}
-	for _, lf := range leaves("", reflect.ValueOf(cfg).Elem(), "") {
+	for _, lf := range leaves("", reflect.ValueOf(cfg).Elem()) {
 		known[envName(lf.path)] = true
 	}
 	for _, kv := range environ {
@@ -496,7 +505,7 @@ type flagBinding struct{ flag, path string }
 // applyFlags sets the settings whose flags were given on the command line.
 func (l *settingLayers) applyFlags(cfg any, fs *pflag.FlagSet, bindings []flagBinding) {
 	byPath := map[string]reflect.Value{}
-	for _, lf := range leaves("", reflect.ValueOf(cfg).Elem(), "") {
+	for _, lf := range leaves("", reflect.ValueOf(cfg).Elem()) {
 		byPath[lf.path] = lf.value
 	}
 	for _, b := range bindings {
