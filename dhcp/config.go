@@ -445,8 +445,11 @@ func (s Subnet) Validate() error {
 	var errs []error
 	add := func(err error) { errs = append(errs, err) }
 	p := s.Prefix
-	if !p.IsValid() || !p.Addr().Is4() {
-		return bad("cidr", "%q is not an IPv4 prefix such as 10.0.0.0/24", p)
+	if !p.IsValid() {
+		return bad("cidr", "is empty: give the subnet in CIDR form such as 10.0.0.0/24")
+	}
+	if !p.Addr().Is4() {
+		return bad("cidr", "%s is not an IPv4 prefix such as 10.0.0.0/24", p)
 	}
 	if p.Bits() > 30 {
 		add(bad("cidr", "%s leaves no room for clients: use a /30 or larger network", p))

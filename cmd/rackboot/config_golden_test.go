@@ -28,6 +28,7 @@ func TestCLIConfigGolden(t *testing.T) {
 		{"check-config-wrong-type", check("wrong-type.yaml")},
 		{"check-config-bad-value", check("bad-value.yaml")},
 		{"check-config-not-yaml", check("not-yaml.yaml")},
+		{"check-config-subnet-without-cidr", check("subnet-without-cidr.yaml")},
 		{"check-config-bad-flag", check("good.yaml", "--dhcp-range", "10.77.0.200-10.77.0.100", "--admin-listen", "0.0.0.0")},
 		{"check-config-missing-file", check("nope.yaml")},
 		{"config-defaults", []string{"config", "defaults"}},
