@@ -188,3 +188,42 @@ func TestLayersPrecedence(t *testing.T) {
 		t.Errorf("layers (-want +got):\n%s", d)
 	}
 }
+
+// TestEverySectionValidated: each section's package Validate runs, and its errors come
+// out under the section's path with the line that set the value.
+func TestEverySectionValidated(t *testing.T) {
+	for doc, want := range map[string]string{
+		"http: {bodyTimeout: 1ms}":                         "rackboot.yaml:1: http.bodyTimeout: 1ms is too short",
+		"http: {rateLimits: {metadata: {maxSources: -1}}}": "rackboot.yaml:1: http.rateLimits.metadata.maxSources: -1",
+		"tftp: {retries: 1000}":                            "rackboot.yaml:1: tftp.retries: 1000: give 1-100",
+		"dhcp: {declineHold: -1m}":                         "rackboot.yaml:1: dhcp.declineHold: -1m0s: give 1s-24h",
+		"dhcp: {workers: 100000}":                          "rackboot.yaml:1: dhcp.workers: 100000",
+		"boot: {arm64Binary: arm64/snp.efi}":               "rackboot.yaml:1: boot.arm64Binary: \"arm64/snp.efi\" is neither an iPXE binary rackboot embeds",
+		"bmc: {backoff: 1m}":                               "rackboot.yaml:1: bmc.backoff: 1m0s: give 0-5s",
+		"bmc: {pingWait: 1h}":                              "rackboot.yaml:1: bmc.pingWait: 1h0m0s: give 0-30s",
+		"provision: {interval: 10ms}":                      "rackboot.yaml:1: provision.interval: 10ms is too short",
+		"images: {maxAttempts: 1000}":                      "rackboot.yaml:1: images.maxAttempts: 1000: give 1-100",
+		"ipxe: {scriptTimeout: 1ms}":                       "rackboot.yaml:1: ipxe.scriptTimeout: 1ms: give at least 1s",
+		"metadata: {timeout: 1ms}":                         "rackboot.yaml:1: metadata.timeout: 1ms: give at least 1s",
+		"trust: {keyTTL: 1s}":                              "rackboot.yaml:1: trust.keyTTL: 1s: give 10s-24h",
+		"inventory: {lockTimeout: 1h}":                     "rackboot.yaml:1: inventory.lockTimeout: 1h0m0s: give 0-10m",
+		"capi: {concurrency: 5000}":                        "rackboot.yaml:1: capi.concurrency: 5000: give 1-1000",
+	} {
+		_, err := resolveYAML(t, doc+"\n")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v\nwant it to contain %q", doc, err, want)
+		}
+	}
+}
+
+// TestSettingNamesUnique: no two settings of a section share a name, which inline
+// composition of packages' Configs could otherwise bring about unnoticed.
+func TestSettingNamesUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for _, p := range allPaths("", reflect.TypeFor[serveConfig]()) {
+		if seen[p] {
+			t.Errorf("two settings are called %s", p)
+		}
+		seen[p] = true
+	}
+}

@@ -36,6 +36,8 @@ type settingLayers struct {
 	// source maps a YAML path to "FILE:LINE", "RACKBOOT_X" or "--flag".
 	source map[string]string
 	errs   []string
+	// paths are every setting's path, to suggest one written in the wrong section.
+	paths []string
 	// unreadable: the file is not YAML, so nothing but that is worth saying.
 	unreadable bool
 }
@@ -156,7 +158,9 @@ func (l *settingLayers) decodeFile(name string, b []byte, cfg any) {
 		l.errs = append(l.errs, fmt.Sprintf("%s:%d: the file must hold settings as key: value lines (see 'rackboot config defaults'), got %s", name, top.Line, describeNode(top)))
 		return
 	}
-	l.decodeNode(name, "", doc.Content[0], reflect.ValueOf(cfg).Elem())
+	root := reflect.ValueOf(cfg).Elem()
+	l.paths = allPaths("", root.Type())
+	l.decodeNode(name, "", doc.Content[0], root)
 }
 
 func (l *settingLayers) decodeNode(file, path string, n *yaml.Node, v reflect.Value) {
@@ -190,7 +194,7 @@ func (l *settingLayers) decodeNode(file, path string, n *yaml.Node, v reflect.Va
 			seen[k.Value] = k.Line
 			j := slices.IndexFunc(fields, func(s setting) bool { return s.name == k.Value })
 			if j < 0 {
-				l.fail(ksrc, kpath, "%s", unknownSetting(path, k.Value, fields))
+				l.fail(ksrc, kpath, "%s", unknownSetting(path, k.Value, fields, l.paths))
 				continue
 			}
 			l.decodeNode(file, kpath, val, v.FieldByIndex(fields[j].index))
@@ -250,9 +254,27 @@ func movedSettings() map[string]string {
 	return map[string]string{"dhcp.discovery.acceptSerials": "provision.acceptSerials"}
 }
 
-// unknownSetting says what name was meant: the nearest setting of the same section, or
+// allPaths lists the path of every setting and section of t, lists of sections as
+// path[].
+func allPaths(path string, t reflect.Type) []string {
+	var out []string
+	for _, s := range settingsOf(t) {
+		p := join(path, s.name)
+		out = append(out, p)
+		switch ft := t.FieldByIndex(s.index).Type; {
+		case isSection(ft):
+			out = append(out, allPaths(p, ft)...)
+		case isSectionList(ft):
+			out = append(out, allPaths(p+"[]", ft.Elem())...)
+		}
+	}
+	return out
+}
+
+// unknownSetting says what name was meant: the nearest setting of the same section, a
+// setting of that name in another section, or
 // the list of them.
-func unknownSetting(section, key string, fields []setting) string {
+func unknownSetting(section, key string, fields []setting, paths []string) string {
 	if to, ok := movedSettings()[join(section, key)]; ok {
 		return "unknown setting; it moved: write it as " + to
 	}
@@ -264,6 +286,15 @@ func unknownSetting(section, key string, fields []setting) string {
 	}
 	if best != "" && bestD <= max(2, len(key)/3) {
 		return "unknown setting; did you mean " + join(section, best) + "?"
+	}
+	var elsewhere []string
+	for _, p := range paths {
+		if strings.EqualFold(p[strings.LastIndexAny(p, ".]")+1:], key) {
+			elsewhere = append(elsewhere, p)
+		}
+	}
+	if len(elsewhere) > 0 && len(elsewhere) <= 3 {
+		return "unknown setting here; did you mean " + strings.Join(elsewhere, " or ") + "?"
 	}
 	names := make([]string, len(fields))
 	for i, f := range fields {
