@@ -21,10 +21,9 @@ func newConfigCmd(env *cliEnv) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Print serve's default configuration or its reference",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usageErrorf("config needs a subcommand: defaults or reference")
-		},
+		Long: `config prints what 'rackboot serve' reads: every setting at its default as a commented
+YAML file (defaults), or the reference of every setting with its environment variable
+and flag (reference, as docs/config.md). 'rackboot serve --check-config' checks a file.`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "defaults",

@@ -32,6 +32,7 @@ func TestCLIConfigGolden(t *testing.T) {
 		{"check-config-bad-flag", check("good.yaml", "--dhcp-range", "10.77.0.200-10.77.0.100", "--admin-listen", "0.0.0.0")},
 		{"check-config-missing-file", check("nope.yaml")},
 		{"config-defaults", []string{"config", "defaults"}},
+		{"config-unknown-subcommand", []string{"config", "defualts"}},
 	})
 	h.env["RACKBOOT_DHCP_PORT"] = "sixty-seven"
 	h.env["RACKBOOT_DHCP_DNS"] = "10.77.0.1,dns.example"
