@@ -82,9 +82,9 @@ type Discovery struct {
 // Config is the DHCP service's whole configuration. cmd/rackboot fills it from flags
 // and the config file; the zero values of optional fields get the defaults above.
 //
-// The settings an operator writes carry yaml tags (the "dhcp" section of rackboot's
-// configuration file; Subnet and Boot are written there too, see cmd/rackboot); the
-// others are wiring.
+// The settings an operator writes carry yaml tags: the "dhcp" section of rackboot's
+// configuration file, with the local Subnet written flat in it and the others under
+// subnets; Boot is its "boot" section (docs/config.md). The untagged fields are wiring.
 type Config struct {
 	Mode Mode `yaml:"mode" doc:"server (rackboot hands out addresses), proxy (boot options beside the site's DHCP server) or off"`
 	// Interface is the provisioning interface: both listeners are bound to it
