@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -105,7 +104,9 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, 
 	defer store.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := registerProcessMetrics(reg); err != nil { // metrics.go
+		return err
+	}
 
 	var ready atomic.Bool
 	w, err := buildServices(r, capi, store, token, log, reg)
