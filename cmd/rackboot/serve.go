@@ -78,6 +78,7 @@ type service struct {
 // reports ready; empty when not started by systemd.
 func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, notifySocket string) error {
 	log := newLogger(logw, r.LogLevel, r.LogFormat)
+	routeLibraryLogs(log) // liblogs.go: klog and controller-runtime
 	if err := secureDataDir(r.DataDir, log); err != nil { // datadir.go
 		return err
 	}
