@@ -350,6 +350,13 @@ dhcp: {mode: "off"}
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// This instance leads its rack (leader_election_master_status is 1), and
+	// /readyz?verbose says so, with the API reachable.
+	if code, body := getBody(t, "http://"+addr+"/readyz?verbose"); code != http.StatusOK ||
+		!strings.Contains(body, "\n[+]capi ok\n") || !strings.Contains(body, "\n[+]capi-leader ok\n") {
+		t.Errorf("/readyz?verbose = %d:\n%s\nwant [+]capi ok and [+]capi-leader ok", code, body)
+	}
+
 	// Each family once, rackboot's own among them, and the Go and process families
 	// exactly those of rackboot's own collectors (not controller-runtime's as well).
 	seen := map[string]int{}

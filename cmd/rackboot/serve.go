@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rackboot/rackboot/admin"
+	"github.com/rackboot/rackboot/health"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -78,7 +78,8 @@ type service struct {
 // reports ready; empty when not started by systemd.
 func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, notifySocket string) error {
 	log := newLogger(logw, r.LogLevel, r.LogFormat)
-	routeLibraryLogs(log) // liblogs.go: klog and controller-runtime
+	// klog and controller-runtime's root logger write into log (liblogs.go).
+	routeLibraryLogs(log)
 	if err := secureDataDir(r.DataDir, log); err != nil { // datadir.go
 		return err
 	}
@@ -109,7 +110,6 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, 
 		return err
 	}
 
-	var ready atomic.Bool
 	w, err := buildServices(r, capi, store, token, log, reg)
 	defer func() {
 		for _, c := range w.closers {
@@ -122,13 +122,7 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, 
 	services, mux := w.services, w.mux
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metricsGatherer(reg), promhttp.HandlerOpts{Registry: reg})) // capi.go
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ok\n")
-	})
+	mux.Handle("GET /readyz", &health.Handler{Name: "readyz", Checks: w.checks}) // ?verbose lists every check
 
 	adminSrv, err := listenAdmin(r, w.adminAPI, log)
 	if err != nil {
@@ -181,7 +175,6 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, 
 				return
 			}
 		}
-		ready.Store(true)
 		if err := sdNotify(notifySocket, "READY=1\nSTATUS=serving"); err != nil {
 			log.Warn("cannot tell systemd rackboot is ready", "err", err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/dhcp"
+	"github.com/rackboot/rackboot/health"
 	"github.com/rackboot/rackboot/httplimit"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
@@ -39,6 +40,9 @@ type wiring struct {
 	// capiHook hands the provisioner's host transitions to the Cluster API
 	// controllers, which are built after it (capi.go).
 	capiHook capiHook
+	// checks are /readyz's (package health); those that gate it wait for what
+	// ready holds.
+	checks []health.Check
 }
 
 // buildServices turns the resolved configuration into services. It returns the wiring
@@ -65,6 +69,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 	}
 	w.services = append(w.services, service{name: "bmc", start: bmcs.Start})
 	w.ready = append(w.ready, bmcs.Ready())
+	w.checks = append(w.checks, health.Check{Name: "bmc", Run: health.Closed(bmcs.Ready(), "the BMC workers have not started yet")})
 	// One gate decides who is asking on every boot route (package trust).
 	gate, err := trust.New(trust.Config{Mode: trust.Mode(r.DHCP.Mode), Store: store, Logger: log.With("service", "trust"), Registerer: reg})
 	if err != nil {
@@ -175,6 +180,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		}
 		w.services = append(w.services, service{name: "dhcp", start: ds.Start})
 		w.ready = append(w.ready, ds.Ready())
+		w.checks = append(w.checks, health.Check{Name: "dhcp", Run: health.Closed(ds.Ready(), "the DHCP sockets are not open yet (mode "+r.DHCP.Mode+")")})
 	}
 	return w, nil
 }
