@@ -29,6 +29,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/rackboot/rackboot/agentapi"
 	infrav1 "github.com/rackboot/rackboot/api/v1alpha1"
@@ -355,6 +356,32 @@ dhcp: {mode: "off"}
 	if code, body := getBody(t, "http://"+addr+"/readyz?verbose"); code != http.StatusOK ||
 		!strings.Contains(body, "\n[+]capi ok\n") || !strings.Contains(body, "\n[+]capi-leader ok\n") {
 		t.Errorf("/readyz?verbose = %d:\n%s\nwant [+]capi ok and [+]capi-leader ok", code, body)
+	}
+
+	// docs/metrics.md lists each controller family served, with its type and labels.
+	docs := documentedMetrics(t) // metrics_doc_test.go
+	cmfs, err := controllerMetrics(ctrlmetrics.Registry).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range cmfs {
+		d, ok := docs[mf.GetName()]
+		if !ok {
+			t.Errorf("%s is served with the controllers but not in docs/metrics.md", mf.GetName())
+			continue
+		}
+		labels := map[string]bool{}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = true
+			}
+		}
+		if typ := strings.ToLower(mf.GetType().String()); d.Type != typ {
+			t.Errorf("docs/metrics.md: %s is a %s, not a %s", mf.GetName(), typ, d.Type)
+		}
+		if diff := cmp.Diff(slices.Sorted(maps.Keys(labels)), d.Labels); diff != "" {
+			t.Errorf("docs/metrics.md: labels of %s (-served +documented):\n%s", mf.GetName(), diff)
+		}
 	}
 
 	// Each family once, rackboot's own among them, and the Go and process families
