@@ -29,10 +29,18 @@ func operationDurations(t *testing.T, p *Provisioner) map[string]observed {
 		t.Fatal(err)
 	}
 	got := map[string]observed{}
+	series := 0
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
-			got[label(m, "operation")+"/"+label(m, "result")] = observed{m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()}
+			series++
+			if n := m.GetHistogram().GetSampleCount(); n > 0 {
+				got[label(m, "operation")+"/"+label(m, "result")] = observed{n, m.GetHistogram().GetSampleSum()}
+			}
 		}
+	}
+	// Every operation and result has a series from the start, at zero.
+	if series != 9 {
+		t.Errorf("%d series of rackboot_host_operation_duration_seconds, want 9 (3 operations × 3 results)", series)
 	}
 	return got
 }

@@ -263,6 +263,17 @@ func New(cfg Config) (*Provisioner, error) {
 			Buckets: operationBuckets,
 		}, []string{"operation", "result"}),
 	}
+	// Every series these can have exists from the start, at zero: a panel or an
+	// alert on a rare timeout or a first provisioning has a series to read.
+	for _, st := range []inventory.State{inventory.StateInspecting, inventory.StateProvisioning, inventory.StateDeprovisioning} {
+		for _, ph := range []inventory.OpPhase{inventory.PhaseBooting, inventory.PhaseAgent} {
+			p.m.timeouts.WithLabelValues(string(st), string(ph))
+		}
+		for _, r := range []string{"succeeded", "failed", "aborted"} {
+			p.m.operations.WithLabelValues(operationNames[st], r)
+		}
+	}
+	p.m.timeouts.WithLabelValues(string(inventory.StateProvisioning), string(inventory.PhaseDiskBoot))
 	if cfg.Registerer != nil {
 		for _, c := range []prometheus.Collector{p.m.transitions, p.m.timeouts, p.m.hosts, p.m.operations} {
 			if err := cfg.Registerer.Register(c); err != nil {
