@@ -298,7 +298,7 @@ dhcp: {mode: "off"}
 	var stdout bytes.Buffer
 	rackboot := newRootCmd(&cliEnv{stdout: &stdout, stderr: logs, getenv: func(string) string { return "" }})
 	rackboot.SetArgs([]string{"serve", "--config", config, "--kubeconfig", kubeconfig, "--rack", "r1",
-		"--leader-election-namespace", ns.Name, "--capi-namespace", ns.Name})
+		"--leader-election-namespace", ns.Name, "--capi-namespace", ns.Name, "--log-format", "json"})
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- rackboot.ExecuteContext(sctx) }()
@@ -356,6 +356,13 @@ dhcp: {mode: "off"}
 	if code, body := getBody(t, "http://"+addr+"/readyz?verbose"); code != http.StatusOK ||
 		!strings.Contains(body, "\n[+]capi ok\n") || !strings.Contains(body, "\n[+]capi-leader ok\n") {
 		t.Errorf("/readyz?verbose = %d:\n%s\nwant [+]capi ok and [+]capi-leader ok", code, body)
+	}
+
+	// client-go's leader election logs through klog: its lines are JSON records of
+	// serve's logger like every other line, not klog's own format.
+	recs := jsonRecords(t, logs.String()) // liblogs_test.go
+	if findRecord(recs, "Successfully acquired lease") == nil {
+		t.Errorf("no JSON record of client-go's \"Successfully acquired lease\" in serve's log:\n%s", logs)
 	}
 
 	// docs/metrics.md lists each controller family served, with its type and labels.
@@ -479,14 +486,19 @@ type serveLog struct {
 
 func newServeLog() *serveLog { return &serveLog{addr: make(chan string, 1)} }
 
-var servingRe = regexp.MustCompile(`msg="rackboot serving".* http=(\S+)`)
+var (
+	servingRe     = regexp.MustCompile(`msg="rackboot serving".* http=(\S+)`)
+	servingJSONRe = regexp.MustCompile(`"msg":"rackboot serving".*"http":"([^"]+)"`)
+)
 
 func (l *serveLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.buf.Write(p)
-	if m := servingRe.FindSubmatch(p); m != nil {
-		l.once.Do(func() { l.addr <- string(m[1]) })
+	for _, re := range []*regexp.Regexp{servingRe, servingJSONRe} {
+		if m := re.FindSubmatch(p); m != nil {
+			l.once.Do(func() { l.addr <- string(m[1]) })
+		}
 	}
 	return len(p), nil
 }
