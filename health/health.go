@@ -65,13 +65,18 @@ type result struct {
 	err error
 }
 
-func (h *Handler) run(ctx context.Context) (rs []result, ok bool) {
+// run runs the checks; the informational ones only when they are to be shown, so a
+// probe polling plain /readyz does not ask the management cluster every time.
+func (h *Handler) run(ctx context.Context, informational bool) (rs []result, ok bool) {
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
 	ok = true
 	for _, c := range h.Checks {
+		if c.Informational && !informational {
+			continue
+		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		err := c.Run(cctx)
 		cancel()
@@ -85,8 +90,8 @@ func (h *Handler) run(ctx context.Context) (rs []result, ok bool) {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rs, ok := h.run(r.Context())
 	_, verbose := r.URL.Query()["verbose"]
+	rs, ok := h.run(r.Context(), verbose)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
@@ -97,7 +102,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	for _, r := range rs {
 		// Without ?verbose a failure lists the checks that failed only.
-		if !verbose && (r.err == nil || r.Informational) {
+		if !verbose && r.err == nil {
 			continue
 		}
 		if r.err == nil {

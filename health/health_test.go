@@ -68,3 +68,18 @@ readyz check passed
 		})
 	}
 }
+
+// TestPlainReadyzSkipsInformational: a probe of plain /readyz runs only the checks
+// that gate it.
+func TestPlainReadyzSkipsInformational(t *testing.T) {
+	calls := 0
+	h := &Handler{Name: "readyz", Checks: []Check{
+		{Name: "capi", Informational: true, Run: func(context.Context) error { calls++; return nil }},
+	}}
+	for _, target := range []string{"/readyz", "/readyz?verbose"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, target, nil))
+	}
+	if calls != 1 {
+		t.Errorf("informational check run %d times for /readyz and /readyz?verbose, want once", calls)
+	}
+}
