@@ -36,6 +36,7 @@ import (
 	"github.com/rackboot/rackboot/controllers"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
+	"github.com/rackboot/rackboot/lab/promcheck"
 	"github.com/rackboot/rackboot/provision"
 )
 
@@ -356,6 +357,26 @@ dhcp: {mode: "off"}
 	if code, body := getBody(t, "http://"+addr+"/readyz?verbose"); code != http.StatusOK ||
 		!strings.Contains(body, "\n[+]capi ok\n") || !strings.Contains(body, "\n[+]capi-leader ok\n") {
 		t.Errorf("/readyz?verbose = %d:\n%s\nwant [+]capi ok and [+]capi-leader ok", code, body)
+	}
+
+	// The dashboard's Cluster API panels: each query evaluates over two scrapes, and
+	// each metric it reads is on the page.
+	at := time.Now()
+	scrapes := []promcheck.Scrape{{At: at, Page: []byte(page)}, {At: at.Add(15 * time.Second), Page: []byte(getMetrics(t, "http://"+addr+"/metrics"))}}
+	st, err := promcheck.Load(scrapes, map[string]string{"job": "rackboot", "instance": addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range controllerQueries(t) { // dashboard_test.go
+		sels, _ := promcheck.Selectors(q.Expr)
+		for _, s := range sels {
+			if !st.Has(s.Metric) {
+				t.Errorf("%s: %s is not on /metrics with the controllers running", q, s.Metric)
+			}
+		}
+		if _, err := promcheck.Eval(ctx, st, q.Expr, scrapes[1].At); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
 	}
 
 	// client-go's leader election logs through klog: its lines are JSON records of

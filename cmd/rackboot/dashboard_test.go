@@ -46,8 +46,9 @@ func familyOf(name string, reg map[string]metricInfo) (string, metricInfo, bool)
 // docs/metrics.md lists), with the labels the query uses; and Prometheus' engine
 // evaluates it, without an error or a warning, over three scrapes of the /metrics of a
 // running serve that booted, inspected and uploaded something. Each metric a query
-// reads is on that /metrics page, except DHCP's: DHCP runs only inside a network
-// namespace (lab.TestNetnsDashboardQueries scrapes a rackboot in the lab for them).
+// reads is on that /metrics page, except DHCP's, as DHCP runs only inside a network
+// namespace (lab's TestNetnsDashboardQueries scrapes a rackboot in the lab for them),
+// and the Cluster API controllers' (TestCAPIMetrics evaluates their panels).
 func TestDashboardQueriesAgainstServe(t *testing.T) {
 	qs, err := promcheck.DashboardQueries(dashboardFile)
 	if err != nil {
@@ -67,6 +68,11 @@ func TestDashboardQueriesAgainstServe(t *testing.T) {
 		}
 		for _, s := range sels {
 			fam, m, ok := familyOf(s.Metric, reg)
+			if !ok && isControllerFamily(s.Metric) {
+				// controller-runtime's, registered when the controllers run: checked
+				// against docs/metrics.md here, evaluated in TestCAPIMetrics.
+				fam, m, ok = familyOf(s.Metric, docs)
+			}
 			if !ok {
 				t.Errorf("%s: %s is not a metric serve registers", q, s.Metric)
 				continue
@@ -111,7 +117,7 @@ bmc: {timeout: 2s, maxAttempts: 2}
 		t.Fatal(err)
 	}
 	for name := range selected {
-		if !st.Has(name) && !strings.HasPrefix(name, "rackboot_dhcp_") {
+		if !st.Has(name) && !strings.HasPrefix(name, "rackboot_dhcp_") && !isControllerFamily(name) {
 			t.Errorf("%s is not on the /metrics of a serve that did some work: a query reads nothing", name)
 		}
 	}
@@ -128,6 +134,29 @@ bmc: {timeout: 2s, maxAttempts: 2}
 		}
 	}
 	t.Logf("%d queries evaluated, %d with an empty result (DHCP's, and rates of what did not happen)", len(qs), empty)
+}
+
+// controllerQueries are the dashboard's queries of the Cluster API controllers' metrics.
+func controllerQueries(t *testing.T) []promcheck.Query {
+	t.Helper()
+	qs, err := promcheck.DashboardQueries(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []promcheck.Query
+	for _, q := range qs {
+		sels, err := promcheck.Selectors(q.Expr)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if len(sels) > 0 && isControllerFamily(sels[0].Metric) {
+			out = append(out, q)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("the dashboard has no Cluster API panels")
+	}
+	return out
 }
 
 var tftpListenRe = regexp.MustCompile(`msg="tftp: listening" addr=(\S+)`)
