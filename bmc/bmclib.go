@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -86,7 +87,13 @@ func (c LibConfig) redfishCAs() (*x509.CertPool, error) {
 // NewLibBackend returns the Backend that speaks IPMI (through bmclib's ipmitool
 // provider) and Redfish (through bmclib's gofish provider). Each call builds a bmclib
 // client restricted to the one provider its URL names, so nothing probes the others.
-func NewLibBackend(cfg LibConfig) Backend {
+// bmclib's own log is discarded; the Service's backend logs it (newLibBackend).
+func NewLibBackend(cfg LibConfig) Backend { return newLibBackend(cfg, nil) }
+
+// newLibBackend is NewLibBackend with bmclib's log (the ipmitool options of each run,
+// providers that did not register or were not compatible) sent to log at debug level;
+// nil discards it.
+func newLibBackend(cfg LibConfig, log *slog.Logger) Backend {
 	if cfg.RedfishRootCAs == nil {
 		// New validated the file; a backend built without New falls back to the
 		// system's CAs, which still verify certificates.
@@ -98,12 +105,35 @@ func NewLibBackend(cfg LibConfig) Backend {
 	if cfg.PingWait <= 0 {
 		cfg.PingWait = time.Second
 	}
-	return &libBackend{cfg: cfg}
+	b := &libBackend{cfg: cfg, log: logr.Discard()}
+	if log != nil {
+		b.log = logr.FromSlogHandler(debugHandler{log.With("logger", "bmclib").Handler()})
+	}
+	return b
 }
 
 type libBackend struct {
 	cfg LibConfig
+	log logr.Logger
 }
+
+// debugHandler hands every record to h at debug level. bmclib logs at Info (and
+// above) what is detail for someone debugging a BMC, such as "ipmitool provider not
+// available" on each Redfish call when ipmitool is not installed; the Service
+// logs each operation's outcome itself.
+type debugHandler struct{ h slog.Handler }
+
+func (d debugHandler) Enabled(ctx context.Context, _ slog.Level) bool {
+	return d.h.Enabled(ctx, slog.LevelDebug)
+}
+
+func (d debugHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return d.h.Handle(ctx, r)
+}
+
+func (d debugHandler) WithAttrs(as []slog.Attr) slog.Handler { return debugHandler{d.h.WithAttrs(as)} }
+func (d debugHandler) WithGroup(name string) slog.Handler    { return debugHandler{d.h.WithGroup(name)} }
 
 var _ Backend = (*libBackend)(nil)
 
@@ -195,7 +225,7 @@ func (b *libBackend) withIPMI(ctx context.Context, t Target, fn func(*bmclib.Cli
 	}
 
 	opts := []bmclib.Option{
-		bmclib.WithLogger(logr.Discard()),
+		bmclib.WithLogger(b.log),
 		bmclib.WithIpmitoolPort(strconv.Itoa(ep.Port)),
 		bmclib.WithIpmitoolCipherSuite(strconv.Itoa(ep.CipherSuite)),
 	}
@@ -287,7 +317,7 @@ func (b *libBackend) withRedfish(ctx context.Context, t Target, fn func(*bmclib.
 	}
 	hc := &http.Client{Transport: tr}
 	c := bmclib.NewClient(ep.Scheme+"://"+hostLiteral(ep.Host), ep.User, t.Password.Reveal(),
-		bmclib.WithLogger(logr.Discard()),
+		bmclib.WithLogger(b.log),
 		bmclib.WithHTTPClient(hc),
 		bmclib.WithRedfishPort(strconv.Itoa(ep.Port)),
 		bmclib.WithRedfishUseBasicAuth(ep.Auth == AuthBasic),

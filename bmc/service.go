@@ -165,7 +165,7 @@ func New(cfg Config) (*Service, error) {
 		last:    map[string]string{},
 	}
 	if s.backend == nil {
-		s.backend = NewLibBackend(cfg.Lib)
+		s.backend = newLibBackend(cfg.Lib, cfg.Logger)
 	}
 	s.m = metrics{
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{

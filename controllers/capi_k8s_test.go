@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -403,7 +404,6 @@ func waitCoreDNS(t *testing.T, wc kubernetes.Interface) {
 // reads the API server's version.
 func checkPodNetwork(t *testing.T, wc kubernetes.Interface, machines []clusterv1.Machine) {
 	t.Helper()
-	ctx := t.Context()
 	var cpNode, wkNode string
 	for _, m := range machines {
 		if _, ok := m.Labels[clusterv1.MachineControlPlaneLabel]; ok {
@@ -460,16 +460,19 @@ func checkPodNetwork(t *testing.T, wc kubernetes.Interface, machines []clusterv1
 			}},
 		},
 	}}
-	if _, err := wc.CoreV1().Pods("default").Create(ctx, server, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wc.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createEventually(t, "pod "+server.Name, func(ctx context.Context) error {
+		_, err := wc.CoreV1().Pods("default").Create(ctx, server, metav1.CreateOptions{})
+		return err
+	})
+	createEventually(t, "service "+svc.Name, func(ctx context.Context) error {
+		_, err := wc.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
+		return err
+	})
 	for _, p := range clients {
-		if _, err := wc.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		createEventually(t, "pod "+p.Name, func(ctx context.Context) error {
+			_, err := wc.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
+			return err
+		})
 	}
 	for _, c := range []struct{ pod, want string }{
 		{"client", "http://echo.default.svc.cluster.local:2379 is healthy"},
@@ -494,6 +497,22 @@ func checkPodNetwork(t *testing.T, wc kubernetes.Interface, machines []clusterv1
 		}
 	}
 	t.Logf("a pod on %s resolved kubernetes.default and reached Service echo backed by a pod on %s", wkNode, cpNode)
+}
+
+// createEventually retries a create against the workload cluster until it succeeds or
+// finds the object already there (an earlier try that timed out on the client may have
+// been applied): a TCG control plane right after a join times out some requests that a
+// retry a minute later serves.
+func createEventually(t *testing.T, what string, create func(ctx context.Context) error) {
+	t.Helper()
+	lab.WaitFor(t, 10*time.Minute, "create "+what, func(ctx context.Context) (bool, error) {
+		err := create(ctx)
+		if err == nil || apierrors.IsAlreadyExists(err) {
+			return true, nil
+		}
+		t.Logf("create %s: %v (retrying)", what, err)
+		return false, fmt.Errorf("%w: %v", lab.ErrNotYet, err)
+	})
 }
 
 // scale sets a MachineDeployment's replicas.

@@ -103,6 +103,9 @@ func NewScheme() (*runtime.Scheme, error) {
 type Manager struct {
 	mgr      ctrl.Manager
 	machines *MachineReconciler
+	// namespace and leaseName describe this instance for CheckAPI and CheckLeader.
+	namespace, leaseName string
+	leaderElection       bool
 }
 
 // New builds the controllers; Start runs them.
@@ -165,6 +168,8 @@ func New(cfg Config) (*Manager, error) {
 		kick:        make(chan event.GenericEvent, 4096),
 		waiting:     map[types.NamespacedName]struct{}{},
 	}}
+	m.namespace, m.leaderElection = cfg.Namespace, cfg.LeaderElection
+	m.leaseName = cfg.LeaderElectionNamespace + "/rackboot-" + cfg.Rack
 	if err := m.setup(); err != nil {
 		return nil, err
 	}
@@ -240,6 +245,34 @@ func (m *Manager) HostChanged(ctx context.Context, hostID string) {
 
 // Elected is closed when this instance leads its rack (at once without leader election).
 func (m *Manager) Elected() <-chan struct{} { return m.mgr.Elected() }
+
+// CheckAPI asks the management cluster, uncached, for one RackbootMachine (of the
+// watched namespace): it passes when the API server answers and the CRDs are
+// installed (for /readyz?verbose).
+func (m *Manager) CheckAPI(ctx context.Context) error {
+	opts := []client.ListOption{client.Limit(1)}
+	if m.namespace != "" {
+		opts = append(opts, client.InNamespace(m.namespace))
+	}
+	if err := m.mgr.GetAPIReader().List(ctx, &infrav1.RackbootMachineList{}, opts...); err != nil {
+		return fmt.Errorf("cannot list RackbootMachines in the management cluster: %w: check --kubeconfig, the network, and that the provider is installed (clusterctl init --infrastructure rackboot)", err)
+	}
+	return nil
+}
+
+// CheckLeader passes while this instance leads its rack (always without leader
+// election); a hot standby fails it.
+func (m *Manager) CheckLeader(context.Context) error {
+	select {
+	case <-m.mgr.Elected():
+		return nil
+	default:
+	}
+	if !m.leaderElection {
+		return errors.New("the controllers have not started yet")
+	}
+	return fmt.Errorf("standby: another rackboot of this rack holds the Lease %s, or this one has not acquired it yet", m.leaseName)
+}
 
 // GetClient is the manager's cached client (for tests and the CLI).
 func (m *Manager) GetClient() client.Client { return m.mgr.GetClient() }

@@ -70,6 +70,14 @@ func newMetrics(reg prometheus.Registerer, h *Handler) (*metrics, error) {
 		Name: "rackboot_dhcp_queue_length",
 		Help: "Packets waiting for a worker.",
 	})
+	// The series of every reason exist from the start, at zero: a panel of shed
+	// packets shows none rather than no data.
+	for _, r := range []string{"duplicate", "queue_full", "stale"} {
+		m.shed.WithLabelValues(r)
+	}
+	for _, r := range []string{"rate", "cap"} {
+		m.discoveryRefused.WithLabelValues(r)
+	}
 	cs := []prometheus.Collector{m.packets, m.panics, m.sendErrors, m.discoveryRefused, m.eventsSuppressed, m.shed, m.queueDepth}
 	if h.cfg.Mode == ModeServer {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -38,6 +38,12 @@ func TestMetricsOnTheGivenRegistry(t *testing.T) {
 		"rackboot_dhcp_send_errors_total":       0,
 		"rackboot_dhcp_events_suppressed_total": 0,
 		"rackboot_dhcp_queue_length":            0,
+		// Every reason at zero from the start.
+		"rackboot_dhcp_shed_total,reason=duplicate":         0,
+		"rackboot_dhcp_shed_total,reason=queue_full":        0,
+		"rackboot_dhcp_shed_total,reason=stale":             0,
+		"rackboot_dhcp_discovery_refused_total,reason=rate": 0,
+		"rackboot_dhcp_discovery_refused_total,reason=cap":  0,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)

@@ -190,7 +190,14 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 	timeouts    *prometheus.CounterVec
 	hosts       *prometheus.GaugeVec
+	operations  *prometheus.HistogramVec
 }
+
+// operationBuckets fit operations that take minutes: a TCG VM inspects in about a
+// minute, a server's firmware alone takes several, and an image write over a slow
+// link or a run of retries (three boots of 15 minutes at most, by default) takes
+// most of an hour.
+var operationBuckets = []float64{30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200}
 
 // Gate is the trust gate the provisioner asks who is calling (Config.Gate, or its own).
 func (p *Provisioner) Gate() *trust.Gate { return p.gate }
@@ -250,9 +257,25 @@ func New(cfg Config) (*Provisioner, error) {
 			Name: "rackboot_hosts",
 			Help: "Hosts in the inventory by state, as of the last reconcile pass.",
 		}, []string{"state"}),
+		operations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rackboot_host_operation_duration_seconds",
+			Help:    "Time from the start of an inspection, provisioning or release (or its retry) to its end, by operation (inspect, provision, release) and result (succeeded, failed, aborted).",
+			Buckets: operationBuckets,
+		}, []string{"operation", "result"}),
 	}
+	// Every series these can have exists from the start, at zero: a panel or an
+	// alert on a rare timeout or a first provisioning has a series to read.
+	for _, st := range []inventory.State{inventory.StateInspecting, inventory.StateProvisioning, inventory.StateDeprovisioning} {
+		for _, ph := range []inventory.OpPhase{inventory.PhaseBooting, inventory.PhaseAgent} {
+			p.m.timeouts.WithLabelValues(string(st), string(ph))
+		}
+		for _, r := range []string{"succeeded", "failed", "aborted"} {
+			p.m.operations.WithLabelValues(operationNames[st], r)
+		}
+	}
+	p.m.timeouts.WithLabelValues(string(inventory.StateProvisioning), string(inventory.PhaseDiskBoot))
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{p.m.transitions, p.m.timeouts, p.m.hosts} {
+		for _, c := range []prometheus.Collector{p.m.transitions, p.m.timeouts, p.m.hosts, p.m.operations} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("provision: registering metrics: %w", err)
 			}
@@ -355,12 +378,56 @@ func (p *Provisioner) newOperation(st inventory.State) *inventory.Operation {
 
 // transition runs fn in one transaction and wakes watchers and the loop when it wrote.
 func (p *Provisioner) transition(ctx context.Context, id string, fn func(*inventory.Host, *inventory.HostChange) error) (inventory.Host, error) {
-	h, evs, err := p.store.TransitionHost(ctx, id, fn)
+	// The operation the host was in when the transaction read it: when the change
+	// ends it, its duration is observed once the change is committed.
+	var before opStart
+	h, evs, err := p.store.TransitionHost(ctx, id, func(h *inventory.Host, c *inventory.HostChange) error {
+		before = opStart{}
+		if h.Operation != nil && h.Operation.State == h.State {
+			before = opStart{state: h.State, at: h.Operation.StartedAt}
+		}
+		return fn(h, c)
+	})
 	if err != nil {
 		return h, err
 	}
 	p.wrote(h, evs)
+	p.observeOperation(before, h.State)
 	return h, nil
+}
+
+// opStart is where and when a host's operation began.
+type opStart struct {
+	state inventory.State
+	at    time.Time
+}
+
+// operationNames are the operations rackboot_host_operation_duration_seconds counts,
+// by the state each runs in.
+var operationNames = map[inventory.State]string{
+	inventory.StateInspecting:     "inspect",
+	inventory.StateProvisioning:   "provision",
+	inventory.StateDeprovisioning: "release",
+}
+
+// observeOperation records the duration of the operation a committed change ended:
+// one that left the operation's state. A retry starts a new operation (Retry gives
+// it a new start), so a retried provisioning is timed from its retry.
+func (p *Provisioner) observeOperation(before opStart, now inventory.State) {
+	name, ok := operationNames[before.state]
+	if !ok || before.at.IsZero() || now == before.state {
+		return
+	}
+	result := "aborted" // e.g. a provisioning released before it ended
+	switch {
+	case now == inventory.StateFailed:
+		result = "failed"
+	case before.state == inventory.StateInspecting && (now == inventory.StateAvailable || now == inventory.StateDiscovered),
+		before.state == inventory.StateProvisioning && now == inventory.StateProvisioned,
+		before.state == inventory.StateDeprovisioning && now == inventory.StateAvailable:
+		result = "succeeded"
+	}
+	p.m.operations.WithLabelValues(name, result).Observe(max(0, p.now().Sub(before.at).Seconds()))
 }
 
 func (p *Provisioner) wrote(h inventory.Host, evs []inventory.Event) {

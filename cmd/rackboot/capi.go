@@ -15,6 +15,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/rackboot/rackboot/controllers"
+	"github.com/rackboot/rackboot/health"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/provision"
 )
@@ -83,6 +84,9 @@ func addCAPI(s capiSettings, store *inventory.BoltStore, prov *provision.Provisi
 	}
 	w.capiHook.m.Store(m)
 	w.services = append(w.services, service{name: "capi", start: m.Start})
+	w.checks = append(w.checks,
+		health.Check{Name: "capi", Informational: true, Run: m.CheckAPI},
+		health.Check{Name: "capi-leader", Informational: true, Run: m.CheckLeader})
 	return nil
 }
 

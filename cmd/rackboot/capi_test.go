@@ -28,12 +28,14 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/rackboot/rackboot/agentapi"
 	infrav1 "github.com/rackboot/rackboot/api/v1alpha1"
 	"github.com/rackboot/rackboot/controllers"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
+	"github.com/rackboot/rackboot/lab/promcheck"
 	"github.com/rackboot/rackboot/provision"
 )
 
@@ -294,7 +296,7 @@ dhcp: {mode: "off"}
 	var stdout bytes.Buffer
 	rackboot := newRootCmd(&cliEnv{stdout: &stdout, stderr: logs, getenv: func(string) string { return "" }})
 	rackboot.SetArgs([]string{"serve", "--config", config, "--kubeconfig", kubeconfig, "--rack", "r1",
-		"--leader-election-namespace", ns.Name, "--capi-namespace", ns.Name})
+		"--leader-election-namespace", ns.Name, "--capi-namespace", ns.Name, "--log-format", "json"})
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- rackboot.ExecuteContext(sctx) }()
@@ -345,6 +347,66 @@ dhcp: {mode: "off"}
 			t.Fatalf("/metrics after a minute: %s; page:\n%s", missing, page)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// This instance leads its rack (leader_election_master_status is 1), and
+	// /readyz?verbose says so, with the API reachable.
+	if code, body := getBody(t, "http://"+addr+"/readyz?verbose"); code != http.StatusOK ||
+		!strings.Contains(body, "\n[+]capi ok\n") || !strings.Contains(body, "\n[+]capi-leader ok\n") {
+		t.Errorf("/readyz?verbose = %d:\n%s\nwant [+]capi ok and [+]capi-leader ok", code, body)
+	}
+
+	// The dashboard's Cluster API panels: each query evaluates over two scrapes, and
+	// each metric it reads is on the page.
+	at := time.Now()
+	scrapes := []promcheck.Scrape{{At: at, Page: []byte(page)}, {At: at.Add(15 * time.Second), Page: []byte(getMetrics(t, "http://"+addr+"/metrics"))}}
+	st, err := promcheck.Load(scrapes, map[string]string{"job": "rackboot", "instance": addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range controllerQueries(t) { // dashboard_test.go
+		sels, _ := promcheck.Selectors(q.Expr)
+		for _, s := range sels {
+			if !st.Has(s.Metric) {
+				t.Errorf("%s: %s is not on /metrics with the controllers running", q, s.Metric)
+			}
+		}
+		if _, err := promcheck.Eval(ctx, st, q.Expr, scrapes[1].At); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+
+	// client-go's leader election logs through klog: its lines are JSON records of
+	// serve's logger like every other line, not klog's own format.
+	recs := jsonRecords(t, logs.String()) // liblogs_test.go
+	if findRecord(recs, "Successfully acquired lease") == nil {
+		t.Errorf("no JSON record of client-go's \"Successfully acquired lease\" in serve's log:\n%s", logs)
+	}
+
+	// docs/metrics.md lists each controller family served, with its type and labels.
+	docs := documentedMetrics(t) // metrics_doc_test.go
+	cmfs, err := controllerMetrics(ctrlmetrics.Registry).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range cmfs {
+		d, ok := docs[mf.GetName()]
+		if !ok {
+			t.Errorf("%s is served with the controllers but not in docs/metrics.md", mf.GetName())
+			continue
+		}
+		labels := map[string]bool{}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = true
+			}
+		}
+		if typ := strings.ToLower(mf.GetType().String()); d.Type != typ {
+			t.Errorf("docs/metrics.md: %s is a %s, not a %s", mf.GetName(), typ, d.Type)
+		}
+		if diff := cmp.Diff(slices.Sorted(maps.Keys(labels)), d.Labels); diff != "" {
+			t.Errorf("docs/metrics.md: labels of %s (-served +documented):\n%s", mf.GetName(), diff)
+		}
 	}
 
 	// Each family once, rackboot's own among them, and the Go and process families
@@ -442,14 +504,19 @@ type serveLog struct {
 
 func newServeLog() *serveLog { return &serveLog{addr: make(chan string, 1)} }
 
-var servingRe = regexp.MustCompile(`msg="rackboot serving".* http=(\S+)`)
+var (
+	servingRe     = regexp.MustCompile(`msg="rackboot serving".* http=(\S+)`)
+	servingJSONRe = regexp.MustCompile(`"msg":"rackboot serving".*"http":"([^"]+)"`)
+)
 
 func (l *serveLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.buf.Write(p)
-	if m := servingRe.FindSubmatch(p); m != nil {
-		l.once.Do(func() { l.addr <- string(m[1]) })
+	for _, re := range []*regexp.Regexp{servingRe, servingJSONRe} {
+		if m := re.FindSubmatch(p); m != nil {
+			l.once.Do(func() { l.addr <- string(m[1]) })
+		}
 	}
 	return len(p), nil
 }

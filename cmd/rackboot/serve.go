@@ -14,17 +14,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rackboot/rackboot/admin"
+	"github.com/rackboot/rackboot/health"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -123,6 +122,8 @@ type service struct {
 // reports ready; empty when not started by systemd.
 func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, notifySocket string) error {
 	log := newLogger(logw, r.LogLevel, r.LogFormat)
+	// klog and controller-runtime's root logger write into log (liblogs.go).
+	routeLibraryLogs(log)
 	if err := secureDataDir(r.DataDir, log); err != nil { // datadir.go
 		return err
 	}
@@ -151,9 +152,10 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, 
 	defer store.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := registerProcessMetrics(reg); err != nil { // metrics.go
+		return err
+	}
 
-	var ready atomic.Bool
 	w, err := buildServices(r, capi, store, token, log, reg)
 	defer func() {
 		for _, c := range w.closers {
@@ -166,13 +168,7 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, 
 	services, mux := w.services, w.mux
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metricsGatherer(reg), promhttp.HandlerOpts{Registry: reg})) // capi.go
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ok\n")
-	})
+	mux.Handle("GET /readyz", &health.Handler{Name: "readyz", Checks: w.checks}) // ?verbose lists every check
 
 	adminSrv, err := listenAdmin(r, w.adminAPI, log)
 	if err != nil {
@@ -225,7 +221,6 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, 
 				return
 			}
 		}
-		ready.Store(true)
 		if err := sdNotify(notifySocket, "READY=1\nSTATUS=serving"); err != nil {
 			log.Warn("cannot tell systemd rackboot is ready", "err", err)
 		}

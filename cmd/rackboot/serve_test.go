@@ -63,17 +63,26 @@ func startServe(t *testing.T, httpExtra, extra string) *servedRackboot {
 // startServeIn is startServe with the data directory in dir (dir/data).
 func startServeIn(t *testing.T, dir, httpExtra, extra string) *servedRackboot {
 	t.Helper()
-	s := &servedRackboot{dir: dir, data: filepath.Join(dir, "data"), logs: &lockedBuffer{}, stopResult: make(chan error, 1)}
-	s.adminSock = filepath.Join(dir, "admin.sock")
-	s.tokenFile = filepath.Join(s.data, "api-token")
-	config := filepath.Join(dir, "rackboot.yaml")
-	yaml := fmt.Sprintf(`dataDir: %s
+	return startServeYAML(t, dir, func(data, adminSock string) string {
+		return fmt.Sprintf(`dataDir: %s
 address: 127.0.0.1
 http: {listen: "127.0.0.1:0"%s}
 api: {listen: ["127.0.0.1:0", "unix:%s"]}
 tftp: {disabled: true}
 dhcp: {mode: "off"}
-`, s.data, httpExtra, s.adminSock) + extra
+`, data, httpExtra, adminSock) + extra
+	})
+}
+
+// startServeYAML is startServeIn with the whole configuration file from yamlOf, given
+// the data directory and the admin socket's path.
+func startServeYAML(t *testing.T, dir string, yamlOf func(data, adminSock string) string) *servedRackboot {
+	t.Helper()
+	s := &servedRackboot{dir: dir, data: filepath.Join(dir, "data"), logs: &lockedBuffer{}, stopResult: make(chan error, 1)}
+	s.adminSock = filepath.Join(dir, "admin.sock")
+	s.tokenFile = filepath.Join(s.data, "api-token")
+	yaml := yamlOf(s.data, s.adminSock)
+	config := filepath.Join(dir, "rackboot.yaml")
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

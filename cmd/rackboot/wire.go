@@ -16,6 +16,7 @@ import (
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/dhcp"
+	"github.com/rackboot/rackboot/health"
 	"github.com/rackboot/rackboot/httplimit"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
@@ -40,6 +41,9 @@ type wiring struct {
 	// capiHook hands the provisioner's host transitions to the Cluster API
 	// controllers, which are built after it (capi.go).
 	capiHook capiHook
+	// checks are /readyz's (package health); those that gate it wait for what
+	// ready holds.
+	checks []health.Check
 }
 
 // buildServices turns the resolved configuration into services. It returns the wiring
@@ -68,6 +72,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 	}
 	w.services = append(w.services, service{name: "bmc", start: bmcs.Start})
 	w.ready = append(w.ready, bmcs.Ready())
+	w.checks = append(w.checks, health.Check{Name: "bmc", Run: health.Closed(bmcs.Ready(), "the BMC workers have not started yet")})
 	// One gate decides who is asking on every boot route (package trust).
 	tc := r.Trust
 	tc.Mode, tc.Store, tc.Logger, tc.Registerer = trust.Mode(r.DHCP.Mode), store, log.With("service", "trust"), reg
@@ -154,6 +159,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		}
 		w.services = append(w.services, service{name: "dhcp", start: ds.Start})
 		w.ready = append(w.ready, ds.Ready())
+		w.checks = append(w.checks, health.Check{Name: "dhcp", Run: health.Closed(ds.Ready(), "the DHCP sockets are not open yet (mode "+string(r.DHCP.Mode)+")")})
 	}
 	return w, nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackboot/rackboot/bmc"
+	"github.com/rackboot/rackboot/health"
 	"github.com/rackboot/rackboot/images"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
@@ -81,6 +84,15 @@ func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Servic
 	pv.catalog.Register(w.mux)
 	pv.prov.Register(w.mux)
 	md.Register(w.mux)
+	// Informational: a rackboot without them still serves boot traffic (health).
+	w.checks = append(w.checks,
+		health.Check{Name: "bootenv", Informational: true, Run: func(context.Context) error {
+			if pv.bootEnvs.Ready() {
+				return nil
+			}
+			return errors.New(noAgent)
+		}},
+		health.Check{Name: "images", Informational: true, Run: pv.catalog.Check})
 	w.services = append(w.services,
 		service{name: "images", start: pv.catalog.Start},
 		service{name: "provision", start: pv.prov.Start})

@@ -317,7 +317,10 @@ func (m *Cluster) WorkloadREST(ctx context.Context, ns, cluster string, dial fun
 		return nil, fmt.Errorf("kubeconfig of cluster %s/%s: %w", ns, cluster, err)
 	}
 	cfg.Dial = dial
-	cfg.Timeout = 30 * time.Second
+	// A TCG control plane under load answers some requests only after tens of seconds
+	// (etcd applies taking 30-40 s were measured right after a worker joined); the
+	// server's own limit is 60 s, so a shorter client timeout fails calls that succeed.
+	cfg.Timeout = 2 * time.Minute
 	return cfg, nil
 }
 
