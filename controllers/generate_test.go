@@ -94,11 +94,20 @@ func TestCRDContract(t *testing.T) {
 		}
 		var cols []string
 		for _, c := range crd.Spec.Versions[0].AdditionalPrinterColumns {
-			cols = append(cols, c.Name+"="+c.JSONPath)
+			col := c.Name + "=" + c.JSONPath
+			if c.Priority > 0 {
+				col += " (wide)"
+			}
+			cols = append(cols, col)
 		}
+		// TestKubectlView checks what the API server renders from them.
 		want := []string{
 			`Cluster=.metadata.labels['cluster\.x-k8s\.io/cluster-name']`,
-			"Host=.status.host", "State=.status.state", "Step=.status.step", "ProviderID=.spec.providerID", "Age=.metadata.creationTimestamp",
+			`Machine=.metadata.ownerReferences[?(@.kind=="Machine")].name`,
+			"Host=.status.host", "Rack=.status.failureDomain", "State=.status.state", "Step=.status.step",
+			`Ready=.status.conditions[?(@.type=="Ready")].status`,
+			"ProviderID=.spec.providerID", "Age=.metadata.creationTimestamp",
+			`Reason=.status.conditions[?(@.type=="Ready")].reason (wide)`,
 		}
 		if d := cmp.Diff(want, cols); d != "" {
 			t.Errorf("printer columns (-want +got):\n%s", d)

@@ -12,7 +12,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util"
@@ -34,6 +36,7 @@ import (
 // +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=rackbootmachines/status;rackbootmachines/finalizers,verbs=get;update;patch
 // +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=machines;clusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // MachineReconciler reconciles the RackbootMachines placed on one rack: it claims a
@@ -46,14 +49,17 @@ type MachineReconciler struct {
 	rack        string
 	inv         Inventory
 	prov        HostProvisioner
-	poll        time.Duration // re-check of a host the provisioner is working on
-	waitingPoll time.Duration // re-check of a machine waiting for a free host
+	poll        time.Duration        // re-check of a host the provisioner is working on
+	waitingPoll time.Duration        // re-check of a machine waiting for a free host
+	events      events.EventRecorder // nil records none (machine_events.go)
 
 	// kick re-queues machines: those waiting for a host when one is released, and the
 	// owner of a host the provisioner reports a change on.
 	kick    chan event.GenericEvent
 	mu      sync.Mutex
 	waiting map[types.NamespacedName]struct{}
+	// observed is the status last stored per machine, for its events.
+	observed map[types.NamespacedName]observed
 }
 
 // owner is the claim owner of a RackbootMachine in the inventory.
@@ -70,10 +76,12 @@ func (r *MachineReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	if err := r.client.Get(ctx, req.NamespacedName, rm); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.setWaiting(req.NamespacedName, false)
+			r.forget(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
 	}
+	before := r.lastObserved(rm)
 	deleting := !rm.DeletionTimestamp.IsZero()
 	machine, err := util.GetOwnerMachine(ctx, r.client, rm.ObjectMeta)
 	switch {
@@ -105,10 +113,22 @@ func (r *MachineReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	var related runtime.Object // an untyped nil when the Machine is gone
+	if machine != nil {
+		related = machine
+	}
 	defer func() {
-		if err := helper.Patch(ctx, rm, patch.WithOwnedConditions{Conditions: []string{
+		err := helper.Patch(ctx, rm, patch.WithOwnedConditions{Conditions: []string{
 			clusterv1.ReadyCondition, infrav1.HostClaimedCondition, infrav1.HostProvisionedCondition,
-		}}); err != nil && !apierrors.IsNotFound(err) {
+		}})
+		switch {
+		case err == nil:
+			// Events only for a status that is stored: a failed patch is retried and
+			// tells its changes then.
+			r.recordTransitions(rm, related, before)
+		case apierrors.IsNotFound(err):
+			r.forget(req.NamespacedName)
+		default:
 			reterr = errors.Join(reterr, err)
 		}
 	}()
@@ -254,8 +274,12 @@ func (r *MachineReconciler) reconcileHost(ctx context.Context, rm *infrav1.Rackb
 	case inventory.StateProvisioned:
 		rm.Status.State = infrav1.StateProvisioned
 		rm.Status.Initialization.Provisioned = ptr.To(true)
-		r.setTrue(rm, infrav1.HostProvisionedCondition, infrav1.ReasonProvisioned, "")
-		r.setTrue(rm, clusterv1.ReadyCondition, infrav1.ReasonProvisioned, "")
+		msg := fmt.Sprintf("host %s runs image %s", host.ID, rm.Spec.Image)
+		if st.Step != "" {
+			msg += ": " + st.Step
+		}
+		r.setTrue(rm, infrav1.HostProvisionedCondition, infrav1.ReasonProvisioned, msg)
+		r.setTrue(rm, clusterv1.ReadyCondition, infrav1.ReasonProvisioned, msg)
 		return reconcile.Result{}, nil
 	case inventory.StateFailed:
 		return r.failed(rm, st), nil
@@ -352,6 +376,8 @@ func (r *MachineReconciler) reconcileDelete(ctx context.Context, rm *infrav1.Rac
 			return reconcile.Result{}, err
 		default:
 			logger.Info("released host", "hostID", hostID)
+			r.event(rm, nil, machineEvent{corev1.EventTypeNormal, EventHostReleased, "Release",
+				fmt.Sprintf("host %s is wiped, powered off and back in rack %s's inventory", hostID, r.rack)})
 		}
 		r.kickWaiting()
 		return done()
@@ -378,8 +404,8 @@ func (r *MachineReconciler) reconcileDelete(ctx context.Context, rm *infrav1.Rac
 		reason, requeue = infrav1.ReasonHostFailed, 4*r.poll
 		msg = fmt.Sprintf("wiping host %s failed (%s): retrying; fix the host, or remove it from the inventory to let the machine go", hostID, st.Reason)
 	}
-	r.setFalse(rm, clusterv1.ReadyCondition, reason, msg)
 	if st.State != inventory.StateDeprovisioning {
+		r.setFalse(rm, clusterv1.ReadyCondition, reason, msg)
 		if err := r.prov.Deprovision(ctx, hostID, owner(rm)); err != nil {
 			if errors.Is(err, inventory.ErrNotFound) {
 				return release()
@@ -387,7 +413,16 @@ func (r *MachineReconciler) reconcileDelete(ctx context.Context, rm *infrav1.Rac
 			return reconcile.Result{}, fmt.Errorf("host %s: deprovision: %w", hostID, err)
 		}
 		logger.Info("deprovisioning host", "hostID", hostID)
+		// The step is the wipe's now, not that of the operation the host left.
+		rm.Status.Step = ""
+		if now, err := r.prov.HostStatus(ctx, hostID); err == nil && now.State == inventory.StateDeprovisioning {
+			rm.Status.Step = now.Step
+		}
 	}
+	if reason == infrav1.ReasonDeprovisioning && rm.Status.Step != "" {
+		msg += ": " + rm.Status.Step
+	}
+	r.setFalse(rm, clusterv1.ReadyCondition, reason, msg)
 	return reconcile.Result{RequeueAfter: requeue}, nil
 }
 

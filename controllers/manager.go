@@ -167,6 +167,9 @@ func New(cfg Config) (*Manager, error) {
 		waitingPoll: 2 * cfg.Poll,
 		kick:        make(chan event.GenericEvent, 4096),
 		waiting:     map[types.NamespacedName]struct{}{},
+		observed:    map[types.NamespacedName]observed{},
+		// events.k8s.io Events; "From" in kubectl describe names the rack.
+		events: mgr.GetEventRecorder("rackboot/" + cfg.Rack),
 	}}
 	m.namespace, m.leaderElection = cfg.Namespace, cfg.LeaderElection
 	m.leaseName = cfg.LeaderElectionNamespace + "/rackboot-" + cfg.Rack

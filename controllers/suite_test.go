@@ -230,6 +230,7 @@ type fakeProvisioner struct {
 	requests map[string]ProvisionRequest
 	wipes    map[string]int
 	calls    []string
+	steps    map[string]string // host ID -> HostStatus.Step (setStep)
 
 	checked []string // hosts a test has already looked at (TestRealClusterAPI)
 }
@@ -259,6 +260,7 @@ func (f *fakeProvisioner) Provision(ctx context.Context, id string, req Provisio
 		return nil
 	}
 	f.calls = append(f.calls, "provision "+id+" "+req.Owner)
+	delete(f.steps, id) // a new operation
 	f.owner[id] = req.Owner
 	f.requests[id] = req
 	st := inventory.StateProvisioned
@@ -282,6 +284,7 @@ func (f *fakeProvisioner) Deprovision(ctx context.Context, id, owner string) err
 		return nil
 	}
 	f.calls = append(f.calls, "deprovision "+id)
+	delete(f.steps, id)
 	f.wipes[id]++
 	if f.manual {
 		return f.setState(ctx, id, inventory.StateDeprovisioning, "")
@@ -297,7 +300,7 @@ func (f *fakeProvisioner) HostStatus(ctx context.Context, id string) (HostStatus
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := HostStatus{State: h.State, Reason: h.StateReason, ImageOwner: f.owner[id]}
+	st := HostStatus{State: h.State, Reason: h.StateReason, ImageOwner: f.owner[id], Step: f.steps[id]}
 	st.Addresses = []clusterv1.MachineAddress{{Type: clusterv1.MachineHostName, Address: h.ID}}
 	if h.IP != "" {
 		st.Addresses = append(st.Addresses, clusterv1.MachineAddress{Type: clusterv1.MachineInternalIP, Address: h.IP})
@@ -328,6 +331,19 @@ func (f *fakeProvisioner) finish(t *testing.T, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if f.notify != nil {
+		f.notify(id)
+	}
+}
+
+// setStep says where the host is in its operation, as the provision package would.
+func (f *fakeProvisioner) setStep(id, step string) {
+	f.mu.Lock()
+	if f.steps == nil {
+		f.steps = map[string]string{}
+	}
+	f.steps[id] = step
+	f.mu.Unlock()
 	if f.notify != nil {
 		f.notify(id)
 	}

@@ -210,11 +210,15 @@ const (
 // +kubebuilder:metadata:labels="cluster.x-k8s.io/v1beta2=v1alpha1"
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Cluster",type="string",JSONPath=".metadata.labels['cluster\\.x-k8s\\.io/cluster-name']",description="Cluster to which this RackbootMachine belongs"
+// +kubebuilder:printcolumn:name="Machine",type="string",JSONPath=".metadata.ownerReferences[?(@.kind==\"Machine\")].name",description="Cluster API Machine that owns this RackbootMachine"
 // +kubebuilder:printcolumn:name="Host",type="string",JSONPath=".status.host",description="Inventory ID of the claimed host"
+// +kubebuilder:printcolumn:name="Rack",type="string",JSONPath=".status.failureDomain",description="Rack (failure domain) whose rackboot serves the machine"
 // +kubebuilder:printcolumn:name="State",type="string",JSONPath=".status.state",description="Where the machine is in its life"
-// +kubebuilder:printcolumn:name="Step",type="string",JSONPath=".status.step",description="Where the host is: writing image N%, booting from disk, cloud-init running, phoned home"
+// +kubebuilder:printcolumn:name="Step",type="string",JSONPath=".status.step",description="Where the host is: powering on, writing image N%, booting from disk, cloud-init running, phoned home"
+// +kubebuilder:printcolumn:name="Ready",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].status",description="The Ready condition: True once the host runs its image, False while waiting, provisioning, failed or lost"
 // +kubebuilder:printcolumn:name="ProviderID",type="string",JSONPath=".spec.providerID",description="rackboot://RACK/HOST"
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
+// +kubebuilder:printcolumn:name="Reason",type="string",priority=1,JSONPath=".status.conditions[?(@.type==\"Ready\")].reason",description="Reason of the Ready condition (kubectl describe shows its message)"
 
 // RackbootMachine is the infrastructure of one Cluster API Machine: a bare-metal host
 // claimed from a rack's inventory.

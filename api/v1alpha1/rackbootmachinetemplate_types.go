@@ -17,7 +17,18 @@ type RackbootMachineTemplateResource struct {
 	// metadata is copied onto each RackbootMachine.
 	// +optional
 	ObjectMeta clusterv1.ObjectMeta `json:"metadata,omitempty,omitzero"`
+	// spec is immutable, as Cluster API's contract asks of machine templates:
+	// MachineDeployments and KubeadmControlPlanes roll machines out only when pointed
+	// at another template, so an edit in place would reach only the machines created
+	// after it. metadata stays mutable.
+	//
+	// The rule is CEL because rackboot runs no admission webhook. A webhook could let
+	// the topology controller's dry-run (annotation topology.cluster.x-k8s.io/dry-run)
+	// through, which ClusterClass needs to rotate a changed template; CEL cannot see
+	// that annotation. rackboot ships no ClusterClass; one that uses this template
+	// needs that webhook first.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.template.spec is immutable: create a new RackbootMachineTemplate and point the MachineDeployment or KubeadmControlPlane at it (Cluster API then rolls the machines out)"
 	Spec RackbootMachineSpec `json:"spec"`
 }
 
