@@ -34,4 +34,9 @@
 // Machine's InfrastructureReady, which a MachineHealthCheck's
 // unhealthyMachineConditions (type InfrastructureReady, status False, with a timeout
 // longer than a provisioning) remediates by deleting the Machine.
+//
+// What kubectl shows: the RackbootMachine's printer columns (api/v1alpha1), its
+// conditions, whose messages carry the host's current step, and Events
+// (machine_events.go) derived from the status changes the controller stores: one per
+// claim, step, end and release, never one per poll.
 package controllers
