@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -89,6 +90,39 @@ func TestRealClusterAPIRealProvisioner(t *testing.T) {
 	slices.Sort(checked)
 	if d := cmp.Diff(names, checked); d != "" {
 		t.Fatalf("Machines whose host's user-data was checked (-all +checked):\n%s", d)
+	}
+
+	// kubectl describe: each RackbootMachine's Events go from its claim through the
+	// steps the real provisioner reported to Provisioned, each once, about its Machine.
+	var rms infrav1.RackbootMachineList
+	if err := rc.c.List(ctx, &rms, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, rm := range rms.Items {
+		host := rm.Status.Host
+		var got []string
+		eventually(t, 30*time.Second, "the Events of "+rm.Name, func() (bool, string) {
+			got = machineEvents(t, rc.c, ns, rm.Name)
+			return slices.Contains(got, "Normal Provisioned: host "+host+" runs image debian-13"), strings.Join(got, "\n")
+		})
+		if got[0] != "Normal HostClaimed: claimed host "+host+" of rack r1" || got[len(got)-1] != "Normal Provisioned: host "+host+" runs image debian-13" {
+			t.Fatalf("Events of %s do not go from the claim to Provisioned:\n%s", rm.Name, strings.Join(got, "\n"))
+		}
+		for i, e := range got {
+			if slices.Contains(got[:i], e) || strings.Contains(e, "%") || strings.HasPrefix(e, "Warning") {
+				t.Fatalf("Events of %s: %q is repeated, carries a percentage or warns:\n%s", rm.Name, e, strings.Join(got, "\n"))
+			}
+		}
+		t.Logf("Events of %s:\n%s", rm.Name, strings.Join(got, "\n"))
+	}
+	var evs eventsv1.EventList
+	if err := rc.c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs.Items {
+		if e.Regarding.Kind == "RackbootMachine" && (e.Related == nil || e.Related.Kind != "Machine" || e.ReportingController != "rackboot/r1") {
+			t.Fatalf("Event %s on %s: related %+v, reported by %q; want its Machine, rackboot/r1", e.Name, e.Regarding.Name, e.Related, e.ReportingController)
+		}
 	}
 }
 
