@@ -409,6 +409,22 @@ func (s hostStatus) bytes() string {
 	return out
 }
 
+// transfer is "430.1 MiB/1.0 GiB  51.2 MiB/s  12s left", for a bar.
+func (s hostStatus) transfer() string {
+	if s.percentage < 0 {
+		return ""
+	}
+	pr := s.progress
+	out := agentapi.FormatBytes(uint64(pr.BytesDone)) + "/" + agentapi.FormatBytes(uint64(pr.BytesTotal))
+	if s.rate > 0 {
+		out += "  " + agentapi.FormatBytes(uint64(s.rate)) + "/s"
+	}
+	if s.eta > 0 {
+		out += "  " + s.eta.String() + " left"
+	}
+	return out
+}
+
 // line summarises where a host is: state, phase, attempt, agent progress.
 func (s hostStatus) line() string {
 	h := s.host
@@ -442,7 +458,7 @@ func (h *hostCLI) newWatchSink(ids []string, o watchOptions) watchSink {
 	case o.json:
 		return &jsonSink{enc: json.NewEncoder(h.env.stdout), now: time.Now, tracker: statusTracker{}, last: map[string]string{}}
 	case h.env.terminal(h.env.stdout):
-		return newBarSink(h.env.stdout, ids, width, true)
+		return newBarSink(h.env.stdout, ids, width, 0)
 	}
 	return &lineSink{w: h.env.stdout, prefix: o.prefix, width: width, now: time.Now, tracker: statusTracker{}, last: map[string]string{}}
 }
@@ -558,27 +574,31 @@ type barSink struct {
 // hostBar is one host's bar and the text its decorators show; mpb reads the text from
 // its own goroutine.
 type hostBar struct {
-	bar         *mpb.Bar
-	mu          sync.Mutex
-	state, step string
-	right       string
+	bar                  *mpb.Bar
+	mu                   sync.Mutex
+	state, step, percent string
+	right                string
 }
 
-func (b *hostBar) text(f func(*hostBar) string) decor.Decorator {
+func (b *hostBar) text(f func(*hostBar) string, wc decor.WC) decor.Decorator {
 	return decor.Any(func(decor.Statistics) string {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return f(b)
-	}, decor.WCSyncSpaceR)
+	}, wc)
 }
 
-// newBarSink starts the bars, in the order of ids. autoRefresh redraws on a timer even
-// when out is not a terminal mpb recognises (tests).
-func newBarSink(out io.Writer, ids []string, width int, autoRefresh bool) *barSink {
+// newBarSink starts the bars, in the order of ids, on out: a row per host
+//
+//	node-1  provisioning  agent write vda  42% [=====>------]  430.1 MiB/1.0 GiB  51.2 MiB/s  12s left
+//
+// width is the rows' width (0: the terminal's).
+func newBarSink(out io.Writer, ids []string, idWidth, width int) *barSink {
 	s := &barSink{
-		p:       mpb.New(mpb.WithOutput(out), mpb.ContainerOptional(mpb.WithAutoRefresh(), autoRefresh), mpb.WithRefreshRate(200*time.Millisecond)),
+		// Redraw on a timer whatever out is: the caller decided it is a terminal.
+		p:       mpb.New(mpb.WithOutput(out), mpb.WithAutoRefresh(), mpb.WithRefreshRate(200*time.Millisecond), mpb.WithWidth(width)),
 		bars:    map[string]*hostBar{},
-		width:   width,
+		width:   idWidth,
 		tracker: statusTracker{},
 	}
 	for _, id := range ids {
@@ -586,10 +606,11 @@ func newBarSink(out io.Writer, ids []string, width int, autoRefresh bool) *barSi
 		hb.bar = s.p.AddBar(0,
 			mpb.PrependDecorators(
 				decor.Name(id, decor.WCSyncSpaceR),
-				hb.text(func(b *hostBar) string { return b.state }),
-				hb.text(func(b *hostBar) string { return b.step }),
+				hb.text(func(b *hostBar) string { return b.state }, decor.WCSyncSpaceR),
+				hb.text(func(b *hostBar) string { return b.step }, decor.WCSyncSpaceR),
+				hb.text(func(b *hostBar) string { return b.percent }, decor.WCSyncSpace),
 			),
-			mpb.AppendDecorators(hb.text(func(b *hostBar) string { return b.right })),
+			mpb.AppendDecorators(hb.text(func(b *hostBar) string { return b.right }, decor.WC{})),
 			mpb.BarFillerClearOnComplete(),
 			mpb.BarFillerClearOnAbort(),
 		)
@@ -611,9 +632,9 @@ func (s *barSink) update(u hostUpdate) {
 	if u.known {
 		st := s.tracker.status(u.host)
 		hb.mu.Lock()
-		hb.state, hb.step, hb.right = string(u.host.State), st.step(), st.bytes()
-		if hb.right == "" && u.host.StateReason != "" {
-			hb.right = u.host.StateReason
+		hb.state, hb.step, hb.percent, hb.right = string(u.host.State), st.step(), "", u.host.StateReason
+		if st.percentage >= 0 {
+			hb.percent, hb.right = fmt.Sprintf("%d%%", st.percentage), st.transfer()
 		}
 		hb.mu.Unlock()
 		if st.percentage >= 0 {
@@ -637,7 +658,7 @@ func (s *barSink) update(u hostUpdate) {
 		hb.bar.Abort(false)
 	default:
 		hb.mu.Lock()
-		hb.step, hb.right = "", "done"
+		hb.step, hb.percent, hb.right = "", "", "done"
 		hb.mu.Unlock()
 		hb.bar.SetTotal(-1, true)
 	}

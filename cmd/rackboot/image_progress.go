@@ -28,11 +28,12 @@ func (h *hostCLI) newByteBar(label string, total int64) *byteBar {
 	if !h.env.terminal(h.env.stderr) {
 		return nil
 	}
-	return newByteBarOn(h.env.stderr, label, total, false)
+	return newByteBarOn(h.env.stderr, label, total)
 }
 
-func newByteBarOn(w io.Writer, label string, total int64, autoRefresh bool) *byteBar {
-	p := mpb.New(mpb.WithOutput(w), mpb.ContainerOptional(mpb.WithAutoRefresh(), autoRefresh), mpb.WithRefreshRate(200*time.Millisecond))
+// newByteBarOn draws on w, which the caller found to be a terminal.
+func newByteBarOn(w io.Writer, label string, total int64) *byteBar {
+	p := mpb.New(mpb.WithOutput(w), mpb.WithAutoRefresh(), mpb.WithRefreshRate(200*time.Millisecond))
 	bar := p.AddBar(max(total, 0),
 		mpb.PrependDecorators(decor.Name(label, decor.WCSyncSpaceR), decor.Percentage(decor.WCSyncSpace)),
 		mpb.AppendDecorators(
