@@ -154,9 +154,15 @@ func (h *hostCLI) watchHosts(ctx context.Context, c *admin.Client, ids []string,
 			return false
 		}
 	}
+	var warnMu sync.Mutex
+	warn := func(err error) {
+		warnMu.Lock()
+		defer warnMu.Unlock()
+		fmt.Fprintf(h.env.stderr, "rackboot: %v; retrying every 2s\n", h.explain(err))
+	}
 	var wg sync.WaitGroup
 	for _, id := range ids {
-		wg.Go(func() { followHost(fctx, c, id, send) })
+		wg.Go(func() { followHost(fctx, c, id, send, warn) })
 	}
 	sink := h.newWatchSink(ids, o)
 	last := map[string]hostUpdate{}
@@ -241,32 +247,39 @@ func watchVerdict(ids []string, finals, last map[string]hostUpdate, busy []strin
 	case 0:
 		return nil
 	case 1:
+		for _, u := range finals {
+			if u.err != nil {
+				return u.err // as it came, for the CLI to explain
+			}
+		}
 		return errors.New(problems[0])
 	}
 	return fmt.Errorf("%d of %d hosts did not end well:\n  %s", bad, len(ids), strings.Join(problems, "\n  "))
 }
 
 // followHost sends host id's updates until it is in a final state or ctx ends. The first
-// update carries the timeline from the start of the current (or last) operation.
-func followHost(ctx context.Context, c *admin.Client, id string, send func(hostUpdate) bool) {
-	fail := func(err error) {
+// update carries the timeline from the start of the current (or last) operation. Once
+// the host is found, a server that cannot be reached (a restart) is waited out: warn
+// says so once per outage.
+func followHost(ctx context.Context, c *admin.Client, id string, send func(hostUpdate) bool, warn func(error)) {
+	fail := func(err error, found bool) {
 		if ctx.Err() != nil {
 			return
 		}
 		var ae *admin.APIError
-		if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+		if found && errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
 			err = fmt.Errorf("host %s was removed", id)
 		}
 		send(hostUpdate{id: id, final: true, err: err})
 	}
 	host, err := c.GetHost(ctx, id)
 	if err != nil {
-		fail(err)
+		fail(err, false)
 		return
 	}
 	evs, err := c.Events(ctx, id, 0)
 	if err != nil {
-		fail(err)
+		fail(err, true)
 		return
 	}
 	var seq uint64
@@ -276,18 +289,32 @@ func followHost(ctx context.Context, c *admin.Client, id string, send func(hostU
 	if !send(hostUpdate{id: id, host: host, known: true, events: evs[operationStart(evs):], final: !provision.Transient(host.State)}) {
 		return
 	}
+	outage := false
 	for provision.Transient(host.State) {
 		next, err := c.Watch(ctx, id, host.Revision, watchPoll)
-		if err != nil {
-			fail(err)
-			return
+		var evs []admin.Event
+		if err == nil {
+			evs, err = c.Events(ctx, id, seq)
 		}
+		if err != nil {
+			var ae *admin.APIError
+			if ctx.Err() != nil || errors.As(err, &ae) {
+				fail(err, true)
+				return
+			}
+			if !outage {
+				warn(err)
+				outage = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+			continue
+		}
+		outage = false
 		host = next
-		evs, err := c.Events(ctx, id, seq)
-		if err != nil {
-			fail(err)
-			return
-		}
 		if n := len(evs); n > 0 {
 			seq = evs[n-1].Seq
 		}

@@ -331,17 +331,25 @@ func TestCLIWatchFailure(t *testing.T) {
 	}
 }
 
-// TestCLIWatchUsageGolden pins how watch refuses what it cannot do.
+// TestCLIWatchUsageGolden pins how watch refuses what it cannot do, and a watch of a
+// host at rest (it ends at once).
 func TestCLIWatchUsageGolden(t *testing.T) {
 	h := newGoldenHarness(t)
-	runGolden(t, h, []goldenCase{
+	for _, c := range []goldenCase{
 		{"watch-nothing", []string{"host", "watch"}},
 		{"watch-ids-and-selector", []string{"host", "watch", "web1", "-l", "role=web"}},
 		{"watch-bad-output", []string{"host", "watch", "web1", "-o", "yaml"}},
 		{"watch-no-match", []string{"host", "watch", "-l", "role=gpu"}},
 		{"watch-bad-selector", []string{"host", "watch", "-l", "role in (web"}},
+		{"watch-unknown", []string{"host", "watch", "nope"}},
+		{"watch-resting", []string{"host", "watch", "-l", "role=db"}},
+		{"watch-resting-json", []string{"host", "watch", "web1", "-o", "json"}},
 		{"complete-host-watch-second", []string{"__complete", "host", "watch", "web1", ""}},
-	})
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			checkGolden(t, c.name, clockRe.ReplaceAllString(h.transcript(c.args...), "hh:mm:ss  "))
+		})
+	}
 }
 
 // TestWatchBars draws the bars into a buffer as mpb would on a terminal: a row per host
