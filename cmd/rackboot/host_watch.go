@@ -76,7 +76,12 @@ busy at --timeout (the message names them).
 			if !picked && len(args) == 0 {
 				return usageErrorf("name the hosts to watch, or pick them with -l SELECTOR, --state S or --owner O")
 			}
-			ids := slices.Compact(slices.Clone(args))
+			var ids []string
+			for _, id := range args {
+				if !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
+			}
 			if picked {
 				keep, err := filter.matcher()
 				if err != nil {
