@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/images"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/provision"
@@ -205,5 +206,51 @@ func TestProvisionRoutesDisabled(t *testing.T) {
 	}
 	if got := e.raw("GET", "/api/v1/images", "", ""); got.status != http.StatusUnauthorized {
 		t.Errorf("images without a token: %d, want 401", got.status)
+	}
+}
+
+// TestWatchCarriesProgress pins what `rackboot host watch` draws its bars from: the
+// watch route's host carries the agent's last report (step, disk, bytes) and when the
+// server got it (operation.lastSeen), from which the CLI computes rate and time left.
+func TestWatchCarriesProgress(t *testing.T) {
+	e := newProvAPI(t)
+	ctx := context.Background()
+	if _, err := e.store.CreateHosts(ctx, inventory.Host{ID: "node-1", MACs: []string{"52:54:00:00:00:01"}}); err != nil {
+		t.Fatal(err)
+	}
+	seen := time.Date(2026, 11, 24, 10, 0, 10, 0, time.UTC)
+	want := agentapi.Progress{Phase: agentapi.PhaseWrite, Disk: "vda", BytesDone: 1 << 29, BytesTotal: 1 << 30}
+	if _, err := e.store.UpdateHost(ctx, "node-1", func(h *inventory.Host) error {
+		h.State = inventory.StateProvisioning
+		h.Operation = &inventory.Operation{State: inventory.StateProvisioning, Phase: inventory.PhaseAgent, Attempt: 1,
+			StartedAt: seen.Add(-time.Minute), LastSeen: seen, Progress: &want}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := e.client.Watch(ctx, "node-1", 0, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := h.Operation
+	if op == nil || op.Progress == nil || *op.Progress != want || !op.LastSeen.Equal(seen) || op.Phase != inventory.PhaseAgent {
+		t.Fatalf("watch answered operation %+v", op)
+	}
+	// The same bytes in the JSON a client of another language reads.
+	resp, err := e.srv.Client().Do(func() *http.Request {
+		r, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/api/v1/hosts/node-1/watch?after=0&timeout=1", nil)
+		r.Header.Set("Authorization", "Bearer "+testToken)
+		return r
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	for _, s := range []string{`"progress":{"phase":"write","disk":"vda","bytesDone":536870912,"bytesTotal":1073741824}`, `"lastSeen":"2026-11-24T10:00:10Z"`} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("watch JSON lacks %s:\n%s", s, buf.String())
+		}
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/images"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -47,28 +46,15 @@ var goldenServerVersion = admin.VersionInfo{Version: "v0.9.0", Commit: "01234567
 // claimed), a timeline, a lease and an image.
 func newGoldenHarness(t *testing.T) *cliHarness {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := inventory.Open(filepath.Join(dir, "inventory.db"), inventory.Options{SecretKeyFile: filepath.Join(dir, "secret.key")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	cat, err := images.New(images.Config{Dir: filepath.Join(dir, "images"), Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Close() })
+	store, cat := newTestCatalog(t)
 	api, err := admin.NewHandler(admin.Config{Store: store, Token: cliToken, Images: cat, Version: goldenServerVersion,
 		Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.50.0/24")}, ServerIP: netip.MustParseAddr("192.168.50.1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &cliHarness{t: t, store: store}
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", api)
-	h.srv = httptest.NewServer(mux)
-	t.Cleanup(h.srv.Close)
-	h.env = map[string]string{"RACKBOOT_SERVER": h.srv.URL, "RACKBOOT_TOKEN": cliToken}
+	h := serveCLI(t, store, mux)
 
 	h.mustRun("host", "add", "--id", "web1", "--mac", "52:54:00:00:00:01", "--mac", "52:54:00:00:00:03", "--hostname", "web1.rack1",
 		"--ip", "192.168.50.11", "--label", "role=web", "--label", "rack=r1")
@@ -134,6 +120,11 @@ func normalize(s string) string {
 // stdout, stderr with main's "rackboot: ERROR" line, and main's exit code.
 func (h *cliHarness) transcript(args ...string) string {
 	stdout, stderr, err := h.run(args...)
+	return formatTranscript(args, stdout, stderr, err)
+}
+
+// formatTranscript renders a run of `rackboot ARGS` as transcript does.
+func formatTranscript(args []string, stdout, stderr string, err error) string {
 	code := 0
 	if err != nil {
 		stderr += "rackboot: " + err.Error() + "\n"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,21 @@ func completeArgs(pos ...argCompleter) cobra.CompletionFunc {
 		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
 		defer cancel()
 		return pos[len(args)](ctx, toComplete), cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// completeEach completes every argument with each, leaving out the ones already given.
+func completeEach(each argCompleter) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+		defer cancel()
+		var out []cobra.Completion
+		for _, c := range each(ctx, toComplete) {
+			if word, _, _ := strings.Cut(c, "\t"); !slices.Contains(args, word) {
+				out = append(out, c)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
 	}
 }
 
@@ -120,8 +136,10 @@ func flagWords(w argCompleter) cobra.CompletionFunc {
 func (h *hostCLI) registerHostCompletions(group *cobra.Command) {
 	for _, c := range group.Commands() {
 		switch c.Name() {
-		case "show", "rm", "label", "boot", "events", "bmc", "accept", "edit", "inspect", "provision", "release", "retry", "watch":
+		case "show", "rm", "label", "boot", "events", "bmc", "accept", "edit", "inspect", "provision", "release", "retry":
 			c.ValidArgsFunction = completeArgs(h.hostIDs)
+		case "watch":
+			c.ValidArgsFunction = completeEach(h.hostIDs)
 		case "power":
 			c.ValidArgsFunction = completeArgs(h.hostIDs, powerActions)
 		case "bootdev":

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/metadata"
-	"github.com/rackboot/rackboot/provision"
 )
 
 // provisionCmds are the `rackboot host` subcommands that drive the state machine.
@@ -41,7 +39,7 @@ func (h *hostCLI) after(ctx context.Context, c *admin.Client, host admin.Host, v
 	if !w.wait {
 		return nil
 	}
-	return h.watch(ctx, c, host.ID, w.timeout)
+	return h.watchHosts(ctx, c, []string{host.ID}, watchOptions{timeout: w.timeout})
 }
 
 func (h *hostCLI) inspectCmd() *cobra.Command {
@@ -259,118 +257,6 @@ func (h *hostCLI) retryCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&owner.Force, "force", false, "act on a host claimed by someone else")
 	w.register(cmd)
 	return cmd
-}
-
-func (h *hostCLI) watchCmd() *cobra.Command {
-	var timeout time.Duration
-	cmd := &cobra.Command{
-		Use:   "watch ID [--timeout DURATION]",
-		Short: "Follow a host's progress and timeline until it reaches a final state",
-		Long: `watch prints the host's state, the agent's progress and the host's new events as they
-happen, until the host is no longer inspecting, provisioning or deprovisioning. It
-exits non-zero when the host ends failed.`,
-		Args: cobra.ExactArgs(1),
-		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
-			return h.watch(ctx, c, args[0], timeout)
-		}),
-	}
-	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default: no limit)")
-	return cmd
-}
-
-// watchPoll is the long-poll the CLI asks for; the client's timeout (60s) is above it.
-const watchPoll = 25 * time.Second
-
-// watch follows the host until it is in a final state.
-func (h *hostCLI) watch(ctx context.Context, c *admin.Client, id string, timeout time.Duration) error {
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	host, err := c.GetHost(ctx, id)
-	if err != nil {
-		return err
-	}
-	// Show the timeline from the start of the current operation.
-	evs, err := c.Events(ctx, id, 0)
-	if err != nil {
-		return err
-	}
-	var seq uint64
-	start := len(evs)
-	for i := len(evs) - 1; i >= 0; i-- {
-		if evs[i].Type == provision.EventState {
-			start = i
-			if !provision.Transient(inventory.State(evs[i].Fields["from"])) {
-				break
-			}
-		}
-	}
-	if n := len(evs); n > 0 {
-		seq = evs[n-1].Seq
-	}
-	writeWatchEvents(h.env.stdout, evs[start:])
-	last := statusLine(host)
-	fmt.Fprintf(h.env.stdout, "%s  %s\n", time.Now().Format("15:04:05"), last)
-	for provision.Transient(host.State) {
-		next, err := c.Watch(ctx, id, host.Revision, watchPoll)
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("host %s is still %s after %s: keep watching with rackboot host watch %s", id, host.State, timeout, id)
-			}
-			var ae *admin.APIError
-			if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
-				return fmt.Errorf("host %s was removed", id)
-			}
-			return err
-		}
-		host = next
-		evs, err := c.Events(ctx, id, seq)
-		if err != nil {
-			return err
-		}
-		if n := len(evs); n > 0 {
-			seq = evs[n-1].Seq
-		}
-		writeWatchEvents(h.env.stdout, evs)
-		if line := statusLine(host); line != last {
-			last = line
-			fmt.Fprintf(h.env.stdout, "%s  %s\n", time.Now().Format("15:04:05"), line)
-		}
-	}
-	if host.State == inventory.StateFailed {
-		return fmt.Errorf("host %s failed: %s (rackboot host retry %s, or release it)", id, host.StateReason, id)
-	}
-	return nil
-}
-
-func writeWatchEvents(w io.Writer, evs []admin.Event) {
-	for _, e := range evs {
-		fmt.Fprintf(w, "%s  %-18s %s\n", e.Time.Local().Format("15:04:05"), e.Type, e.Message)
-	}
-}
-
-// statusLine summarises where a host is: state, phase, attempt, agent progress.
-func statusLine(h admin.Host) string {
-	s := "== " + string(h.State)
-	if op := h.Operation; op != nil && provision.Transient(h.State) {
-		s += fmt.Sprintf(" (%s, attempt %d", op.Phase, op.Attempt)
-		if pr := op.Progress; pr != nil && op.Phase == inventory.PhaseAgent {
-			s += ", agent " + string(pr.Phase)
-			if pr.Disk != "" {
-				s += " " + pr.Disk
-			}
-			if pr.BytesTotal > 0 {
-				s += fmt.Sprintf(" %d%% (%s of %s)", pr.BytesDone*100/pr.BytesTotal, agentapi.FormatBytes(uint64(pr.BytesDone)), agentapi.FormatBytes(uint64(pr.BytesTotal)))
-			}
-		}
-		s += ")"
-	}
-	if h.StateReason != "" {
-		s += ": " + h.StateReason
-	}
-	return s
 }
 
 func describeHost(h admin.Host) string {

@@ -21,10 +21,9 @@ import (
 	"github.com/rackboot/rackboot/provision"
 )
 
-// newProvisionHarness is the CLI against an admin API with a real provisioner (no BMC)
-// and image catalog; the agent API and iPXE scripts are on the same server, so a test
-// can play the agent of a host at 127.0.0.1.
-func newProvisionHarness(t *testing.T) (*cliHarness, *provision.Provisioner) {
+// newTestCatalog opens a BoltStore and an image catalog in a temporary data directory,
+// both closed when the test ends: what every harness that serves the admin API needs.
+func newTestCatalog(t *testing.T) (*inventory.BoltStore, *images.Catalog) {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := inventory.Open(filepath.Join(dir, "inventory.db"), inventory.Options{SecretKeyFile: filepath.Join(dir, "secret.key")})
@@ -37,7 +36,33 @@ func newProvisionHarness(t *testing.T) (*cliHarness, *provision.Provisioner) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cat.Close() })
-	prov, err := provision.New(provision.Config{Store: store, Images: cat, Interval: time.Hour})
+	return store, cat
+}
+
+// serveCLI serves mux on loopback and points the CLI at it.
+func serveCLI(t *testing.T, store *inventory.BoltStore, mux http.Handler) *cliHarness {
+	t.Helper()
+	h := &cliHarness{t: t, store: store}
+	h.srv = httptest.NewServer(mux)
+	t.Cleanup(h.srv.Close)
+	h.env = map[string]string{"RACKBOOT_SERVER": h.srv.URL, "RACKBOOT_TOKEN": cliToken}
+	return h
+}
+
+// newProvisionHarness is the CLI against an admin API with a real provisioner (no BMC)
+// and image catalog; the agent API and iPXE scripts are on the same server, so a test
+// can play the agent of a host at 127.0.0.1.
+func newProvisionHarness(t *testing.T) (*cliHarness, *provision.Provisioner) {
+	t.Helper()
+	return newProvisionHarnessAt(t, nil)
+}
+
+// newProvisionHarnessAt is newProvisionHarness with the provisioner on clock now (nil:
+// time.Now), so the agent's reports carry the times a test gives them.
+func newProvisionHarnessAt(t *testing.T, now func() time.Time) (*cliHarness, *provision.Provisioner) {
+	t.Helper()
+	store, cat := newTestCatalog(t)
+	prov, err := provision.New(provision.Config{Store: store, Images: cat, Interval: time.Hour, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,15 +79,11 @@ func newProvisionHarness(t *testing.T) (*cliHarness, *provision.Provisioner) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &cliHarness{t: t, store: store}
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", api)
 	prov.Register(mux)
 	boot.Register(mux)
-	h.srv = httptest.NewServer(mux)
-	t.Cleanup(h.srv.Close)
-	h.env = map[string]string{"RACKBOOT_SERVER": h.srv.URL, "RACKBOOT_TOKEN": cliToken}
-	return h, prov
+	return serveCLI(t, store, mux), prov
 }
 
 func writeTemp(t *testing.T, name, content string) string {

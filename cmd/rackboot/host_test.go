@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -37,6 +38,10 @@ type cliHarness struct {
 	requests atomic.Int64 // requests that reached the server
 	stdin    string
 	ifAddrs  interfaceAddrs // serve's view of the interfaces (nil: the system's)
+	// terminal makes the CLI take its standard output and error for terminals (bars).
+	terminal bool
+	// tap, when set, also gets what the command writes to standard output, as it writes.
+	tap io.Writer
 }
 
 func newCLIHarness(t *testing.T) *cliHarness {
@@ -88,7 +93,13 @@ func (h *cliHarness) run(args ...string) (stdout, stderr string, err error) {
 // of the real ones.
 func (h *cliHarness) runCtx(ctx context.Context, tokenFiles []string, args ...string) (string, string, error) {
 	var out, errb bytes.Buffer
-	env := &cliEnv{stdout: &out, stderr: &errb, getenv: func(k string) string { return h.env[k] }, ifAddrs: h.ifAddrs,
+	var stdout io.Writer = &out
+	if h.tap != nil {
+		stdout = io.MultiWriter(&out, h.tap)
+	}
+	terminal := h.terminal
+	env := &cliEnv{stdout: stdout, stderr: &errb, getenv: func(k string) string { return h.env[k] }, ifAddrs: h.ifAddrs,
+		isTerminal: func(io.Writer) bool { return terminal },
 		environ: func() []string {
 			var kv []string
 			for k, v := range h.env {
@@ -105,7 +116,7 @@ func (h *cliHarness) runCtx(ctx context.Context, tokenFiles []string, args ...st
 		root.AddCommand(newHostCmdWith(env, tokenFiles))
 	}
 	root.SetIn(strings.NewReader(h.stdin))
-	root.SetOut(&out)
+	root.SetOut(stdout)
 	root.SetErr(&errb)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

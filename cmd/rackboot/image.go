@@ -45,12 +45,17 @@ func (h *hostCLI) imageAddCmd() *cobra.Command {
 		noWait bool
 	)
 	cmd := &cobra.Command{
-		Use:   "add NAME (--url URL | --file PATH) --sha256 SUM [--format raw|gzip|zstd|xz] [--no-wait]",
+		Use:   "add NAME (--url URL --sha256 SUM | --file PATH [--sha256 SUM]) [--format raw|gzip|zstd|xz] [--no-wait]",
 		Short: "Add an OS image: downloaded (URL) or uploaded (file), then verified",
 		Long: `add puts an image in the catalog. With --url the rackboot server downloads it (http,
 https, or file:///PATH on the server); with --file this command uploads the file. The
 image is usable once its sha256 matches --sha256; a mismatch marks it failed, keeps
 nothing, and no host ever gets it. Without --no-wait, add waits for the verdict.
+
+--sha256 is required with --url. With --file it may be left out: add then computes the
+file's sha256 here first, which guards the upload but not the file itself (give the
+publisher's sum when there is one). On a terminal the hashing, the upload and the
+server's download show a progress bar on standard error.
 
 --format is how the file is compressed (raw, gzip, zstd, xz); leave it out to let the
 agent detect it.`,
@@ -66,11 +71,16 @@ agent detect it.`,
 			if err := inventory.ValidateImageName(req.Name); err != nil {
 				return err
 			}
-			sum, err := inventory.ValidateSHA256(req.SHA256)
-			if err != nil {
-				return fmt.Errorf("--sha256: %w", err)
+			if req.SHA256 == "" && req.URL != "" {
+				return usageErrorf("--sha256 is required with --url: give the sum the image's publisher gives (a SHA256SUMS file), so the server can check what it downloads")
 			}
-			req.SHA256 = sum
+			if req.SHA256 != "" {
+				sum, err := inventory.ValidateSHA256(req.SHA256)
+				if err != nil {
+					return fmt.Errorf("--sha256: %w", err)
+				}
+				req.SHA256 = sum
+			}
 			req.Format = agentapi.Format(format)
 			if !req.Format.Valid() {
 				return fmt.Errorf("--format %q: use raw, gzip, zstd or xz", format)
@@ -78,6 +88,7 @@ agent detect it.`,
 			var f *os.File
 			var size int64 = -1
 			if file != "" {
+				var err error
 				if f, err = os.Open(file); err != nil {
 					return fmt.Errorf("--file: %w", err)
 				}
@@ -85,15 +96,18 @@ agent detect it.`,
 				if st, err := f.Stat(); err == nil {
 					size = st.Size()
 				}
+				if req.SHA256 == "" {
+					if req.SHA256, err = h.hashFile(ctx, f, file, size); err != nil {
+						return err
+					}
+				}
 			}
 			im, err := c.AddImage(ctx, req)
 			if err != nil {
 				return err
 			}
 			if f != nil {
-				fmt.Fprintf(h.env.stderr, "uploading %s (%s) as image %s...\n", file, agentapi.FormatBytes(uint64(max(size, 0))), im.Name)
-				// An upload takes as long as it takes: no overall client timeout.
-				if im, err = c.WithTimeout(0).UploadImage(ctx, im.Name, f, size); err != nil {
+				if im, err = h.uploadImage(ctx, c, im.Name, f, file, size); err != nil {
 					return err
 				}
 			}
@@ -114,19 +128,25 @@ agent detect it.`,
 	f := cmd.Flags()
 	f.StringVar(&req.URL, "url", "", "http(s) URL the server downloads, or file:///PATH on the server")
 	f.StringVar(&file, "file", "", "local file to upload")
-	f.StringVar(&req.SHA256, "sha256", "", "the image file's sha256 (sha256sum FILE); required")
+	f.StringVar(&req.SHA256, "sha256", "", "the image file's sha256 (sha256sum FILE); required with --url, computed from --file when left out")
 	f.StringVar(&format, "format", "", "raw, gzip, zstd or xz (default: detect)")
 	f.BoolVar(&noWait, "no-wait", false, "return once the server accepted the image, without waiting for the download and verification")
-	_ = cmd.MarkFlagRequired("sha256")
 	p.register(cmd, "text", actionFormats)
 	return cmd
 }
 
-// waitImage polls until the image is no longer pending, printing progress.
+// waitImage polls until the image is no longer pending, showing the server's download:
+// a bar on a terminal, a line per change elsewhere.
 func (h *hostCLI) waitImage(ctx context.Context, c *admin.Client, im admin.Image) (admin.Image, error) {
+	if im.Status != inventory.ImagePending {
+		return im, nil
+	}
+	bar := h.newByteBar("downloading "+im.Name, im.Size)
 	var last int64 = -1
 	for im.Status == inventory.ImagePending {
-		if im.BytesDone != last {
+		if bar != nil {
+			bar.set(im.BytesDone, im.Size)
+		} else if im.BytesDone != last {
 			last = im.BytesDone
 			if im.Size > 0 {
 				fmt.Fprintf(h.env.stderr, "image %s: %s of %s\n", im.Name, agentapi.FormatBytes(uint64(im.BytesDone)), agentapi.FormatBytes(uint64(im.Size)))
@@ -136,14 +156,20 @@ func (h *hostCLI) waitImage(ctx context.Context, c *admin.Client, im admin.Image
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			bar.finish(false)
 			return im, ctx.Err()
 		case <-t.C:
 		}
 		var err error
 		if im, err = c.GetImage(ctx, im.Name); err != nil {
+			bar.finish(false)
 			return im, err
 		}
 	}
+	if im.Status == inventory.ImageReady {
+		bar.set(im.Size, im.Size)
+	}
+	bar.finish(im.Status == inventory.ImageReady)
 	return im, nil
 }
 

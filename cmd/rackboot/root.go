@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // cliEnv carries what every subcommand needs from the process, so commands never reach
@@ -24,10 +25,25 @@ type cliEnv struct {
 	defaultConfig string
 	// ifAddrs learns an interface's addresses; nil means the system's.
 	ifAddrs interfaceAddrs
+	// isTerminal says whether w is a terminal that can show live progress bars; nil
+	// means none is (tests, unless they say otherwise).
+	isTerminal func(w io.Writer) bool
+}
+
+// terminal reports whether w gets live progress bars.
+func (e *cliEnv) terminal(w io.Writer) bool {
+	return e.isTerminal != nil && e.isTerminal(w)
+}
+
+// fileIsTerminal is cliEnv.isTerminal for a real process: w is a terminal that
+// understands cursor movement (not TERM=dumb).
+func fileIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb"
 }
 
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	root := newRootCmd(&cliEnv{stdout: stdout, stderr: stderr, getenv: os.Getenv, environ: os.Environ, defaultConfig: defaultConfigFile})
+	root := newRootCmd(&cliEnv{stdout: stdout, stderr: stderr, getenv: os.Getenv, environ: os.Environ, defaultConfig: defaultConfigFile, isTerminal: fileIsTerminal})
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }
