@@ -43,7 +43,7 @@ export KUBEBUILDER_ASSETS := $(ENVTEST_DIR)
 DIST_VERSION ?= v0.1.0
 DIST_ARCH ?= amd64,arm64
 
-.PHONY: all build dist clusterctl test test-k8s unit lint deps bench bench-compare lab lab-image node-image lab-down clean envtest generate verify-generate config-doc verify-config-doc
+.PHONY: all build dist clusterctl test test-k8s test-node-image unit lint deps bench bench-compare lab lab-image node-image lab-down clean envtest generate verify-generate config-doc verify-config-doc
 
 all: build
 
@@ -136,22 +136,29 @@ lint:
 # RACKBOOT_REQUIRE_LAB=1 makes a missing tool a failure instead of a skip), the fuzz
 # targets' seed corpora, and each benchmark once so none of them rots.
 #
-#
-# Two tests are not part of it yet, and make test says so: TestQEMUNodeImage (the node
-# image booted into a one-node kubeadm cluster, 10-25 minutes under TCG) and
 # TestQEMUKubernetes (issue 9: a Cluster of two QEMU hosts through the real Cluster API
-# controllers, kubeadm init/join, scale 0/1, delete; 40-60 minutes). Neither has yet
-# passed whole on this 2-core machine (see issue 9). make test-k8s runs them.
-K8S_TESTS := ^(TestQEMUNodeImage|TestQEMUKubernetes)$$
+# controllers, kubeadm init/join, pod network, scale 0/1, delete; 40-60 minutes) runs
+# alone after the rest: its TCG control plane needs both cores, and beside the lab's
+# other QEMU tests its kube-apiserver missed start-up deadlines.
+#
+# TestQEMUNodeImage (the node image booted alone into a one-node kubeadm cluster, without
+# rackboot; 10-25 minutes) is a diagnostic for changes to the image and runs in make
+# test-node-image; everything it checks, TestQEMUKubernetes checks through rackboot and
+# Cluster API. make test says so when it starts.
+K8S_TEST := ^TestQEMUKubernetes$$
+NODE_IMAGE_BOOT_TEST := ^TestQEMUNodeImage$$
 test: deps lint envtest clusterctl dist node-image verify-generate
-	@echo "make test: TestQEMUNodeImage and TestQEMUKubernetes are NOT run here (not yet passing whole; see issue 9): make test-k8s runs them"
-	RACKBOOT_REQUIRE_LAB=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -skip '$(K8S_TESTS)' ./...
+	@echo "make test: TestQEMUNodeImage (node image booted without rackboot) is left to make test-node-image; TestQEMUKubernetes runs last, alone"
+	RACKBOOT_REQUIRE_LAB=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -skip '$(K8S_TEST)|$(NODE_IMAGE_BOOT_TEST)' ./...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
+	RACKBOOT_REQUIRE_LAB=1 $(GO) test -count=1 -timeout 120m -run '$(K8S_TEST)' -v ./controllers
 
-# test-k8s runs the Kubernetes tests alone: the node image's one-node cluster, then a
-# kubeadm cluster on two QEMU hosts driven by Cluster API objects.
+# test-k8s runs the Kubernetes test alone; test-node-image boots the node image alone.
 test-k8s: deps envtest node-image
-	RACKBOOT_REQUIRE_LAB=1 $(GO) test -count=1 -timeout 150m -run '$(K8S_TESTS)' -v ./lab ./controllers
+	RACKBOOT_REQUIRE_LAB=1 $(GO) test -count=1 -timeout 120m -run '$(K8S_TEST)' -v ./controllers
+
+test-node-image: deps node-image
+	RACKBOOT_REQUIRE_LAB=1 $(GO) test -count=1 -timeout 120m -run '$(NODE_IMAGE_BOOT_TEST)' -v ./lab
 
 # unit runs only the fast tests (no root, no namespaces, no QEMU).
 unit:

@@ -302,7 +302,7 @@ func TestQEMUKubernetes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Claim.Owner != "" {
+		if got.Claim != nil {
 			t.Errorf("host %s still claimed by %q after the Cluster was deleted", h.id, got.Claim.Owner)
 		}
 	}
@@ -346,7 +346,7 @@ func nodeReady(n corev1.Node) bool {
 func waitNodesReady(t *testing.T, wc kubernetes.Interface, n int, timeout time.Duration) map[string]corev1.Node {
 	t.Helper()
 	out := map[string]corev1.Node{}
-	lab.WaitFor(t, timeout, fmt.Sprintf("%d Ready Nodes", n), func(ctx context.Context) (bool, error) {
+	waitWorkload(t, timeout, fmt.Sprintf("%d Ready Nodes", n), func(ctx context.Context) (bool, error) {
 		l, err := wc.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, fmt.Errorf("%w: %v", lab.ErrNotYet, err)
@@ -369,7 +369,7 @@ func waitNodesReady(t *testing.T, wc kubernetes.Interface, n int, timeout time.D
 
 func waitNodeCount(t *testing.T, wc kubernetes.Interface, n int, timeout time.Duration) {
 	t.Helper()
-	lab.WaitFor(t, timeout, fmt.Sprintf("%d Nodes", n), func(ctx context.Context) (bool, error) {
+	waitWorkload(t, timeout, fmt.Sprintf("%d Nodes", n), func(ctx context.Context) (bool, error) {
 		l, err := wc.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, fmt.Errorf("%w: %v", lab.ErrNotYet, err)
@@ -380,20 +380,26 @@ func waitNodeCount(t *testing.T, wc kubernetes.Interface, n int, timeout time.Du
 
 func waitCoreDNS(t *testing.T, wc kubernetes.Interface) {
 	t.Helper()
-	lab.WaitFor(t, 15*time.Minute, "CoreDNS Running", func(ctx context.Context) (bool, error) {
+	// Running and Ready: only a Ready pod is an endpoint of the kube-dns Service, and a
+	// client pod started before that finds no DNS server (kube-proxy rejects a Service
+	// without endpoints) and goes into a crash-loop back-off of minutes.
+	waitWorkload(t, 15*time.Minute, "CoreDNS Running and Ready", func(ctx context.Context) (bool, error) {
 		l, err := wc.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-dns"})
 		if err != nil {
 			return false, fmt.Errorf("%w: %v", lab.ErrNotYet, err)
 		}
-		var phases []string
-		running := 0
+		var states []string
+		ready := 0
 		for _, p := range l.Items {
-			phases = append(phases, string(p.Status.Phase))
-			if p.Status.Phase == corev1.PodRunning {
-				running++
+			ok := p.Status.Phase == corev1.PodRunning && slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool {
+				return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue
+			})
+			states = append(states, fmt.Sprintf("%s ready=%v", p.Status.Phase, ok))
+			if ok {
+				ready++
 			}
 		}
-		return len(l.Items) > 0 && running == len(l.Items), fmt.Errorf("%w: CoreDNS pods %v", lab.ErrNotYet, phases)
+		return len(l.Items) > 0 && ready == len(l.Items), fmt.Errorf("%w: CoreDNS pods %v", lab.ErrNotYet, states)
 	})
 }
 
@@ -468,6 +474,18 @@ func checkPodNetwork(t *testing.T, wc kubernetes.Interface, machines []clusterv1
 		_, err := wc.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
 		return err
 	})
+	// The clients start once their Service has a Ready endpoint: one started earlier
+	// fails, and its restarts back off for minutes.
+	waitWorkload(t, 15*time.Minute, "pod echo Ready", func(ctx context.Context) (bool, error) {
+		p, err := wc.CoreV1().Pods("default").Get(ctx, server.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, fmt.Errorf("%w: %v", lab.ErrNotYet, err)
+		}
+		ok := slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool {
+			return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue
+		})
+		return ok, fmt.Errorf("%w: %s", lab.ErrNotYet, p.Status.Phase)
+	})
 	for _, p := range clients {
 		createEventually(t, "pod "+p.Name, func(ctx context.Context) error {
 			_, err := wc.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
@@ -480,7 +498,7 @@ func checkPodNetwork(t *testing.T, wc kubernetes.Interface, machines []clusterv1
 		{"resolve", `"gitVersion": "` + lab.NodeKubernetesVersion + `"`},
 	} {
 		var logs string
-		lab.WaitFor(t, 15*time.Minute, "pod "+c.pod+" to succeed", func(ctx context.Context) (bool, error) {
+		waitWorkload(t, 15*time.Minute, "pod "+c.pod+" to succeed", func(ctx context.Context) (bool, error) {
 			p, err := wc.CoreV1().Pods("default").Get(ctx, c.pod, metav1.GetOptions{})
 			if err != nil {
 				return false, fmt.Errorf("%w: %v", lab.ErrNotYet, err)
@@ -499,13 +517,27 @@ func checkPodNetwork(t *testing.T, wc kubernetes.Interface, machines []clusterv1
 	t.Logf("a pod on %s resolved kubernetes.default and reached Service echo backed by a pod on %s", wkNode, cpNode)
 }
 
+// workloadPoll is how often the test asks the workload cluster's API: its TCG control
+// plane spends a visible share of its CPU on each request, and Poll's 100 ms would be ten
+// Lists a second.
+const workloadPoll = 5 * time.Second
+
+// waitWorkload is lab.WaitFor at workloadPoll, for conditions read from the workload
+// cluster.
+func waitWorkload(t *testing.T, timeout time.Duration, what string, cond lab.Cond) {
+	t.Helper()
+	if err := lab.PollEvery(t.Context(), workloadPoll, timeout, what, cond); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // createEventually retries a create against the workload cluster until it succeeds or
 // finds the object already there (an earlier try that timed out on the client may have
 // been applied): a TCG control plane right after a join times out some requests that a
 // retry a minute later serves.
 func createEventually(t *testing.T, what string, create func(ctx context.Context) error) {
 	t.Helper()
-	lab.WaitFor(t, 10*time.Minute, "create "+what, func(ctx context.Context) (bool, error) {
+	waitWorkload(t, 10*time.Minute, "create "+what, func(ctx context.Context) (bool, error) {
 		err := create(ctx)
 		if err == nil || apierrors.IsAlreadyExists(err) {
 			return true, nil
@@ -534,7 +566,7 @@ func scale(t *testing.T, c client.Client, ns, name string, n int32) {
 func waitReleased(t *testing.T, srv *lab.Server, h *k8sHost, timeout time.Duration) {
 	t.Helper()
 	if err := srv.WaitHosts(t.Context(), []string{h.id}, timeout, h.id+" released", func(got admin.Host) bool {
-		return got.State == inventory.StateAvailable && got.Claim.Owner == ""
+		return got.State == inventory.StateAvailable && got.Claim == nil
 	}, nil); err != nil {
 		t.Fatal(err)
 	}

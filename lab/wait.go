@@ -29,9 +29,15 @@ var ErrNotYet = errors.New("not yet")
 // Poll checks cond every 100 ms until it is done, fails, timeout passes or ctx ends. The
 // error names what was awaited and the last reason it was not yet true.
 func Poll(ctx context.Context, timeout time.Duration, what string, cond Cond) error {
+	return PollEvery(ctx, pollInterval, timeout, what, cond)
+}
+
+// PollEvery is Poll checking every interval: for conditions that cost the other side
+// real work, such as a List against a TCG guest's API server.
+func PollEvery(ctx context.Context, interval, timeout time.Duration, what string, cond Cond) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(pollInterval)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var last error
 	for {
