@@ -161,8 +161,7 @@ func TestKubectlView(t *testing.T) {
 	eventually(t, 30*time.Second, "booting from disk", func() (bool, string) {
 		return f.get("m").Status.Step == "booting from disk", f.get("m").Status.Step
 	})
-	prov.finish(t, host)
-	prov.setStep(host, "phoned home")
+	prov.finish(t, host, "phoned home")
 	eventually(t, 30*time.Second, "m provisioned", func() (bool, string) {
 		rm := f.get("m")
 		return rm.Status.State == infrav1.StateProvisioned && rm.Status.Step == "phoned home", string(rm.Status.State) + " " + rm.Status.Step

@@ -294,12 +294,14 @@ func (f *fakeProvisioner) Deprovision(ctx context.Context, id, owner string) err
 }
 
 func (f *fakeProvisioner) HostStatus(ctx context.Context, id string) (HostStatus, error) {
+	// State and step are read together, under the lock finish holds while it changes
+	// both: the real provisioner never shows a new step with the old state.
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	h, err := f.store.GetHost(ctx, id)
 	if err != nil {
 		return HostStatus{}, err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	st := HostStatus{State: h.State, Reason: h.StateReason, ImageOwner: f.owner[id], Step: f.steps[id]}
 	st.Addresses = []clusterv1.MachineAddress{{Type: clusterv1.MachineHostName, Address: h.ID}}
 	if h.IP != "" {
@@ -310,7 +312,7 @@ func (f *fakeProvisioner) HostStatus(ctx context.Context, id string) (HostStatus
 
 // finish completes a manual operation: provisioning → provisioned, deprovisioning →
 // available and wiped.
-func (f *fakeProvisioner) finish(t *testing.T, id string) {
+func (f *fakeProvisioner) finish(t *testing.T, id string, step ...string) {
 	t.Helper()
 	ctx := context.Background()
 	h, err := f.store.GetHost(ctx, id)
@@ -318,6 +320,12 @@ func (f *fakeProvisioner) finish(t *testing.T, id string) {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
+	if len(step) > 0 { // the step the operation ends with, set with the new state
+		if f.steps == nil {
+			f.steps = map[string]string{}
+		}
+		f.steps[id] = step[0]
+	}
 	switch h.State {
 	case inventory.StateProvisioning:
 		err = f.setState(ctx, id, inventory.StateProvisioned, "")
