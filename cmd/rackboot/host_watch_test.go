@@ -21,26 +21,8 @@ import (
 	"github.com/rackboot/rackboot/provision"
 )
 
-// syncBuffer is a buffer a command writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // waitFor waits until the buffer holds n occurrences of s.
-func (b *syncBuffer) waitFor(t *testing.T, s string, n int) {
+func (b *lockedBuffer) waitFor(t *testing.T, s string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for strings.Count(b.String(), s) < n {
@@ -178,7 +160,7 @@ func releaseWatched(t *testing.T, args []string, mark func(step string) string) 
 			t.Fatalf("node-1 never waited for its agent: %+v", host.Operation)
 		}
 	}
-	tap := &syncBuffer{}
+	tap := &lockedBuffer{}
 	h.tap = tap
 	run := startRun(h, args...)
 	tap.waitFor(t, mark("start"), 1)
@@ -244,7 +226,7 @@ func TestCLIWatchManyHosts(t *testing.T) {
 	for _, id := range []string{"node-1", "node-2", "db-1"} {
 		h.mustRun("host", "inspect", id)
 	}
-	tap := &syncBuffer{}
+	tap := &lockedBuffer{}
 	h.tap = tap
 	run := startRun(h, "host", "watch", "-l", "role=worker", "-o", "json", "--timeout", "30s")
 	tap.waitFor(t, `"kind":"status"`, 2)
@@ -355,7 +337,7 @@ func TestCLIWatchUsageGolden(t *testing.T) {
 // TestWatchBars draws the bars into a buffer as mpb would on a terminal: a row per host
 // with its ID, step, percentage, rate and time left; a finished host shows done.
 func TestWatchBars(t *testing.T) {
-	var buf syncBuffer
+	var buf lockedBuffer
 	s := newBarSink(&buf, []string{"node-1", "node-2"}, len("node-1"), 160)
 	at := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	host := func(id string, done int64, at time.Time) admin.Host {
@@ -379,7 +361,7 @@ func TestWatchBars(t *testing.T) {
 
 // TestByteBar draws image add's bar into a buffer.
 func TestByteBar(t *testing.T) {
-	var buf syncBuffer
+	var buf lockedBuffer
 	b := newByteBarOn(&buf, "uploading debian-12", 1<<20)
 	b.set(1<<19, 1<<20)
 	buf.waitFor(t, "50 %", 1)
