@@ -141,7 +141,6 @@ func TestDiscoveryLimits(t *testing.T) {
 		c.UnknownHosts = UnknownDiscover
 		c.Discovery = Discovery{MaxHosts: 3, Rate: 1, Burst: 2}
 	})
-	ctx := context.Background()
 	discover := func(i int) *Reply {
 		return e.send(msg(dhcpv4.MessageTypeDiscover, fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff), pxe(iana.INTEL_X86PC)))
 	}
@@ -161,17 +160,7 @@ func TestDiscoveryLimits(t *testing.T) {
 		e.clock.Advance(2 * time.Second)
 		discover(i)
 	}
-	hosts, err := e.store.ListHosts(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, h := range hosts {
-		if h.State == inventory.StateDiscovered {
-			n++
-		}
-	}
-	if n != 3 {
+	if n := discovered(t, e); n != 3 {
 		t.Errorf("%d discovered hosts, want the cap of 3", n)
 	}
 	if got := counterValue(e.h.m.discoveryRefused.WithLabelValues("rate")); got != 8 {
@@ -215,6 +204,14 @@ func TestDiscoveryCapHoldsUnderConcurrency(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if n := discovered(t, e); n != 5 {
+		t.Errorf("%d discovered hosts after a concurrent burst, want the cap of 5", n)
+	}
+}
+
+// discovered counts the hosts the server enrolled as discovered.
+func discovered(t *testing.T, e *env) int {
+	t.Helper()
 	hosts, err := e.store.ListHosts(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +222,5 @@ func TestDiscoveryCapHoldsUnderConcurrency(t *testing.T) {
 			n++
 		}
 	}
-	if n != 5 {
-		t.Errorf("%d discovered hosts after a concurrent burst, want the cap of 5", n)
-	}
+	return n
 }
