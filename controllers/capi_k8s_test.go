@@ -158,7 +158,7 @@ func TestQEMUKubernetes(t *testing.T) {
 		}
 		h.vm, err = seg.StartBMCVM(ctx, t, lab.BMCVMConfig{
 			VM:  lab.VM{Name: h.id, MAC: h.mac, Firmware: h.fw, MemoryMB: h.memMB, CPUs: h.cpus, Disk: disk},
-			Dir: vmDir, Rackboot: bin, BMC: lab.BMCConfig{Protocol: h.bmc},
+			Dir: vmDir, BMC: lab.BMCConfig{Protocol: h.bmc},
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -61,7 +61,7 @@ func startBMCVM(t testing.TB, seg *Segment, logs string, vm VM, proto BMCProtoco
 		t.Fatal(err)
 	}
 	start := time.Now()
-	v, err := seg.StartBMCVM(t.Context(), t, BMCVMConfig{VM: vm, Dir: dir, Rackboot: rackbootBinary(t), BMC: BMCConfig{Protocol: proto}})
+	v, err := seg.StartBMCVM(t.Context(), t, BMCVMConfig{VM: vm, Dir: dir, BMC: BMCConfig{Protocol: proto}})
 	if err != nil {
 		t.Fatal(err)
 	}

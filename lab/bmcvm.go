@@ -20,10 +20,10 @@ import (
 type BMCProtocol string
 
 const (
-	// IPMI is Debian's ipmi_sim (IPMI 2.0 over LAN, UDP) with `rackboot lab
+	// IPMI is Debian's ipmi_sim (IPMI 2.0 over LAN, UDP) with `rackboot-bmcsim
 	// chassis-control` as its chassis_control command.
 	IPMI BMCProtocol = "ipmi"
-	// Redfish is `rackboot lab redfish`, lab/bmcsim's emulator, over plain HTTP.
+	// Redfish is `rackboot-bmcsim redfish`, lab/bmcsim's emulator, over plain HTTP.
 	Redfish BMCProtocol = "redfish"
 )
 
@@ -72,10 +72,10 @@ type BMCVMConfig struct {
 	// fine, a deep RACKBOOT_LAB_LOGS directory may not be. The BMC's own files (ipmi_sim
 	// configuration, password file, log) go to DIR/bmc.
 	Dir string
-	// Rackboot is the rackboot binary: its hidden `lab` subcommands are the
-	// chassis_control hook and the Redfish emulator.
-	Rackboot string
-	BMC      BMCConfig
+	// BMCSim is the lab's BMC emulators' binary (ipmi_sim's chassis_control hook, the
+	// Redfish service); empty means BMCSimBinary().
+	BMCSim string
+	BMC    BMCConfig
 }
 
 // BMCVM is a lab VM whose power and boot device belong to its BMC: its QEMU runs only
@@ -113,7 +113,7 @@ type BMC struct {
 	PasswordFile string
 	// SystemID is the Redfish system's Id.
 	SystemID string
-	// Proc is ipmi_sim or `rackboot lab redfish`, running in the segment's namespace.
+	// Proc is ipmi_sim or `rackboot-bmcsim redfish`, running in the segment's namespace.
 	Proc *Process
 }
 
@@ -147,8 +147,11 @@ func (b *BMC) IPMIToolArgs(args ...string) []string {
 // started it; stopping the BMC first means nothing can power it on again). Should the
 // test binary be killed before that, SweepStale finds the VM through the lab's record.
 func (s *Segment) StartBMCVM(ctx context.Context, c Cleaner, cfg BMCVMConfig) (*BMCVM, error) {
-	if cfg.Rackboot == "" {
-		return nil, errors.New("lab BMC VM: Rackboot (the rackboot binary, for its lab subcommands) is required")
+	if cfg.BMCSim == "" {
+		var err error
+		if cfg.BMCSim, err = BMCSimBinary(); err != nil {
+			return nil, fmt.Errorf("lab BMC VM %s: %w", cfg.VM.Name, err)
+		}
 	}
 	bcfg, err := s.bmcDefaults(cfg.BMC)
 	if err != nil {
@@ -212,7 +215,7 @@ func (s *Segment) StartBMCVM(ctx context.Context, c Cleaner, cfg BMCVMConfig) (*
 				vm.Name, vm.SerialLog, Tail(vm.SerialLog, 40), Tail(filepath.Join(d.Path, bmcsim.QEMULog), 15))
 		}
 	})
-	b, err := s.startBMC(ctx, c, bcfg, d, cfg.Rackboot)
+	b, err := s.startBMC(ctx, c, bcfg, d, cfg.BMCSim)
 	if err != nil {
 		return nil, fmt.Errorf("lab VM %s: %w", vm.Name, err)
 	}
@@ -263,7 +266,7 @@ func (s *Segment) bmcDefaults(c BMCConfig) (BMCConfig, error) {
 }
 
 // startBMC runs the BMC for d in the segment's namespace and waits until it answers.
-func (s *Segment) startBMC(ctx context.Context, c Cleaner, cfg BMCConfig, d *bmcsim.VMDir, rackboot string) (*BMC, error) {
+func (s *Segment) startBMC(ctx context.Context, c Cleaner, cfg BMCConfig, d *bmcsim.VMDir, bmcsimBin string) (*BMC, error) {
 	bmcDir := filepath.Join(d.Path, "bmc")
 	b := &BMC{Protocol: cfg.Protocol, Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password,
 		PasswordFile: filepath.Join(bmcDir, "password"), SystemID: cfg.SystemID}
@@ -273,7 +276,7 @@ func (s *Segment) startBMC(ctx context.Context, c Cleaner, cfg BMCConfig, d *bmc
 	if err := s.addBMCAddr(cfg.Addr.Addr()); err != nil {
 		return nil, err
 	}
-	rb, err := filepath.Abs(rackboot)
+	sim, err := filepath.Abs(bmcsimBin)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +285,7 @@ func (s *Segment) startBMC(ctx context.Context, c Cleaner, cfg BMCConfig, d *bmc
 	case IPMI:
 		argv, err := bmcsim.WriteIPMI(bmcsim.IPMIConfig{
 			Dir: bmcDir, Name: d.Spec.Name, Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password,
-			ChassisControl: []string{rb, "lab", "chassis-control", "--dir", d.Path},
+			ChassisControl: []string{sim, "chassis-control", "--dir", d.Path},
 		})
 		if err != nil {
 			return nil, err
@@ -302,7 +305,7 @@ func (s *Segment) startBMC(ctx context.Context, c Cleaner, cfg BMCConfig, d *bmc
 			return strings.Contains(string(out), "Chassis Power is"), nil
 		}
 	case Redfish:
-		if b.Proc, err = s.NS.Start(c, filepath.Join(bmcDir, "redfish.log"), rb, "lab", "redfish",
+		if b.Proc, err = s.NS.Start(c, filepath.Join(bmcDir, "redfish.log"), sim, "redfish",
 			"--listen", cfg.Addr.String(), "--username", cfg.Username, "--password-file", b.PasswordFile,
 			"--system", cfg.SystemID+"="+d.Path); err != nil {
 			return nil, err

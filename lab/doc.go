@@ -30,8 +30,8 @@
 // gives the NIC id nic0 and the disk id disk0 and no boot order, and boot argument sets
 // from bmcsim.BootIndexArgs), then starts the BMC inside the segment's namespace on a
 // lab address (a /32 on that namespace's loopback, 10.77.250.11 and up by default):
-// ipmi_sim configured by bmcsim.WriteIPMI with `rackboot lab chassis-control --dir DIR`
-// as its chassis_control, or `rackboot lab redfish`. It returns once a stock client gets
+// ipmi_sim configured by bmcsim.WriteIPMI with `rackboot-bmcsim chassis-control --dir DIR`
+// as its chassis_control, or `rackboot-bmcsim redfish`. It returns once a stock client gets
 // an answer (ipmitool -I lanplus -C 3, or GET /redfish/v1/); the VM is off until the BMC
 // powers it on, and QEMU then runs inside the namespace too. BMC.URL is what `rackboot
 // host add --bmc` takes, BMC.PasswordFile what --bmc-password-file takes. Teardown stops

@@ -32,7 +32,7 @@ var (
 //	ipmitool-seabios: ipmitool -I lanplus -C 3 against ipmi_sim with rackboot's
 //	  chassis-control: bootdev disk + power on boots the boot-sector disk; bootdev pxe +
 //	  power reset restarts QEMU into the NIC's iPXE; power off ends QEMU.
-//	sushy-ovmf-ipxe: Debian's python3-sushy (Ironic's client) against `rackboot lab
+//	sushy-ovmf-ipxe: Debian's python3-sushy (Ironic's client) against `rackboot-bmcsim
 //	  redfish`, UEFI with QEMU's iPXE ROM on the NIC (the bootindex variant bmcsim's own
 //	  tests leave out): Pxe once + On starts iPXE first; Hdd continuous + ForceRestart
 //	  tries the disk first; ForceOff ends QEMU.
@@ -42,7 +42,9 @@ func TestQEMUBMCStockClients(t *testing.T) {
 	t.Parallel()
 	logs := logDir(t)
 	seg := newSegment(t, "bmcdirect", "10.77.0.1/24")
-	rackbootBinary(t) // build once, before the subtests race for it
+	if _, err := BMCSimBinary(); err != nil { // the BMCs' binary, built once before the subtests
+		t.Fatal(err)
+	}
 
 	t.Run("ipmitool-seabios", func(t *testing.T) {
 		t.Parallel()

@@ -146,7 +146,7 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 	// touches the disk, and the lab image is ≈175 MiB compressed.
 	v, err := seg.StartBMCVM(ctx, t, BMCVMConfig{
 		VM:  VM{Name: id, MAC: mac, Firmware: fw, MemoryMB: 1024, Disk: diskPath},
-		Dir: dir, Rackboot: bin, BMC: BMCConfig{Protocol: proto},
+		Dir: dir, BMC: BMCConfig{Protocol: proto},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -43,7 +43,7 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 	ctx := t.Context()
 	logs := logDir(t)
 
-	// One static binary is the server, the CLI, the lab BMC hooks and the agent.
+	// One static binary is the server, the CLI and the agent.
 	bin := staticRackboot(t)
 
 	seg := newSegment(t, "prov", "10.77.44.1/24")
@@ -81,7 +81,7 @@ func TestQEMUProvisionLifecycle(t *testing.T) {
 	}
 	v, err := seg.StartBMCVM(ctx, t, BMCVMConfig{
 		VM:  VM{Name: id, MAC: mac, Firmware: SeaBIOS, MemoryMB: mem, UUID: uuid, Disk: diskPath},
-		Dir: dir, Rackboot: bin, BMC: BMCConfig{Protocol: IPMI},
+		Dir: dir, BMC: BMCConfig{Protocol: IPMI},
 	})
 	if err != nil {
 		t.Fatal(err)

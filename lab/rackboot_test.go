@@ -45,8 +45,9 @@ func TestMain(m *testing.M) {
 }
 
 // rackbootBinary builds ./cmd/rackboot once (CGO_ENABLED=0 go build -o $TMP/rackboot),
-// static as `make build` builds it: the same binary is the server, the CLI, the lab BMC
-// hooks and the agent (/init of the boot environment), so one build serves every test.
+// static as `make build` builds it: the same binary is the server, the CLI and the agent
+// (/init of the boot environment), so one build serves every test. The lab's BMCs are
+// another binary (BMCSimBinary).
 func rackbootBinary(t testing.TB) string {
 	t.Helper()
 	binaries.once.Do(func() {

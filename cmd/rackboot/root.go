@@ -91,7 +91,6 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 	root.SetErr(env.stderr)
 	version := newVersionCmd(env)
 	root.AddCommand(newServeCmd(env), newHostCmd(env), version, newAgentCmd(env, root), newBootenvCmd(env))
-	root.AddCommand(newLabCmd(env))
 	root.AddCommand(newImageCmd(env))  // image.go
 	root.AddCommand(newConfigCmd(env)) // config_doc.go
 	root.Flags().BoolVar(&showVersion, "version", false, "print the version of this binary and of the server (like 'rackboot version')")

@@ -58,7 +58,7 @@
 // WriteIPMI writes ipmi_sim's lan.conf (one LAN channel on a lab address, one admin
 // user, a chassis_control command) and command file and returns the ipmi_sim argv for the
 // harness to run in the namespace. ChassisControl is the Go side of chassis_control:
-// `rackboot lab chassis-control --dir DIR get|set ...`. ipmi_sim passes only the boot
+// `rackboot-bmcsim chassis-control --dir DIR get|set ...`. ipmi_sim passes only the boot
 // device selector of Set System Boot Options, not its persistent or EFI bits, so an IPMI
 // boot override is always once and keeps the stored mode.
 //

@@ -166,7 +166,7 @@ type IPMIConfig struct {
 	// administrator user.
 	Username, Password string
 	// ChassisControl is the command ipmi_sim runs for power and boot device, e.g.
-	// {"/usr/bin/rackboot", "lab", "chassis-control", "--dir", VMDIR}; it must end up
+	// {"/usr/lib/rackboot/rackboot-bmcsim", "chassis-control", "--dir", VMDIR}; it must end up
 	// calling ChassisControl with the arguments ipmi_sim appends.
 	ChassisControl []string
 }

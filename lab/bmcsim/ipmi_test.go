@@ -92,7 +92,7 @@ func TestWriteIPMI(t *testing.T) {
 		Addr:           netip.MustParseAddrPort("10.77.0.1:623"),
 		Username:       "admin",
 		Password:       "s3cret pass",
-		ChassisControl: []string{"/usr/bin/rackboot", "lab", "chassis-control", "--dir", "/var/lib/lab/vm 1"},
+		ChassisControl: []string{"/usr/lib/rackboot/rackboot-bmcsim", "chassis-control", "--dir", "/var/lib/lab/vm 1"},
 	}
 	// Old state must not survive: ipmi_sim would prefer its saved users over lan.conf's.
 	stale := filepath.Join(dir, bmcsim.IPMIStateDir, "users.mc20")
@@ -132,7 +132,7 @@ func TestWriteIPMI(t *testing.T) {
 func TestWriteIPMIValidates(t *testing.T) {
 	ok := bmcsim.IPMIConfig{
 		Dir: t.TempDir(), Name: "vm1", Addr: netip.MustParseAddrPort("10.77.0.1:623"),
-		Username: "admin", Password: "pw", ChassisControl: []string{"rackboot"},
+		Username: "admin", Password: "pw", ChassisControl: []string{"rackboot-bmcsim"},
 	}
 	for name, mod := range map[string]func(*bmcsim.IPMIConfig){
 		"no addr":        func(c *bmcsim.IPMIConfig) { c.Addr = netip.AddrPort{} },

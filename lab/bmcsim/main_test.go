@@ -20,8 +20,8 @@ import (
 // helperArg as os.Args[1] makes the test binary act as one of the programs the lab runs,
 // so the tests drive exactly the code the rackboot subcommands will call:
 //
-//	bmcsim.test bmcsim-helper chassis-control --dir D get|set ...   (rackboot lab chassis-control)
-//	bmcsim.test bmcsim-helper vm-power --dir D OP                   (rackboot lab vm-power)
+//	bmcsim.test bmcsim-helper chassis-control --dir D get|set ...   (rackboot-bmcsim chassis-control)
+//	bmcsim.test bmcsim-helper vm-power --dir D OP                   (rackboot-bmcsim vm-power)
 //	bmcsim.test bmcsim-helper redfish --listen A --user U --password P --system ID=DIR...
 //	bmcsim.test bmcsim-helper fake-qemu QEMU-ARGS...                (a stand-in for QEMU)
 const helperArg = "bmcsim-helper"
@@ -78,7 +78,7 @@ func (s systemsFlag) Set(v string) error {
 	return nil
 }
 
-// redfishHelper is what `rackboot lab redfish` does.
+// redfishHelper is what `rackboot-bmcsim redfish` does.
 func redfishHelper(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("redfish", flag.ContinueOnError)
 	listen := fs.String("listen", "", "address")

@@ -222,7 +222,7 @@ func TestQEMUIPMISimPowersVM(t *testing.T) {
 }
 
 // TestQEMURedfishOVMFBootOrder runs the Redfish emulator as a process inside a lab
-// namespace (as `rackboot lab redfish` will) for a UEFI (OVMF) guest, and drives it
+// namespace (as `rackboot-bmcsim redfish` will) for a UEFI (OVMF) guest, and drives it
 // with bmclib's gofish provider over plain http: boot override pxe then disk, power
 // on/cycle/off, with OVMF's boot order read from the serial console.
 func TestQEMURedfishOVMFBootOrder(t *testing.T) {

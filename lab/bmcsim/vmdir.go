@@ -537,7 +537,7 @@ func ForceOff(dir string) error {
 	return d.Power(context.Background(), OpOff)
 }
 
-// PowerCommand is `rackboot lab vm-power --dir DIR OP`: OP is status (prints on or off)
+// PowerCommand is `rackboot-bmcsim vm-power --dir DIR OP`: OP is status (prints on or off)
 // or a PowerOp.
 func PowerCommand(ctx context.Context, dir, op string, stdout io.Writer) error {
 	d, err := OpenVMDir(dir)

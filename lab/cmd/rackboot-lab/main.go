@@ -3,7 +3,7 @@
 // builds (or takes from the cache) the agent's boot environment from Debian's kernel
 // package and a disk image, starts `rackboot serve` in the namespace with a fresh data
 // directory, and one TCG guest per --vm with a blank disk and a lab BMC (SeaBIOS guests
-// IPMI through ipmi_sim, OVMF guests Redfish through `rackboot lab redfish`).
+// IPMI through ipmi_sim, OVMF guests Redfish through `rackboot-bmcsim redfish`).
 //
 // By default it ends in a Kubernetes cluster, driven by Cluster API objects alone: the
 // node image (make node-image), a Cluster API management cluster on the machine's
@@ -294,7 +294,7 @@ func startHosts(ctx context.Context, stack *lab.Stack, seg *lab.Segment, srv *la
 			}
 		}
 		var err error
-		h.vm, err = seg.StartBMCVM(ctx, stack, lab.BMCVMConfig{VM: vm, Dir: vmDir, Rackboot: o.bin, BMC: lab.BMCConfig{Protocol: proto}})
+		h.vm, err = seg.StartBMCVM(ctx, stack, lab.BMCVMConfig{VM: vm, Dir: vmDir, BMC: lab.BMCConfig{Protocol: proto}})
 		if err != nil {
 			return hosts, err
 		}

@@ -1,34 +1,47 @@
+// Command rackboot-bmcsim is the QEMU lab's BMCs (lab/bmcsim): the chassis_control hook
+// Debian's ipmi_sim runs for power and boot device, a Redfish service, and direct power
+// of a lab VM. It lives apart from rackboot, which real racks run: lab.BMCSimBinary
+// builds it for the lab's tests and `make lab`.
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rackboot/rackboot/lab/bmcsim"
 )
 
-// newLabCmd holds the QEMU lab's BMC emulators. They ship in the rackboot binary so the
-// lab needs nothing but it, QEMU and Debian's ipmi_sim; they are not for real racks.
-func newLabCmd(env *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:    "lab",
-		Short:  "BMC emulators for the QEMU lab (not for production)",
-		Hidden: true,
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:           "rackboot-bmcsim",
+		Short:         "BMC emulators for the QEMU lab's VMs (not for real racks)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	cmd.AddCommand(newLabChassisControlCmd(env), newLabVMPowerCmd(env), newLabRedfishCmd(env))
-	return cmd
+	root.AddCommand(newChassisControlCmd(os.Stdout), newVMPowerCmd(os.Stdout), newRedfishCmd(os.Stderr))
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "rackboot-bmcsim:", err)
+		os.Exit(1)
+	}
 }
 
-func newLabChassisControlCmd(env *cliEnv) *cobra.Command {
+func newChassisControlCmd(stdout io.Writer) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "chassis-control --dir DIR (get|set|check) ...",
 		Short: "ipmi_sim's chassis_control hook: power and boot device of the lab VM in DIR",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return bmcsim.ChassisControl(cmd.Context(), dir, args, env.stdout)
+			return bmcsim.ChassisControl(cmd.Context(), dir, args, stdout)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "the VM directory (required)")
@@ -37,7 +50,7 @@ func newLabChassisControlCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
-func newLabVMPowerCmd(env *cliEnv) *cobra.Command {
+func newVMPowerCmd(stdout io.Writer) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:       "vm-power --dir DIR status|on|off|soft|reset|cycle",
@@ -45,7 +58,7 @@ func newLabVMPowerCmd(env *cliEnv) *cobra.Command {
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"status", "on", "off", "soft", "reset", "cycle"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return bmcsim.PowerCommand(cmd.Context(), dir, args[0], env.stdout)
+			return bmcsim.PowerCommand(cmd.Context(), dir, args[0], stdout)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "the VM directory (required)")
@@ -53,7 +66,7 @@ func newLabVMPowerCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
-func newLabRedfishCmd(env *cliEnv) *cobra.Command {
+func newRedfishCmd(stderr io.Writer) *cobra.Command {
 	var listen, user, passFile, cert, key string
 	var systems []string
 	cmd := &cobra.Command{
@@ -80,7 +93,7 @@ func newLabRedfishCmd(env *cliEnv) *cobra.Command {
 			srv, err := bmcsim.NewRedfishServer(bmcsim.RedfishConfig{
 				Systems: machines, Username: user, Password: strings.TrimSpace(string(b)),
 				Addr: listen, TLSCertFile: cert, TLSKeyFile: key,
-				Logger: newLogger(env.stderr, "info", "text"),
+				Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 			})
 			if err != nil {
 				return err
