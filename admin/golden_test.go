@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/images"
 	"github.com/rackboot/rackboot/inventory"
 )
@@ -65,7 +64,7 @@ func TestResponsesGolden(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	im := inventory.Image{Name: "debian-12", Source: "https://ops:" + goldenMirrorPass + "@mirror.example.net/debian-12.raw.zst",
-		SHA256: strings.Repeat("5", 64), Format: agentapi.FormatZstd, Size: 1 << 30, Status: inventory.ImageReady,
+		SHA256: strings.Repeat("5", 64), Format: inventory.FormatZstd, Size: 1 << 30, Status: inventory.ImageReady,
 		CreatedAt: at, UpdatedAt: at, VerifiedAt: at, Revision: 3}
 	h, err := NewHandler(Config{Store: store, Token: testToken, Images: fixedCatalog{im},
 		Version: VersionInfo{Version: "v0.9.0", Commit: "0123456789abcdef0123456789abcdef01234567", BuildDate: "2026-12-01T00:00:00Z", GoVersion: "go1.26.0"}})
@@ -84,13 +83,13 @@ func TestResponsesGolden(t *testing.T) {
 	if _, _, err := store.TransitionHost(ctx, "node1", func(host *inventory.Host, ch *inventory.HostChange) error {
 		host.State = inventory.StateProvisioning
 		host.Claim = inventory.Claim{Owner: "default/m1", ClaimedAt: at}
-		host.Facts = &inventory.HostFacts{Facts: agentapi.Facts{System: agentapi.System{UUID: "4c4c4544-0000-0000-0000-000000000001", Serial: "S1"},
+		host.Facts = &inventory.HostFacts{Facts: inventory.Facts{System: inventory.System{UUID: "4c4c4544-0000-0000-0000-000000000001", Serial: "S1"},
 			Firmware: "uefi"}, ReportedAt: at}
 		host.Provision = &inventory.Provision{ID: "prov-1", Image: "debian-12", ImageSHA256: im.SHA256, Requester: "cli",
 			RequestedAt: at, MetadataTokenHash: sha256Hex(goldenMetadataToken), BootMAC: "52:54:00:aa:00:01", HostIP: "10.0.0.21"}
 		host.Operation = &inventory.Operation{State: inventory.StateProvisioning, Phase: inventory.PhaseAgent, Attempt: 1,
 			StartedAt: at, Deadline: at.Add(15 * time.Minute), Boots: 1, TokenHash: sha256Hex(goldenAgentToken),
-			TokenIssuedAt: at, BootID: goldenBootID, AgentIP: "10.0.0.21", LastSeen: at, Plan: agentapi.ActionProvision}
+			TokenIssuedAt: at, BootID: goldenBootID, AgentIP: "10.0.0.21", LastSeen: at, Plan: inventory.ActionProvision}
 		ch.Events = []inventory.Event{{Type: "provision.plan", Message: "the agent has its plan", Fields: map[string]string{"plan": "provision"}}}
 		return nil
 	}); err != nil {

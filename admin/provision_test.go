@@ -219,11 +219,12 @@ func TestWatchCarriesProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := time.Date(2026, 11, 24, 10, 0, 10, 0, time.UTC)
+	stored := inventory.Progress{Phase: inventory.AgentWrite, Disk: "vda", BytesDone: 1 << 29, BytesTotal: 1 << 30}
 	want := agentapi.Progress{Phase: agentapi.PhaseWrite, Disk: "vda", BytesDone: 1 << 29, BytesTotal: 1 << 30}
 	if _, err := e.store.UpdateHost(ctx, "node-1", func(h *inventory.Host) error {
 		h.State = inventory.StateProvisioning
 		h.Operation = &inventory.Operation{State: inventory.StateProvisioning, Phase: inventory.PhaseAgent, Attempt: 1,
-			StartedAt: seen.Add(-time.Minute), LastSeen: seen, Progress: &want}
+			StartedAt: seen.Add(-time.Minute), LastSeen: seen, Progress: &stored}
 		return nil
 	}); err != nil {
 		t.Fatal(err)

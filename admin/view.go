@@ -6,6 +6,7 @@ import (
 
 	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/provision"
 )
 
 // The API's response types. They are not the inventory's storage types: every field
@@ -149,12 +150,12 @@ func hostView(h inventory.Host) Host {
 		v.Claim = &Claim{Owner: c.Claim.Owner, ClaimedAt: c.Claim.ClaimedAt}
 	}
 	if f := c.Facts; f != nil {
-		v.Facts = &Facts{Facts: f.Facts, ReportedAt: f.ReportedAt}
+		v.Facts = &Facts{Facts: provision.AgentFacts(f.Facts), ReportedAt: f.ReportedAt}
 	}
 	if p := c.Provision; p != nil {
 		v.Provision = &Provision{
-			ID: p.ID, Image: p.Image, ImageSHA256: p.ImageSHA256, RootDisk: p.RootDisk,
-			CloudInit: p.CloudInit, Config: p.Config, Metadata: p.Metadata, Requester: p.Requester,
+			ID: p.ID, Image: p.Image, ImageSHA256: p.ImageSHA256, RootDisk: provision.AgentRootDisk(p.RootDisk),
+			CloudInit: agentapi.CloudInitMode(p.CloudInit), Config: p.Config, Metadata: p.Metadata, Requester: p.Requester,
 			RequestedAt: p.RequestedAt, BootMAC: p.BootMAC, HostIP: p.HostIP,
 			WrittenDisk: p.WrittenDisk, WrittenSHA256: p.WrittenSHA256, BytesWritten: p.BytesWritten,
 			WrittenAt: p.WrittenAt, PhonedHomeAt: p.PhonedHomeAt,
@@ -163,8 +164,8 @@ func hostView(h inventory.Host) Host {
 	if o := c.Operation; o != nil {
 		v.Operation = &Operation{
 			State: o.State, Phase: o.Phase, Attempt: o.Attempt, StartedAt: o.StartedAt,
-			Deadline: o.Deadline, RetryAt: o.RetryAt, PowerTries: o.PowerTries, Wipe: o.Wipe,
-			Boots: o.Boots, AgentIP: o.AgentIP, LastSeen: o.LastSeen, Plan: o.Plan, Progress: o.Progress,
+			Deadline: o.Deadline, RetryAt: o.RetryAt, PowerTries: o.PowerTries, Wipe: agentapi.WipeMode(o.Wipe),
+			Boots: o.Boots, AgentIP: o.AgentIP, LastSeen: o.LastSeen, Plan: agentapi.Action(o.Plan), Progress: provision.AgentProgress(o.Progress),
 		}
 	}
 	return v
@@ -196,7 +197,7 @@ func leaseViews(ls []inventory.Lease) []Lease {
 
 func imageView(im inventory.Image) Image {
 	return Image{
-		Name: im.Name, Source: redactURL(im.Source), SHA256: im.SHA256, Format: im.Format, Size: im.Size,
+		Name: im.Name, Source: redactURL(im.Source), SHA256: im.SHA256, Format: agentapi.Format(im.Format), Size: im.Size,
 		Status: im.Status, Error: im.Error, BytesDone: im.BytesDone, CreatedAt: im.CreatedAt,
 		UpdatedAt: im.UpdatedAt, VerifiedAt: im.VerifiedAt, Revision: im.Revision,
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -23,7 +22,7 @@ func TestDiscoveredHostNotClaimable(t *testing.T) {
 	}
 	// Inspected: its facts are shown, as the agent reported them.
 	if _, _, err := store.TransitionHost(ctx, "stranger", func(h *inventory.Host, _ *inventory.HostChange) error {
-		h.Facts = &inventory.HostFacts{Facts: agentapi.Facts{Disks: []agentapi.Disk{{Name: "sda", SizeBytes: 1 << 30}}}, ReportedAt: time.Now()}
+		h.Facts = &inventory.HostFacts{Facts: inventory.Facts{Disks: []inventory.Disk{{Name: "sda", SizeBytes: 1 << 30}}}, ReportedAt: time.Now()}
 		return nil
 	}); err != nil {
 		t.Fatal(err)

@@ -169,7 +169,7 @@ func newRealRack(t *testing.T, c client.Client, hosts ...inventory.Host) *realRa
 		t.Fatal(err)
 	}
 	const imageSHA = "5d41402abc4b2a76b9719d911017c592aa5d41402abc4b2a76b9719d911017c5"
-	if _, err := store.CreateImage(ctx, inventory.Image{Name: "debian-13", Source: "upload", SHA256: imageSHA, Format: agentapi.FormatRaw}); err != nil {
+	if _, err := store.CreateImage(ctx, inventory.Image{Name: "debian-13", Source: "upload", SHA256: imageSHA, Format: inventory.FormatRaw}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.UpdateImage(ctx, "debian-13", func(im *inventory.Image) error {

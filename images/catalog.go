@@ -227,7 +227,7 @@ func (c *Catalog) Add(ctx context.Context, req AddRequest) (inventory.Image, err
 		}
 		src = u.String()
 	}
-	im := inventory.Image{Name: req.Name, Source: src, SHA256: req.SHA256, Format: req.Format, Status: inventory.ImagePending}
+	im := inventory.Image{Name: req.Name, Source: src, SHA256: req.SHA256, Format: inventory.ImageFormat(req.Format), Status: inventory.ImagePending}
 	if err := im.Normalize(); err != nil {
 		return inventory.Image{}, fmt.Errorf("%w: %w", inventory.ErrInvalid, err)
 	}

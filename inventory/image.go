@@ -11,8 +11,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/rackboot/rackboot/agentapi"
 )
 
 // ImageStatus is where an image is on its way into the catalog.
@@ -36,8 +34,8 @@ type Image struct {
 	Source string `json:"source"`
 	// SHA256 is the expected checksum of the file as stored and served (before
 	// decompression), lower-case hex.
-	SHA256 string          `json:"sha256"`
-	Format agentapi.Format `json:"format,omitempty"`
+	SHA256 string      `json:"sha256"`
+	Format ImageFormat `json:"format,omitempty"`
 	// Size is the file's size in bytes once known.
 	Size   int64       `json:"size,omitempty"`
 	Status ImageStatus `json:"status"`
@@ -83,7 +81,7 @@ func (im *Image) Normalize() error {
 	}
 	im.SHA256 = sum
 	if im.Format == "auto" {
-		im.Format = agentapi.FormatAuto
+		im.Format = FormatAuto
 	}
 	if !im.Format.Valid() {
 		return fmt.Errorf("image %s: format %q: use raw, gzip, zstd or xz, or leave it out to detect it", im.Name, im.Format)

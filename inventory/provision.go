@@ -10,8 +10,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/rackboot/rackboot/agentapi"
 )
 
 // Provisioning records (issue 4). The provision package owns their meaning; the
@@ -34,7 +32,7 @@ var (
 
 // HostFacts is the hardware an agent reported.
 type HostFacts struct {
-	agentapi.Facts
+	Facts
 	// ReportedAt is when the agent said hello with these facts.
 	ReportedAt time.Time `json:"reportedAt"`
 }
@@ -56,10 +54,10 @@ type Provision struct {
 	ID    string `json:"id"`
 	Image string `json:"image"`
 	// ImageSHA256 is the catalog's checksum when the request was made.
-	ImageSHA256 string                 `json:"imageSHA256,omitempty"`
-	RootDisk    agentapi.RootDiskHint  `json:"rootDisk,omitzero"`
-	CloudInit   agentapi.CloudInitMode `json:"cloudInit,omitempty"`
-	Config      ConfigKind             `json:"config,omitempty"`
+	ImageSHA256 string        `json:"imageSHA256,omitempty"`
+	RootDisk    RootDiskHint  `json:"rootDisk,omitzero"`
+	CloudInit   CloudInitMode `json:"cloudInit,omitempty"`
+	Config      ConfigKind    `json:"config,omitempty"`
 	// Metadata is served in the host's NoCloud meta-data beside its labels.
 	Metadata map[string]string `json:"metadata,omitempty"`
 	// Requester is who asked (the CLI, or a CAPI owner).
@@ -130,7 +128,7 @@ type Operation struct {
 	// PowerTries counts failed BMC sequences in the current phase.
 	PowerTries int `json:"powerTries,omitempty"`
 	// Wipe is the wipe mode of a deprovisioning.
-	Wipe agentapi.WipeMode `json:"wipe,omitempty"`
+	Wipe WipeMode `json:"wipe,omitempty"`
 
 	// Boots counts agent tokens issued (one per iPXE script that booted the agent).
 	Boots         uint64    `json:"boots,omitempty"`
@@ -141,8 +139,8 @@ type Operation struct {
 	AgentIP  string    `json:"agentIP,omitempty"`
 	LastSeen time.Time `json:"lastSeen,omitzero"`
 	// Plan is the action handed to the agent (empty until hello).
-	Plan     agentapi.Action    `json:"plan,omitempty"`
-	Progress *agentapi.Progress `json:"progress,omitempty"`
+	Plan     Action    `json:"plan,omitempty"`
+	Progress *Progress `json:"progress,omitempty"`
 	// DiskBootSet records that the BMC was told to boot from disk (provisioning).
 	DiskBootSet bool `json:"diskBootSet,omitempty"`
 	// Discovery marks the inspection of a discovered host: it ends discovered again
@@ -446,8 +444,8 @@ func appendEventTx(tx *bolt.Tx, hostID string, e Event) (Event, error) {
 func cloneProvisioning(c *Host) {
 	if c.Facts != nil {
 		f := *c.Facts
-		f.Disks = append([]agentapi.Disk(nil), f.Disks...)
-		f.NICs = append([]agentapi.NIC(nil), f.NICs...)
+		f.Disks = append([]Disk(nil), f.Disks...)
+		f.NICs = append([]NIC(nil), f.NICs...)
 		f.CPU.Flags = append([]string(nil), f.CPU.Flags...)
 		c.Facts = &f
 	}

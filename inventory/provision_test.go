@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/rackboot/rackboot/agentapi"
 )
 
 func openProvStore(t *testing.T) (*BoltStore, string) {
@@ -174,7 +172,7 @@ func TestImageCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if im.SHA256 != strings.ToLower(sum) || im.Status != ImagePending || im.Format != agentapi.FormatAuto {
+	if im.SHA256 != strings.ToLower(sum) || im.Status != ImagePending || im.Format != FormatAuto {
 		t.Errorf("created = %+v", im)
 	}
 	if _, err := s.CreateImage(ctx, Image{Name: "debian-12", SHA256: sum}); !errors.Is(err, ErrConflict) {
@@ -218,14 +216,14 @@ func TestImageCatalog(t *testing.T) {
 }
 
 func TestCloneCopiesProvisioning(t *testing.T) {
-	h := Host{ID: "a", Facts: &HostFacts{Facts: agentapi.Facts{Disks: []agentapi.Disk{{Name: "vda"}}}},
+	h := Host{ID: "a", Facts: &HostFacts{Facts: Facts{Disks: []Disk{{Name: "vda"}}}},
 		Provision: &Provision{Metadata: map[string]string{"k": "v"}},
-		Operation: &Operation{Progress: &agentapi.Progress{Phase: agentapi.PhaseWrite}}}
+		Operation: &Operation{Progress: &Progress{Phase: AgentWrite}}}
 	c := h.Clone()
 	c.Facts.Disks[0].Name = "sda"
 	c.Provision.Metadata["k"] = "w"
-	c.Operation.Progress.Phase = agentapi.PhaseWipe
-	if h.Facts.Disks[0].Name != "vda" || h.Provision.Metadata["k"] != "v" || h.Operation.Progress.Phase != agentapi.PhaseWrite {
+	c.Operation.Progress.Phase = AgentWipe
+	if h.Facts.Disks[0].Name != "vda" || h.Provision.Metadata["k"] != "v" || h.Operation.Progress.Phase != AgentWrite {
 		t.Errorf("Clone shares memory with the original: %+v", h)
 	}
 }

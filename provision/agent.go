@@ -204,7 +204,7 @@ func (p *Provisioner) hello(r *http.Request) (agentapi.Plan, error) {
 			p.setState(h, c, inventory.StateInspecting, "discovered host booted the agent", nil)
 			op.State = inventory.StateInspecting
 		}
-		h.Facts = &inventory.HostFacts{Facts: hello.Facts, ReportedAt: now}
+		h.Facts = &inventory.HostFacts{Facts: factsFromAgent(hello.Facts), ReportedAt: now}
 		if fw := hello.Facts.Firmware; fw == "uefi" || fw == "bios" {
 			h.Firmware = inventory.Firmware(fw)
 		}
@@ -221,7 +221,7 @@ func (p *Provisioner) hello(r *http.Request) (agentapi.Plan, error) {
 			plan = agentapi.Plan{Action: agentapi.ActionInspect, PowerOff: true, Message: "rackboot: inspection of " + h.ID}
 		case inventory.StateDeprovisioning:
 			plan = agentapi.Plan{Action: agentapi.ActionDeprovision, PowerOff: true,
-				Deprovision: &agentapi.Deprovision{Wipe: op.Wipe}, Message: "rackboot: wiping " + h.ID}
+				Deprovision: &agentapi.Deprovision{Wipe: agentapi.WipeMode(op.Wipe)}, Message: "rackboot: wiping " + h.ID}
 		case inventory.StateProvisioning:
 			pv := h.Provision
 			switch {
@@ -257,7 +257,7 @@ func (p *Provisioner) hello(r *http.Request) (agentapi.Plan, error) {
 		if err := plan.Validate(); err != nil {
 			return fmt.Errorf("rackboot built an invalid plan: %w", err)
 		}
-		op.Plan = plan.Action
+		op.Plan = inventory.Action(plan.Action)
 		c.Events = append(c.Events, inventory.Event{Type: EventHello, Message: "plan: " + describePlan(plan),
 			Fields: map[string]string{"action": string(plan.Action)}})
 		return nil
@@ -325,8 +325,8 @@ func (p *Provisioner) progress(r *http.Request) error {
 		}
 		now := p.now().UTC()
 		prev := op.Progress
-		op.Progress, op.LastSeen, op.Deadline = &pr, now, now.Add(p.t.Stall)
-		if prev == nil || prev.Phase != pr.Phase || pr.Message != "" {
+		op.Progress, op.LastSeen, op.Deadline = progressFromAgent(pr), now, now.Add(p.t.Stall)
+		if prev == nil || prev.Phase != inventory.AgentPhase(pr.Phase) || pr.Message != "" {
 			msg := "agent: " + string(pr.Phase)
 			if pr.Disk != "" {
 				msg += " " + pr.Disk
@@ -377,7 +377,7 @@ func (p *Provisioner) result(r *http.Request) error {
 		if op == nil || op.TokenHash != call.hash || op.Phase != inventory.PhaseAgent || op.State != h.State {
 			return stale(h)
 		}
-		if res.Action != op.Plan {
+		if inventory.Action(res.Action) != op.Plan {
 			return agentErr(http.StatusConflict, "result for %s, but the plan was %s", res.Action, op.Plan)
 		}
 		now := p.now().UTC()

@@ -189,7 +189,7 @@ func (e *env) restart() {
 func (e *env) addImage(name, sum string, status inventory.ImageStatus) {
 	e.t.Helper()
 	ctx := context.Background()
-	if _, err := e.store.CreateImage(ctx, inventory.Image{Name: name, Source: "upload", SHA256: sum, Format: agentapi.FormatRaw}); err != nil {
+	if _, err := e.store.CreateImage(ctx, inventory.Image{Name: name, Source: "upload", SHA256: sum, Format: inventory.FormatRaw}); err != nil {
 		e.t.Fatal(err)
 	}
 	e.setImage(name, status, "")

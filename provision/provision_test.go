@@ -331,7 +331,7 @@ func TestAgentFailureFailsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	h = e.wantState(inventory.StateDeprovisioning, inventory.PhasePower)
-	if h.Operation.Wipe != agentapi.WipeFull {
+	if h.Operation.Wipe != inventory.WipeFull {
 		t.Errorf("wipe = %q", h.Operation.Wipe)
 	}
 }
@@ -417,7 +417,7 @@ func TestButaneRenderedAtRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Provision.Config != inventory.ConfigIgnition || h.Provision.CloudInit != agentapi.CloudInitIgnition {
+	if h.Provision.Config != inventory.ConfigIgnition || h.Provision.CloudInit != inventory.CloudInitIgnition {
 		t.Errorf("config kind = %q, cloud-init mode %q", h.Provision.Config, h.Provision.CloudInit)
 	}
 	d, err := e.store.ProvisionData(ctx, hostID)

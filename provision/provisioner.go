@@ -623,8 +623,8 @@ func (p *Provisioner) Provision(ctx context.Context, id string, req Request) (in
 			requester = "api"
 		}
 		h.Provision = &inventory.Provision{
-			ID: provID, Image: im.Name, ImageSHA256: im.SHA256, RootDisk: req.RootDisk,
-			CloudInit: mode, Config: data.Kind, Metadata: maps.Clone(req.Metadata),
+			ID: provID, Image: im.Name, ImageSHA256: im.SHA256, RootDisk: rootDiskFromAgent(req.RootDisk),
+			CloudInit: inventory.CloudInitMode(mode), Config: data.Kind, Metadata: maps.Clone(req.Metadata),
 			Requester: requester, RequestedAt: p.now().UTC(),
 		}
 		h.Operation = p.newOperation(inventory.StateProvisioning)
@@ -703,7 +703,7 @@ func (p *Provisioner) Release(ctx context.Context, id string, o ReleaseOptions) 
 			h.Provision.MetadataTokenHash = ""
 		}
 		op := p.newOperation(inventory.StateDeprovisioning)
-		op.Wipe = o.Wipe
+		op.Wipe = inventory.WipeMode(o.Wipe)
 		if h.Operation != nil && h.State == inventory.StateProvisioning {
 			// An agent still writing the image keeps its token until the next boot, so
 			// its next progress gets the 409 that stops it rather than a 401 it ignores.
@@ -884,7 +884,7 @@ func installMode(asked, def agentapi.CloudInitMode, data *inventory.ProvisionDat
 // provisionPlan to fail the host with; any other error is the server's (the agent
 // retries).
 func (p *Provisioner) planData(ctx context.Context, h inventory.Host) (inventory.ProvisionData, error) {
-	if h.State != inventory.StateProvisioning || h.Provision == nil || h.Provision.CloudInit != agentapi.CloudInitIgnition {
+	if h.State != inventory.StateProvisioning || h.Provision == nil || h.Provision.CloudInit != inventory.CloudInitIgnition {
 		return inventory.ProvisionData{}, nil
 	}
 	d, err := p.store.ProvisionData(ctx, h.ID)
@@ -905,12 +905,12 @@ func provisionPlan(h inventory.Host, im inventory.Image, base, metaTok string, d
 	pv := h.Provision
 	seed := base + metadata.PathPrefix + url.PathEscape(metaTok) + "/"
 	pr := &agentapi.Provision{
-		ImageURL: base + images.URLPath(im.Name), SHA256: im.SHA256, Format: im.Format, Size: im.Size,
-		RootDisk: pv.RootDisk, CloudInit: agentapi.CloudInit{Mode: pv.CloudInit},
+		ImageURL: base + images.URLPath(im.Name), SHA256: im.SHA256, Format: agentapi.Format(im.Format), Size: im.Size,
+		RootDisk: AgentRootDisk(pv.RootDisk), CloudInit: agentapi.CloudInit{Mode: agentapi.CloudInitMode(pv.CloudInit)},
 	}
 	switch pv.CloudInit {
-	case agentapi.CloudInitNone:
-	case agentapi.CloudInitIgnition:
+	case inventory.CloudInitNone:
+	case inventory.CloudInitIgnition:
 		if data.Kind != inventory.ConfigIgnition || data.ProvisionID != pv.ID {
 			return agentapi.Plan{}, errors.New("the Ignition config of this provisioning is missing from the inventory: release the host and provision it again")
 		}

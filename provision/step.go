@@ -3,7 +3,6 @@ package provision
 import (
 	"fmt"
 
-	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -58,24 +57,24 @@ func Step(h inventory.Host, userDataFetched bool) string {
 		return "agent running" + attempt
 	}
 	switch pr.Phase {
-	case agentapi.PhaseDownload, agentapi.PhaseWrite:
+	case inventory.AgentDownload, inventory.AgentWrite:
 		verb := "writing image"
-		if pr.Phase == agentapi.PhaseDownload {
+		if pr.Phase == inventory.AgentDownload {
 			verb = "downloading image"
 		}
 		if pr.BytesTotal > 0 {
 			return fmt.Sprintf("%s %d%%", verb, pr.BytesDone*100/pr.BytesTotal)
 		}
 		return verb
-	case agentapi.PhaseVerify:
+	case inventory.AgentVerify:
 		return "verifying image"
-	case agentapi.PhaseCloudInit:
+	case inventory.AgentCloudInit:
 		return "writing cloud-init config"
-	case agentapi.PhaseWipe:
+	case inventory.AgentWipe:
 		return "wiping"
-	case agentapi.PhaseInspect:
+	case inventory.AgentInspect:
 		return "inspecting hardware"
-	case agentapi.PhaseNetwork:
+	case inventory.AgentNetwork:
 		return "agent: network"
 	default:
 		return "agent: " + string(pr.Phase)

@@ -29,7 +29,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/rackboot/rackboot/agentapi"
 	infrav1 "github.com/rackboot/rackboot/api/v1alpha1"
 	"github.com/rackboot/rackboot/controllers"
 	"github.com/rackboot/rackboot/inventory"
@@ -120,7 +119,7 @@ func TestCAPIProvisionerAdapter(t *testing.T) {
 	if _, err := store.CreateHosts(ctx, inventory.Host{ID: "h1", MACs: []string{"52:54:00:00:00:01"}, IP: "10.0.0.11", State: inventory.StateAvailable}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.CreateImage(ctx, inventory.Image{Name: "debian-13", Source: "upload", SHA256: strings.Repeat("ab", 32), Format: agentapi.FormatRaw}); err != nil {
+	if _, err := store.CreateImage(ctx, inventory.Image{Name: "debian-13", Source: "upload", SHA256: strings.Repeat("ab", 32), Format: inventory.FormatRaw}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.ClaimHost(ctx, inventory.ClaimRequest{Owner: "ns/m1"}); err != nil {
