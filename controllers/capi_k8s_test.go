@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -28,6 +29,7 @@ import (
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab"
 	"github.com/rackboot/rackboot/lab/mgmt"
+	"github.com/rackboot/rackboot/lab/promcheck"
 )
 
 // k8sHost is one QEMU host of TestQEMUKubernetes.
@@ -278,6 +280,10 @@ func TestQEMUKubernetes(t *testing.T) {
 		t.Fatalf("after scaling back to 1, %s is %s (%v), want provisioned", wk.id, h.State, err)
 	}
 	t.Logf("[%v] scaled back to 1: %s claimed again, its Node Ready", time.Since(began).Round(time.Second), wk.id)
+
+	// The dashboard against this running lab (issue 12): every query evaluates over
+	// rackboot's /metrics as the run so far left it, and what such a run makes is there.
+	checkLabDashboard(t, srv)
 
 	// 3. Delete the Cluster: every host released, nothing left behind.
 	if err := rc.c.Delete(ctx, &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: cluster}}); err != nil {
@@ -647,4 +653,45 @@ func logTimings(t *testing.T, srv *lab.Server, hosts []*k8sHost, nodes map[strin
 		}
 		t.Logf("%s: from claim to Ready Node, %v in all:\n%s", h.id, prev.Sub(steps[0].at).Round(time.Second), b.String())
 	}
+}
+
+// checkLabDashboard evaluates every query of docs/grafana/rackboot.json over three
+// scrapes (15 s apart) of the lab rackboot's /metrics, and fails when a query errs or a
+// metric that a cluster's worth of DHCP, boots, BMC calls, provisioning and Cluster API
+// reconciles must have made is not on the page. The others it logs: they count faults.
+func checkLabDashboard(t *testing.T, srv *lab.Server) {
+	t.Helper()
+	var scrapes []promcheck.Scrape
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(15 * time.Second)
+		}
+		resp, err := srv.NS.HTTPClient().Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("/metrics: %s %v", resp.Status, err)
+		}
+		scrapes = append(scrapes, promcheck.Scrape{At: time.Now(), Page: page})
+	}
+	rep, err := promcheck.CheckDashboard(t.Context(), "../docs/grafana/rackboot.json", scrapes,
+		map[string]string{"job": "rackboot", "instance": srv.Addr + ":8080"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range rep.Errors {
+		t.Errorf("dashboard against the lab: %v", err)
+	}
+	for _, m := range []string{"rackboot_build_info", "rackboot_hosts", "rackboot_host_transitions_total",
+		"rackboot_host_operation_duration_seconds_bucket", "rackboot_dhcp_packets_total", "rackboot_dhcp_leases",
+		"rackboot_http_requests_total", "rackboot_image_bytes_served_total", "rackboot_bmc_operations_total",
+		"controller_runtime_reconcile_total", "workqueue_depth"} {
+		if slices.Contains(rep.Absent, m) {
+			t.Errorf("dashboard against the lab: %s is not on /metrics after a cluster was provisioned", m)
+		}
+	}
+	t.Logf("dashboard: %d queries evaluated against the lab's /metrics; metrics no scrape had (faults that did not happen): %v", rep.Queries, rep.Absent)
 }

@@ -324,3 +324,52 @@ func Eval(ctx context.Context, s *Storage, expr string, ts time.Time) (parser.Va
 	}
 	return res.Value, nil
 }
+
+// Report is what CheckDashboard found.
+type Report struct {
+	// Queries is how many queries the dashboard has.
+	Queries int
+	// Errors are the queries that did not parse or did not evaluate.
+	Errors []error
+	// Absent are the metrics some query reads that no scrape had, sorted.
+	Absent []string
+}
+
+// CheckDashboard evaluates every query of the dashboard at path over scrapes (labelled
+// with target, as Prometheus labels a scrape target's series), at the time of the last
+// scrape. An error is about the dashboard file or the scrapes themselves.
+func CheckDashboard(ctx context.Context, path string, scrapes []Scrape, target map[string]string) (Report, error) {
+	if len(scrapes) == 0 {
+		return Report{}, fmt.Errorf("no scrapes")
+	}
+	st, err := Load(scrapes, target)
+	if err != nil {
+		return Report{}, err
+	}
+	qs, err := DashboardQueries(path)
+	if err != nil {
+		return Report{}, err
+	}
+	r := Report{Queries: len(qs)}
+	seen := map[string]bool{}
+	for _, q := range qs {
+		sels, err := Selectors(q.Expr)
+		if err != nil {
+			r.Errors = append(r.Errors, fmt.Errorf("%s: %w", q, err))
+			continue
+		}
+		for _, s := range sels {
+			if !seen[s.Metric] {
+				seen[s.Metric] = true
+				if !st.Has(s.Metric) {
+					r.Absent = append(r.Absent, s.Metric)
+				}
+			}
+		}
+		if _, err := Eval(ctx, st, q.Expr, scrapes[len(scrapes)-1].At); err != nil {
+			r.Errors = append(r.Errors, fmt.Errorf("%s: %w", q, err))
+		}
+	}
+	sort.Strings(r.Absent)
+	return r, nil
+}
