@@ -260,7 +260,13 @@ func TestServerSurvivesGarbage(t *testing.T) {
 	if _, err := cli.DiscoverOffer(ctx); err != nil {
 		t.Fatalf("no OFFER after garbage: %v", err)
 	}
-	if n := counterValue(rs.srv.Handler().m.packets.WithLabelValues("unknown", string(outMalformed))); n != 3 {
+	// Workers handle packets concurrently: the OFFER can come back while another worker
+	// is still dropping the last bad packet, so the count is awaited, not read once.
+	malformed := rs.srv.Handler().m.packets.WithLabelValues("unknown", string(outMalformed))
+	for deadline := time.Now().Add(5 * time.Second); counterValue(malformed) < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := counterValue(malformed); n != 3 {
 		t.Errorf("malformed = %v, want 3", n)
 	}
 }
