@@ -2,7 +2,6 @@ package mgmt
 
 import (
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -13,8 +12,7 @@ import (
 // probe patches and their directory, the leader-election leases; and that it refuses a
 // template without the objects it adapts.
 func TestSlowHardware(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	tmpl := filepath.Join(filepath.Dir(file), "../../config/templates/cluster-template.yaml")
+	tmpl := filepath.Join("..", "..", "config", "templates", "cluster-template.yaml") // go test runs in lab/mgmt
 	objs, err := FillTemplate(tmpl, map[string]string{
 		"CLUSTER_NAME": "c", "KUBERNETES_VERSION": "v1.36.4", "CONTROL_PLANE_ENDPOINT_HOST": "10.0.0.1", "RACKBOOT_IMAGE": "img",
 	})
@@ -79,8 +77,7 @@ func TestSlowHardware(t *testing.T) {
 // TestAuthorizeSSH checks the SSH overlay reaches both kinds of machine, keeps what the
 // template already has, and refuses a template without them.
 func TestAuthorizeSSH(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	objs, err := FillTemplate(filepath.Join(filepath.Dir(file), "../../config/templates/cluster-template.yaml"), map[string]string{
+	objs, err := FillTemplate(filepath.Join("..", "..", "config", "templates", "cluster-template.yaml"), map[string]string{
 		"CLUSTER_NAME": "c", "KUBERNETES_VERSION": "v1.36.4", "CONTROL_PLANE_ENDPOINT_HOST": "10.0.0.1", "RACKBOOT_IMAGE": "img",
 	})
 	if err != nil {
