@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -666,14 +665,9 @@ func checkLabDashboard(t *testing.T, srv *lab.Server) {
 		if i > 0 {
 			time.Sleep(15 * time.Second)
 		}
-		resp, err := srv.NS.HTTPClient().Get(srv.URL + "/metrics")
+		page, err := srv.Metrics(t.Context())
 		if err != nil {
 			t.Fatal(err)
-		}
-		page, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("/metrics: %s %v", resp.Status, err)
 		}
 		scrapes = append(scrapes, promcheck.Scrape{At: time.Now(), Page: page})
 	}

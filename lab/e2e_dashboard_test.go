@@ -70,16 +70,11 @@ func TestNetnsDashboardQueries(t *testing.T) {
 	}
 	scrape := func() []byte {
 		t.Helper()
-		resp, err := rb.NS.HTTPClient().Get(rb.URL + "/metrics")
+		page, err := rb.Metrics(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("/metrics: %s %v", resp.Status, err)
-		}
-		return b
+		return page
 	}
 	var scrapes []promcheck.Scrape
 	at := time.Now()

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,6 +137,24 @@ func (s *Server) SetFlag(flag, value string) {
 		}
 	}
 	s.Args = append(s.Args, flag, value)
+}
+
+// Metrics is a scrape of the boot listener's /metrics, from inside the namespace.
+func (s *Server) Metrics(ctx context.Context) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.NS.HTTPClient().Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	page, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s/metrics: %s", s.URL, resp.Status)
+	}
+	return page, err
 }
 
 // CLI runs `rackboot ARGS --server ADMIN_URL --fingerprint FP --token-file F` in the

@@ -335,18 +335,23 @@ type Report struct {
 	Absent []string
 }
 
-// CheckDashboard evaluates every query of the dashboard at path over scrapes (labelled
-// with target, as Prometheus labels a scrape target's series), at the time of the last
-// scrape. An error is about the dashboard file or the scrapes themselves.
+// CheckDashboard is Check of every query of the dashboard at path.
 func CheckDashboard(ctx context.Context, path string, scrapes []Scrape, target map[string]string) (Report, error) {
+	qs, err := DashboardQueries(path)
+	if err != nil {
+		return Report{}, err
+	}
+	return Check(ctx, qs, scrapes, target)
+}
+
+// Check evaluates the queries qs over scrapes (labelled with target, as Prometheus
+// labels a scrape target's series), at the time of the last scrape. An error is about
+// the scrapes themselves.
+func Check(ctx context.Context, qs []Query, scrapes []Scrape, target map[string]string) (Report, error) {
 	if len(scrapes) == 0 {
 		return Report{}, fmt.Errorf("no scrapes")
 	}
 	st, err := Load(scrapes, target)
-	if err != nil {
-		return Report{}, err
-	}
-	qs, err := DashboardQueries(path)
 	if err != nil {
 		return Report{}, err
 	}
