@@ -1,7 +1,17 @@
-// Package admin owns rackboot's admin HTTP API: the JSON interface under /api/v1/ through
-// which operators (and the `rackboot host` CLI) enrol, label, boot-configure and remove
-// hosts, read their event timelines and see DHCP leases. It also owns the typed Go client
-// for that API and the host file formats (YAML, CSV) that `rackboot host import` reads.
+// Package admin is the contract of rackboot's admin HTTP API: the JSON interface under
+// /api/v1/ through which operators (and the `rackboot host` CLI) enrol, label,
+// boot-configure and remove hosts, read their event timelines and see DHCP leases. It
+// holds the API's request and response types, the typed Go client (NewClient), the
+// validation a client can run before sending (HostSpec, ValidateBatch), and the host
+// file formats (YAML, CSV) that `rackboot host import` reads. It is one of rackboot's
+// three public packages (with api/v1alpha1 and agentapi); the server is
+// internal/adminserver.
+//
+// A few small value types of the inventory appear in the API as they are (State,
+// Firmware, BootProfile, BMC, ...): they are re-exported here under the same names, so
+// another module can name them. Their JSON is pinned by the server's golden files
+// (internal/adminserver/testdata), so a change of the store that would change the API
+// fails there first.
 //
 // Every request needs the bearer token the server was started with. Inputs are decoded
 // strictly (unknown fields are errors), validated before anything is written, and bounded
@@ -38,27 +48,41 @@
 //
 // Every mutation except deletion appends an event to the host's timeline
 // ("admin.created", "admin.edited", "admin.labels", "admin.boot", "admin.bmc"; power actions are
-// recorded by the BMC service as "bmc.power", "bmc.bootdev" and "bmc.error"). The event is written right after the
-// change in its own transaction: if that append fails the change stands and the failure
-// is logged.
+// recorded by the BMC service as "bmc.power", "bmc.bootdev" and "bmc.error").
 package admin
 
 import (
-	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"log/slog"
-	"net/http"
-	"net/netip"
-	"strconv"
-	"strings"
-
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/inventory"
+)
+
+// The inventory's value types the API carries as they are.
+type (
+	// State is a host's lifecycle state ("enrolled", "available", "provisioned", ...).
+	State = inventory.State
+	// Firmware is "bios" or "uefi".
+	Firmware = inventory.Firmware
+	// BootProfile is a host's own kernel, initrds and command line.
+	BootProfile = inventory.BootProfile
+	// BMC is how to reach a host's BMC; its Password is write-only.
+	BMC = inventory.BMC
+	// ConfigKind says what a provisioning's user config is (cloud-config, Ignition, ...).
+	ConfigKind = inventory.ConfigKind
+	// OpPhase is the phase of an operation in progress.
+	OpPhase = inventory.OpPhase
+	// LeaseState is "offered" or "bound".
+	LeaseState = inventory.LeaseState
+	// ImageStatus is "pending", "ready" or "failed".
+	ImageStatus = inventory.ImageStatus
+	// PowerAction is on, off, soft, cycle or reset.
+	PowerAction = bmc.PowerAction
+)
+
+// Errors a Client's APIError matches with errors.Is, by HTTP status.
+var (
+	ErrNotFound = inventory.ErrNotFound
+	ErrConflict = inventory.ErrConflict
+	ErrInvalid  = inventory.ErrInvalid
 )
 
 // Body size limits. An import of a few thousand hosts fits comfortably in 4 MiB.
@@ -69,303 +93,9 @@ const (
 	MaxImportHosts = 10000
 )
 
-// Config configures the admin API handler.
-type Config struct {
-	// Store is the inventory the API reads and writes. Required.
-	Store inventory.Store
-	// Token is the bearer token every request must carry. Required: the API never runs
-	// unauthenticated.
-	Token string
-	// Subnets are the DHCP subnets the server answers on. A host's reserved IP must fall
-	// inside one of them (and not be its network or broadcast address). Empty disables
-	// the check, e.g. in proxy or off DHCP mode where the site DHCP server owns addressing.
-	Subnets []netip.Prefix
-	// ServerIP is this server's address: no host may reserve it. Zero skips the check.
-	ServerIP netip.Addr
-	// ServerMACs are the MACs of this server's interfaces: no host may claim one.
-	ServerMACs []string
-	// Logger receives request and mutation logs; nil discards them.
-	Logger *slog.Logger
-	// Registerer receives the API's metrics; nil means they are not exported.
-	Registerer prometheus.Registerer
-	// BMC runs power and boot-device operations; nil answers those routes with 503.
-	BMC PowerController
-	// Provisioner runs inspect, provision, release, retry and watch (provision.go);
-	// nil answers those routes with 503.
-	Provisioner Provisioner
-	// Images is the OS image catalog (images.go); nil answers its routes with 503.
-	Images ImageCatalog
-	// Version is this server's build, answered by GET /api/v1/version.
-	Version VersionInfo
-}
-
-// handler is the admin API. It authenticates first, then routes with a Go 1.22 pattern mux.
-type handler struct {
-	store       inventory.Store
-	bmc         PowerController
-	prov        Provisioner
-	images      ImageCatalog
-	versionInfo VersionInfo
-	tokenHash   [sha256.Size]byte
-	rules       serverRules
-	log         *slog.Logger
-	mux         *http.ServeMux
-	requests    *prometheus.CounterVec
-}
-
-// NewHandler returns the admin API. Mount it at "/api/v1/" on the server's mux without
-// stripping the prefix: its routes are full paths.
-func NewHandler(cfg Config) (http.Handler, error) {
-	if cfg.Store == nil {
-		return nil, errors.New("admin API: no inventory store configured")
-	}
-	if strings.TrimSpace(cfg.Token) == "" {
-		return nil, errors.New("admin API: the API token is empty: give a token file with --api-token-file (rackboot creates DATA_DIR/api-token when none exists)")
-	}
-	for _, p := range cfg.Subnets {
-		if !p.IsValid() || !p.Addr().Is4() {
-			return nil, fmt.Errorf("admin API: subnet %s is not an IPv4 prefix", p)
-		}
-	}
-	var serverMACs []string
-	for _, m := range cfg.ServerMACs {
-		n, err := inventory.NormalizeMAC(m)
-		if err != nil {
-			return nil, fmt.Errorf("admin API: server MAC: %w", err)
-		}
-		serverMACs = append(serverMACs, n)
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	h := &handler{
-		store:       cfg.Store,
-		bmc:         cfg.BMC,
-		prov:        cfg.Provisioner,
-		images:      cfg.Images,
-		versionInfo: cfg.Version,
-		tokenHash:   sha256.Sum256([]byte(cfg.Token)),
-		rules:       serverRules{subnets: append([]netip.Prefix(nil), cfg.Subnets...), ip: cfg.ServerIP},
-		log:         log,
-		mux:         http.NewServeMux(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rackboot_admin_requests_total",
-			Help: "Admin API requests by route pattern and HTTP status code.",
-		}, []string{"route", "code"}),
-	}
-	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(h.requests); err != nil {
-			return nil, fmt.Errorf("admin API: registering metrics: %w", err)
-		}
-	}
-	h.rules.macs = serverMACs
-	h.routes()
-	return h, nil
-}
-
-func (h *handler) routes() {
-	h.handle("GET /api/v1/hosts", h.listHosts)
-	h.handle("POST /api/v1/hosts", h.createHost)
-	h.handle("POST /api/v1/hosts/import", h.importHosts)
-	h.handle("GET /api/v1/hosts/{id}", h.getHost)
-	h.handle("DELETE /api/v1/hosts/{id}", h.deleteHost)
-	h.handle("PATCH /api/v1/hosts/{id}", h.editHost)
-	h.handle("POST /api/v1/hosts/{id}/labels", h.updateLabels)
-	h.handle("PUT /api/v1/hosts/{id}/boot", h.setBoot)
-	h.handle("DELETE /api/v1/hosts/{id}/boot", h.clearBoot)
-	h.handle("GET /api/v1/hosts/{id}/events", h.events)
-	h.handle("GET /api/v1/leases", h.leases)
-	h.handle("GET /api/v1/version", h.version)
-	h.bmcRoutes()
-	h.provisionRoutes()
-	h.acceptRoutes()
-	h.imageRoutes()
-}
-
-// apiFunc is a route's body: it writes a success response itself and returns an error
-// for everything else, which serveAPI turns into a JSON error with the right status.
-type apiFunc func(w http.ResponseWriter, r *http.Request) error
-
-func (h *handler) handle(pattern string, fn apiFunc) {
-	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if err := fn(w, r); err != nil {
-			h.writeError(w, r, err)
-		}
-	})
-}
-
-// statusWriter remembers the status code for metrics and logs.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sw := &statusWriter{ResponseWriter: w}
-	w = sw
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-
-	_, pattern := h.mux.Handler(r)
-	route := pattern
-	if route == "" {
-		route = "unmatched"
-	}
-	defer func() {
-		h.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
-		h.log.LogAttrs(r.Context(), slog.LevelDebug, "admin request",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", sw.code), slog.String("remoteAddr", r.RemoteAddr))
-	}()
-
-	// Authenticate before routing, so an unauthenticated caller learns nothing about
-	// which routes or hosts exist.
-	if err := h.authenticate(r); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	if pattern == "" {
-		// No route matched. The mux would answer in plain text; answer in JSON, with
-		// 405 and Allow when the path exists under another method.
-		h.writeError(w, r, h.unmatched(r))
-		return
-	}
-	h.mux.ServeHTTP(w, r)
-}
-
-// unmatched builds the error for a request no route accepts.
-func (h *handler) unmatched(r *http.Request) error {
-	var allowed []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
-		probe := r.Clone(r.Context())
-		probe.Method = m
-		if _, p := h.mux.Handler(probe); p != "" {
-			allowed = append(allowed, m)
-		}
-	}
-	if len(allowed) > 0 {
-		return &apiError{
-			status: http.StatusMethodNotAllowed,
-			msg:    fmt.Sprintf("%s %s is not supported: use %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")),
-			allow:  strings.Join(allowed, ", "),
-		}
-	}
-	return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("no API route %s %s: see the routes in the admin package documentation", r.Method, r.URL.Path)}
-}
-
-func (h *handler) authenticate(r *http.Request) error {
-	auth := r.Header.Get("Authorization")
-	if auth == "" {
-		return &apiError{
-			status: http.StatusUnauthorized,
-			msg:    "missing API token: send it as 'Authorization: Bearer TOKEN'",
-			authn:  `Bearer realm="rackboot"`,
-		}
-	}
-	scheme, token, ok := strings.Cut(auth, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return &apiError{
-			status: http.StatusUnauthorized,
-			msg:    "the Authorization header is not a bearer token: send 'Authorization: Bearer TOKEN'",
-			authn:  `Bearer realm="rackboot", error="invalid_request"`,
-		}
-	}
-	// Hashing both sides makes the comparison constant-time in the token's length too.
-	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	if subtle.ConstantTimeCompare(got[:], h.tokenHash[:]) != 1 {
-		return &apiError{
-			status: http.StatusUnauthorized,
-			msg:    "wrong API token: use the token in the server's API token file",
-			authn:  `Bearer realm="rackboot", error="invalid_token"`,
-		}
-	}
-	return nil
-}
-
-// apiError is an error with the HTTP status it should be reported with.
-type apiError struct {
-	status int
-	msg    string
-	allow  string // Allow header for 405
-	authn  string // WWW-Authenticate header for 401
-	code   string // machine-readable error code, for BMC failures
-}
-
-func (e *apiError) Error() string { return e.msg }
-
-func badRequest(format string, args ...any) error {
-	return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
-}
-
 // ErrorResponse is the body of every error the API returns.
 type ErrorResponse struct {
 	Error string `json:"error"`
 	// Code classifies BMC failures: bmc_auth, bmc_unreachable, bmc_timeout, ...
 	Code string `json:"code,omitempty"`
-}
-
-// writeError maps err to a status: apiError carries its own; the inventory's sentinels
-// map to 400/404/409; anything else is a 500 whose details go to the log.
-func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status, msg, code := http.StatusInternalServerError, "internal error: "+err.Error(), ""
-	var ae *apiError
-	switch {
-	case errors.As(err, &ae):
-		status, msg, code = ae.status, ae.msg, ae.code
-		if ae.allow != "" {
-			w.Header().Set("Allow", ae.allow)
-		}
-		if ae.authn != "" {
-			w.Header().Set("WWW-Authenticate", ae.authn)
-		}
-	case errors.Is(err, inventory.ErrInvalid):
-		status, msg = http.StatusBadRequest, trimSentinel(err, inventory.ErrInvalid)
-	case errors.Is(err, inventory.ErrNotFound):
-		status, msg = http.StatusNotFound, err.Error()
-	case errors.Is(err, inventory.ErrConflict):
-		status, msg = http.StatusConflict, trimSentinel(err, inventory.ErrConflict)
-	case errors.Is(err, context.Canceled):
-		// The client went away; nobody reads this, but keep the status honest.
-		status, msg = 499, "request cancelled"
-	}
-	// A BMC's failure (502/504, with a code) is logged by the BMC service; it is not
-	// this server failing.
-	if status >= 500 && code == "" {
-		h.log.LogAttrs(r.Context(), slog.LevelError, "admin API request failed",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
-	}
-	writeJSON(w, status, ErrorResponse{Error: msg, Code: code})
-}
-
-// trimSentinel drops the "invalid: " / "conflict: " prefix the store puts before its
-// message: the status code already says it.
-func trimSentinel(err, sentinel error) string {
-	return strings.TrimPrefix(err.Error(), sentinel.Error()+": ")
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	buf, err := json.Marshal(v)
-	if err != nil {
-		// Only reachable with a programming error (an unmarshalable type).
-		status = http.StatusInternalServerError
-		buf, _ = json.Marshal(ErrorResponse{Error: "internal error: encoding response: " + err.Error()})
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(buf, '\n'))
 }

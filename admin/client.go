@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -204,4 +205,11 @@ func responseError(resp *http.Response, data []byte) error {
 		msg += ": " + snippet
 	}
 	return &APIError{StatusCode: resp.StatusCode, Message: msg}
+}
+
+// BMC errors seen by the client: APIError.Is matches the bmc package's classes by code.
+var bmcCodes = map[error]string{
+	bmc.ErrNoBMC: "bmc_no_bmc", bmc.ErrInvalidURL: "bmc_invalid_url", bmc.ErrAuth: "bmc_auth", bmc.ErrTLS: "bmc_tls",
+	bmc.ErrTimeout: "bmc_timeout", bmc.ErrUnreachable: "bmc_unreachable", bmc.ErrRejected: "bmc_rejected",
+	bmc.ErrBMCFailure: "bmc_bmc_error", bmc.ErrSetup: "bmc_setup", bmc.ErrBusy: "bmc_busy", bmc.ErrStopped: "bmc_stopped",
 }

@@ -3,10 +3,7 @@ package admin
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
 
 	"github.com/rackboot/rackboot/inventory"
 )
@@ -75,6 +72,12 @@ func (p HostPatch) Apply(h inventory.Host) (inventory.Host, error) {
 	return h, nil
 }
 
+// EditHost changes an enrolled host's IP, hostname, MACs or labels.
+func (c *Client) EditHost(ctx context.Context, id string, p HostPatch) (Host, error) {
+	var out Host
+	return out, c.do(ctx, http.MethodPatch, hostPath(id, ""), p, &out)
+}
+
 // bootBound says whether a host in state s is using its MACs and address for a boot or
 // an installed system, so changing them would strand it.
 func bootBound(s inventory.State) bool {
@@ -83,72 +86,4 @@ func bootBound(s inventory.State) bool {
 		return true
 	}
 	return false
-}
-
-func (h *handler) editHost(w http.ResponseWriter, r *http.Request) error {
-	id, err := hostID(r)
-	if err != nil {
-		return err
-	}
-	var p HostPatch
-	if err := decodeBody(w, r, MaxBodyBytes, &p); err != nil {
-		return err
-	}
-	var changed []string
-	host, err := h.store.UpdateHost(r.Context(), id, func(host *inventory.Host) error {
-		next, err := p.Apply(*host)
-		if err != nil {
-			return badRequest("%v", err)
-		}
-		if err := h.rules.check(&next); err != nil {
-			return badRequest("%v", err)
-		}
-		changed = changes(*host, next)
-		*host = next
-		return nil
-	})
-	if err != nil {
-		return notFound(id, err)
-	}
-	fields := map[string]string{"changed": strings.Join(changed, ","), "remoteAddr": r.RemoteAddr}
-	if slices.Contains(changed, "ip") {
-		fields["ip"] = host.IP
-	}
-	if slices.Contains(changed, "macs") {
-		fields["macs"] = strings.Join(host.MACs, ",")
-	}
-	if slices.Contains(changed, "hostname") {
-		fields["hostname"] = host.Hostname
-	}
-	if slices.Contains(changed, "labels") {
-		fields["labels"] = formatLabels(host.Labels)
-	}
-	h.log.LogAttrs(r.Context(), slog.LevelInfo, "host edited", slog.String("hostID", id), slog.String("changed", fields["changed"]))
-	h.appendEvent(r, id, inventory.Event{Type: "admin.edited", Message: "edited through the admin API", Fields: fields})
-	writeJSON(w, http.StatusOK, hostView(host))
-	return nil
-}
-
-// changes names the fields that differ between a and b.
-func changes(a, b inventory.Host) []string {
-	var out []string
-	if a.IP != b.IP {
-		out = append(out, "ip")
-	}
-	if a.Hostname != b.Hostname {
-		out = append(out, "hostname")
-	}
-	if !slices.Equal(a.MACs, b.MACs) {
-		out = append(out, "macs")
-	}
-	if formatLabels(a.Labels) != formatLabels(b.Labels) {
-		out = append(out, "labels")
-	}
-	return out
-}
-
-// EditHost changes an enrolled host's IP, hostname, MACs or labels.
-func (c *Client) EditHost(ctx context.Context, id string, p HostPatch) (Host, error) {
-	var out Host
-	return out, c.do(ctx, http.MethodPatch, hostPath(id, ""), p, &out)
 }

@@ -74,7 +74,7 @@ func ParseHostFile(name string, data []byte) (specs []HostSpec, lines []int, err
 	if len(specs) > MaxImportHosts {
 		return nil, nil, fmt.Errorf("%s: %d hosts is more than the %d one import accepts: split the file", name, len(specs), MaxImportHosts)
 	}
-	if _, err := validateBatch(specs, serverRules{}, func(i int) string { return fmt.Sprintf("line %d", lines[i]) }); err != nil {
+	if _, err := ValidateBatch(specs, ServerRules{}, func(i int) string { return fmt.Sprintf("line %d", lines[i]) }); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return specs, lines, nil

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -185,26 +184,26 @@ func validateBootLocation(what, s string) error {
 	return nil
 }
 
-// serverRules are what a host may not share with the server: its address as a
+// ServerRules are what a host may not share with the server: its address as a
 // reservation, and the MACs of its interfaces.
-type serverRules struct {
-	subnets []netip.Prefix
-	ip      netip.Addr
-	macs    []string
+type ServerRules struct {
+	Subnets []netip.Prefix
+	IP      netip.Addr
+	MACs    []string
 }
 
-// check rejects a host that takes the server's own address or MAC, or a reserved IP
+// Check rejects a host that takes the server's own address or MAC, or a reserved IP
 // that DHCP could never hand out.
-func (sr serverRules) check(h *inventory.Host) error {
-	if sr.ip.IsValid() && h.IP != "" && h.Addr() == sr.ip {
+func (sr ServerRules) Check(h *inventory.Host) error {
+	if sr.IP.IsValid() && h.IP != "" && h.Addr() == sr.IP {
 		return fmt.Errorf("host %s: IP %s is this rackboot server's own address: reserve another one", h.ID, h.IP)
 	}
 	for _, m := range h.MACs {
-		if slices.Contains(sr.macs, m) {
+		if slices.Contains(sr.MACs, m) {
 			return fmt.Errorf("host %s: MAC %s is this rackboot server's own interface: give the host's NIC", h.ID, m)
 		}
 	}
-	return checkSubnet(h, sr.subnets)
+	return checkSubnet(h, sr.Subnets)
 }
 
 // checkSubnet rejects a reserved IP that DHCP could never hand out.
@@ -248,10 +247,10 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
-// validateBatch validates specs as one all-or-nothing batch: each on its own, then against
+// ValidateBatch validates specs as one all-or-nothing batch: each on its own, then against
 // each other (IDs, MACs and reserved IPs must be unique within the batch; uniqueness
 // against the inventory is the store's job). name says how errors refer to entry i.
-func validateBatch(specs []HostSpec, rules serverRules, name func(i int) string) ([]inventory.Host, error) {
+func ValidateBatch(specs []HostSpec, rules ServerRules, name func(i int) string) ([]inventory.Host, error) {
 	hosts := make([]inventory.Host, len(specs))
 	ids, macs, ips := map[string]int{}, map[string]int{}, map[string]int{}
 	for i, s := range specs {
@@ -259,7 +258,7 @@ func validateBatch(specs []HostSpec, rules serverRules, name func(i int) string)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name(i), err)
 		}
-		if err := rules.check(&h); err != nil {
+		if err := rules.Check(&h); err != nil {
 			return nil, fmt.Errorf("%s: %w", name(i), err)
 		}
 		if j, dup := ids[h.ID]; dup {
@@ -281,23 +280,6 @@ func validateBatch(specs []HostSpec, rules serverRules, name func(i int) string)
 		hosts[i] = h
 	}
 	return hosts, nil
-}
-
-// decodeBody reads at most limit bytes of JSON into v, strictly: unknown fields, trailing
-// data and oversized bodies are errors that say where the problem is.
-func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body is larger than %d bytes: send less (split a large import into several)", mbe.Limit)}
-		}
-		return badRequest("reading request body: %v", err)
-	}
-	if err := DecodeStrict(data, v); err != nil {
-		return badRequest("request body: %v", err)
-	}
-	return nil
 }
 
 // DecodeStrict decodes exactly one JSON value from data into v, rejecting unknown fields

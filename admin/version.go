@@ -16,11 +16,6 @@ type VersionInfo struct {
 	Modified bool `json:"modified,omitempty"`
 }
 
-func (h *handler) version(w http.ResponseWriter, _ *http.Request) error {
-	writeJSON(w, http.StatusOK, h.versionInfo)
-	return nil
-}
-
 // Version returns the server's build.
 func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
 	var out VersionInfo

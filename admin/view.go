@@ -1,12 +1,10 @@
 package admin
 
 import (
-	"net/url"
 	"time"
 
 	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/provision"
 )
 
 // The API's response types. They are not the inventory's storage types: every field
@@ -129,97 +127,4 @@ type Image struct {
 	UpdatedAt  time.Time             `json:"updatedAt"`
 	VerifiedAt time.Time             `json:"verifiedAt,omitzero"`
 	Revision   uint64                `json:"revision"`
-}
-
-// hostView copies what the API shows of h. Maps and slices are copied, so the view
-// never aliases the store's value.
-func hostView(h inventory.Host) Host {
-	c := h.Clone()
-	v := Host{
-		ID: c.ID, MACs: c.MACs, Hostname: c.Hostname, IP: c.IP, Labels: c.Labels, Arch: c.Arch,
-		Firmware: c.Firmware, State: c.State, StateReason: c.StateReason, Boot: c.Boot,
-		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Revision: c.Revision,
-	}
-	if c.MACs == nil {
-		v.MACs = []string{}
-	}
-	if c.BMC != nil {
-		v.BMC = &BMCInfo{URL: c.BMC.URL, PasswordSet: c.BMC.PasswordSet || c.BMC.Password != ""}
-	}
-	if !c.Claim.IsZero() {
-		v.Claim = &Claim{Owner: c.Claim.Owner, ClaimedAt: c.Claim.ClaimedAt}
-	}
-	if f := c.Facts; f != nil {
-		v.Facts = &Facts{Facts: provision.AgentFacts(f.Facts), ReportedAt: f.ReportedAt}
-	}
-	if p := c.Provision; p != nil {
-		v.Provision = &Provision{
-			ID: p.ID, Image: p.Image, ImageSHA256: p.ImageSHA256, RootDisk: provision.AgentRootDisk(p.RootDisk),
-			CloudInit: agentapi.CloudInitMode(p.CloudInit), Config: p.Config, Metadata: p.Metadata, Requester: p.Requester,
-			RequestedAt: p.RequestedAt, BootMAC: p.BootMAC, HostIP: p.HostIP,
-			WrittenDisk: p.WrittenDisk, WrittenSHA256: p.WrittenSHA256, BytesWritten: p.BytesWritten,
-			WrittenAt: p.WrittenAt, PhonedHomeAt: p.PhonedHomeAt,
-		}
-	}
-	if o := c.Operation; o != nil {
-		v.Operation = &Operation{
-			State: o.State, Phase: o.Phase, Attempt: o.Attempt, StartedAt: o.StartedAt,
-			Deadline: o.Deadline, RetryAt: o.RetryAt, PowerTries: o.PowerTries, Wipe: agentapi.WipeMode(o.Wipe),
-			Boots: o.Boots, AgentIP: o.AgentIP, LastSeen: o.LastSeen, Plan: agentapi.Action(o.Plan), Progress: provision.AgentProgress(o.Progress),
-		}
-	}
-	return v
-}
-
-func hostViews(hs []inventory.Host) []Host {
-	out := make([]Host, len(hs))
-	for i := range hs {
-		out[i] = hostView(hs[i])
-	}
-	return out
-}
-
-func eventViews(es []inventory.Event) []Event {
-	out := make([]Event, len(es))
-	for i, e := range es {
-		out[i] = Event{Seq: e.Seq, Time: e.Time, Type: e.Type, Message: e.Message, Fields: e.Fields}
-	}
-	return out
-}
-
-func leaseViews(ls []inventory.Lease) []Lease {
-	out := make([]Lease, len(ls))
-	for i, l := range ls {
-		out[i] = Lease{MAC: l.MAC, IP: l.IP, Hostname: l.Hostname, State: l.State, Expires: l.Expires, Updated: l.Updated}
-	}
-	return out
-}
-
-func imageView(im inventory.Image) Image {
-	return Image{
-		Name: im.Name, Source: redactURL(im.Source), SHA256: im.SHA256, Format: agentapi.Format(im.Format), Size: im.Size,
-		Status: im.Status, Error: im.Error, BytesDone: im.BytesDone, CreatedAt: im.CreatedAt,
-		UpdatedAt: im.UpdatedAt, VerifiedAt: im.VerifiedAt, Revision: im.Revision,
-	}
-}
-
-func imageViews(ims []inventory.Image) []Image {
-	out := make([]Image, len(ims))
-	for i := range ims {
-		out[i] = imageView(ims[i])
-	}
-	return out
-}
-
-// redactURL hides the password of a download URL (https://user:pass@host/...), which
-// an operator may give for a private mirror.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, ok := u.User.Password(); !ok {
-		return s
-	}
-	return u.Redacted()
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/rackboot/rackboot/admin"
+	"github.com/rackboot/rackboot/internal/adminserver"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -47,7 +48,7 @@ var goldenServerVersion = admin.VersionInfo{Version: "v0.9.0", Commit: "01234567
 func newGoldenHarness(t *testing.T) *cliHarness {
 	t.Helper()
 	store, cat := newTestCatalog(t)
-	api, err := admin.NewHandler(admin.Config{Store: store, Token: cliToken, Images: cat, Version: goldenServerVersion,
+	api, err := adminserver.NewHandler(adminserver.Config{Store: store, Token: cliToken, Images: cat, Version: goldenServerVersion,
 		Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.50.0/24")}, ServerIP: netip.MustParseAddr("192.168.50.1")})
 	if err != nil {
 		t.Fatal(err)

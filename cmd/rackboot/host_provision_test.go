@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/images"
+	"github.com/rackboot/rackboot/internal/adminserver"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
 	"github.com/rackboot/rackboot/provision"
@@ -70,7 +70,7 @@ func newProvisionHarnessAt(t *testing.T, now func() time.Time) (*cliHarness, *pr
 	done := make(chan error, 1)
 	go func() { done <- prov.Start(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	api, err := admin.NewHandler(admin.Config{Store: store, Token: cliToken, Provisioner: prov, Images: cat})
+	api, err := adminserver.NewHandler(adminserver.Config{Store: store, Token: cliToken, Provisioner: prov, Images: cat})
 	if err != nil {
 		t.Fatal(err)
 	}

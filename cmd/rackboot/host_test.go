@@ -23,6 +23,7 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/bmc"
+	"github.com/rackboot/rackboot/internal/adminserver"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -68,7 +69,7 @@ func newCLIHarnessWith(t *testing.T, backend bmc.Backend) *cliHarness {
 	go func() { done <- svc.Start(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-svc.Ready()
-	api, err := admin.NewHandler(admin.Config{Store: store, Token: cliToken, Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.50.0/24")}, BMC: svc})
+	api, err := adminserver.NewHandler(adminserver.Config{Store: store, Token: cliToken, Subnets: []netip.Prefix{netip.MustParsePrefix("192.168.50.0/24")}, BMC: svc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +436,7 @@ func TestHostEventsFollow(t *testing.T) {
 		ctx, cancel := context.WithCancel(bg)
 		defer cancel()
 		// A second server over the same store, so closing it leaves the harness intact.
-		api, err := admin.NewHandler(admin.Config{Store: h.store, Token: cliToken})
+		api, err := adminserver.NewHandler(adminserver.Config{Store: h.store, Token: cliToken})
 		if err != nil {
 			t.Fatal(err)
 		}

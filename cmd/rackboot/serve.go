@@ -24,6 +24,7 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/health"
+	"github.com/rackboot/rackboot/internal/adminserver"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -235,7 +236,7 @@ func serve(ctx context.Context, r *resolved, capi capiSettings, logw io.Writer, 
 // listenAdmin opens the admin API's own listeners with its TLS certificate (the
 // operator's, or DATA_DIR/admin.crt, created on first start) and logs the
 // certificate's fingerprint, which CLIs pin.
-func listenAdmin(r *resolved, h http.Handler, log *slog.Logger) (*admin.Server, error) {
+func listenAdmin(r *resolved, h http.Handler, log *slog.Logger) (*adminserver.Server, error) {
 	certFile, keyFile, generated := r.adminTLSFiles()
 	var hosts []string
 	for _, a := range r.AdminListen {
@@ -247,10 +248,10 @@ func listenAdmin(r *resolved, h http.Handler, log *slog.Logger) (*admin.Server, 
 	if r.Addr.IsValid() {
 		hosts = append(hosts, r.Addr.String())
 	}
-	hosts = admin.CertificateHosts(hosts...)
+	hosts = adminserver.CertificateHosts(hosts...)
 	var cert tls.Certificate
 	if generated {
-		c, created, missing, err := admin.LoadOrCreateCertificate(certFile, keyFile, hosts, time.Now())
+		c, created, missing, err := adminserver.LoadOrCreateCertificate(certFile, keyFile, hosts, time.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -268,7 +269,7 @@ func listenAdmin(r *resolved, h http.Handler, log *slog.Logger) (*admin.Server, 
 		}
 		cert = c
 	}
-	srv, err := admin.Listen(admin.ServerConfig{
+	srv, err := adminserver.Listen(adminserver.ServerConfig{
 		Handler: h,
 		Listen:  r.AdminListen,
 		TLS:     &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},

@@ -13,11 +13,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/dhcp"
 	"github.com/rackboot/rackboot/health"
 	"github.com/rackboot/rackboot/httplimit"
+	"github.com/rackboot/rackboot/internal/adminserver"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/ipxe"
 	"github.com/rackboot/rackboot/ratelimit"
@@ -36,7 +36,7 @@ type wiring struct {
 	ready   []<-chan struct{}
 	closers []func() error
 	// adminAPI is the admin API's handler; serve runs it on its own listeners
-	// (admin.Listen), never on the boot listener.
+	// (adminserver.Listen), never on the boot listener.
 	adminAPI http.Handler
 	// capiHook hands the provisioner's host transitions to the Cluster API
 	// controllers, which are built after it (capi.go).
@@ -106,7 +106,7 @@ func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, t
 		}
 	}
 
-	api, err := admin.NewHandler(admin.Config{
+	api, err := adminserver.NewHandler(adminserver.Config{
 		Store:       store,
 		Token:       token,
 		Subnets:     subnets,

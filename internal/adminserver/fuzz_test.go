@@ -1,4 +1,4 @@
-package admin
+package adminserver
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -74,7 +75,7 @@ func (e *fuzzEnv) check(t *testing.T, method, path string, body []byte) *httptes
 		t.Fatalf("reply carries token material: %s", rec.Body)
 	}
 	if rec.Code >= 400 {
-		var er ErrorResponse
+		var er admin.ErrorResponse
 		if err := json.Unmarshal(rec.Body.Bytes(), &er); err != nil || er.Error == "" {
 			t.Fatalf("error reply %q has no message", rec.Body)
 		}
@@ -157,7 +158,7 @@ func FuzzImport(f *testing.F) {
 		before := e.snapshot(t)
 		rec := e.check(t, "POST", "/api/v1/hosts/import", body)
 		if rec.Code == http.StatusCreated {
-			var out ImportResponse
+			var out admin.ImportResponse
 			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || len(out.Hosts) == 0 {
 				t.Fatalf("201 with %q: %v", rec.Body, err)
 			}
@@ -215,7 +216,7 @@ func FuzzParseHostFile(f *testing.F) {
 	f.Add("hosts.yaml", []byte("a: &a [*a]\n"))
 	f.Add("hosts.yaml", []byte("--- \n...\n---\n"))
 	f.Fuzz(func(t *testing.T, name string, data []byte) {
-		specs, lines, err := ParseHostFile(name, data)
+		specs, lines, err := admin.ParseHostFile(name, data)
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error message")

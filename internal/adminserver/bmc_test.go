@@ -1,4 +1,4 @@
-package admin
+package adminserver
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/inventory"
 	"github.com/rackboot/rackboot/lab/bmcsim"
@@ -49,18 +50,18 @@ func TestBMCRoutesOverTheWire(t *testing.T) {
 	url := "redfish+http://root@" + ln.Addr().String()
 
 	// Enrolled without a password, then given one with PUT .../bmc.
-	if _, err := e.client.CreateHost(ctx, HostSpec{ID: "n1", MACs: []string{"52:54:00:00:00:01"}, BMC: &inventory.BMC{URL: url}}); err != nil {
+	if _, err := e.client.CreateHost(ctx, admin.HostSpec{ID: "n1", MACs: []string{"52:54:00:00:00:01"}, BMC: &inventory.BMC{URL: url}}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.client.PowerStatus(ctx, "n1")
 	if !errors.Is(err, bmc.ErrAuth) {
 		t.Fatalf("status without a password: %v", err)
 	}
-	var ae *APIError
+	var ae *admin.APIError
 	if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadGateway || ae.Code != "bmc_auth" || !strings.Contains(ae.Message, `refused user "root"`) {
 		t.Fatalf("API error %+v", ae)
 	}
-	h, err := e.client.SetBMC(ctx, "n1", BMCRequest{URL: url, Password: password})
+	h, err := e.client.SetBMC(ctx, "n1", admin.BMCRequest{URL: url, Password: password})
 	if err != nil || h.BMC.URL != url || !h.BMC.PasswordSet {
 		t.Fatalf("SetBMC = %+v, %v", h.BMC, err)
 	}
@@ -69,7 +70,7 @@ func TestBMCRoutesOverTheWire(t *testing.T) {
 	if err != nil || st.State != bmc.PowerOff || st.BMC != url || st.Operation != "power_status" {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
-	res, err := e.client.SetBootDevice(ctx, "n1", BootDeviceRequest{Device: bmc.BootPXE})
+	res, err := e.client.SetBootDevice(ctx, "n1", admin.BootDeviceRequest{Device: bmc.BootPXE})
 	if err != nil || res.Boot == nil || *res.Boot != (bmc.BootOptions{Device: bmc.BootPXE, UEFI: true}) {
 		t.Fatalf("bootdev = %+v, %v", res, err)
 	}
@@ -87,7 +88,7 @@ func TestBMCRoutesOverTheWire(t *testing.T) {
 		t.Fatalf("after power-on the once override is still %+v", got)
 	}
 	// A URL change alone keeps the password.
-	if _, err := e.client.SetBMC(ctx, "n1", BMCRequest{URL: url + "?auth=basic"}); err != nil {
+	if _, err := e.client.SetBMC(ctx, "n1", admin.BMCRequest{URL: url + "?auth=basic"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.client.Power(ctx, "n1", bmc.ActionOff); err != nil {
@@ -179,7 +180,7 @@ func TestBMCErrorStatuses(t *testing.T) {
 	svc := startBMCService(t, bmc.Config{Store: lazyStore{&e}, Backend: fb, Timeout: 5 * time.Second, MaxAttempts: 1})
 	e = newAPIWith(t, svc)
 	ctx := context.Background()
-	if _, err := e.client.ImportHosts(ctx, []HostSpec{
+	if _, err := e.client.ImportHosts(ctx, []admin.HostSpec{
 		{ID: "n1", MACs: []string{"52:54:00:00:00:01"}, BMC: &inventory.BMC{URL: "ipmi://admin@10.0.0.5", Password: "pw"}},
 		{ID: "bios", MACs: []string{"52:54:00:00:00:02"}, Firmware: inventory.FirmwareBIOS, BMC: &inventory.BMC{URL: "ipmi://admin@10.0.0.6", Password: "pw"}},
 		{ID: "nobmc", MACs: []string{"52:54:00:00:00:03"}},
@@ -260,7 +261,7 @@ func TestBMCErrorStatuses(t *testing.T) {
 
 func TestBMCRoutesDisabled(t *testing.T) {
 	e := newAPI(t)
-	if _, err := e.client.CreateHost(context.Background(), HostSpec{ID: "n1", MACs: []string{"52:54:00:00:00:01"}, BMC: &inventory.BMC{URL: "ipmi://a@h"}}); err != nil {
+	if _, err := e.client.CreateHost(context.Background(), admin.HostSpec{ID: "n1", MACs: []string{"52:54:00:00:00:01"}, BMC: &inventory.BMC{URL: "ipmi://a@h"}}); err != nil {
 		t.Fatal(err)
 	}
 	r := e.raw("POST", "/api/v1/hosts/n1/power", `{"action":"on"}`)

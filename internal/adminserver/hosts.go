@@ -1,6 +1,9 @@
-package admin
+package adminserver
 
 import (
+	"maps"
+	"slices"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -22,11 +26,11 @@ func (h *handler) listHosts(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) createHost(w http.ResponseWriter, r *http.Request) error {
-	var spec HostSpec
-	if err := decodeBody(w, r, MaxBodyBytes, &spec); err != nil {
+	var spec admin.HostSpec
+	if err := decodeBody(w, r, admin.MaxBodyBytes, &spec); err != nil {
 		return err
 	}
-	hosts, err := validateBatch([]HostSpec{spec}, h.rules, func(int) string { return "host" })
+	hosts, err := admin.ValidateBatch([]admin.HostSpec{spec}, h.rules, func(int) string { return "host" })
 	if err != nil {
 		// The single-host message reads better without the entry name.
 		return badRequest("%s", strings.TrimPrefix(err.Error(), "host: "))
@@ -42,17 +46,17 @@ func (h *handler) createHost(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) importHosts(w http.ResponseWriter, r *http.Request) error {
-	var req ImportRequest
-	if err := decodeBody(w, r, MaxImportBodyBytes, &req); err != nil {
+	var req admin.ImportRequest
+	if err := decodeBody(w, r, admin.MaxImportBodyBytes, &req); err != nil {
 		return err
 	}
 	if len(req.Hosts) == 0 {
 		return badRequest(`nothing to import: send {"hosts": [...]} with at least one host`)
 	}
-	if len(req.Hosts) > MaxImportHosts {
-		return badRequest("%d hosts in one import is more than the %d allowed: split the file", len(req.Hosts), MaxImportHosts)
+	if len(req.Hosts) > admin.MaxImportHosts {
+		return badRequest("%d hosts in one import is more than the %d allowed: split the file", len(req.Hosts), admin.MaxImportHosts)
 	}
-	hosts, err := validateBatch(req.Hosts, h.rules, func(i int) string { return fmt.Sprintf("hosts[%d]", i) })
+	hosts, err := admin.ValidateBatch(req.Hosts, h.rules, func(i int) string { return fmt.Sprintf("hosts[%d]", i) })
 	if err != nil {
 		return badRequest("%s: nothing was imported", err)
 	}
@@ -61,7 +65,7 @@ func (h *handler) importHosts(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: nothing was imported", err)
 	}
 	h.recordCreated(r, created, "import")
-	writeJSON(w, http.StatusCreated, ImportResponse{Hosts: hostViews(created)})
+	writeJSON(w, http.StatusCreated, admin.ImportResponse{Hosts: hostViews(created)})
 	return nil
 }
 
@@ -135,8 +139,8 @@ func (h *handler) updateLabels(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req LabelsRequest
-	if err := decodeBody(w, r, MaxBodyBytes, &req); err != nil {
+	var req admin.LabelsRequest
+	if err := decodeBody(w, r, admin.MaxBodyBytes, &req); err != nil {
 		return err
 	}
 	if err := req.Validate(); err != nil {
@@ -180,10 +184,10 @@ func (h *handler) setBoot(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var p inventory.BootProfile
-	if err := decodeBody(w, r, MaxBodyBytes, &p); err != nil {
+	if err := decodeBody(w, r, admin.MaxBodyBytes, &p); err != nil {
 		return err
 	}
-	if err := ValidateBoot(&p); err != nil {
+	if err := admin.ValidateBoot(&p); err != nil {
 		return badRequest("%v", err)
 	}
 	host, err := h.store.UpdateHost(r.Context(), id, func(host *inventory.Host) error {
@@ -258,7 +262,7 @@ func (h *handler) leases(w http.ResponseWriter, r *http.Request) error {
 // formatLabels renders labels as "k=v,k=v", sorted by key.
 func formatLabels(m map[string]string) string {
 	parts := make([]string, 0, len(m))
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, k+"="+m[k])
 	}
 	return strings.Join(parts, ",")

@@ -1,10 +1,12 @@
-package admin
+package adminserver
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rackboot/rackboot/admin"
 )
 
 func TestTokenFiles(t *testing.T) {
@@ -22,23 +24,23 @@ func TestTokenFiles(t *testing.T) {
 	if err != nil || created || again != tok {
 		t.Fatalf("second EnsureTokenFile = %q, %v, %v; want the same token", again, created, err)
 	}
-	if got, err := ReadTokenFile(path); err != nil || got != tok {
+	if got, err := admin.ReadTokenFile(path); err != nil || got != tok {
 		t.Fatalf("ReadTokenFile = %q, %v", got, err)
 	}
 
 	written := filepath.Join(dir, "by-hand")
 	os.WriteFile(written, []byte("  hand-made  \n\n"), 0o600)
-	if got, err := ReadTokenFile(written); err != nil || got != "hand-made" {
+	if got, err := admin.ReadTokenFile(written); err != nil || got != "hand-made" {
 		t.Fatalf("ReadTokenFile = %q, %v", got, err)
 	}
 	twoLines := filepath.Join(dir, "two-lines")
 	os.WriteFile(twoLines, []byte("a\nb\n"), 0o600)
-	if _, err := ReadTokenFile(twoLines); err == nil || !strings.Contains(err.Error(), "only the token") {
+	if _, err := admin.ReadTokenFile(twoLines); err == nil || !strings.Contains(err.Error(), "only the token") {
 		t.Fatalf("two lines: %v", err)
 	}
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, []byte("\n"), 0o600)
-	if _, err := ReadTokenFile(empty); err == nil || !strings.Contains(err.Error(), "is empty") {
+	if _, err := admin.ReadTokenFile(empty); err == nil || !strings.Contains(err.Error(), "is empty") {
 		t.Fatalf("empty file: %v", err)
 	}
 	if _, _, err := EnsureTokenFile(empty); err == nil {

@@ -1,4 +1,4 @@
-package admin
+package adminserver
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -48,7 +49,7 @@ type apiEnv struct {
 	t      *testing.T
 	store  *inventory.BoltStore
 	srv    *httptest.Server
-	client *Client
+	client *admin.Client
 	reg    *prometheus.Registry
 	logs   *syncBuffer
 }
@@ -97,7 +98,7 @@ func newAPIWith(t *testing.T, pc PowerController, subnets ...string) *apiEnv {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &apiEnv{t: t, store: store, srv: srv, reg: reg, logs: logs,
-		client: &Client{BaseURL: srv.URL, Token: testToken, HTTPClient: srv.Client()}}
+		client: &admin.Client{BaseURL: srv.URL, Token: testToken, HTTPClient: srv.Client()}}
 }
 
 type response struct {
@@ -135,7 +136,7 @@ func (e *apiEnv) raw(method, path, body string, token ...string) response {
 // errorOf decodes a JSON error body, failing the test if the body is not one.
 func (e *apiEnv) errorOf(r response) string {
 	e.t.Helper()
-	var er ErrorResponse
+	var er admin.ErrorResponse
 	if err := json.Unmarshal([]byte(r.body), &er); err != nil || er.Error == "" {
 		e.t.Fatalf("body %q is not a JSON error", r.body)
 	}
@@ -169,7 +170,7 @@ func (e *apiEnv) snapshot() snapshot {
 	return s
 }
 
-func (e *apiEnv) mustCreate(spec HostSpec) Host {
+func (e *apiEnv) mustCreate(spec admin.HostSpec) admin.Host {
 	e.t.Helper()
 	h, err := e.client.CreateHost(context.Background(), spec)
 	if err != nil {
@@ -253,13 +254,13 @@ func TestHostLifecycle(t *testing.T) {
 	if loc := r.header.Get("Location"); loc != "/api/v1/hosts/web1" {
 		t.Errorf("Location = %q", loc)
 	}
-	var created Host
+	var created admin.Host
 	if err := json.Unmarshal([]byte(r.body), &created); err != nil {
 		t.Fatal(err)
 	}
-	want := Host{ID: "web1", MACs: []string{"52:54:00:aa:bb:01"}, Hostname: "web1.rack1", IP: "192.168.50.11",
+	want := admin.Host{ID: "web1", MACs: []string{"52:54:00:aa:bb:01"}, Hostname: "web1.rack1", IP: "192.168.50.11",
 		Labels: map[string]string{"role": "web"}, State: inventory.StateEnrolled, Revision: 1}
-	ignoreTimes := cmpopts.IgnoreFields(Host{}, "CreatedAt", "UpdatedAt")
+	ignoreTimes := cmpopts.IgnoreFields(admin.Host{}, "CreatedAt", "UpdatedAt")
 	if d := cmp.Diff(want, created, ignoreTimes); d != "" {
 		t.Fatalf("created (-want +got):\n%s", d)
 	}
@@ -274,7 +275,7 @@ func TestHostLifecycle(t *testing.T) {
 	if d := cmp.Diff(created, got); d != "" {
 		t.Fatalf("get (-created +got):\n%s", d)
 	}
-	e.mustCreate(HostSpec{ID: "db1", MACs: []string{"525400aabb02"}})
+	e.mustCreate(admin.HostSpec{ID: "db1", MACs: []string{"525400aabb02"}})
 	list, err := e.client.ListHosts(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -306,12 +307,12 @@ func TestHostLifecycle(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 	// The MAC and IP are free again.
-	e.mustCreate(HostSpec{ID: "web1b", MACs: []string{"52:54:00:aa:bb:01"}, IP: "192.168.50.11"})
+	e.mustCreate(admin.HostSpec{ID: "web1b", MACs: []string{"52:54:00:aa:bb:01"}, IP: "192.168.50.11"})
 }
 
 func TestCreateRejectsAndWritesNothing(t *testing.T) {
 	e := newAPI(t, "192.168.50.0/24", "10.20.0.0/16")
-	e.mustCreate(HostSpec{ID: "web1", MACs: []string{"52:54:00:00:00:01"}, IP: "192.168.50.11"})
+	e.mustCreate(admin.HostSpec{ID: "web1", MACs: []string{"52:54:00:00:00:01"}, IP: "192.168.50.11"})
 	cases := []struct {
 		name   string
 		body   string
@@ -348,7 +349,7 @@ func TestCreateRejectsAndWritesNothing(t *testing.T) {
 		{"truncated", `{"macs":["52:54:00:00:00:02"`, 400, "truncated"},
 		{"empty body", ``, 400, "empty"},
 		{"null body", `null`, 400, "no MAC address"},
-		{"too large", `{"hostname":"` + strings.Repeat("a", MaxBodyBytes) + `"}`, 413, "larger than 1048576 bytes"},
+		{"too large", `{"hostname":"` + strings.Repeat("a", admin.MaxBodyBytes) + `"}`, 413, "larger than 1048576 bytes"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -420,7 +421,7 @@ func TestImport(t *testing.T) {
 	ctx := context.Background()
 	t.Run("creates all with events", func(t *testing.T) {
 		e := newAPI(t, "192.168.50.0/24")
-		hosts, err := e.client.ImportHosts(ctx, []HostSpec{
+		hosts, err := e.client.ImportHosts(ctx, []admin.HostSpec{
 			{ID: "n1", MACs: []string{"52:54:00:00:01:01"}, IP: "192.168.50.21"},
 			{ID: "n2", MACs: []string{"52:54:00:00:01:02"}, IP: "192.168.50.22", Labels: map[string]string{"role": "worker"}},
 			{MACs: []string{"52:54:00:00:01:03"}},
@@ -467,10 +468,10 @@ func TestImport(t *testing.T) {
 		{"empty", `{"hosts":[]}`, 400, "nothing to import"},
 		{"bare list", `[{"macs":["52:54:00:00:01:01"]}]`, 400, "field (top level)"},
 		{"unknown field", `{"hosts":[{"macs":["52:54:00:00:01:01"],"revision":3}]}`, 400, `unknown field "revision"`},
-		{"too large", `{"hosts":[{"hostname":"` + strings.Repeat("a", MaxImportBodyBytes) + `"}]}`, 413, "larger than 4194304 bytes"},
+		{"too large", `{"hosts":[{"hostname":"` + strings.Repeat("a", admin.MaxImportBodyBytes) + `"}]}`, 413, "larger than 4194304 bytes"},
 	}
 	e := newAPI(t, "192.168.50.0/24")
-	e.mustCreate(HostSpec{ID: "old", MACs: []string{"52:54:00:00:00:01"}, IP: "192.168.50.5"})
+	e.mustCreate(admin.HostSpec{ID: "old", MACs: []string{"52:54:00:00:00:01"}, IP: "192.168.50.5"})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before := e.snapshot()
@@ -490,9 +491,9 @@ func TestImport(t *testing.T) {
 
 func TestImportAtTheLimit(t *testing.T) {
 	e := newAPI(t)
-	specs := make([]HostSpec, MaxImportHosts+1)
+	specs := make([]admin.HostSpec, admin.MaxImportHosts+1)
 	for i := range specs {
-		specs[i] = HostSpec{MACs: []string{fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)}}
+		specs[i] = admin.HostSpec{MACs: []string{fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)}}
 	}
 	_, err := e.client.ImportHosts(context.Background(), specs)
 	if !errors.Is(err, inventory.ErrInvalid) || !strings.Contains(err.Error(), "10001 hosts in one import is more than the 10000 allowed") {
@@ -506,9 +507,9 @@ func TestImportAtTheLimit(t *testing.T) {
 func TestLabels(t *testing.T) {
 	e := newAPI(t)
 	ctx := context.Background()
-	e.mustCreate(HostSpec{ID: "web1", MACs: []string{"52:54:00:00:00:01"}, Labels: map[string]string{"role": "web", "old": "x"}})
+	e.mustCreate(admin.HostSpec{ID: "web1", MACs: []string{"52:54:00:00:00:01"}, Labels: map[string]string{"role": "web", "old": "x"}})
 
-	h, err := e.client.UpdateLabels(ctx, "web1", LabelsRequest{Set: map[string]string{"rack": "r1", "role": "db"}, Remove: []string{"old", "absent"}})
+	h, err := e.client.UpdateLabels(ctx, "web1", admin.LabelsRequest{Set: map[string]string{"rack": "r1", "role": "db"}, Remove: []string{"old", "absent"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,7 +527,7 @@ func TestLabels(t *testing.T) {
 		t.Fatalf("events = %+v", ev)
 	}
 	// Removing every label leaves none (not an empty map).
-	h, err = e.client.UpdateLabels(ctx, "web1", LabelsRequest{Remove: []string{"rack", "role"}})
+	h, err = e.client.UpdateLabels(ctx, "web1", admin.LabelsRequest{Remove: []string{"rack", "role"}})
 	if err != nil || h.Labels != nil {
 		t.Fatalf("labels = %v, %v", h.Labels, err)
 	}
@@ -565,7 +566,7 @@ func TestLabels(t *testing.T) {
 func TestBootProfile(t *testing.T) {
 	e := newAPI(t)
 	ctx := context.Background()
-	e.mustCreate(HostSpec{ID: "web1", MACs: []string{"52:54:00:00:00:01"}})
+	e.mustCreate(admin.HostSpec{ID: "web1", MACs: []string{"52:54:00:00:00:01"}})
 
 	p := inventory.BootProfile{Kernel: "http://10.0.0.1:8080/assets/vmlinuz", Initrds: []string{"debian/initrd.img", "extra.cpio"}, Cmdline: "console=ttyS0 ip=dhcp"}
 	h, err := e.client.SetBoot(ctx, "web1", p)
@@ -599,7 +600,7 @@ func TestBootProfile(t *testing.T) {
 	}{
 		{"no kernel", "PUT", "/api/v1/hosts/web1/boot", `{"cmdline":"x"}`, 400, "kernel is empty"},
 		{"newline in cmdline", "PUT", "/api/v1/hosts/web1/boot", `{"kernel":"vmlinuz","cmdline":"a\nchain http://evil/"}`, 400, "control character"},
-		{"cmdline too long", "PUT", "/api/v1/hosts/web1/boot", `{"kernel":"vmlinuz","cmdline":"` + strings.Repeat("a", MaxCmdline+1) + `"}`, 400, "4097 bytes"},
+		{"cmdline too long", "PUT", "/api/v1/hosts/web1/boot", `{"kernel":"vmlinuz","cmdline":"` + strings.Repeat("a", admin.MaxCmdline+1) + `"}`, 400, "4097 bytes"},
 		{"unknown host", "PUT", "/api/v1/hosts/nope/boot", `{"kernel":"vmlinuz"}`, 404, `no host with ID "nope"`},
 		{"clear unknown host", "DELETE", "/api/v1/hosts/nope/boot", ``, 404, `no host with ID "nope"`},
 		{"unknown field", "PUT", "/api/v1/hosts/web1/boot", `{"kernel":"vmlinuz","initrd":"x"}`, 400, `unknown field "initrd"`},
@@ -624,7 +625,7 @@ func TestBootProfile(t *testing.T) {
 func TestEvents(t *testing.T) {
 	e := newAPI(t)
 	ctx := context.Background()
-	e.mustCreate(HostSpec{ID: "web1", MACs: []string{"52:54:00:00:00:01"}})
+	e.mustCreate(admin.HostSpec{ID: "web1", MACs: []string{"52:54:00:00:00:01"}})
 	for _, typ := range []string{"dhcp.discover", "dhcp.offer", "tftp.read"} {
 		if _, err := e.store.AppendEvent(ctx, "web1", inventory.Event{Type: typ, Fields: map[string]string{"file": "undionly.kpxe"}}); err != nil {
 			t.Fatal(err)
@@ -672,8 +673,8 @@ func TestLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantView := []Lease{{MAC: want.MAC, IP: want.IP, Hostname: want.Hostname, State: want.State, Expires: want.Expires}}
-	if d := cmp.Diff(wantView, got, cmpopts.IgnoreFields(Lease{}, "Updated")); d != "" {
+	wantView := []admin.Lease{{MAC: want.MAC, IP: want.IP, Hostname: want.Hostname, State: want.State, Expires: want.Expires}}
+	if d := cmp.Diff(wantView, got, cmpopts.IgnoreFields(admin.Lease{}, "Updated")); d != "" {
 		t.Fatalf("leases (-want +got):\n%s", d)
 	}
 }
@@ -742,8 +743,8 @@ func TestClientErrors(t *testing.T) {
 	ctx := context.Background()
 	t.Run("server message verbatim", func(t *testing.T) {
 		e := newAPI(t)
-		_, err := e.client.CreateHost(ctx, HostSpec{MACs: []string{"bad"}})
-		var ae *APIError
+		_, err := e.client.CreateHost(ctx, admin.HostSpec{MACs: []string{"bad"}})
+		var ae *admin.APIError
 		if !errors.As(err, &ae) || ae.StatusCode != 400 || ae.Message != `"bad" is not a MAC address: write six hex bytes, e.g. 52:54:00:12:34:56` || err.Error() != ae.Message {
 			t.Fatalf("err = %#v", err)
 		}
@@ -762,7 +763,7 @@ func TestClientErrors(t *testing.T) {
 			http.Error(w, "<html>upstream down</html>", http.StatusBadGateway)
 		}))
 		defer srv.Close()
-		c := &Client{BaseURL: srv.URL + "/", Token: "x"}
+		c := &admin.Client{BaseURL: srv.URL + "/", Token: "x"}
 		_, err := c.ListHosts(ctx)
 		if err == nil || err.Error() != "HTTP 502 Bad Gateway: <html>upstream down</html>" {
 			t.Fatalf("err = %v", err)
@@ -773,14 +774,14 @@ func TestClientErrors(t *testing.T) {
 			io.WriteString(w, "hello")
 		}))
 		defer srv.Close()
-		c := &Client{BaseURL: srv.URL, Token: "x"}
+		c := &admin.Client{BaseURL: srv.URL, Token: "x"}
 		_, err := c.ListHosts(ctx)
 		if err == nil || !strings.Contains(err.Error(), "is --server pointing at rackboot?") {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("no base URL", func(t *testing.T) {
-		if _, err := (&Client{}).ListHosts(ctx); err == nil || !strings.Contains(err.Error(), "no server URL") {
+		if _, err := (&admin.Client{}).ListHosts(ctx); err == nil || !strings.Contains(err.Error(), "no server URL") {
 			t.Fatalf("err = %v", err)
 		}
 	})

@@ -1,4 +1,4 @@
-package admin
+package adminserver
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/images"
 	"github.com/rackboot/rackboot/inventory"
@@ -47,7 +48,7 @@ func newProvAPI(t *testing.T) *provEnv {
 	mux.Handle("/api/v1/", h)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	e := &apiEnv{t: t, store: store, srv: srv, client: &Client{BaseURL: srv.URL, Token: testToken, HTTPClient: srv.Client()}}
+	e := &apiEnv{t: t, store: store, srv: srv, client: &admin.Client{BaseURL: srv.URL, Token: testToken, HTTPClient: srv.Client()}}
 	return &provEnv{apiEnv: e, prov: prov, cat: cat}
 }
 
@@ -59,7 +60,7 @@ func sum(b []byte) string {
 func (e *provEnv) addImage(name string, data []byte) {
 	e.t.Helper()
 	ctx := context.Background()
-	if _, err := e.client.AddImage(ctx, AddImageRequest{Name: name, SHA256: sum(data), Format: "raw"}); err != nil {
+	if _, err := e.client.AddImage(ctx, admin.AddImageRequest{Name: name, SHA256: sum(data), Format: "raw"}); err != nil {
 		e.t.Fatal(err)
 	}
 	im, err := e.client.UploadImage(ctx, name, bytes.NewReader(data), int64(len(data)))
@@ -75,11 +76,11 @@ func TestImageRoutes(t *testing.T) {
 	e.addImage("debian-12", data)
 
 	// A wrong checksum: the upload is refused with both sums, and the image is failed.
-	if _, err := e.client.AddImage(ctx, AddImageRequest{Name: "bad", SHA256: strings.Repeat("0", 64)}); err != nil {
+	if _, err := e.client.AddImage(ctx, admin.AddImageRequest{Name: "bad", SHA256: strings.Repeat("0", 64)}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.client.UploadImage(ctx, "bad", bytes.NewReader(data), int64(len(data)))
-	var ae *APIError
+	var ae *admin.APIError
 	if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest || !strings.Contains(ae.Message, "sha256 mismatch") || !strings.Contains(ae.Message, sum(data)) {
 		t.Fatalf("upload with a wrong sum = %v", err)
 	}
@@ -95,7 +96,7 @@ func TestImageRoutes(t *testing.T) {
 			t.Errorf("POST %s: %d, want 400", body, r.status)
 		}
 	}
-	if _, err := e.client.AddImage(ctx, AddImageRequest{Name: "debian-12", SHA256: sum(data)}); !errors.Is(err, inventory.ErrConflict) {
+	if _, err := e.client.AddImage(ctx, admin.AddImageRequest{Name: "debian-12", SHA256: sum(data)}); !errors.Is(err, inventory.ErrConflict) {
 		t.Errorf("adding an existing image = %v, want a conflict", err)
 	}
 	if err := e.client.RemoveImage(ctx, "bad"); err != nil {
@@ -110,15 +111,15 @@ func TestProvisionRoutes(t *testing.T) {
 	e := newProvAPI(t)
 	ctx := context.Background()
 	e.addImage("debian-12", []byte("an image"))
-	e.mustCreate(HostSpec{ID: "node-1", MACs: []string{"52:54:00:12:34:56"}})
+	e.mustCreate(admin.HostSpec{ID: "node-1", MACs: []string{"52:54:00:12:34:56"}})
 
 	// Enrolled: provisioning is refused with the way out.
-	_, err := e.client.Provision(ctx, "node-1", ProvisionRequest{Image: "debian-12"})
-	var ae *APIError
+	_, err := e.client.Provision(ctx, "node-1", admin.ProvisionRequest{Image: "debian-12"})
+	var ae *admin.APIError
 	if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict || !strings.Contains(ae.Message, "rackboot host inspect node-1") {
 		t.Fatalf("provision of an enrolled host = %v", err)
 	}
-	h, err := e.client.Inspect(ctx, "node-1", OwnerRequest{})
+	h, err := e.client.Inspect(ctx, "node-1", admin.OwnerRequest{})
 	if err != nil || h.State != inventory.StateInspecting {
 		t.Fatalf("inspect = %v %v", h.State, err)
 	}
@@ -136,13 +137,13 @@ func TestProvisionRoutes(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		req  ProvisionRequest
+		req  admin.ProvisionRequest
 		code int
 	}{
-		{"no image", ProvisionRequest{}, http.StatusBadRequest},
-		{"bad hint", ProvisionRequest{Image: "debian-12", RootDisk: "size=big"}, http.StatusBadRequest},
-		{"unknown image", ProvisionRequest{Image: "nope"}, http.StatusNotFound},
-		{"bad user-data", ProvisionRequest{Image: "debian-12", UserData: "hello"}, http.StatusBadRequest},
+		{"no image", admin.ProvisionRequest{}, http.StatusBadRequest},
+		{"bad hint", admin.ProvisionRequest{Image: "debian-12", RootDisk: "size=big"}, http.StatusBadRequest},
+		{"unknown image", admin.ProvisionRequest{Image: "nope"}, http.StatusNotFound},
+		{"bad user-data", admin.ProvisionRequest{Image: "debian-12", UserData: "hello"}, http.StatusBadRequest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,7 +153,7 @@ func TestProvisionRoutes(t *testing.T) {
 			}
 		})
 	}
-	h, err = e.client.Provision(ctx, "node-1", ProvisionRequest{Image: "debian-12", RootDisk: "min=8G,smallest",
+	h, err = e.client.Provision(ctx, "node-1", admin.ProvisionRequest{Image: "debian-12", RootDisk: "min=8G,smallest",
 		UserData: "#cloud-config\nruncmd: [true]\n", Labels: map[string]string{"role": "worker"}})
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +169,7 @@ func TestProvisionRoutes(t *testing.T) {
 	if err := e.client.RemoveImage(ctx, "debian-12"); !errors.Is(err, inventory.ErrConflict) {
 		t.Errorf("remove of an image in use = %v", err)
 	}
-	done := make(chan Host, 1)
+	done := make(chan admin.Host, 1)
 	go func() {
 		w, err := e.client.Watch(ctx, "node-1", h.Revision, 20*time.Second)
 		if err != nil {
@@ -176,26 +177,26 @@ func TestProvisionRoutes(t *testing.T) {
 		}
 		done <- w
 	}()
-	if h, err = e.client.Release(ctx, "node-1", ReleaseRequest{Wipe: "full"}); err != nil || h.State != inventory.StateDeprovisioning {
+	if h, err = e.client.Release(ctx, "node-1", admin.ReleaseRequest{Wipe: "full"}); err != nil || h.State != inventory.StateDeprovisioning {
 		t.Fatalf("release = %v %v", h.State, err)
 	}
 	if w := <-done; w.Revision < h.Revision {
 		t.Errorf("watch returned revision %d, before the release's %d", w.Revision, h.Revision)
 	}
-	if _, err := e.client.Retry(ctx, "node-1", OwnerRequest{}); !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+	if _, err := e.client.Retry(ctx, "node-1", admin.OwnerRequest{}); !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
 		t.Errorf("retry of a host that is not failed = %v", err)
 	}
 	if r := e.raw("POST", "/api/v1/hosts/node-1/release", `{"wipe":"sometimes"}`); r.status != http.StatusBadRequest {
 		t.Errorf("release with a bad wipe: %d", r.status)
 	}
-	if _, err := e.client.Inspect(ctx, "nobody", OwnerRequest{}); !errors.Is(err, inventory.ErrNotFound) {
+	if _, err := e.client.Inspect(ctx, "nobody", admin.OwnerRequest{}); !errors.Is(err, inventory.ErrNotFound) {
 		t.Errorf("inspect of an unknown host = %v", err)
 	}
 }
 
 func TestProvisionRoutesDisabled(t *testing.T) {
 	e := newAPI(t)
-	e.mustCreate(HostSpec{ID: "node-1", MACs: []string{"52:54:00:12:34:56"}})
+	e.mustCreate(admin.HostSpec{ID: "node-1", MACs: []string{"52:54:00:12:34:56"}})
 	for _, r := range []struct{ method, path string }{
 		{"POST", "/api/v1/hosts/node-1/inspect"}, {"POST", "/api/v1/hosts/node-1/release"},
 		{"GET", "/api/v1/hosts/node-1/watch"}, {"GET", "/api/v1/images"},

@@ -1,4 +1,4 @@
-package admin
+package adminserver
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/inventory"
 )
 
@@ -15,7 +16,7 @@ import (
 func TestEditHost(t *testing.T) {
 	e := newAPI(t, "192.168.50.0/24")
 	ctx := context.Background()
-	for _, s := range []HostSpec{
+	for _, s := range []admin.HostSpec{
 		{ID: "web1", MACs: []string{"52:54:00:00:00:01"}, IP: "192.168.50.11", Labels: map[string]string{"role": "web"}},
 		{ID: "db1", MACs: []string{"52:54:00:00:00:02"}, IP: "192.168.50.12"},
 	} {
@@ -25,8 +26,8 @@ func TestEditHost(t *testing.T) {
 	}
 	str := func(s string) *string { return &s }
 
-	host, err := e.client.EditHost(ctx, "web1", HostPatch{IP: str("192.168.50.21"), Hostname: str("www1"),
-		MACs: []string{"52-54-00-00-00-0A", "52:54:00:00:00:0b"}, Labels: &LabelsRequest{Set: map[string]string{"rack": "r1"}, Remove: []string{"role"}}})
+	host, err := e.client.EditHost(ctx, "web1", admin.HostPatch{IP: str("192.168.50.21"), Hostname: str("www1"),
+		MACs: []string{"52-54-00-00-00-0A", "52:54:00:00:00:0b"}, Labels: &admin.LabelsRequest{Set: map[string]string{"rack": "r1"}, Remove: []string{"role"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,25 +50,25 @@ func TestEditHost(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		id     string
-		patch  HostPatch
+		patch  admin.HostPatch
 		status int
 		want   string
 	}{
-		{"nothing", "web1", HostPatch{}, 400, "nothing to change"},
-		{"bad IP", "web1", HostPatch{IP: str("192.168.50.300")}, 400, "not an IPv4 address"},
-		{"outside subnets", "web1", HostPatch{IP: str("10.0.0.1")}, 400, "outside the DHCP subnets"},
-		{"broadcast", "web1", HostPatch{IP: str("192.168.50.255")}, 400, "broadcast address"},
-		{"bad MAC", "web1", HostPatch{MACs: []string{"zz"}}, 400, "not a MAC address"},
-		{"MAC twice", "web1", HostPatch{MACs: []string{"52:54:00:00:00:0c", "52:54:00:00:00:0C"}}, 400, "given twice"},
-		{"bad hostname", "web1", HostPatch{Hostname: str("a b")}, 400, "hostname"},
-		{"bad label", "web1", HostPatch{Labels: &LabelsRequest{Set: map[string]string{"k": "a b"}}}, 400, "invalid"},
-		{"MAC taken", "web1", HostPatch{MACs: []string{"52:54:00:00:00:02"}}, 409, "db1"},
-		{"IP taken", "web1", HostPatch{IP: str("192.168.50.12")}, 409, "db1"},
-		{"unknown host", "nope", HostPatch{Hostname: str("x")}, 404, `no host with ID "nope"`},
+		{"nothing", "web1", admin.HostPatch{}, 400, "nothing to change"},
+		{"bad IP", "web1", admin.HostPatch{IP: str("192.168.50.300")}, 400, "not an IPv4 address"},
+		{"outside subnets", "web1", admin.HostPatch{IP: str("10.0.0.1")}, 400, "outside the DHCP subnets"},
+		{"broadcast", "web1", admin.HostPatch{IP: str("192.168.50.255")}, 400, "broadcast address"},
+		{"bad MAC", "web1", admin.HostPatch{MACs: []string{"zz"}}, 400, "not a MAC address"},
+		{"MAC twice", "web1", admin.HostPatch{MACs: []string{"52:54:00:00:00:0c", "52:54:00:00:00:0C"}}, 400, "given twice"},
+		{"bad hostname", "web1", admin.HostPatch{Hostname: str("a b")}, 400, "hostname"},
+		{"bad label", "web1", admin.HostPatch{Labels: &admin.LabelsRequest{Set: map[string]string{"k": "a b"}}}, 400, "invalid"},
+		{"MAC taken", "web1", admin.HostPatch{MACs: []string{"52:54:00:00:00:02"}}, 409, "db1"},
+		{"IP taken", "web1", admin.HostPatch{IP: str("192.168.50.12")}, 409, "db1"},
+		{"unknown host", "nope", admin.HostPatch{Hostname: str("x")}, 404, `no host with ID "nope"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := e.client.EditHost(ctx, c.id, c.patch)
-			var ae *APIError
+			var ae *admin.APIError
 			if !errors.As(err, &ae) || ae.StatusCode != c.status || !strings.Contains(ae.Message, c.want) {
 				t.Fatalf("got %v, want %d %q", err, c.status, c.want)
 			}
@@ -84,10 +85,10 @@ func TestEditHost(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.client.EditHost(ctx, "db1", HostPatch{IP: str("192.168.50.40")}); err == nil || !strings.Contains(err.Error(), "is provisioning") {
+	if _, err := e.client.EditHost(ctx, "db1", admin.HostPatch{IP: str("192.168.50.40")}); err == nil || !strings.Contains(err.Error(), "is provisioning") {
 		t.Errorf("IP change while provisioning: %v", err)
 	}
-	if _, err := e.client.EditHost(ctx, "db1", HostPatch{Labels: &LabelsRequest{Set: map[string]string{"tier": "gold"}}}); err != nil {
+	if _, err := e.client.EditHost(ctx, "db1", admin.HostPatch{Labels: &admin.LabelsRequest{Set: map[string]string{"tier": "gold"}}}); err != nil {
 		t.Errorf("label change while provisioning: %v", err)
 	}
 	if r := e.raw("PATCH", "/api/v1/hosts/db1", `{"hostname": "x"}`, "Bearer wrong"); r.status != http.StatusUnauthorized {

@@ -1,4 +1,4 @@
-package admin
+package adminserver
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/images"
 	"github.com/rackboot/rackboot/inventory"
 )
@@ -67,15 +68,15 @@ func TestResponsesGolden(t *testing.T) {
 		SHA256: strings.Repeat("5", 64), Format: inventory.FormatZstd, Size: 1 << 30, Status: inventory.ImageReady,
 		CreatedAt: at, UpdatedAt: at, VerifiedAt: at, Revision: 3}
 	h, err := NewHandler(Config{Store: store, Token: testToken, Images: fixedCatalog{im},
-		Version: VersionInfo{Version: "v0.9.0", Commit: "0123456789abcdef0123456789abcdef01234567", BuildDate: "2026-12-01T00:00:00Z", GoVersion: "go1.26.0"}})
+		Version: admin.VersionInfo{Version: "v0.9.0", Commit: "0123456789abcdef0123456789abcdef01234567", BuildDate: "2026-12-01T00:00:00Z", GoVersion: "go1.26.0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	c := &Client{BaseURL: srv.URL, Token: testToken}
+	c := &admin.Client{BaseURL: srv.URL, Token: testToken}
 
-	if _, err := c.CreateHost(ctx, HostSpec{ID: "node1", MACs: []string{"52:54:00:aa:00:01"}, Hostname: "node1.rack1",
+	if _, err := c.CreateHost(ctx, admin.HostSpec{ID: "node1", MACs: []string{"52:54:00:aa:00:01"}, Hostname: "node1.rack1",
 		IP: "10.0.0.21", Labels: map[string]string{"role": "worker"},
 		BMC: &inventory.BMC{URL: "ipmi://admin@10.0.9.21:623", Password: goldenBMCPassword}}); err != nil {
 		t.Fatal(err)
