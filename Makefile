@@ -172,10 +172,10 @@ test: deps
 
 # test-k8s runs the Kubernetes test alone; test-node-image boots the node image alone.
 test-k8s: deps envtest node-image
-	RACKBOOT_REQUIRE_LAB=1 $(GO) test -count=1 -timeout 120m -run '$(K8S_TEST)' -v ./controllers
+	RACKBOOT_REQUIRE_LAB=1 $(GO) test -count=1 -timeout 120m -run '$(K8S_TEST)' -v ./internal/controllers
 
 test-node-image: deps node-image
-	RACKBOOT_REQUIRE_LAB=1 $(GO) test -count=1 -timeout 120m -run '$(NODE_IMAGE_BOOT_TEST)' -v ./lab
+	RACKBOOT_REQUIRE_LAB=1 $(GO) test -count=1 -timeout 120m -run '$(NODE_IMAGE_BOOT_TEST)' -v ./internal/lab
 
 # unit runs only the fast tests (no root, no namespaces, no QEMU).
 unit:
@@ -201,13 +201,13 @@ bench-compare: deps
 LAB_NEEDS := $(if $(filter --hosts-only --netboot-only,$(LAB_ARGS)),,envtest node-image)
 LAB_VMS ?= seabios ovmf-http
 lab: deps build $(LAB_NEEDS)
-	$(GO) run ./lab/cmd/rackboot-lab --rackboot $(BIN) $(addprefix --vm ,$(LAB_VMS)) $(LAB_ARGS)
+	$(GO) run ./internal/lab/cmd/rackboot-lab --rackboot $(BIN) $(addprefix --vm ,$(LAB_VMS)) $(LAB_ARGS)
 
 # lab-image builds the lab's Debian 12 disk image (debootstrap from the apt mirror, no
 # loop mounts; needs root), cached under ~/.cache/rackboot-lab/images by a hash of
 # hack/lab-image.sh, and prints its path, sha256 and the `rackboot image add` line.
 lab-image: deps
-	$(GO) run ./lab/cmd/lab-image
+	$(GO) run ./internal/lab/cmd/lab-image
 
 # node-image builds the Kubernetes node image (debian-12-k8s): the lab image plus
 # containerd, runc, kubelet, kubeadm, kubectl and every container image kubeadm needs,
@@ -215,12 +215,12 @@ lab-image: deps
 # ~/.cache/rackboot-lab/images by a hash of all its inputs, with a provenance file beside
 # it. Cold: tens of minutes on 2 cores; warm: nothing to do. See README "Node image".
 node-image: deps
-	$(GO) run ./lab/cmd/lab-image --node
+	$(GO) run ./internal/lab/cmd/lab-image --node
 
 # lab-down removes lab namespaces (and their processes) left by a lab or test that was
 # killed before it could clean up.
 lab-down:
-	$(GO) run ./lab/cmd/rackboot-lab --sweep
+	$(GO) run ./internal/lab/cmd/rackboot-lab --sweep
 
 clean:
 	rm -rf bin dist

@@ -52,8 +52,8 @@
 package admin
 
 import (
-	"github.com/rackboot/rackboot/bmc"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/bmc"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // The inventory's value types the API carries as they are.

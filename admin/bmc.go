@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/rackboot/rackboot/bmc"
+	"github.com/rackboot/rackboot/internal/bmc"
 )
 
 // BMCRequest is the body of PUT /api/v1/hosts/{id}/bmc. Password is write-only: empty

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rackboot/rackboot/bmc"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/bmc"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // maxResponseBytes bounds what the client reads from the server: a list of thousands of

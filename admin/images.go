@@ -8,7 +8,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/rackboot/rackboot/images"
+	"github.com/rackboot/rackboot/internal/images"
 )
 
 // Image routes:

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/rackboot/rackboot/bmc"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/bmc"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // HostSpec is what a client may set when enrolling a host. State, timestamps and revision

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/rackboot/rackboot/agentapi"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // The API's response types. They are not the inventory's storage types: every field

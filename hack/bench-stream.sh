@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench-stream.sh runs BenchmarkStream (images/stream_bench_test.go) several times and
+# bench-stream.sh runs BenchmarkStream (internal/images/stream_bench_test.go) several times and
 # prints the median MB/s of each sub-benchmark and the ratios the issue asks for:
 # rackboot's image path (rackboot's handler → agent → disk file) against cp, nginx and
 # curl moving the same 256 MiB on loopback.
@@ -23,7 +23,7 @@ else
 	benchtime=${2:-3x}
 	out=$(mktemp "${TMPDIR:-/tmp}/bench-stream.XXXXXX")
 	files=("$out")
-	go test -c -o "$out.test" ./images
+	go test -c -o "$out.test" ./internal/images
 	trap 'rm -f "$out.test"' EXIT
 	for i in $(seq "$rounds"); do
 		echo "round $i/$rounds: images.test -test.run '^\$' -test.bench Stream -test.benchtime $benchtime (output: $out)" >&2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# generate.sh regenerates what controller-gen derives from api/ and controllers/: the
+# generate.sh regenerates what controller-gen derives from api/ and internal/controllers/: the
 # deepcopy functions, the CRDs (with the Cluster API contract label, from the
 # +kubebuilder:metadata:labels markers), the manager ClusterRole, and the clusterctl
 # infrastructure-components.yaml assembled from them and the static files in config/.
@@ -22,7 +22,7 @@ gen() {
 	local out=$1
 	mkdir -p "$out/api/v1alpha1" "$out/config/crd/bases" "$out/config/rbac"
 	controller_gen object crd rbac:roleName=rackboot-manager \
-		paths='{./api/...,./controllers/...}' \
+		paths='{./api/...,./internal/controllers/...}' \
 		output:object:dir="$out/api/v1alpha1" \
 		output:crd:artifacts:config="$out/config/crd/bases" \
 		output:rbac:artifacts:config="$out/config/rbac"
@@ -66,7 +66,7 @@ if ! diff -ru "$root/config/crd/bases" "$tmp/config/crd/bases" >"$tmp/diff" 2>&1
 	stale=1
 fi
 if [[ $stale != 0 ]]; then
-	echo "generated files differ from api/ and controllers/: run make generate" >&2
+	echo "generated files differ from api/ and internal/controllers/: run make generate" >&2
 	exit 1
 fi
 echo "generated files are up to date"

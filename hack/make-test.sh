@@ -49,7 +49,7 @@ summary() {
 }
 
 echo "make test: building the image tool"
-$GO build -o bin/lab-image ./lab/cmd/lab-image
+$GO build -o bin/lab-image ./internal/lab/cmd/lab-image
 
 echo "make test: the lab image, then the node image at nice 19, in the background (logs: bin/lab-image.log, bin/node-image.log)"
 # setsid: the chain is a process group of its own, stopped as one if make test fails.
@@ -107,6 +107,6 @@ done_phase "waiting for the node image"
 
 (
 	set -x
-	RACKBOOT_REQUIRE_LAB=1 $GO test -count=1 -timeout 120m -run "$K8S_TEST" -v ./controllers
+	RACKBOOT_REQUIRE_LAB=1 $GO test -count=1 -timeout 120m -run "$K8S_TEST" -v ./internal/controllers
 )
 done_phase "TestQEMUKubernetes"

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/rackboot/rackboot/agent"
+	"github.com/rackboot/rackboot/internal/agent"
 )
 
 // runningAsInit reports whether this process is the initramfs's /init: the kernel runs

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/rackboot/rackboot/bootenv"
+	"github.com/rackboot/rackboot/internal/bootenv"
 )
 
 // newBootenvCmd returns `rackboot bootenv`, which builds the agent's boot environment.

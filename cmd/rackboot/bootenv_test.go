@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rackboot/rackboot/bootenv"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/bootenv"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // publishTestBuild lays a build out in dataDir/bootenv as `rackboot bootenv import`

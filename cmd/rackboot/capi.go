@@ -14,10 +14,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/rackboot/rackboot/controllers"
-	"github.com/rackboot/rackboot/health"
-	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/internal/controllers"
+	"github.com/rackboot/rackboot/internal/health"
+	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/provision"
 )
 
 // capiSettings is the resolved form: REST is nil when the controllers are off.

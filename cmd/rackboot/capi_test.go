@@ -30,11 +30,11 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	infrav1 "github.com/rackboot/rackboot/api/v1alpha1"
-	"github.com/rackboot/rackboot/controllers"
-	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/lab"
-	"github.com/rackboot/rackboot/lab/promcheck"
-	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/internal/controllers"
+	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/lab"
+	"github.com/rackboot/rackboot/internal/lab/promcheck"
+	"github.com/rackboot/rackboot/internal/provision"
 )
 
 func TestCAPIFlags(t *testing.T) {

@@ -23,7 +23,7 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/internal/adminserver"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite the CLI golden files in testdata/cli/")

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/rackboot/rackboot/dhcp"
+	"github.com/rackboot/rackboot/internal/dhcp"
 	"github.com/spf13/pflag"
 )
 

@@ -12,8 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
 
-	"github.com/rackboot/rackboot/dhcp"
-	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/internal/dhcp"
+	"github.com/rackboot/rackboot/internal/provision"
 )
 
 func fakeIfaces(name string) ([]netip.Prefix, error) {

@@ -15,7 +15,7 @@ import (
 
 	tftplib "github.com/pin/tftp/v3"
 
-	"github.com/rackboot/rackboot/lab/promcheck"
+	"github.com/rackboot/rackboot/internal/lab/promcheck"
 )
 
 const dashboardFile = "../../docs/grafana/rackboot.json"

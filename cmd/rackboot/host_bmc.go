@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/bmc"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/bmc"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 const bmcURLHelp = "ipmi://USER@HOST[:PORT][?cipher=N], redfish://USER@HOST[:PORT][?insecure=1&auth=basic&system=NAME] or redfish+http://USER@HOST:PORT"

@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/bmc"
-	"github.com/rackboot/rackboot/lab/bmcsim"
+	"github.com/rackboot/rackboot/internal/bmc"
+	"github.com/rackboot/rackboot/internal/lab/bmcsim"
 )
 
 // writePassword writes a password file the way an operator would (echo pw > file).

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/bmc"
+	"github.com/rackboot/rackboot/internal/bmc"
 )
 
 func (h *hostCLI) powerCmd() *cobra.Command {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/agentapi"
-	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/metadata"
+	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/metadata"
 )
 
 // provisionCmds are the `rackboot host` subcommands that drive the state machine.

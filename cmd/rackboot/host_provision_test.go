@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/rackboot/rackboot/agentapi"
-	"github.com/rackboot/rackboot/images"
 	"github.com/rackboot/rackboot/internal/adminserver"
-	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/ipxe"
-	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/internal/images"
+	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/ipxe"
+	"github.com/rackboot/rackboot/internal/provision"
 )
 
 // newTestCatalog opens a BoltStore and an image catalog in a temporary data directory,

@@ -22,9 +22,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/bmc"
 	"github.com/rackboot/rackboot/internal/adminserver"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/bmc"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 const cliToken = "cli-test-token-0123456789"

@@ -17,8 +17,8 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/agentapi"
-	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/provision"
 )
 
 // waitFor waits until the buffer holds n occurrences of s.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/agentapi"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // newImageCmd returns `rackboot image`, the OS image catalog's CLI. It talks to the

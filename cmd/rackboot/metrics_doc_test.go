@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // metricInfo is what docs/metrics.md says of one metric, or what the registry holds.

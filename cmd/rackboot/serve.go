@@ -23,9 +23,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/health"
 	"github.com/rackboot/rackboot/internal/adminserver"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/health"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 func newServeCmd(env *cliEnv) *cobra.Command {

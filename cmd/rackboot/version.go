@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // Set at build time: go build -ldflags "-X main.version=v1.2.3 -X main.commit=SHA

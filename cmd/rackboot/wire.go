@@ -13,16 +13,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rackboot/rackboot/bmc"
-	"github.com/rackboot/rackboot/dhcp"
-	"github.com/rackboot/rackboot/health"
-	"github.com/rackboot/rackboot/httplimit"
 	"github.com/rackboot/rackboot/internal/adminserver"
-	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/ipxe"
-	"github.com/rackboot/rackboot/ratelimit"
-	"github.com/rackboot/rackboot/tftp"
-	"github.com/rackboot/rackboot/trust"
+	"github.com/rackboot/rackboot/internal/bmc"
+	"github.com/rackboot/rackboot/internal/dhcp"
+	"github.com/rackboot/rackboot/internal/health"
+	"github.com/rackboot/rackboot/internal/httplimit"
+	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/ipxe"
+	"github.com/rackboot/rackboot/internal/ratelimit"
+	"github.com/rackboot/rackboot/internal/tftp"
+	"github.com/rackboot/rackboot/internal/trust"
 )
 
 // wiring is what serve runs: the services, the HTTP mux they share, and what /readyz

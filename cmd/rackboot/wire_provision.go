@@ -11,14 +11,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rackboot/rackboot/bmc"
-	"github.com/rackboot/rackboot/health"
-	"github.com/rackboot/rackboot/images"
-	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/ipxe"
-	"github.com/rackboot/rackboot/metadata"
-	"github.com/rackboot/rackboot/provision"
-	"github.com/rackboot/rackboot/trust"
+	"github.com/rackboot/rackboot/internal/bmc"
+	"github.com/rackboot/rackboot/internal/health"
+	"github.com/rackboot/rackboot/internal/images"
+	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/ipxe"
+	"github.com/rackboot/rackboot/internal/metadata"
+	"github.com/rackboot/rackboot/internal/provision"
+	"github.com/rackboot/rackboot/internal/trust"
 )
 
 // provisioning is the part of serve that takes hosts through their life: the image

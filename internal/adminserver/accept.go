@@ -2,12 +2,12 @@ package adminserver
 
 import (
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/internal/provision"
 
 	"context"
 	"net/http"
 
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // Acceptor accepts discovered hosts (*provision.Provisioner). Discovery is not

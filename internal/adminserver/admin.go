@@ -30,7 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // Config configures the admin API handler.

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 const testToken = "test-token-0123456789"

@@ -8,8 +8,8 @@ import (
 	"strconv"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/bmc"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/bmc"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // PowerController runs BMC operations for hosts; *bmc.Service implements it.

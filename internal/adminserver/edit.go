@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 func (h *handler) editHost(w http.ResponseWriter, r *http.Request) error {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // TestEditHost changes a host through PATCH /api/v1/hosts/{id} and checks that it is

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/images"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/images"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

@@ -9,8 +9,8 @@ import (
 	"net/url"
 
 	"github.com/rackboot/rackboot/admin"
-	"github.com/rackboot/rackboot/images"
-	"github.com/rackboot/rackboot/inventory"
+	"github.com/rackboot/rackboot/internal/images"
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // ImageCatalog is the OS image catalog; *images.Catalog implements it.

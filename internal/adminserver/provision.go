@@ -9,8 +9,8 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/agentapi"
-	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/provision"
 )
 
 // Provisioner runs the host state machine; *provision.Provisioner implements it.

@@ -15,9 +15,9 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/agentapi"
-	"github.com/rackboot/rackboot/images"
-	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/internal/images"
+	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/provision"
 )
 
 type provEnv struct {

@@ -5,8 +5,8 @@ import (
 
 	"github.com/rackboot/rackboot/admin"
 	"github.com/rackboot/rackboot/agentapi"
-	"github.com/rackboot/rackboot/inventory"
-	"github.com/rackboot/rackboot/provision"
+	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/provision"
 )
 
 // hostView copies what the API shows of h. Maps and slices are copied, so the view
