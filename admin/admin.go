@@ -54,6 +54,7 @@ package admin
 import (
 	"github.com/rackboot/rackboot/internal/bmc"
 	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/netconfig"
 )
 
 // The inventory's value types the API carries as they are.
@@ -76,6 +77,10 @@ type (
 	ImageStatus = inventory.ImageStatus
 	// PowerAction is on, off, soft, cycle or reset.
 	PowerAction = bmc.PowerAction
+	// NetworkSpec is the installed OS's network: NICs by MAC, bonds, VLANs, static
+	// addresses, routes and DNS (rendered as cloud-init network-config v2, or
+	// systemd-networkd units for Ignition).
+	NetworkSpec = netconfig.Spec
 )
 
 // Errors a Client's APIError matches with errors.Is, by HTTP status.

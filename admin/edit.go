@@ -6,22 +6,26 @@ import (
 	"net/http"
 
 	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/netconfig"
 )
 
 // HostPatch is the body of PATCH /api/v1/hosts/{id}: what an operator may change on an
 // enrolled host. A field left out is kept; "ip": "" and "hostname": "" clear them; macs
 // replaces the whole list (the first is the PXE one); labels sets and removes keys as
-// POST .../labels does.
+// POST .../labels does; network replaces the host's network spec, and an empty one ({})
+// removes it (the host then gets the default). The spec is checked against the NICs the
+// host's inspection found; it takes effect at the next provisioning.
 type HostPatch struct {
 	IP       *string        `json:"ip,omitempty"`
 	Hostname *string        `json:"hostname,omitempty"`
 	MACs     []string       `json:"macs,omitempty"`
 	Labels   *LabelsRequest `json:"labels,omitempty"`
+	Network  *NetworkSpec   `json:"network,omitempty"`
 }
 
 // Empty reports whether the patch changes nothing.
 func (p HostPatch) Empty() bool {
-	return p.IP == nil && p.Hostname == nil && p.MACs == nil && p.Labels == nil
+	return p.IP == nil && p.Hostname == nil && p.MACs == nil && p.Labels == nil && p.Network == nil
 }
 
 // Apply returns h with the patch applied and validated as `host add` validates a new
@@ -29,7 +33,7 @@ func (p HostPatch) Empty() bool {
 // the server checks itself. The CLI runs it before sending, so it fails the same way.
 func (p HostPatch) Apply(h inventory.Host) (inventory.Host, error) {
 	if p.Empty() {
-		return inventory.Host{}, fmt.Errorf("nothing to change: give ip, hostname, macs and/or labels")
+		return inventory.Host{}, fmt.Errorf("nothing to change: give ip, hostname, macs, labels and/or network")
 	}
 	if p.Labels != nil {
 		if err := p.Labels.Validate(); err != nil {
@@ -63,12 +67,22 @@ func (p HostPatch) Apply(h inventory.Host) (inventory.Host, error) {
 			h.Labels = nil
 		}
 	}
-	spec := HostSpec{ID: h.ID, MACs: h.MACs, Hostname: h.Hostname, IP: h.IP, Labels: h.Labels, Arch: h.Arch, Firmware: h.Firmware, Boot: h.Boot}
+	if p.Network != nil {
+		n := p.Network.Clone()
+		h.Network = &n
+	}
+	spec := HostSpec{ID: h.ID, MACs: h.MACs, Hostname: h.Hostname, IP: h.IP, Labels: h.Labels, Arch: h.Arch, Firmware: h.Firmware, Boot: h.Boot, Network: h.Network}
 	checked, err := spec.Host()
 	if err != nil {
 		return inventory.Host{}, err
 	}
-	h.MACs, h.IP, h.Hostname, h.Labels = checked.MACs, checked.IP, checked.Hostname, checked.Labels
+	if h.Network != nil && checked.Network != nil {
+		// Against the NICs the host's inspection found (HostSpec.Host has no facts).
+		if err := netconfig.Validate(*checked.Network, h.InspectedNICs()); err != nil {
+			return inventory.Host{}, fmt.Errorf("host %s: %w", h.ID, err)
+		}
+	}
+	h.MACs, h.IP, h.Hostname, h.Labels, h.Network = checked.MACs, checked.IP, checked.Hostname, checked.Labels, checked.Network
 	return h, nil
 }
 

@@ -38,7 +38,10 @@ type ProvisionRequest struct {
 	Labels    map[string]string      `json:"labels,omitempty"`
 	Metadata  map[string]string      `json:"metadata,omitempty"`
 	CloudInit agentapi.CloudInitMode `json:"cloudInit,omitempty"`
-	Owner     string                 `json:"owner,omitempty"`
+	// Network is this provisioning's network for the installed OS; nil keeps the host's
+	// own (host edit --network) or the default.
+	Network *NetworkSpec `json:"network,omitempty"`
+	Owner   string       `json:"owner,omitempty"`
 }
 
 // ReleaseRequest is the body of POST /api/v1/hosts/{id}/release.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rackboot/rackboot/internal/bmc"
 	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/netconfig"
 )
 
 // HostSpec is what a client may set when enrolling a host. State, timestamps and revision
@@ -32,6 +33,9 @@ type HostSpec struct {
 	Firmware inventory.Firmware     `json:"firmware,omitempty"`
 	BMC      *inventory.BMC         `json:"bmc,omitempty"`
 	Boot     *inventory.BootProfile `json:"boot,omitempty"`
+	// Network is the installed OS's network; nil takes the default (the provisioning
+	// NIC with the reserved address, static).
+	Network *NetworkSpec `json:"network,omitempty"`
 }
 
 // ImportRequest is the body of POST /api/v1/hosts/import.
@@ -91,6 +95,7 @@ func (s HostSpec) Host() (inventory.Host, error) {
 		Firmware: s.Firmware,
 		BMC:      s.BMC,
 		Boot:     s.Boot,
+		Network:  s.Network,
 	}
 	h = h.Clone()
 	if err := h.Normalize(); err != nil {
@@ -104,6 +109,16 @@ func (s HostSpec) Host() (inventory.Host, error) {
 	}
 	if err := ValidateBoot(h.Boot); err != nil {
 		return inventory.Host{}, fmt.Errorf("host %s: %w", h.ID, err)
+	}
+	if h.Network != nil {
+		if h.Network.IsZero() {
+			h.Network = nil
+		} else if err := netconfig.Validate(*h.Network, h.InspectedNICs()); err != nil {
+			return inventory.Host{}, fmt.Errorf("host %s: %w", h.ID, err)
+		} else {
+			n := netconfig.Normalize(*h.Network)
+			h.Network = &n
+		}
 	}
 	return h, nil
 }

@@ -27,8 +27,10 @@ type Host struct {
 	State       inventory.State        `json:"state"`
 	StateReason string                 `json:"stateReason,omitempty"`
 	Boot        *inventory.BootProfile `json:"boot,omitempty"`
-	CreatedAt   time.Time              `json:"createdAt"`
-	UpdatedAt   time.Time              `json:"updatedAt"`
+	// Network is the operator's network spec for the installed OS (nil: the default).
+	Network   *NetworkSpec `json:"network,omitempty"`
+	CreatedAt time.Time    `json:"createdAt"`
+	UpdatedAt time.Time    `json:"updatedAt"`
 	// Revision increases on every write (the watch route's "after").
 	Revision  uint64     `json:"revision"`
 	Claim     *Claim     `json:"claim,omitempty"`
@@ -58,22 +60,28 @@ type Facts struct {
 // Provision is the image a host holds or is getting. The metadata URL's token and its
 // hash are not here: the token exists only in the agent's plan and on the host's disk.
 type Provision struct {
-	ID            string                 `json:"id"`
-	Image         string                 `json:"image"`
-	ImageSHA256   string                 `json:"imageSHA256,omitempty"`
-	RootDisk      agentapi.RootDiskHint  `json:"rootDisk,omitzero"`
-	CloudInit     agentapi.CloudInitMode `json:"cloudInit,omitempty"`
-	Config        inventory.ConfigKind   `json:"config,omitempty"`
-	Metadata      map[string]string      `json:"metadata,omitempty"`
-	Requester     string                 `json:"requester,omitempty"`
-	RequestedAt   time.Time              `json:"requestedAt"`
-	BootMAC       string                 `json:"bootMAC,omitempty"`
-	HostIP        string                 `json:"hostIP,omitempty"`
-	WrittenDisk   string                 `json:"writtenDisk,omitempty"`
-	WrittenSHA256 string                 `json:"writtenSHA256,omitempty"`
-	BytesWritten  int64                  `json:"bytesWritten,omitempty"`
-	WrittenAt     time.Time              `json:"writtenAt,omitzero"`
-	PhonedHomeAt  time.Time              `json:"phonedHomeAt,omitzero"`
+	ID          string                 `json:"id"`
+	Image       string                 `json:"image"`
+	ImageSHA256 string                 `json:"imageSHA256,omitempty"`
+	RootDisk    agentapi.RootDiskHint  `json:"rootDisk,omitzero"`
+	CloudInit   agentapi.CloudInitMode `json:"cloudInit,omitempty"`
+	Config      inventory.ConfigKind   `json:"config,omitempty"`
+	Metadata    map[string]string      `json:"metadata,omitempty"`
+	// InstallNetwork is the network the installed OS gets, decided when the plan was made
+	// (Network, else the host's, else the reserved address as a static configuration);
+	// absent: DHCP on the boot NIC.
+	InstallNetwork *NetworkSpec `json:"installNetwork,omitempty"`
+	// Network is this provisioning's own network spec, which wins over the host's.
+	Network       *NetworkSpec `json:"network,omitempty"`
+	Requester     string       `json:"requester,omitempty"`
+	RequestedAt   time.Time    `json:"requestedAt"`
+	BootMAC       string       `json:"bootMAC,omitempty"`
+	HostIP        string       `json:"hostIP,omitempty"`
+	WrittenDisk   string       `json:"writtenDisk,omitempty"`
+	WrittenSHA256 string       `json:"writtenSHA256,omitempty"`
+	BytesWritten  int64        `json:"bytesWritten,omitempty"`
+	WrittenAt     time.Time    `json:"writtenAt,omitzero"`
+	PhonedHomeAt  time.Time    `json:"phonedHomeAt,omitzero"`
 }
 
 // Operation is the agent-driven operation in progress, or the one a failed host failed

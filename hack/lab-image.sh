@@ -60,7 +60,7 @@ log() { echo "lab-image: $(date +%T) $*" >&2; }
 # python3-oauthlib) depends on python3-cffi-backend-api-*, which python3-cffi-backend provides.
 # dbus and libpam-systemd: without them systemd-logind does not run, and the host ignores
 # the ACPI power button (a BMC's soft power off) and SSH sessions get no logind session.
-packages=python3-cffi-backend,linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,ifupdown,isc-dhcp-client,iproute2,netbase,cloud-init,cloud-guest-utils,openssh-server,sudo,zstd,dbus,libpam-systemd
+packages=python3-cffi-backend,linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,ifupdown,isc-dhcp-client,iproute2,netbase,ifenslave,net-tools,resolvconf,cloud-init,cloud-guest-utils,openssh-server,sudo,zstd,dbus,libpam-systemd
 if [ -n "${RACKBOOT_IMAGE_PACKAGES:-}" ]; then
 	packages=$packages,$RACKBOOT_IMAGE_PACKAGES
 fi

@@ -17,6 +17,7 @@ func (h *hostCLI) addCmd() *cobra.Command {
 		spec            admin.HostSpec
 		labels, initrds []string
 		kernel, cmdline string
+		networkFile     string
 		bmcFlags        bmcFlags
 	)
 	cmd := &cobra.Command{
@@ -61,6 +62,13 @@ encrypted and never shown.`,
 				}
 				spec.Boot = &inventory.BootProfile{Kernel: kernel, Initrds: initrds, Cmdline: cmdline}
 			}
+			if networkFile != "" {
+				n, err := readNetworkSpec(networkFile, h.stdin)
+				if err != nil {
+					return err
+				}
+				spec.Network = n
+			}
 			// The same checks the server makes, so a typo fails before any request.
 			if _, err := spec.Host(); err != nil {
 				return err
@@ -83,6 +91,7 @@ encrypted and never shown.`,
 	f.StringVar(&kernel, "boot-kernel", "", "kernel URL or assets path to boot")
 	f.StringArrayVar(&initrds, "boot-initrd", nil, "initrd URL or assets path (repeatable, in order)")
 	f.StringVar(&cmdline, "boot-cmdline", "", "kernel command line")
+	f.StringVar(&networkFile, "network", "", networkFlagHelp)
 	bmcFlags.register(cmd)
 	p.register(cmd, "text", actionFormats)
 	return cmd

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,8 @@ func (h *hostCLI) editCmd() *cobra.Command {
 		ip, hostname string
 		macs, labels []string
 		removeLabels []string
+		networkFile  string
+		clearNetwork bool
 		p            printFlags
 	)
 	var cmd *cobra.Command
@@ -30,9 +33,13 @@ DHCP subnets. Only the flags given change:
   --hostname NAME     the name DHCP hands out; --hostname "" removes it
   --mac MAC           replaces the host's MACs (repeat for each; the first is the PXE one)
   --label k=v         set a label; --remove-label k removes one
+  --network FILE      the installed OS's network (takes effect at the next provisioning);
+                      --clear-network goes back to the default
 
 MACs and IP cannot change while the host is inspecting, provisioning, provisioned or
-deprovisioning: its boot and installed system are bound to them. Release it first.`,
+deprovisioning: its boot and installed system are bound to them. Release it first.
+
+` + networkSpecHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: h.run(func(ctx context.Context, c *admin.Client, args []string) error {
 			if _, _, err := p.format(); err != nil {
@@ -68,8 +75,20 @@ deprovisioning: its boot and installed system are bound to them. Release it firs
 					patch.Labels.Set[k] = v
 				}
 			}
+			switch {
+			case networkFile != "" && clearNetwork:
+				return usageErrorf("give --network FILE or --clear-network, not both")
+			case networkFile != "":
+				n, err := readNetworkSpec(networkFile, h.stdin)
+				if err != nil {
+					return err
+				}
+				patch.Network = n
+			case clearNetwork:
+				patch.Network = &admin.NetworkSpec{}
+			}
 			if patch.Empty() {
-				return usageErrorf("nothing to change: give --ip, --hostname, --mac, --label or --remove-label")
+				return usageErrorf("nothing to change: give --ip, --hostname, --mac, --label, --remove-label, --network or --clear-network")
 			}
 			// The server checks again, in the transaction that writes; checking the
 			// current host here first fails a typo before any write, with the same words.
@@ -95,6 +114,8 @@ deprovisioning: its boot and installed system are bound to them. Release it firs
 	f.StringArrayVar(&macs, "mac", nil, "the host's MACs, replacing the current ones (repeatable; the first is the PXE one)")
 	f.StringArrayVar(&labels, "label", nil, "label k=v to set (repeatable)")
 	f.StringArrayVar(&removeLabels, "remove-label", nil, "label key to remove (repeatable)")
+	f.StringVar(&networkFile, "network", "", networkFlagHelp)
+	f.BoolVar(&clearNetwork, "clear-network", false, "remove the host's network spec (it gets the default: its reserved address, static)")
 	p.register(cmd, "text", actionFormats)
 	return cmd
 }
@@ -103,7 +124,7 @@ deprovisioning: its boot and installed system are bound to them. Release it firs
 func hostFromView(v admin.Host) inventory.Host {
 	return inventory.Host{
 		ID: v.ID, MACs: v.MACs, Hostname: v.Hostname, IP: v.IP, Labels: v.Labels, Arch: v.Arch,
-		Firmware: v.Firmware, Boot: v.Boot, State: v.State,
+		Firmware: v.Firmware, Boot: v.Boot, State: v.State, Network: v.Network,
 	}
 }
 
@@ -121,6 +142,13 @@ func describeEdit(old, cur admin.Host) string {
 	}
 	if formatLabels(old.Labels) != formatLabels(cur.Labels) {
 		parts = append(parts, "labels "+dash(formatLabels(cur.Labels)))
+	}
+	if !reflect.DeepEqual(old.Network, cur.Network) {
+		if cur.Network == nil {
+			parts = append(parts, "network: the default")
+		} else {
+			parts = append(parts, "network: the file's")
+		}
 	}
 	if len(parts) == 0 {
 		return "nothing changed"

@@ -74,6 +74,7 @@ func (h *hostCLI) provisionCmd() *cobra.Command {
 		w                                      waitFlags
 		req                                    admin.ProvisionRequest
 		userDataFile, butaneFile, ignitionFile string
+		networkFile                            string
 		labels, meta                           []string
 		cloudInit                              string
 	)
@@ -126,6 +127,11 @@ largest, comma-separated (e.g. "min=100G,smallest"); the default is the smallest
 				return err
 			}
 			req.CloudInit = agentapi.CloudInitMode(cloudInit)
+			if networkFile != "" {
+				if req.Network, err = readNetworkSpec(networkFile, h.stdin); err != nil {
+					return err
+				}
+			}
 			host, err := c.Provision(ctx, args[0], req)
 			if err != nil {
 				return err
@@ -143,6 +149,7 @@ largest, comma-separated (e.g. "min=100G,smallest"); the default is the smallest
 	f.StringArrayVar(&meta, "meta", nil, "extra meta-data k=v (repeatable)")
 	f.StringVar(&cloudInit, "cloud-init", "", "how the agent points the image at its config: dropin (default with user-data), cidata, ignition (default with --butane/--ignition: written to the OEM or boot partition) or none")
 	f.StringVar(&req.Owner, "owner", "", "claim owner, for a claimed host")
+	f.StringVar(&networkFile, "network", "", "network spec file for this provisioning (wins over the host's; see 'rackboot host edit --help')")
 	_ = cmd.MarkFlagRequired("image")
 	w.register(cmd)
 	return cmd

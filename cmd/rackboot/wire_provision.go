@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackboot/rackboot/internal/bmc"
+	"github.com/rackboot/rackboot/internal/dhcp"
 	"github.com/rackboot/rackboot/internal/health"
 	"github.com/rackboot/rackboot/internal/images"
 	"github.com/rackboot/rackboot/internal/inventory"
@@ -66,6 +69,7 @@ func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Servic
 	pc.Store, pc.BMC, pc.Images, pc.ServerURL, pc.Gate = store, bmcs, pv.catalog, serverURL, gate
 	pc.Logger, pc.Registerer, pc.Metrics = log.With("service", "provision"), reg, httpm
 	pc.OnTransition = w.capiHook.hostChanged
+	pc.SubnetOf = subnetOf(r)
 	pv.prov, err = provision.New(pc)
 	if err != nil {
 		return nil, err
@@ -97,4 +101,22 @@ func buildProvisioning(r *resolved, store *inventory.BoltStore, bmcs *bmc.Servic
 		service{name: "images", start: pv.catalog.Start},
 		service{name: "provision", start: pv.prov.Start})
 	return pv, nil
+}
+
+// subnetOf tells the provisioner which of the subnets rackboot's DHCP serves holds a
+// reserved address, so a host without a network spec installs that address statically.
+// nil outside server mode: rackboot then knows no subnet, and such hosts keep DHCP.
+func subnetOf(r *resolved) func(netip.Addr) (provision.Subnet, bool) {
+	if r.DHCP.Mode != dhcp.ModeServer {
+		return nil
+	}
+	subnets := slices.Clone(r.DHCPConfig.Subnets)
+	return func(a netip.Addr) (provision.Subnet, bool) {
+		for _, s := range subnets {
+			if s.Prefix.Contains(a) {
+				return provision.Subnet{Prefix: s.Prefix, Router: s.Router, DNS: slices.Clone(s.DNS), Domain: s.Domain}, true
+			}
+		}
+		return provision.Subnet{}, false
+	}
 }

@@ -3,6 +3,7 @@ package adminserver
 import (
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -68,6 +69,9 @@ func changes(a, b inventory.Host) []string {
 	}
 	if formatLabels(a.Labels) != formatLabels(b.Labels) {
 		out = append(out, "labels")
+	}
+	if !reflect.DeepEqual(a.Network, b.Network) {
+		out = append(out, "network")
 	}
 	return out
 }

@@ -101,7 +101,7 @@ func (h *handler) provisionHost(w http.ResponseWriter, r *http.Request) error {
 	}
 	host, err := p.Provision(r.Context(), id, provision.Request{
 		Image: req.Image, RootDisk: hint, UserData: []byte(req.UserData), Butane: []byte(req.Butane), Ignition: []byte(req.Ignition),
-		Labels: req.Labels, Metadata: req.Metadata, CloudInit: req.CloudInit, Owner: req.Owner,
+		Labels: req.Labels, Metadata: req.Metadata, CloudInit: req.CloudInit, Network: req.Network, Owner: req.Owner,
 	})
 	if err != nil && errors.Is(err, inventory.ErrNotFound) {
 		return err // the message names the host or the image

@@ -15,7 +15,7 @@ func hostView(h inventory.Host) admin.Host {
 	c := h.Clone()
 	v := admin.Host{
 		ID: c.ID, MACs: c.MACs, Hostname: c.Hostname, IP: c.IP, Labels: c.Labels, Arch: c.Arch,
-		Firmware: c.Firmware, State: c.State, StateReason: c.StateReason, Boot: c.Boot,
+		Firmware: c.Firmware, State: c.State, StateReason: c.StateReason, Boot: c.Boot, Network: c.Network,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Revision: c.Revision,
 	}
 	if c.MACs == nil {
@@ -33,7 +33,7 @@ func hostView(h inventory.Host) admin.Host {
 	if p := c.Provision; p != nil {
 		v.Provision = &admin.Provision{
 			ID: p.ID, Image: p.Image, ImageSHA256: p.ImageSHA256, RootDisk: provision.AgentRootDisk(p.RootDisk),
-			CloudInit: agentapi.CloudInitMode(p.CloudInit), Config: p.Config, Metadata: p.Metadata, Requester: p.Requester,
+			CloudInit: agentapi.CloudInitMode(p.CloudInit), Config: p.Config, Metadata: p.Metadata, Network: p.Network, InstallNetwork: p.InstallNetwork, Requester: p.Requester,
 			RequestedAt: p.RequestedAt, BootMAC: p.BootMAC, HostIP: p.HostIP,
 			WrittenDisk: p.WrittenDisk, WrittenSHA256: p.WrittenSHA256, BytesWritten: p.BytesWritten,
 			WrittenAt: p.WrittenAt, PhonedHomeAt: p.PhonedHomeAt,

@@ -496,7 +496,7 @@ func (r *runner) provision(ctx context.Context, p *agentapi.Provision, res *agen
 	switch p.CloudInit.Mode {
 	case agentapi.CloudInitDropIn:
 		r.progress(agentapi.Progress{Phase: agentapi.PhaseCloudInit, Disk: target.Name, Message: "writing the cloud-init drop-in"})
-		part, err := r.cloudInitDropIn(d, p.CloudInit.SeedURL)
+		part, err := r.cloudInitDropIn(ctx, d, p.CloudInit.SeedURL)
 		if err != nil {
 			return err
 		}

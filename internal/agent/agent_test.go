@@ -41,6 +41,15 @@ type fakeServer struct {
 }
 
 func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/nocloud/") {
+		data, ok := s.images[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(data)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, "/images/") {
 		if s.imageGate != nil {
 			<-s.imageGate
@@ -203,6 +212,9 @@ func TestRunProvisionDropIn(t *testing.T) {
 	s, srv := startFake(t)
 	seed := srv.URL + "/nocloud/abc/"
 	s.images["/images/debian.img.gz"] = served
+	// The host's network-config goes into the drop-in (cloud-init's local stage reads it).
+	netcfg := []byte("version: 2\nethernets:\n  boot0:\n    match:\n      macaddress: \"52:54:00:00:00:01\"\n    set-name: boot0\n    addresses:\n      - \"10.0.0.5/24\"\n")
+	s.images["/nocloud/abc/network-config"] = netcfg
 	s.plans = []agentapi.Plan{{Action: agentapi.ActionProvision, Provision: &agentapi.Provision{
 		ImageURL: srv.URL + "/images/debian.img.gz", SHA256: sum(served), Size: int64(len(served)),
 		CloudInit: agentapi.CloudInit{Mode: agentapi.CloudInitDropIn, SeedURL: seed},
@@ -240,7 +252,7 @@ func TestRunProvisionDropIn(t *testing.T) {
 	if diff := cmp.Diff([]string{"vda/1@1048576"}, mounted); diff != "" {
 		t.Errorf("mounts (-want +got):\n%s", diff)
 	}
-	if got, _ := os.ReadFile(filepath.Join(fsRoot, DropInPath)); string(got) != string(DropIn(seed)) {
+	if got, _ := os.ReadFile(filepath.Join(fsRoot, DropInPath)); string(got) != string(DropIn(seed, netcfg)) || !strings.Contains(string(got), "network:\n  version: 2\n  ethernets:\n    boot0:\n") {
 		t.Errorf("drop-in = %q", got)
 	}
 	want := []agentapi.Result{{

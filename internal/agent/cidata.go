@@ -44,25 +44,15 @@ func seedFiles() []string { return []string{"meta-data", "user-data", "vendor-da
 func fetchSeed(ctx context.Context, client *http.Client, seedURL string) (map[string][]byte, error) {
 	docs := map[string][]byte{}
 	for _, name := range seedFiles() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, seedURL+name, nil)
+		data, err := fetchDoc(ctx, client, seedURL, name)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("cidata: %w", err)
 		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("cidata: GET %s: %w", seedURL+name, err)
-		}
-		data, err := io.ReadAll(io.LimitReader(resp.Body, CIDataSize/4+1))
-		resp.Body.Close()
-		switch {
-		case err != nil:
-			return nil, fmt.Errorf("cidata: GET %s: %w", seedURL+name, err)
-		case resp.StatusCode == http.StatusNotFound && name != "meta-data":
+		if data == nil && name != "meta-data" {
 			continue
-		case resp.StatusCode != http.StatusOK:
-			return nil, fmt.Errorf("cidata: GET %s: %s", seedURL+name, resp.Status)
-		case len(data) > CIDataSize/4:
-			return nil, fmt.Errorf("cidata: %s is over %d bytes", name, CIDataSize/4)
+		}
+		if data == nil {
+			return nil, fmt.Errorf("cidata: GET %s: 404 Not Found", seedURL+name)
 		}
 		docs[name] = data
 	}
@@ -291,4 +281,33 @@ func isZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// fetchDoc GETs one NoCloud document, seedURL+name: nil when the server has none (404),
+// an error for any other failure or a document over CIDataSize/4 bytes.
+func fetchDoc(ctx context.Context, client *http.Client, seedURL, name string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, seedURL+name, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", seedURL+name, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, CIDataSize/4+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("GET %s: %w", seedURL+name, err)
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, nil
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("GET %s: %s", seedURL+name, resp.Status)
+	case len(data) > CIDataSize/4:
+		return nil, fmt.Errorf("%s is over %d bytes", name, CIDataSize/4)
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return data, nil
 }

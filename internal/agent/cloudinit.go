@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,21 +23,42 @@ const DropInPath = "etc/cloud/cloud.cfg.d/99-rackboot.cfg"
 
 // DropIn renders the drop-in that points cloud-init's NoCloud datasource at seedURL.
 // With a single datasource (plus None) in datasource_list, ds-identify enables
-// cloud-init and picks NoCloud without probing, and NoCloud reads meta-data, user-data,
-// vendor-data and network-config from seedfrom.
-func DropIn(seedURL string) []byte {
-	return []byte(`# Written by rackboot when it provisioned this host: cloud-init takes this host's
-# NoCloud data (meta-data, user-data, vendor-data, network-config) from rackboot.
+// cloud-init and picks NoCloud without probing, and NoCloud reads meta-data, user-data
+// and vendor-data from seedfrom.
+//
+// network is the host's network-config (version 2), fetched from seedfrom when the
+// image was written. It goes into the drop-in as cloud-init's system network config,
+// because a datasource reached over the network (seedfrom http://...) is found only
+// after cloud-init has configured the network with its fallback (DHCP on the first
+// NIC), so its network-config would never be applied; the system config is read in
+// the local stage, before any NIC is up. Empty network leaves cloud-init's fallback.
+func DropIn(seedURL string, network []byte) []byte {
+	b := []byte(`# Written by rackboot when it provisioned this host: cloud-init takes this host's
+# NoCloud data (meta-data, user-data, vendor-data) from rackboot, and its network
+# configuration from below.
 datasource_list: [NoCloud, None]
 datasource:
   NoCloud:
     seedfrom: ` + seedURL + "\n")
+	if len(bytes.TrimSpace(network)) == 0 {
+		return b
+	}
+	b = append(b, "network:\n"...)
+	for line := range strings.Lines(string(network)) {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		b = append(b, "  "...)
+		b = append(b, strings.TrimRight(line, "\n")...)
+		b = append(b, '\n')
+	}
+	return b
 }
 
 // writeDropIn writes the drop-in into the filesystem rooted at root (a mounted root
 // filesystem). It refuses a filesystem without etc/cloud (no cloud-init installed), and
 // os.Root keeps a symlink in the image from pointing the write anywhere outside it.
-func writeDropIn(root *os.Root, seedURL string) error {
+func writeDropIn(root *os.Root, seedURL string, network []byte) error {
 	st, err := root.Stat("etc/cloud")
 	if err != nil || !st.IsDir() {
 		return fmt.Errorf("%w: no etc/cloud directory", errNoCloudInit)
@@ -47,7 +71,7 @@ func writeDropIn(root *os.Root, seedURL string) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", DropInPath, err)
 	}
-	_, err = f.Write(DropIn(seedURL))
+	_, err = f.Write(DropIn(seedURL, network))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -143,10 +167,14 @@ func (r *runner) mount(d *disk, p Partition, fstype, target string) (func() erro
 
 // cloudInitDropIn finds the image's root filesystem (an ext4 partition holding
 // etc/cloud), mounts it and writes the drop-in. It returns the partition's name.
-func (r *runner) cloudInitDropIn(d *disk, seedURL string) (string, error) {
+func (r *runner) cloudInitDropIn(ctx context.Context, d *disk, seedURL string) (string, error) {
 	parts := ext4Partitions(d, r.cfg.Root)
 	if len(parts) == 0 {
 		return "", errors.New("cloud-init drop-in: the image has no ext4 partition: use cloud-init mode cidata, or none if the image configures itself")
+	}
+	network, err := fetchDoc(ctx, r.cfg.HTTPClient, seedURL, "network-config")
+	if err != nil {
+		return "", fmt.Errorf("cloud-init drop-in: %w", err)
 	}
 	target := filepath.Join(r.cfg.RunDir, "target")
 	var errs []error
@@ -163,7 +191,7 @@ func (r *runner) cloudInitDropIn(d *disk, seedURL string) (string, error) {
 				return err
 			}
 			defer root.Close()
-			return writeDropIn(root, seedURL)
+			return writeDropIn(root, seedURL, network)
 		}()
 		uerr := unmount()
 		if err == nil && uerr == nil {
@@ -178,7 +206,7 @@ func (r *runner) cloudInitDropIn(d *disk, seedURL string) (string, error) {
 			return "", errors.Join(append(errs, uerr)...)
 		}
 	}
-	err := errors.Join(errs...)
+	err = errors.Join(errs...)
 	if errors.Is(err, errNoCloudInit) || errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("cloud-init drop-in: no ext4 partition of the image has etc/cloud (is cloud-init installed in the image?): %w", err)
 	}

@@ -29,7 +29,9 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 func TestDropInGolden(t *testing.T) {
-	golden(t, "99-rackboot.cfg", DropIn("http://10.77.0.1:8080/nocloud/Zm9vYmFy/"))
+	golden(t, "99-rackboot.cfg", DropIn("http://10.77.0.1:8080/nocloud/Zm9vYmFy/", nil))
+	golden(t, "99-rackboot-network.cfg", DropIn("http://10.77.0.1:8080/nocloud/Zm9vYmFy/",
+		[]byte("version: 2\nethernets:\n  boot0:\n    match:\n      macaddress: \"52:54:00:00:00:01\"\n    set-name: boot0\n    addresses:\n      - \"10.0.0.5/24\"\n\n")))
 }
 
 func openRoot(t *testing.T, dir string) *os.Root {
@@ -49,11 +51,11 @@ func TestWriteDropIn(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(dir, "etc/cloud"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeDropIn(openRoot(t, dir), seed); err != nil {
+		if err := writeDropIn(openRoot(t, dir), seed, nil); err != nil {
 			t.Fatal(err)
 		}
 		got, err := os.ReadFile(filepath.Join(dir, DropInPath))
-		if err != nil || string(got) != string(DropIn(seed)) {
+		if err != nil || string(got) != string(DropIn(seed, nil)) {
 			t.Errorf("drop-in = %q, %v", got, err)
 		}
 		if st, _ := os.Stat(filepath.Join(dir, DropInPath)); st.Mode().Perm() != 0o644 {
@@ -71,16 +73,16 @@ func TestWriteDropIn(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, DropInPath), []byte("old: stuff and more of it\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeDropIn(openRoot(t, dir), seed); err != nil {
+		if err := writeDropIn(openRoot(t, dir), seed, nil); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := os.ReadFile(filepath.Join(dir, DropInPath)); string(got) != string(DropIn(seed)) {
+		if got, _ := os.ReadFile(filepath.Join(dir, DropInPath)); string(got) != string(DropIn(seed, nil)) {
 			t.Errorf("drop-in = %q", got)
 		}
 	})
 	t.Run("no cloud-init", func(t *testing.T) {
 		dir := t.TempDir()
-		err := writeDropIn(openRoot(t, dir), seed)
+		err := writeDropIn(openRoot(t, dir), seed, nil)
 		if !errors.Is(err, errNoCloudInit) {
 			t.Errorf("writeDropIn without etc/cloud = %v, want errNoCloudInit", err)
 		}
@@ -96,7 +98,7 @@ func TestWriteDropIn(t *testing.T) {
 		if err := os.Symlink(outside, filepath.Join(dir, "etc/cloud/cloud.cfg.d")); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeDropIn(openRoot(t, dir), seed); err == nil {
+		if err := writeDropIn(openRoot(t, dir), seed, nil); err == nil {
 			t.Error("writeDropIn followed a symlink out of the root")
 		}
 		if ents, _ := os.ReadDir(outside); len(ents) != 0 {
@@ -128,7 +130,7 @@ func TestExt4Partitions(t *testing.T) {
 		t.Errorf("ext4Partitions of a blank disk = %+v", parts)
 	}
 	r := &runner{cfg: Config{RunDir: t.TempDir()}, log: quietLog()}
-	if _, err := r.cloudInitDropIn(blank, "http://x/"); err == nil || !strings.Contains(err.Error(), "no ext4 partition") {
+	if _, err := r.cloudInitDropIn(t.Context(), blank, "http://x/"); err == nil || !strings.Contains(err.Error(), "no ext4 partition") {
 		t.Errorf("cloudInitDropIn on a blank disk = %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/rackboot/rackboot/internal/netconfig"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -66,6 +67,13 @@ type Provision struct {
 	// MetadataTokenHash is sha256(token) of the NoCloud/Ignition URL token; the token
 	// itself exists only in the plan sent to the agent and on the host's disk.
 	MetadataTokenHash string `json:"metadataTokenHash,omitempty"`
+	// Network is this provisioning's network for the installed OS (from the request, a
+	// RackbootMachine's spec.network); it wins over the host's own. nil: the host's.
+	Network *netconfig.Spec `json:"network,omitempty"`
+	// InstallNetwork is the network the installed OS gets, decided when the plan was
+	// made: Network, else the host's, else the boot NIC with the reserved address,
+	// static. nil: DHCP on the boot NIC (no spec and no reservation rackboot serves).
+	InstallNetwork *netconfig.Spec `json:"installNetwork,omitempty"`
 	// BootMAC is the NIC the agent provisioned through; network-config matches it.
 	BootMAC string `json:"bootMAC,omitempty"`
 	// HostIP is the address the agent spoke from (verified, or first seen in
@@ -452,6 +460,12 @@ func cloneProvisioning(c *Host) {
 	if c.Provision != nil {
 		p := *c.Provision
 		p.Metadata = maps.Clone(p.Metadata)
+		for _, n := range []**netconfig.Spec{&p.Network, &p.InstallNetwork} {
+			if *n != nil {
+				c := (*n).Clone()
+				*n = &c
+			}
+		}
 		c.Provision = &p
 	}
 	if c.Operation != nil {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/rackboot/rackboot/internal/netconfig"
 )
 
 // State is where a host is in its life (see DESIGN.md, "A host's life").
@@ -98,8 +100,14 @@ type Host struct {
 	// StateReason says why the host is in its state (always set for failed).
 	StateReason string       `json:"stateReason,omitempty"`
 	Boot        *BootProfile `json:"boot,omitempty"`
-	CreatedAt   time.Time    `json:"createdAt"`
-	UpdatedAt   time.Time    `json:"updatedAt"`
+	// Network is the installed OS's network (NICs by MAC, bonds, VLANs, static
+	// addresses, routes, DNS), set by the operator; nil means the default: the NIC the
+	// host provisioned through, with its reserved address as a static configuration
+	// (package metadata renders it). A provisioning may carry its own (Provision.Network),
+	// which wins.
+	Network   *netconfig.Spec `json:"network,omitempty"`
+	CreatedAt time.Time       `json:"createdAt"`
+	UpdatedAt time.Time       `json:"updatedAt"`
 	// Revision increases on every write, so callers can see a host changed.
 	Revision uint64 `json:"revision"`
 
@@ -157,6 +165,10 @@ func (h Host) Clone() Host {
 		b := *h.Boot
 		b.Initrds = append([]string(nil), h.Boot.Initrds...)
 		c.Boot = &b
+	}
+	if h.Network != nil {
+		n := h.Network.Clone()
+		c.Network = &n
 	}
 	cloneProvisioning(&c) // provision.go
 	return c
@@ -362,4 +374,18 @@ func validHostname(s string) bool {
 		}
 	}
 	return true
+}
+
+// InspectedNICs are the NICs h's last inspection found, as netconfig.Validate takes
+// them: nil for a host not yet inspected, whose network spec can then be checked only
+// for its own consistency (it is checked again when the host is provisioned).
+func (h *Host) InspectedNICs() []netconfig.NIC {
+	if h.Facts == nil {
+		return nil
+	}
+	nics := make([]netconfig.NIC, 0, len(h.Facts.NICs))
+	for _, n := range h.Facts.NICs {
+		nics = append(nics, netconfig.NIC{Name: n.Name, MAC: n.MAC})
+	}
+	return nics
 }

@@ -155,7 +155,7 @@ func diskFromImage(t *testing.T, image, disk string, size int64, noCloudURL stri
 	if err := os.Truncate(disk, size); err != nil {
 		t.Fatal(err)
 	}
-	writeDropInWithDebugfs(t, disk, agent.DropIn(noCloudURL))
+	writeDropInWithDebugfs(t, disk, agent.DropIn(noCloudURL, nil))
 	return disk
 }
 

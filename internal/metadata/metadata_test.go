@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/netconfig"
 	"github.com/rackboot/rackboot/internal/trust"
 )
 
@@ -107,6 +108,32 @@ func TestDocumentsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The default of a host with a reservation (provision.installNetwork), and a bond
+	// with a VLAN, as network-config and as Ignition's networkd files.
+	static := in
+	static.Host = in.Host.Clone()
+	def := netconfig.Normalize(netconfig.Default("52:54:00:12:34:57", "10.0.0.21/24", "10.0.0.1", []string{"10.0.0.2"}, []string{"rack1.example.com"}))
+	static.Host.Provision.InstallNetwork = &def
+	ncStatic, err := NetworkConfig(static)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bonded := in
+	bonded.Host = in.Host.Clone()
+	bonded.Host.Provision.InstallNetwork = &netconfig.Spec{
+		Ethernets: []netconfig.Ethernet{{Name: "nic0", MAC: "52:54:00:12:34:56"}, {Name: "nic1", MAC: "52:54:00:12:34:57"}},
+		Bonds:     []netconfig.Bond{{Name: "bond0", Mode: "active-backup", Members: []string{"nic0", "nic1"}}},
+		VLANs:     []netconfig.VLAN{{ID: 100, Link: "bond0", Addresses: []string{"10.20.0.5/24"}}},
+		Routes:    []netconfig.Route{{To: "default", Via: "10.20.0.1"}},
+	}
+	ncBond, err := NetworkConfig(bonded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignBond, err := Ignition(bonded, inventory.ProvisionData{Kind: inventory.ConfigIgnition, Ignition: ign})
+	if err != nil {
+		t.Fatal(err)
+	}
 	bare := in
 	bare.Host.Hostname, bare.Host.Labels, bare.Host.Provision = "", nil, nil
 	bareMD, err := MetaData(bare)
@@ -118,6 +145,9 @@ func TestDocumentsGolden(t *testing.T) {
 		"meta-data-bare":               bareMD,
 		"vendor-data":                  VendorData(in),
 		"network-config":               nc,
+		"network-config-static":        ncStatic,
+		"network-config-bond-vlan":     ncBond,
+		"ignition-networkd.json":       ignBond,
 		"user-data-empty":              UserData(inventory.ProvisionData{}),
 		"butane-flatcar.ign.json":      ign,
 		"ignition-with-phonehome.json": ignition,

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/netconfig"
 )
 
 // Documents are rendered by pure functions of the host, its provisioning and the
@@ -92,9 +94,14 @@ phone_home:
 `)
 }
 
-// NetworkConfig renders network-config version 2: DHCP on the NIC the host booted
-// from, matched by MAC so the interface name does not matter.
+// NetworkConfig renders network-config version 2: the network decided when the host's
+// plan was made (Provision.InstallNetwork: its spec, or its reserved address as a
+// static configuration), else DHCP on the NIC the host booted from, matched by MAC so
+// the interface name does not matter.
 func NetworkConfig(in Input) ([]byte, error) {
+	if n := installNetwork(in.Host); n != nil {
+		return netconfig.CloudInit(*n)
+	}
 	mac := in.BootMAC
 	if mac == "" && len(in.Host.MACs) > 0 {
 		mac = in.Host.MACs[0]
@@ -243,6 +250,11 @@ func Ignition(in Input, d inventory.ProvisionData) ([]byte, error) {
 	})
 	systemd["units"] = units
 	doc["systemd"] = systemd
+	if n := installNetwork(in.Host); n != nil {
+		if err := addNetworkdFiles(doc, *n); err != nil {
+			return nil, err
+		}
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -251,4 +263,50 @@ func Ignition(in Input, d inventory.ProvisionData) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// installNetwork is the network the host's provisioning installs, or nil for DHCP on
+// the boot NIC.
+func installNetwork(h inventory.Host) *netconfig.Spec {
+	if h.Provision == nil {
+		return nil
+	}
+	return h.Provision.InstallNetwork
+}
+
+// addNetworkdFiles adds the systemd-networkd units of n to an Ignition config's
+// storage.files. A file the operator's config already writes at the same path is
+// theirs: it is kept and ours dropped.
+func addNetworkdFiles(doc map[string]any, n netconfig.Spec) error {
+	files, err := netconfig.Networkd(n)
+	if err != nil {
+		return err
+	}
+	storage, _ := doc["storage"].(map[string]any)
+	if storage == nil {
+		storage = map[string]any{}
+	}
+	list, _ := storage["files"].([]any)
+	taken := map[string]bool{}
+	for _, f := range list {
+		if m, ok := f.(map[string]any); ok {
+			if p, ok := m["path"].(string); ok {
+				taken[p] = true
+			}
+		}
+	}
+	for _, f := range files {
+		if taken[f.Path] {
+			continue
+		}
+		list = append(list, map[string]any{
+			"path":      f.Path,
+			"mode":      int(f.Mode),
+			"overwrite": true,
+			"contents":  map[string]any{"source": "data:;base64," + base64.StdEncoding.EncodeToString([]byte(f.Contents))},
+		})
+	}
+	storage["files"] = list
+	doc["storage"] = storage
+	return nil
 }

@@ -1,5 +1,7 @@
 package netconfig
 
+import "slices"
+
 // The types below are embedded in rackboot's JSON APIs and in a Kubernetes CRD
 // (RackbootMachine's template), so they hold only strings, ints, bools, slices and
 // structs: addresses are strings parsed by Validate, never netip values, and a zero value
@@ -133,3 +135,34 @@ const (
 	maxMTU     = 9216
 	defaultMTU = 1500
 )
+
+// IsZero reports whether s configures nothing.
+func (s Spec) IsZero() bool {
+	return len(s.Ethernets) == 0 && len(s.Bonds) == 0 && len(s.VLANs) == 0 && len(s.Routes) == 0 &&
+		len(s.Nameservers.Addresses) == 0 && len(s.Nameservers.Search) == 0
+}
+
+// Clone returns a deep copy of s: no slice of the copy aliases one of s.
+func (s Spec) Clone() Spec {
+	c := Spec{
+		Ethernets: slices.Clone(s.Ethernets),
+		Bonds:     slices.Clone(s.Bonds),
+		VLANs:     slices.Clone(s.VLANs),
+		Routes:    slices.Clone(s.Routes),
+		Nameservers: Nameservers{
+			Addresses: slices.Clone(s.Nameservers.Addresses),
+			Search:    slices.Clone(s.Nameservers.Search),
+		},
+	}
+	for i := range c.Ethernets {
+		c.Ethernets[i].Addresses = slices.Clone(c.Ethernets[i].Addresses)
+	}
+	for i := range c.Bonds {
+		c.Bonds[i].Members = slices.Clone(c.Bonds[i].Members)
+		c.Bonds[i].Addresses = slices.Clone(c.Bonds[i].Addresses)
+	}
+	for i := range c.VLANs {
+		c.VLANs[i].Addresses = slices.Clone(c.VLANs[i].Addresses)
+	}
+	return c
+}

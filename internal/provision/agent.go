@@ -246,6 +246,7 @@ func (p *Provisioner) hello(r *http.Request) (agentapi.Plan, error) {
 					Message: fmt.Sprintf("rackboot: image %s is still being downloaded and verified", pv.Image)}
 			default:
 				pv.MetadataTokenHash, pv.BootMAC, pv.HostIP = metadata.TokenHash(metaTok), mac, call.src.String()
+				pv.InstallNetwork = installNetwork(h, mac, p.cfg.SubnetOf)
 				var perr error
 				if plan, perr = provisionPlan(*h, im, base, metaTok, data); perr != nil {
 					p.fail(h, c, perr.Error(), nil)

@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -22,6 +24,7 @@ import (
 	"github.com/rackboot/rackboot/internal/inventory"
 	"github.com/rackboot/rackboot/internal/ipxe"
 	"github.com/rackboot/rackboot/internal/metadata"
+	"github.com/rackboot/rackboot/internal/netconfig"
 	"github.com/rackboot/rackboot/internal/trust"
 )
 
@@ -162,6 +165,10 @@ type Config struct {
 	// at its next poll. It runs on the goroutine that made the change (an agent
 	// request, a reconcile pass, an API call) and must not block.
 	OnTransition func(hostID string)
+	// SubnetOf says which subnet rackboot's DHCP serves a reserved address from, so a
+	// host without a network spec of its own gets its reserved address as a static
+	// configuration (installNetwork). nil: such hosts keep DHCP (proxy mode).
+	SubnetOf func(netip.Addr) (Subnet, bool)
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -304,6 +311,10 @@ type Request struct {
 	// image finds its config some other way); ignition without one installs a config
 	// holding only rackboot's phone-home unit.
 	CloudInit agentapi.CloudInitMode `json:"cloudInit,omitempty"`
+	// Network is the installed OS's network for this provisioning (a RackbootMachine's
+	// spec.network); nil keeps the host's own, or the default. It is checked against the
+	// NICs the host's inspection found.
+	Network *netconfig.Spec `json:"network,omitempty"`
 	// Owner is who asks: a host claimed by another owner is refused (ErrConflict).
 	// The CAPI controller passes its claim owner; the CLI passes nothing.
 	Owner string `json:"owner,omitempty"`
@@ -557,6 +568,11 @@ func (p *Provisioner) Provision(ctx context.Context, id string, req Request) (in
 	if given > 1 {
 		return inventory.Host{}, invalidf("give at most one of user-data, Butane and Ignition")
 	}
+	if req.Network != nil {
+		if err := netconfig.Validate(*req.Network, nil); err != nil {
+			return inventory.Host{}, invalidf("%v", err)
+		}
+	}
 	data := inventory.ProvisionData{}
 	switch {
 	case len(req.UserData) > 0:
@@ -612,6 +628,13 @@ func (p *Provisioner) Provision(ctx context.Context, id string, req Request) (in
 		if im.Status == inventory.ImageFailed {
 			return conflict("image %s failed: %s", im.Name, im.Error)
 		}
+		if n := cmp.Or(req.Network, h.Network); n != nil {
+			// The host's own spec may predate its inspection: check it against the NICs
+			// found now, before anything is written.
+			if err := netconfig.Validate(*n, h.InspectedNICs()); err != nil {
+				return invalidf("host %s: %v", h.ID, err)
+			}
+		}
 		if len(req.Labels) > 0 {
 			if h.Labels == nil {
 				h.Labels = map[string]string{}
@@ -626,6 +649,10 @@ func (p *Provisioner) Provision(ctx context.Context, id string, req Request) (in
 			ID: provID, Image: im.Name, ImageSHA256: im.SHA256, RootDisk: rootDiskFromAgent(req.RootDisk),
 			CloudInit: inventory.CloudInitMode(mode), Config: data.Kind, Metadata: maps.Clone(req.Metadata),
 			Requester: requester, RequestedAt: p.now().UTC(),
+		}
+		if req.Network != nil {
+			n := netconfig.Normalize(*req.Network)
+			h.Provision.Network = &n
 		}
 		h.Operation = p.newOperation(inventory.StateProvisioning)
 		c.Data = &data

@@ -336,7 +336,7 @@ func TestQEMUAgent(t *testing.T) {
 		}
 		for path, want := range map[string]string{
 			"/etc/hostname":        "rackboot-e2e\n",
-			"/" + agent.DropInPath: string(agent.DropIn(seed)),
+			"/" + agent.DropInPath: string(agent.DropIn(seed, nil)),
 		} {
 			if got := debugfsCat(t, diskPath, 1<<20, path); got != want {
 				t.Errorf("%s on the disk = %q, want %q", path, got, want)
