@@ -157,7 +157,11 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 
 	marker := fmt.Sprintf("RACKBOOT-USERDATA-%s-%d", id, time.Now().UnixNano())
 	userData := filepath.Join(dir, "user-data")
-	ud := "#cloud-config\nruncmd:\n  - echo " + marker + " > /dev/ttyS0\n"
+	// The second command shows the installed system's network on the console: a host
+	// with a reservation and no network spec gets its address as a static
+	// configuration (issue 13): no DHCP lifetime, no DHCP client.
+	ud := "#cloud-config\nruncmd:\n  - echo " + marker + " > /dev/ttyS0\n" +
+		"  - sh -c 'echo RACKBOOT-NET-BEGIN; ip -o -4 addr show scope global; pgrep -a dhclient || echo RACKBOOT-NO-DHCP-CLIENT; echo RACKBOOT-NET-END' > /dev/ttyS0\n"
 	if err := os.WriteFile(userData, []byte(ud), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +192,7 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 	if !strings.Contains(string(console), marker) {
 		t.Errorf("the serial console lacks the user-data marker %s:\n%s", marker, Tail(v.SerialLog(), 60))
 	}
+	checkStaticAddress(t, string(console), ip)
 	evs := rb.waitTimeline(id, 10*time.Second, []eventStep{
 		{Type: "provision.request"},
 		{Type: "bmc.bootdev", Fields: map[string]string{"device": "pxe"}},
@@ -213,6 +218,37 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 		t.Fatalf("drop-in on %s has no seedfrom:\n%s", diskPath, dropIn)
 	}
 	return m[1]
+}
+
+// checkStaticAddress checks the network report the user-data printed on the console
+// (RACKBOOT-NET-BEGIN ... END): ip, with the DHCP subnet's /24, on the NIC the host
+// provisioned through (named boot0), valid forever and not "dynamic", and no DHCP
+// client running: the installed system does not depend on DHCP for its address.
+func checkStaticAddress(t *testing.T, console, ip string) {
+	t.Helper()
+	_, rest, ok := strings.Cut(console, "RACKBOOT-NET-BEGIN")
+	report, _, ok2 := strings.Cut(rest, "RACKBOOT-NET-END")
+	if !ok || !ok2 {
+		t.Errorf("the console has no network report from the installed system")
+		return
+	}
+	var line string
+	for l := range strings.Lines(report) {
+		if strings.Contains(l, " inet "+ip+"/") {
+			line = l
+		}
+	}
+	switch {
+	case line == "":
+		t.Errorf("the installed system does not have %s:\n%s", ip, report)
+	case !strings.Contains(line, " boot0 ") || !strings.Contains(line, " inet "+ip+"/24 "):
+		t.Errorf("%s is not on boot0 with the subnet's /24: %s", ip, line)
+	case strings.Contains(line, "dynamic") || !strings.Contains(line, "valid_lft forever"):
+		t.Errorf("%s has a DHCP lifetime: %s", ip, line)
+	}
+	if !strings.Contains(report, "RACKBOOT-NO-DHCP-CLIENT") {
+		t.Errorf("a DHCP client runs on the installed system:\n%s", report)
+	}
 }
 
 // readRootFile reads a file from the root filesystem (second MBR partition) of a raw
