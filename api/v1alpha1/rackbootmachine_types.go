@@ -49,6 +49,11 @@ type RackbootMachineSpec struct {
 	// provider writes.
 	// +optional
 	UserDataAdditions UserDataAdditions `json:"userDataAdditions,omitempty,omitzero"`
+
+	// network is the installed OS's network (NICs, bonds, VLANs, static addresses,
+	// routes, DNS). Unset: the host's own spec, else its reserved address, static.
+	// +optional
+	Network *NetworkSpec `json:"network,omitempty"`
 }
 
 // RootDiskHint narrows the choice of the root disk; every field set must match.

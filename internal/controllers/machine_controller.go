@@ -447,9 +447,14 @@ func (r *MachineReconciler) provisionRequest(ctx context.Context, rm *infrav1.Ra
 	}
 	hint := rm.Spec.RootDiskHint
 	const gib = 1 << 30
+	network, err := NetworkSpec(rm.Spec.Network)
+	if err != nil {
+		return ProvisionRequest{}, err
+	}
 	return ProvisionRequest{
-		Owner: owner(rm),
-		Image: rm.Spec.Image,
+		Network: network,
+		Owner:   owner(rm),
+		Image:   rm.Spec.Image,
 		RootDisk: agentapi.RootDiskHint{
 			Name:         strings.TrimPrefix(hint.DeviceName, "/dev/"),
 			Serial:       hint.Serial,

@@ -36,7 +36,7 @@ type EventLister interface {
 var _ HostProvisioner = ProvisionAdapter{}
 
 func (a ProvisionAdapter) Provision(ctx context.Context, id string, req ProvisionRequest) error {
-	r := provision.Request{Image: req.Image, RootDisk: req.RootDisk, Metadata: req.Metadata, Owner: req.Owner}
+	r := provision.Request{Image: req.Image, RootDisk: req.RootDisk, Metadata: req.Metadata, Owner: req.Owner, Network: req.Network}
 	var err error
 	switch req.Format {
 	case FormatIgnition:

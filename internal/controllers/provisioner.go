@@ -7,6 +7,7 @@ import (
 
 	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/internal/inventory"
+	"github.com/rackboot/rackboot/internal/netconfig"
 )
 
 // HostProvisioner is what the machine controller needs from rackboot's provisioner
@@ -63,6 +64,9 @@ type ProvisionRequest struct {
 	// --provider-id through CABPK's Jinja template
 	// {{ ds.meta_data.metadata.provider_id }}, and the machine and cluster names.
 	Metadata map[string]string
+	// Network is the RackbootMachine's spec.network: the installed OS's network; nil
+	// keeps the host's own, or the default.
+	Network *netconfig.Spec
 }
 
 // HostStatus is where a host is, as far as a machine cares.

@@ -19,6 +19,9 @@ func prepare(s Spec) (layout, error) {
 	if err := Validate(n, nil); err != nil {
 		return layout{}, err
 	}
+	if err := resolved(n); err != nil {
+		return layout{}, err
+	}
 	ifs := interfaces(n)
 	l := layout{
 		spec:   n,

@@ -24,8 +24,13 @@ type Ethernet struct {
 	// Name=); bonds and VLANs refer to the NIC by it.
 	Name string `json:"name"`
 	// MAC is the NIC's permanent MAC address.
-	MAC string `json:"mac"`
-	// Addresses are static addresses with their prefix length, e.g. 10.20.0.5/24.
+	MAC string `json:"mac,omitempty"`
+	// NIC is the NIC's kernel name as the host's inspection found it (e.g. enp1s0),
+	// instead of MAC: for a spec shared by identical hosts (a RackbootMachine template),
+	// whose NICs have the same names and different MACs. Resolve turns it into the MAC.
+	NIC string `json:"nic,omitempty"`
+	// Addresses are static addresses with their prefix length, e.g. 10.20.0.5/24, or
+	// "reserved": the host's reserved address with its DHCP subnet's prefix (Resolve).
 	Addresses []string `json:"addresses,omitempty"`
 	// DHCP4 asks DHCP for an IPv4 address.
 	DHCP4 bool `json:"dhcp4,omitempty"`

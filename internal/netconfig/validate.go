@@ -206,7 +206,14 @@ func (v *validator) validate() {
 func (v *validator) ethernet(i int, e Ethernet, macs map[string]int) {
 	path := v.ifs[i].path
 	v.name(path+".name", e.Name, false)
-	v.mac(path+".mac", i, e.MAC, macs)
+	switch {
+	case e.NIC != "" && e.MAC != "":
+		v.errorf(path+".nic", "give mac or nic, not both")
+	case e.NIC != "":
+		v.nicName(path+".nic", e.NIC)
+	default:
+		v.mac(path+".mac", i, e.MAC, macs)
+	}
 	v.addresses(v.ifs[i])
 	v.mtu(path+".mtu", e.MTU)
 	// A member is the first ethernet of its name; a second one is reported above.
@@ -258,6 +265,23 @@ func (v *validator) mac(path string, i int, mac string, macs map[string]int) {
 	}
 	slices.Sort(known)
 	v.errorf(path, "%s is not one of this host's NICs (%s)", mac, strings.Join(known, ", "))
+}
+
+// nicName checks an ethernet given by its kernel name against the host's NICs, when
+// they are known.
+func (v *validator) nicName(path, name string) {
+	if len(v.nics) == 0 {
+		return
+	}
+	var known []string
+	for _, n := range v.nics {
+		if n.Name == name {
+			return
+		}
+		known = append(known, n.Name)
+	}
+	slices.Sort(known)
+	v.errorf(path, "%s is not one of this host's NICs (%s)", name, strings.Join(known, ", "))
 }
 
 // name checks an interface name against Linux (dev_valid_name: at most 15 bytes, no
@@ -313,6 +337,10 @@ func (v *validator) mtu(path string, mtu int) {
 func (v *validator) addresses(f iface) {
 	for j, a := range f.addresses {
 		path := fmt.Sprintf("%s.addresses[%d]", f.path, j)
+		if a == Reserved {
+			// The host's reservation, known only when it is resolved (Resolve).
+			continue
+		}
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
 			if ip, err := netip.ParseAddr(a); err == nil {

@@ -246,9 +246,13 @@ func (p *Provisioner) hello(r *http.Request) (agentapi.Plan, error) {
 					Message: fmt.Sprintf("rackboot: image %s is still being downloaded and verified", pv.Image)}
 			default:
 				pv.MetadataTokenHash, pv.BootMAC, pv.HostIP = metadata.TokenHash(metaTok), mac, call.src.String()
-				pv.InstallNetwork = installNetwork(h, mac, p.cfg.SubnetOf)
 				var perr error
-				if plan, perr = provisionPlan(*h, im, base, metaTok, data); perr != nil {
+				if pv.InstallNetwork, perr = installNetwork(h, mac, p.cfg.SubnetOf); perr != nil {
+					perr = fmt.Errorf("the host's network spec does not fit it: %w", perr)
+				} else {
+					plan, perr = provisionPlan(*h, im, base, metaTok, data)
+				}
+				if perr != nil {
 					p.fail(h, c, perr.Error(), nil)
 					failMsg = perr.Error()
 					return nil

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -40,7 +41,10 @@ func TestInstallNetwork(t *testing.T) {
 		{"proxy mode (no subnets): DHCP", inventory.Host{IP: "10.77.5.9", Provision: &inventory.Provision{}}, nil, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got := installNetwork(&c.host, boot, c.subnetOf)
+			got, err := installNetwork(&c.host, boot, c.subnetOf)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if c.want == nil {
 				if got != nil {
 					t.Fatalf("got %+v, want none (DHCP)", got)
@@ -55,6 +59,50 @@ func TestInstallNetwork(t *testing.T) {
 			}
 			if err := netconfig.Validate(*got, nil); err != nil {
 				t.Errorf("invalid: %v", err)
+			}
+		})
+	}
+}
+
+// TestInstallNetworkTemplate: a spec written for identical hosts (NICs by name, the
+// reserved address) is resolved for the host, and refused when it does not fit.
+func TestInstallNetworkTemplate(t *testing.T) {
+	sub := Subnet{Prefix: netip.MustParsePrefix("10.77.46.0/24"), Router: netip.MustParseAddr("10.77.46.1")}
+	subnetOf := func(a netip.Addr) (Subnet, bool) { return sub, sub.Prefix.Contains(a) }
+	tmpl := &netconfig.Spec{
+		Ethernets: []netconfig.Ethernet{{Name: "nic0", NIC: "enp1s0"}, {Name: "nic1", NIC: "enp2s0"}},
+		Bonds:     []netconfig.Bond{{Name: "bond0", Mode: "active-backup", Members: []string{"nic0", "nic1"}, Addresses: []string{netconfig.Reserved}}},
+		VLANs:     []netconfig.VLAN{{ID: 100, Link: "bond0", Addresses: []string{"10.20.0.5/24"}}},
+	}
+	facts := &inventory.HostFacts{Facts: inventory.Facts{NICs: []inventory.NIC{
+		{Name: "enp1s0", MAC: "52:54:00:46:00:01", Boot: true}, {Name: "enp2s0", MAC: "52:54:00:46:00:11"}}}}
+	h := inventory.Host{IP: "10.77.46.21", Facts: facts, Provision: &inventory.Provision{Network: tmpl}}
+	got, err := installNetwork(&h, "52:54:00:46:00:01", subnetOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Ethernets[0].MAC != "52:54:00:46:00:01" || got.Ethernets[1].MAC != "52:54:00:46:00:11" || got.Ethernets[0].NIC != "" ||
+		got.Bonds[0].Addresses[0] != "10.77.46.21/24" {
+		t.Fatalf("resolved = %+v", got)
+	}
+	if _, err := netconfig.CloudInit(*got); err != nil {
+		t.Fatalf("the resolved spec does not render: %v", err)
+	}
+
+	for _, c := range []struct {
+		name string
+		host inventory.Host
+		want string
+	}{
+		{"a NIC the host lacks", inventory.Host{IP: "10.77.46.21", Facts: &inventory.HostFacts{Facts: inventory.Facts{NICs: facts.NICs[:1]}},
+			Provision: &inventory.Provision{Network: tmpl}}, "network.ethernets[1].nic: the host has no NIC named enp2s0 (it has enp1s0)"},
+		{"no reservation", inventory.Host{Facts: facts, Provision: &inventory.Provision{Network: tmpl}},
+			"network.bonds[0].addresses[0]: the host has no reserved address"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := installNetwork(&c.host, "52:54:00:46:00:01", subnetOf)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
 			}
 		})
 	}

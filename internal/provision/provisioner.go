@@ -629,9 +629,9 @@ func (p *Provisioner) Provision(ctx context.Context, id string, req Request) (in
 			return conflict("image %s failed: %s", im.Name, im.Error)
 		}
 		if n := cmp.Or(req.Network, h.Network); n != nil {
-			// The host's own spec may predate its inspection: check it against the NICs
-			// found now, before anything is written.
-			if err := netconfig.Validate(*n, h.InspectedNICs()); err != nil {
+			// The host's own spec may predate its inspection: resolve it for this host
+			// and check it against the NICs found, before anything is written.
+			if _, err := resolveNetwork(h, *n, p.cfg.SubnetOf); err != nil {
 				return invalidf("host %s: %v", h.ID, err)
 			}
 		}
