@@ -246,6 +246,7 @@ func checkStaticAddress(t *testing.T, console, ip string) {
 	case strings.Contains(line, "dynamic") || !strings.Contains(line, "valid_lft forever"):
 		t.Errorf("%s has a DHCP lifetime: %s", ip, line)
 	}
+	t.Logf("the installed system's network:\n%s", strings.TrimSpace(report))
 	if !strings.Contains(report, "RACKBOOT-NO-DHCP-CLIENT") {
 		t.Errorf("a DHCP client runs on the installed system:\n%s", report)
 	}
