@@ -1,7 +1,12 @@
 #!/bin/bash
-# bench-compare.sh: rackboot's DHCP server against Kea 2.x (memfile), side by side, with
-# ISC's perfdhcp as the load (issue 11). Prints, for each server, the median of ROUNDS
-# rounds of:
+# bench-compare.sh: rackboot beside its peers (issue 11), side by side on this machine:
+# DHCP against Kea 2.x (memfile) with ISC's perfdhcp as the load, then TFTP against
+# dnsmasq with internal/tftp/cmd/tftpload as the load.
+#
+#   hack/bench-compare.sh [ROUNDS]     (default 3; make bench-compare runs this)
+#   ONLY=dhcp|tftp hack/bench-compare.sh [ROUNDS]     one of the two
+#
+# DHCP prints, for each server, the median of ROUNDS rounds of:
 #
 #   capacity      the highest offered rate (DORA/s, from a fixed ladder) at which at most
 #                 2.5 % of the exchanges were lost (ACKs received / DISCOVERs sent)
@@ -14,7 +19,27 @@
 # within each rung of the ladder), so a load spike from something else on the machine
 # hits both alike.
 #
-#   hack/bench-compare.sh [ROUNDS]     (default 3; make bench-compare runs this)
+# TFTP prints, for rackboot and dnsmasq serving the same file (TFTP_FILE, default
+# undionly.kpxe, copied from internal/ipxe/bin), the median of ROUNDS rounds of a boot
+# storm: TFTP_CLIENTS (64) clients, each from its own address (10.99.2.x) and each
+# fetching the file again as soon as it has it, for PERIOD seconds, with blksize 1468
+# and tsize as PXE firmware asks:
+#
+#   transfers/s   completed transfers per second
+#   p99 ms        99th percentile of a transfer's time, request to last ACK
+#   cpu ms/xfer   the server's CPU time (utime+stime) per completed transfer: on a busy
+#                 machine, where a nice 19 server gets what CPU is left, the steadier
+#                 figure of the three
+#
+# and the ratios rackboot/dnsmasq; servers alternate within each round. The 64 clients
+# are enrolled hosts of rackboot's inventory, so every transfer also writes its tftp.read
+# event, as in a real rack; dnsmasq runs with --quiet-tftp (no per-transfer log line),
+# rackboot with --log-level warn (none either). Then one client alone on a link with
+# LATENCY (1ms) of delay: rackboot's transfers/s with windowsize 16 (RFC 7440) against
+# lock-step, and the ratio; dnsmasq 2.90 has no windowsize, its lock-step rate is
+# printed beside them. The delay is a netem qdisc on the server's veth; a kernel without
+# netem (CONFIG_NET_SCH_NETEM) gets the same round trip from the client, which then
+# holds every ACK back by LATENCY (tftpload -ack-delay), and the output says which.
 #
 # Everything runs in two network namespaces made here (server: 10.99.0.1/16 on a veth,
 # load: 10.99.0.2/16); nothing binds a port in the root namespace. perfdhcp sends as a
@@ -27,9 +52,10 @@
 # an ACK only after its lease is fsync'd to its bbolt file (group commit); Kea's memfile
 # appends leases to a CSV file without fsync.
 #
-# Needs root, kea-dhcp4-server and kea-admin (perfdhcp is in kea-admin), util-linux
-# (taskset); make deps installs them. Bounded: each perfdhcp run lasts PERIOD seconds
-# (default 4) and the whole script well under 15 minutes.
+# Needs root, kea-dhcp4-server and kea-admin (perfdhcp is in kea-admin), dnsmasq
+# (dnsmasq-base), iproute2 (ip, tc), util-linux (taskset); make deps installs them.
+# Bounded: each perfdhcp or tftpload run lasts PERIOD seconds (default 4; tftpload also
+# stops at 1,000,000 transfers) and the whole script well under 15 minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -41,10 +67,23 @@ CLIENTS=${CLIENTS:-10000}
 LADDER=${LADDER:-"500 1000 2000 3000 4000 6000 8000 10000 12000 15000 20000 25000"}
 SRV_CPU=${SRV_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
+ONLY=${ONLY:-}
+TFTP_FILE=${TFTP_FILE:-undionly.kpxe}
+TFTP_CLIENTS=${TFTP_CLIENTS:-64}
+LATENCY=${LATENCY:-1ms}
 
-for t in kea-dhcp4 perfdhcp taskset ip; do
+case $ONLY in
+"" | dhcp | tftp) ;;
+*) echo "bench-compare: ONLY=$ONLY: give dhcp or tftp (or nothing for both)" >&2; exit 2 ;;
+esac
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+
+tools="taskset ip"
+want dhcp && tools="$tools kea-dhcp4 perfdhcp"
+want tftp && tools="$tools dnsmasq tc"
+for t in $tools; do
 	command -v "$t" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
-	command -v "$t" >/dev/null || { echo "bench-compare: $t is missing: run make deps (kea-dhcp4-server, kea-admin)" >&2; exit 1; }
+	command -v "$t" >/dev/null || { echo "bench-compare: $t is missing: run make deps (kea-dhcp4-server, kea-admin, dnsmasq-base, iproute2)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "bench-compare: needs root (network namespaces)" >&2; exit 1; }
 
@@ -144,61 +183,199 @@ lost_ok() { awk -v s="$1" -v a="$2" 'BEGIN {exit !(s > 0 && (s - a) / s <= 0.025
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-tck=$(getconf CLK_TCK)
-declare -A cap cpu good
-servers=(kea rackboot)
-for r in $(seq "$ROUNDS"); do
-	# Alternate which server goes first from round to round.
-	if [ $((r % 2)) = 0 ]; then order=(rackboot kea); else order=(kea rackboot); fi
-	declare -A best=() failed=()
-	for rate in $LADDER; do
-		for s in "${order[@]}"; do
-			[ -n "${failed[$s]:-}" ] && continue
-			start_server "$s"
-			read -r sent acks < <(run "$rate")
-			stop_server
-			if lost_ok "$sent" "$acks"; then best[$s]=$rate; else failed[$s]=1; fi
-			echo "round $r: $s at $rate/s: $sent DISCOVERs, $acks ACKs" >&2
+bench_dhcp() {
+	tck=$(getconf CLK_TCK)
+	declare -A cap cpu good
+	servers=(kea rackboot)
+	for r in $(seq "$ROUNDS"); do
+		# Alternate which server goes first from round to round.
+		if [ $((r % 2)) = 0 ]; then order=(rackboot kea); else order=(kea rackboot); fi
+		declare -A best=() failed=()
+		for rate in $LADDER; do
+			for s in "${order[@]}"; do
+				[ -n "${failed[$s]:-}" ] && continue
+				start_server "$s"
+				read -r sent acks < <(run "$rate")
+				stop_server
+				if lost_ok "$sent" "$acks"; then best[$s]=$rate; else failed[$s]=1; fi
+				echo "round $r: $s at $rate/s: $sent DISCOVERs, $acks ACKs" >&2
+			done
+			[ -n "${failed[kea]:-}" ] && [ -n "${failed[rackboot]:-}" ] && break
 		done
-		[ -n "${failed[kea]:-}" ] && [ -n "${failed[rackboot]:-}" ] && break
+		for s in "${order[@]}"; do
+			cap[$s]="${cap[$s]:-} ${best[$s]:-0}"
+			# CPU per DORA at a rate both sustain.
+			start_server "$s"
+			t0=$(cpu_ticks)
+			read -r sent acks < <(run "$CPU_RATE")
+			t1=$(cpu_ticks)
+			stop_server
+			c=$(awk -v d=$((t1 - t0)) -v a="$acks" -v h="$tck" 'BEGIN {if (a > 0) printf "%.4f", d / h * 1000 / a; else print 0}')
+			cpu[$s]="${cpu[$s]:-} $c"
+			echo "round $r: $s at $CPU_RATE/s: $acks ACKs, $c ms CPU per DORA" >&2
+			# Goodput at 5x its own capacity.
+			over=$((5 * ${best[$s]:-500}))
+			start_server "$s"
+			read -r sent acks < <(run "$over")
+			stop_server
+			g=$(awk -v a="$acks" -v p="$PERIOD" 'BEGIN {printf "%.0f", a / p}')
+			good[$s]="${good[$s]:-} $g"
+			echo "round $r: $s at 5x capacity ($over/s): $g ACKs/s" >&2
+		done
+		unset best failed
 	done
-	for s in "${order[@]}"; do
-		cap[$s]="${cap[$s]:-} ${best[$s]:-0}"
-		# CPU per DORA at a rate both sustain.
-		start_server "$s"
-		t0=$(cpu_ticks)
-		read -r sent acks < <(run "$CPU_RATE")
-		t1=$(cpu_ticks)
-		stop_server
-		c=$(awk -v d=$((t1 - t0)) -v a="$acks" -v h="$tck" 'BEGIN {if (a > 0) printf "%.4f", d / h * 1000 / a; else print 0}')
-		cpu[$s]="${cpu[$s]:-} $c"
-		echo "round $r: $s at $CPU_RATE/s: $acks ACKs, $c ms CPU per DORA" >&2
-		# Goodput at 5x its own capacity.
-		over=$((5 * ${best[$s]:-500}))
-		start_server "$s"
-		read -r sent acks < <(run "$over")
-		stop_server
-		g=$(awk -v a="$acks" -v p="$PERIOD" 'BEGIN {printf "%.0f", a / p}')
-		good[$s]="${good[$s]:-} $g"
-		echo "round $r: $s at 5x capacity ($over/s): $g ACKs/s" >&2
-	done
-	unset best failed
-done
 
-printf '\nDHCP (perfdhcp, %d clients as a relay, %ss runs, median of %d rounds; server on CPU %s, load on CPU %s, nice %s)\n' \
-	"$CLIENTS" "$PERIOD" "$ROUNDS" "$SRV_CPU" "$LOAD_CPU" "$NICE"
-printf '%-10s %14s %14s %16s %12s\n' server "capacity/s" "cpu ms/DORA" "goodput@5x /s" "of capacity"
-declare -A mc mu mg
-for s in "${servers[@]}"; do
-	mc[$s]=$(echo "${cap[$s]}" | median)
-	mu[$s]=$(echo "${cpu[$s]}" | median)
-	mg[$s]=$(echo "${good[$s]}" | median)
-	printf '%-10s %14s %14s %16s %11s%%\n' "$s" "${mc[$s]}" "${mu[$s]}" "${mg[$s]}" \
-		"$(awk -v g="${mg[$s]}" -v c="${mc[$s]}" 'BEGIN {if (c > 0) printf "%.0f", 100 * g / c; else print "-"}')"
-	echo "  $s per round: capacity${cap[$s]} | cpu${cpu[$s]} | goodput${good[$s]}"
-done
-awk -v rc="${mc[rackboot]}" -v kc="${mc[kea]}" -v ru="${mu[rackboot]}" -v ku="${mu[kea]}" 'BEGIN {
-	printf "rackboot/kea: capacity %.2fx (target >= 1.5x), cpu per DORA %.2fx (target <= 1.0x)\n",
-		(kc > 0 ? rc / kc : 0), (ku > 0 ? ru / ku : 0)
-}'
-echo "rackboot ACKs only fsync-durable leases (bbolt group commit); Kea memfile does not fsync."
+	printf '\nDHCP (perfdhcp, %d clients as a relay, %ss runs, median of %d rounds; server on CPU %s, load on CPU %s, nice %s)\n' \
+		"$CLIENTS" "$PERIOD" "$ROUNDS" "$SRV_CPU" "$LOAD_CPU" "$NICE"
+	printf '%-10s %14s %14s %16s %12s\n' server "capacity/s" "cpu ms/DORA" "goodput@5x /s" "of capacity"
+	declare -A mc mu mg
+	for s in "${servers[@]}"; do
+		mc[$s]=$(echo "${cap[$s]}" | median)
+		mu[$s]=$(echo "${cpu[$s]}" | median)
+		mg[$s]=$(echo "${good[$s]}" | median)
+		printf '%-10s %14s %14s %16s %11s%%\n' "$s" "${mc[$s]}" "${mu[$s]}" "${mg[$s]}" \
+			"$(awk -v g="${mg[$s]}" -v c="${mc[$s]}" 'BEGIN {if (c > 0) printf "%.0f", 100 * g / c; else print "-"}')"
+		echo "  $s per round: capacity${cap[$s]} | cpu${cpu[$s]} | goodput${good[$s]}"
+	done
+	awk -v rc="${mc[rackboot]}" -v kc="${mc[kea]}" -v ru="${mu[rackboot]}" -v ku="${mu[kea]}" 'BEGIN {
+		printf "rackboot/kea: capacity %.2fx (target >= 1.5x), cpu per DORA %.2fx (target <= 1.0x)\n",
+			(kc > 0 ? rc / kc : 0), (ku > 0 ? ru / ku : 0)
+	}'
+	echo "rackboot ACKs only fsync-durable leases (bbolt group commit); Kea memfile does not fsync."
+}
+
+# ---- TFTP ----
+
+# start_tftp dnsmasq|rackboot: a fresh server on CPU SRV_CPU serving $work/tftproot's
+# file (rackboot: its embedded copy; the 64 load addresses enrolled as hosts).
+start_tftp() {
+	rm -rf "$work/rbt" "$work/dnsmasq"
+	mkdir -p "$work/rbt" "$work/dnsmasq"
+	case $1 in
+	dnsmasq)
+		ip netns exec "$S" nice -n "$NICE" taskset -c "$SRV_CPU" dnsmasq --keep-in-foreground --conf-file=/dev/null \
+			--port=0 --listen-address=10.99.0.1 --bind-interfaces --user=root --pid-file="$work/dnsmasq/pid" \
+			--log-facility="$work/dnsmasq/dnsmasq.log" --enable-tftp --tftp-root="$work/tftproot" --tftp-max=256 \
+			--quiet-tftp >"$work/dnsmasq/out.log" 2>&1 &
+		;;
+	rackboot)
+		ip netns exec "$S" nice -n "$NICE" taskset -c "$SRV_CPU" "$work/rackboot" serve --data-dir "$work/rbt" \
+			--address 10.99.0.1 --http-port 8080 --tftp-port 69 --dhcp-mode off \
+			--log-level warn >"$work/rbt/out.log" 2>&1 &
+		;;
+	esac
+	srv_pid=$!
+	for _ in $(seq 40); do
+		sleep 0.25
+		if tftp_load -period 1s -max 1 -clients 1 2>/dev/null | grep -q '^transfers=1 '; then
+			if [ "$1" = rackboot ]; then
+				"$work/rackboot" host import "$work/hosts.csv" --server "unix:$work/rbt/admin.sock" \
+					--token-file "$work/rbt/api-token" >/dev/null
+			fi
+			return 0
+		fi
+		kill -0 "$srv_pid" 2>/dev/null || { echo "bench-compare: $1 did not start:" >&2; tail -20 "$work"/rbt/out.log "$work"/dnsmasq/*.log >&2 2>/dev/null; exit 1; }
+	done
+	echo "bench-compare: $1 never answered a TFTP read" >&2
+	exit 1
+}
+
+# tftp_load ARGS...: tftpload from the load namespace on CPU LOAD_CPU against the
+# server; prints its key=value line.
+tftp_load() {
+	ip netns exec "$C" nice -n "$NICE" taskset -c "$LOAD_CPU" "$work/tftpload" -server 10.99.0.1:69 \
+		-file "$TFTP_FILE" -size "$tftp_size" -blksize 1468 "$@"
+}
+
+# kv KEY LINE: the value of KEY in a key=value line.
+kv() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
+
+bench_tftp() {
+	echo "bench-compare: building tftpload" >&2
+	CGO_ENABLED=0 nice -n "$NICE" go build -trimpath -o "$work/tftpload" ./internal/tftp/cmd/tftpload
+	mkdir -p "$work/tftproot"
+	cp "internal/ipxe/bin/$TFTP_FILE" "$work/tftproot/"
+	tftp_size=$(stat -c %s "$work/tftproot/$TFTP_FILE")
+	# The storm's sources: one address per client, each an enrolled host for rackboot.
+	echo "mac,id,ip" >"$work/hosts.csv"
+	for i in $(seq "$TFTP_CLIENTS"); do
+		ip -n "$C" addr add "10.99.2.$i/16" dev rbb1
+		printf '52:54:00:99:02:%02x,storm-%d,10.99.2.%d\n' "$i" "$i" "$i" >>"$work/hosts.csv"
+	done
+
+	local -A rate p99 fails cpu
+	local r s out t0 t1 c
+	for r in $(seq "$ROUNDS"); do
+		if [ $((r % 2)) = 0 ]; then order=(rackboot dnsmasq); else order=(dnsmasq rackboot); fi
+		for s in "${order[@]}"; do
+			start_tftp "$s"
+			t0=$(cpu_ticks)
+			out=$(tftp_load -clients "$TFTP_CLIENTS" -src 10.99.2.1 -srcs "$TFTP_CLIENTS" -period "${PERIOD}s")
+			t1=$(cpu_ticks)
+			stop_server
+			c=$(awk -v d=$((t1 - t0)) -v n="$(kv transfers "$out")" -v h="$(getconf CLK_TCK)" 'BEGIN {if (n > 0) printf "%.3f", d / h * 1000 / n; else print 0}')
+			rate[$s]="${rate[$s]:-} $(kv per_s "$out")"
+			p99[$s]="${p99[$s]:-} $(kv p99_ms "$out")"
+			fails[$s]="${fails[$s]:-} $(kv failures "$out")"
+			cpu[$s]="${cpu[$s]:-} $c"
+			echo "round $r: $s storm: $out cpu_ms_per_transfer=$c" >&2
+		done
+	done
+
+	# One client on a link with latency: windowsize 16 against lock-step.
+	local how="netem delay $LATENCY on the server's veth" delay=()
+	if ! ip netns exec "$S" tc qdisc add dev rbb0 root netem delay "$LATENCY" 2>/dev/null; then
+		how="emulated: no netem qdisc in this kernel, the client holds each ACK back $LATENCY"
+		delay=(-ack-delay "$LATENCY")
+	fi
+	local -A one
+	local k
+	for r in $(seq "$ROUNDS"); do
+		for s in rackboot dnsmasq; do
+			start_tftp "$s"
+			for k in lockstep w16; do
+				[ "$s" = dnsmasq ] && [ "$k" = w16 ] && continue
+				local w=()
+				[ "$k" = w16 ] && w=(-windowsize 16)
+				out=$(tftp_load -clients 1 -src 10.99.2.1 -period "${PERIOD}s" "${delay[@]}" "${w[@]}")
+				one[$s.$k]="${one[$s.$k]:-} $(kv per_s "$out")"
+				echo "round $r: $s one client $k, $LATENCY: $out" >&2
+			done
+			stop_server
+		done
+	done
+	ip netns exec "$S" tc qdisc del dev rbb0 root 2>/dev/null || true
+
+	printf '\nTFTP storm (tftpload: %d clients from %d addresses, %s of %d bytes, blksize 1468, tsize, %ss runs, median of %d rounds; server on CPU %s, load on CPU %s, nice %s)\n' \
+		"$TFTP_CLIENTS" "$TFTP_CLIENTS" "$TFTP_FILE" "$tftp_size" "$PERIOD" "$ROUNDS" "$SRV_CPU" "$LOAD_CPU" "$NICE"
+	printf '%-10s %14s %10s %12s %10s\n' server "transfers/s" "p99 ms" "cpu ms/xfer" failures
+	local -A mr mp mf mc
+	for s in dnsmasq rackboot; do
+		mr[$s]=$(echo "${rate[$s]}" | median)
+		mp[$s]=$(echo "${p99[$s]}" | median)
+		mf[$s]=$(echo "${fails[$s]}" | median)
+		mc[$s]=$(echo "${cpu[$s]}" | median)
+		printf '%-10s %14s %10s %12s %10s\n' "$s" "${mr[$s]}" "${mp[$s]}" "${mc[$s]}" "${mf[$s]}"
+		echo "  $s per round: transfers/s${rate[$s]} | p99 ms${p99[$s]} | cpu ms/xfer${cpu[$s]} | failures${fails[$s]}"
+	done
+	awk -v rr="${mr[rackboot]}" -v dr="${mr[dnsmasq]}" -v rp="${mp[rackboot]}" -v dp="${mp[dnsmasq]}" \
+		-v rc="${mc[rackboot]}" -v dc="${mc[dnsmasq]}" 'BEGIN {
+		printf "rackboot/dnsmasq: transfers/s %.2fx (target >= 1.0x), p99 %.2fx (target <= 1.0x), cpu per transfer %.2fx\n",
+			(dr > 0 ? rr / dr : 0), (dp > 0 ? rp / dp : 0), (dc > 0 ? rc / dc : 0)
+	}'
+	echo "rackboot writes a tftp.read event per transfer (the clients are enrolled hosts); dnsmasq logs nothing (--quiet-tftp)."
+	printf '\nTFTP one client, %s round trip (%s), %s, blksize 1468, median of %d rounds\n' \
+		"$LATENCY" "$how" "$TFTP_FILE" "$ROUNDS"
+	local m16 mls mdn
+	m16=$(echo "${one[rackboot.w16]}" | median)
+	mls=$(echo "${one[rackboot.lockstep]}" | median)
+	mdn=$(echo "${one[dnsmasq.lockstep]}" | median)
+	printf '%-28s %14s\n' "" "transfers/s"
+	printf '%-28s %14s   (per round:%s)\n' "rackboot windowsize 16" "$m16" "${one[rackboot.w16]}"
+	printf '%-28s %14s   (per round:%s)\n' "rackboot lock-step" "$mls" "${one[rackboot.lockstep]}"
+	printf '%-28s %14s   (per round:%s)\n' "dnsmasq lock-step" "$mdn" "${one[dnsmasq.lockstep]}"
+	awk -v a="$m16" -v b="$mls" 'BEGIN {printf "rackboot windowsize 16 / lock-step: %.1fx (target >= 5x)\n", (b > 0 ? a / b : 0)}'
+}
+
+if want dhcp; then bench_dhcp; fi
+if want tftp; then bench_tftp; fi

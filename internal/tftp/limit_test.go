@@ -127,7 +127,7 @@ func TestFloodIsBounded(t *testing.T) {
 	a := dialRaw(t)
 	fdsBefore := openFDs(t)
 	// In bursts of 25, so the loopback socket buffers drop none of them; the first
-	// burst's transfers run (Timeout × Retries, 2 s) through all the others.
+	// burst's transfers run (Timeout × Retries, 1 s) through all the others.
 	const n, burst = 300, 25
 	var (
 		data, in int

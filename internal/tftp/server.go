@@ -1,37 +1,3 @@
-// Package tftp owns rackboot's TFTP service: a read-only server, on
-// github.com/pin/tftp/v3, for the iPXE binaries that PXE firmware fetches before it can
-// speak HTTP.
-//
-// What it does and why:
-//
-//   - Read-only. A write request gets an error packet and is counted; nothing is
-//     ever written.
-//   - Names are parsed by CleanPath (a pure function, fuzzed) and opened only through
-//     the fs.FS in Config (the embedded binaries, possibly with DATA_DIR/ipxe layered
-//     over them via os.Root), so no request can reach a file outside it.
-//   - Options: blksize (RFC 2348) and tsize (RFC 2349) are negotiated by the library;
-//     blksize is clamped to the interface MTU so that a block never fragments. tsize is
-//     answered from the file's size. windowsize (RFC 7440) is not supported by
-//     pin/tftp v3.2.0: it ignores the option, so clients fall back to one block per
-//     ACK, which every PXE ROM handles. The library's non-standard "anticipate" mode
-//     (sending several blocks before an ACK without negotiating it) is left off, since
-//     firmware does not expect it.
-//   - Every transfer ends with one log line, rackboot_tftp_transfers_total{file,outcome},
-//     rackboot_tftp_bytes_total, a duration observation and, when the client's address
-//     belongs to a host, a tftp.read event on that host's timeline. The file label is
-//     the served name, or "unknown" for names that were refused or not found, so a
-//     client cannot grow the metric without bound. Packets that are not a valid
-//     request are dropped and counted in rackboot_tftp_dropped_packets_total.
-//   - Limits: at most MaxTransfers transfers at once, and MaxTransfersPerSource from
-//     one client address. A request beyond either gets one TFTP error packet ("server
-//     busy", no bigger than the request, so a spoofed source gains nothing), writes no
-//     timeline event, and is counted in rackboot_tftp_limited_total{limit}. Without
-//     them, 30,000 read requests from one socket held 19,873 file descriptors, and each
-//     request made the server resend a data block to a possibly spoofed source for
-//     Timeout × Retries (≈180× amplification). A PXE client runs one transfer at a
-//     time (UEFI two, briefly: the tsize probe it aborts, then the file).
-//   - Shutdown (ctx cancelled) stops accepting requests and waits for transfers in
-//     flight; one whose client went silent ends after Timeout × Retries.
 package tftp
 
 import (
@@ -43,26 +9,32 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	tftplib "github.com/pin/tftp/v3"
+	"github.com/pin/tftp/v3/netascii"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
 	"github.com/rackboot/rackboot/internal/inventory"
 )
+
+// Config, New, Serve and the end of each transfer: its log line, metrics and timeline
+// event. The package doc (doc.go) says what the service guarantees.
 
 // Store is the part of the inventory the TFTP server needs to put transfers on a
 // host's timeline.
 type Store interface {
 	// HostByIP finds the host holding ip (reservation or lease), or inventory.ErrNotFound.
 	HostByIP(ctx context.Context, ip string) (inventory.Host, error)
-	AppendEvent(ctx context.Context, hostID string, e inventory.Event) (inventory.Event, error)
+	// RecordEvents queues events for the inventory's next group commit and returns at
+	// once: a storm's events share transactions and fsyncs.
+	RecordEvents(ctx context.Context, evs ...inventory.HostEvent) error
 }
+
+var _ Store = (*inventory.BoltStore)(nil)
 
 // EventRead is the timeline event type of a TFTP read request, whatever its outcome.
 const EventRead = "tftp.read"
@@ -157,6 +129,11 @@ type Server struct {
 	slots     *slots
 	// onShutdown, when set by a test, runs when shutdown begins.
 	onShutdown func()
+	// network is "udp4" or "udp6", that of the conn Serve was given.
+	network string
+	// recentTIDs are the ports of the last error answers (sendError).
+	recentTIDs [64]uint16
+	nextTID    int
 }
 
 // New checks cfg, fills defaults and registers the metrics.
@@ -239,163 +216,250 @@ func (s *Server) Start(ctx context.Context) error {
 	return s.Serve(ctx, conn)
 }
 
-// Listen binds a UDP socket for Serve and asks the kernel, at once, for each packet's
-// destination address and interface (IP_PKTINFO). pin/tftp needs those to answer from
-// the address the client used and to cap blksize at the interface MTU; it turns them on
-// itself, but only once Serve is running, and a request that arrived before then would
-// be held to 512-byte blocks.
-func Listen(network, addr string) (net.PacketConn, error) {
-	conn, err := net.ListenPacket(network, addr)
-	if err != nil {
-		return nil, fmt.Errorf("tftp: listen on %s: %w (is another TFTP server, such as tftpd-hpa or dnsmasq, using the port? stop it or choose another with --tftp-port)", addr, err)
-	}
-	enablePacketInfo(conn)
-	return conn, nil
-}
-
-// enablePacketInfo turns on IP_PKTINFO (or its IPv6 twin). Failure is not fatal: the
-// library then answers from the default address with 512-byte blocks at most.
-func enablePacketInfo(conn net.PacketConn) {
-	uc, ok := conn.(*net.UDPConn)
-	if !ok {
-		return
-	}
-	if a, ok := uc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil && len(a.IP) == net.IPv6len {
-		_ = ipv6.NewPacketConn(uc).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
-		return
-	}
-	_ = ipv4.NewPacketConn(uc).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
-}
-
-// Serve serves TFTP on conn until ctx ends; it then stops taking requests, waits for
-// transfers in flight and closes conn. It returns nil after a clean shutdown.
+// Serve serves TFTP on conn until ctx ends; it then stops taking requests, closes conn
+// and waits for transfers in flight. It returns nil after a clean shutdown, and an
+// error if conn fails before.
 //
 // Use Listen to make conn; a conn made otherwise gets IP_PKTINFO only from here on.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	enablePacketInfo(conn)
-	srv := tftplib.NewServer(s.readHandler(ctx), s.writeHandler(ctx))
-	srv.SetTimeout(s.cfg.Timeout)
-	srv.SetRetries(s.cfg.Retries)
-	srv.SetHook(hook{s})
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(conn) }()
-	select {
-	case err := <-errc:
-		_ = conn.Close()
-		if err != nil {
-			return fmt.Errorf("tftp: serve on %s: %w", conn.LocalAddr(), err)
+	s.network = "udp4"
+	if isIPv6(conn) {
+		s.network = "udp6"
+	}
+	// Cancelling ctx wakes the read below: a deadline in the past fails it at once.
+	stop := context.AfterFunc(ctx, func() {
+		if s.onShutdown != nil {
+			s.onShutdown()
 		}
-		return nil
-	case <-ctx.Done():
-	}
-	if s.onShutdown != nil {
-		s.onShutdown()
-	}
-	// Shutdown closes conn (if the library got as far as recording it) and waits for
-	// the transfers in flight; closing conn here as well wakes a Serve that had not.
-	srv.Shutdown()
+		_ = conn.SetReadDeadline(time.Unix(1, 0))
+	})
+	defer stop()
+	var transfers sync.WaitGroup
+	err := s.readRequests(ctx, conn, &transfers)
+	// No request is taken from here on; closing the port makes the kernel refuse new
+	// ones at once instead of queueing them unanswered.
 	_ = conn.Close()
-	<-errc
+	transfers.Wait()
+	if err != nil {
+		return fmt.Errorf("tftp: serve on %s: %w", conn.LocalAddr(), err)
+	}
 	s.log.Info("TFTP server stopped")
 	return nil
 }
 
-// transfer is what one request leaves behind in the log, the metrics and the timeline.
-type transfer struct {
-	file    string // as requested
-	served  string // the cleaned name, if it was opened
-	remote  net.UDPAddr
-	outcome string
-	bytes   int64
-	size    int64
-	start   time.Time
-	err     error
-}
-
-func (s *Server) readHandler(ctx context.Context) func(string, io.ReaderFrom) error {
-	return func(filename string, rf io.ReaderFrom) error {
-		t := transfer{file: filename, start: time.Now(), size: -1}
-		ot, _ := rf.(tftplib.OutgoingTransfer)
-		if ot != nil {
-			t.remote = ot.RemoteAddr()
+// readRequests reads the server port until ctx ends, in order: each packet is dropped,
+// refused, or handed to a transfer of its own before the next is read.
+func (s *Server) readRequests(ctx context.Context, conn net.PacketConn, transfers *sync.WaitGroup) error {
+	rr := newRequestReader(conn)
+	// A request is at most 512 bytes (RFC 1350); a bigger datagram is cut and then
+	// fails to parse.
+	buf := make([]byte, 4+defaultBlksize)
+	for {
+		n, arr, err := rr.read(buf)
+		if ctx.Err() != nil {
+			return nil
 		}
-		src, _ := netip.AddrFromSlice(t.remote.IP)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue // a deadline set by someone else; only ctx stops the server
+			}
+			return err
+		}
+		req, err := parseRequest(buf[:n])
+		if err != nil || arr.remote == nil {
+			s.dropped.Inc()
+			s.log.Debug("TFTP: dropped a packet that is not a valid request", "err", err)
+			continue
+		}
+		if req.op == opWRQ {
+			s.refuseWrite(ctx, req, arr)
+			continue
+		}
+		src, _ := netip.AddrFromSlice(arr.remote.IP)
 		release, limit := s.slots.acquire(src.Unmap())
 		if limit != "" {
-			// No log line at info, no event: a flood must not cost more than a counter.
+			// No log line at info, no event: a flood must not cost more than a counter
+			// and one error packet no bigger than the request.
 			s.limited.WithLabelValues(limit).Inc()
 			s.log.Debug("TFTP: request refused, too many transfers", "ip", src.Unmap().String(), "limit", limit)
-			return errors.New("server busy: try again later")
+			s.sendError(arr, errUndefined, "server busy: try again later", n)
+			continue
 		}
-		defer release()
-		err := s.send(&t, ot, rf)
-		t.err = err
-		s.finish(ctx, t)
-		return err
+		transfers.Add(1)
+		go func() {
+			defer transfers.Done()
+			defer release()
+			s.serveRead(ctx, req, arr)
+		}()
 	}
 }
 
-// send opens the file and streams it; the error it returns is what the client reads in
-// the error packet, so it names the problem without revealing anything on the server.
-func (s *Server) send(t *transfer, ot tftplib.OutgoingTransfer, rf io.ReaderFrom) error {
-	name, err := CleanPath(t.file)
+// dial opens a transfer's socket: a new port (the server's TID), connected to the
+// client, from the address the client sent to.
+func (s *Server) dial(arr arrival) (*net.UDPConn, error) {
+	return net.DialUDP(s.network, &net.UDPAddr{IP: arr.local}, arr.remote)
+}
+
+// sendError answers a request with one error packet from a new port, as a transfer's
+// first packet would come, cut to at most limit bytes. Only the request reader calls
+// it.
+//
+// The port is the answer's TID, and RFC 1350 asks that the same TID not come twice in
+// immediate succession: a client that sent several requests from one port (a flood
+// does) would take the second answer from a port for a repeat of the first. The
+// kernel's random ephemeral ports do repeat (about one pair in a few hundred answers),
+// so a port among the last recentTIDs answers' is given back and another taken.
+func (s *Server) sendError(arr arrival, code uint16, msg string, limit int) {
+	var c *net.UDPConn
+	for range 4 {
+		conn, err := s.dial(arr)
+		if err != nil {
+			s.log.Debug("TFTP: cannot answer", "ip", arr.remote.IP.String(), "err", err)
+			return
+		}
+		port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
+		if !slices.Contains(s.recentTIDs[:], port) {
+			s.recentTIDs[s.nextTID%len(s.recentTIDs)] = port
+			s.nextTID++
+			c = conn
+			break
+		}
+		_ = conn.Close()
+	}
+	if c == nil {
+		return
+	}
+	defer c.Close()
+	_, _ = c.Write(appendError(nil, code, msg, limit))
+}
+
+// transfer is what one request leaves behind in the log, the metrics and the timeline.
+type transfer struct {
+	file        string // as requested
+	served      string // the cleaned name, if it was opened
+	remote      *net.UDPAddr
+	outcome     string
+	bytes       int64
+	size        int64
+	window      int
+	retransmits int
+	start       time.Time
+	err         error
+}
+
+// refuseWrite answers a write request: rackboot never writes.
+func (s *Server) refuseWrite(ctx context.Context, req request, arr arrival) {
+	t := transfer{file: req.file, remote: arr.remote, start: time.Now(), size: -1, outcome: OutcomeWriteRefused}
+	t.err = errors.New("rackboot's TFTP server is read-only: write requests are refused")
+	s.sendError(arr, errAccess, t.err.Error(), maxErrorMessage+5)
+	s.finish(ctx, t)
+}
+
+// serveRead runs one read request to its end, in its own goroutine.
+func (s *Server) serveRead(ctx context.Context, req request, arr arrival) {
+	t := transfer{file: req.file, remote: arr.remote, start: time.Now(), size: -1}
+	defer func() { s.finish(ctx, t) }()
+	conn, err := s.dial(arr)
+	if err != nil {
+		t.outcome, t.err = OutcomeFailed, err
+		return
+	}
+	defer conn.Close()
+	code, err := s.send(&t, req, arr, conn)
+	t.err = err
+	var ce *clientError
+	switch {
+	case err == nil:
+	case errors.As(err, &ce):
+		// The client ended it: no answer. Code 8 is UEFI's tsize probe.
+		if ce.code == errOptionRefuse {
+			t.outcome = OutcomeAborted
+		}
+	case t.outcome == OutcomeFailed && !errors.Is(err, errTimeout):
+		// The network failed: the client is gone (port unreachable).
+	default:
+		// What the client reads: it names the problem without revealing anything on
+		// the server.
+		_, _ = conn.Write(appendError(nil, code, err.Error(), maxErrorMessage+5))
+	}
+}
+
+// send opens the file and streams it. On failure it returns the error code and the
+// error whose text the client gets.
+func (s *Server) send(t *transfer, req request, arr arrival, conn *net.UDPConn) (uint16, error) {
+	name, err := CleanPath(req.file)
 	if err != nil {
 		t.outcome = OutcomeRefused
-		return err
+		return errAccess, err
+	}
+	if req.mode != "octet" && req.mode != "netascii" {
+		t.outcome = OutcomeRefused
+		return errIllegalOp, fmt.Errorf("transfer mode %q is not supported: use octet", req.mode)
 	}
 	f, err := s.cfg.FS.Open(name)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			t.outcome = OutcomeNotFound
-			return fmt.Errorf("file not found: %s", name)
+			return errNotFound, fmt.Errorf("file not found: %s", name)
 		}
 		t.outcome = OutcomeError
 		s.log.Error("TFTP: cannot open file", "file", name, "err", err)
-		return fmt.Errorf("cannot open %s", name)
+		return errUndefined, fmt.Errorf("cannot open %s", name)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
 		t.outcome = OutcomeError
-		return fmt.Errorf("cannot open %s", name)
+		return errUndefined, fmt.Errorf("cannot open %s", name)
 	}
 	if st.IsDir() {
 		t.outcome = OutcomeRefused
-		return fmt.Errorf("%s is a directory", name)
+		return errAccess, fmt.Errorf("%s is a directory", name)
 	}
 	t.served, t.size = name, st.Size()
-	if ot != nil {
-		// tsize from the size we know, whether or not the file can seek.
-		ot.SetSize(st.Size())
+
+	tsize := st.Size()
+	var src blockSource
+	ra, ok := f.(io.ReaderAt)
+	switch {
+	case req.mode == "netascii":
+		tsize = -1 // the converted length is not known before the end
+	case ok:
+		src = readerAtSource{ra}
 	}
-	n, err := rf.ReadFrom(f)
-	t.bytes = n
-	if err != nil {
+	p := negotiate(req.opts, tsize, limits{maxBlksize: arr.maxBlksize, maxTimeout: s.cfg.Timeout})
+	if src == nil {
+		var r io.Reader = f
+		if req.mode == "netascii" {
+			r = netascii.ToReader(f)
+		}
+		src = &ringSource{r: r, window: p.window, blksize: p.blksize}
+	}
+	snd := sender{conn: conn, src: src, blksize: p.blksize, window: p.window, timeout: s.cfg.Timeout, retries: s.cfg.Retries}
+	if p.timeout > 0 {
+		snd.timeout = p.timeout
+	}
+	if len(p.oack) > 0 {
+		snd.oack = appendOACK(nil, p.oack)
+	}
+	err = snd.run()
+	t.bytes, t.window, t.retransmits = snd.acked, p.window, snd.retransmits
+	var re *readError
+	switch {
+	case err == nil:
+		t.outcome = OutcomeOK
+		return 0, nil
+	case errors.As(err, &re):
+		t.outcome = OutcomeError
+		s.log.Error("TFTP: cannot read file", "file", name, "err", err)
+		return errUndefined, fmt.Errorf("cannot read %s", name)
+	default:
 		t.outcome = OutcomeFailed
-		if clientAborted(err) {
-			t.outcome = OutcomeAborted
-		}
-		return err
-	}
-	t.outcome = OutcomeOK
-	return nil
-}
-
-func (s *Server) writeHandler(ctx context.Context) func(string, io.WriterTo) error {
-	return func(filename string, wt io.WriterTo) error {
-		t := transfer{file: filename, start: time.Now(), size: -1, outcome: OutcomeWriteRefused}
-		if it, ok := wt.(tftplib.IncomingTransfer); ok {
-			t.remote = it.RemoteAddr()
-		}
-		t.err = errors.New("rackboot's TFTP server is read-only: write requests are refused")
-		s.finish(ctx, t)
-		return t.err
+		return errUndefined, err
 	}
 }
-
-// clientAborted recognises pin/tftp's report of an error packet with code 8 from the
-// client; the library exposes it only as text.
-func clientAborted(err error) bool { return strings.Contains(err.Error(), "code=8,") }
 
 // finish logs, counts and records one request.
 func (s *Server) finish(ctx context.Context, t transfer) {
@@ -415,12 +479,10 @@ func (s *Server) finish(ctx context.Context, t transfer) {
 		t.file = strings.ToValidUTF8(t.file[:MaxPathLen], "") + "..."
 	}
 	ip := ""
-	if a, ok := netip.AddrFromSlice(t.remote.IP); ok {
-		ip = a.Unmap().String()
-	}
-	attrs := []any{"file", t.file, "ip", ip, "port", t.remote.Port, "outcome", t.outcome, "bytes", t.bytes, "duration", d}
-	if t.err != nil {
-		attrs = append(attrs, "err", t.err.Error())
+	if t.remote != nil {
+		if a, ok := netip.AddrFromSlice(t.remote.IP); ok {
+			ip = a.Unmap().String()
+		}
 	}
 	var hostID string
 	if s.cfg.Store != nil && ip != "" {
@@ -441,85 +503,43 @@ func (s *Server) finish(ctx context.Context, t transfer) {
 			if t.size >= 0 {
 				fields["size"] = strconv.FormatInt(t.size, 10)
 			}
-			msg := fmt.Sprintf("TFTP read of %s: %s", t.file, t.outcome)
 			if t.err != nil {
 				fields["error"] = t.err.Error()
 			}
-			if _, err := s.cfg.Store.AppendEvent(ectx, hostID, inventory.Event{Type: EventRead, Message: msg, Fields: fields}); err != nil {
+			ev := inventory.Event{Type: EventRead, Message: fmt.Sprintf("TFTP read of %s: %s", t.file, t.outcome), Fields: fields}
+			if err := s.cfg.Store.RecordEvents(ectx, inventory.HostEvent{HostID: hostID, Event: ev}); err != nil {
 				s.log.Warn("TFTP: cannot record event", "hostID", hostID, "err", err)
 			}
 		}
 	}
+	level := slog.LevelWarn
+	switch t.outcome {
+	case OutcomeOK:
+		level = slog.LevelInfo
+	case OutcomeError:
+		level = slog.LevelError
+	case OutcomeAborted:
+		level = slog.LevelDebug
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	port := 0
+	if t.remote != nil {
+		port = t.remote.Port
+	}
+	attrs := []any{"file", t.file, "ip", ip, "port", port, "outcome", t.outcome, "bytes", t.bytes, "duration", d}
+	if t.window > 1 {
+		attrs = append(attrs, "windowsize", t.window)
+	}
+	if t.retransmits > 0 {
+		attrs = append(attrs, "retransmits", t.retransmits)
+	}
+	if t.err != nil {
+		attrs = append(attrs, "err", t.err.Error())
+	}
 	if hostID != "" {
 		attrs = append(attrs, "hostID", hostID)
 	}
-	switch t.outcome {
-	case OutcomeOK:
-		s.log.Info("TFTP transfer", attrs...)
-	case OutcomeError:
-		s.log.Error("TFTP transfer", attrs...)
-	case OutcomeAborted:
-		s.log.Debug("TFTP transfer", attrs...)
-	default:
-		s.log.Warn("TFTP transfer", attrs...)
-	}
-}
-
-// Limit labels of rackboot_tftp_limited_total.
-const (
-	limitGlobal    = "global"
-	limitPerSource = "per_source"
-)
-
-// slots counts transfers in flight, in all and per source address. The per-source map
-// holds only addresses with a transfer running, so it is bounded by max.
-type slots struct {
-	mu        sync.Mutex
-	max, per  int
-	total     int
-	perSource map[netip.Addr]int
-}
-
-func newSlots(max, per int) *slots {
-	return &slots{max: max, per: per, perSource: map[netip.Addr]int{}}
-}
-
-// acquire takes a slot for src, or says which limit refused it.
-func (l *slots) acquire(src netip.Addr) (release func(), limit string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.perSource[src] >= l.per {
-		return nil, limitPerSource
-	}
-	if l.total >= l.max {
-		return nil, limitGlobal
-	}
-	l.total++
-	l.perSource[src]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			l.total--
-			if l.perSource[src]--; l.perSource[src] <= 0 {
-				delete(l.perSource, src)
-			}
-		})
-	}, ""
-}
-
-// hook counts what the library drops before any handler runs: packets on the server
-// port that are not a read or write request, or cannot be parsed. Those come with no
-// remote address, unlike the failures of transfers, which finish already counts.
-type hook struct{ s *Server }
-
-func (h hook) OnSuccess(tftplib.TransferStats) {}
-
-func (h hook) OnFailure(st tftplib.TransferStats, err error) {
-	if st.RemoteAddr != nil {
-		return
-	}
-	h.s.dropped.Inc()
-	h.s.log.Debug("TFTP: dropped a packet that is not a valid request", "err", err)
+	s.log.Log(ctx, level, "TFTP transfer", attrs...)
 }

@@ -41,15 +41,20 @@ func (s *fakeStore) HostByIP(_ context.Context, ip string) (inventory.Host, erro
 	return inventory.Host{}, fmt.Errorf("host with IP %s: %w", ip, inventory.ErrNotFound)
 }
 
-func (s *fakeStore) AppendEvent(_ context.Context, hostID string, e inventory.Event) (inventory.Event, error) {
+// RecordEvents keeps the events at once; the inventory's group commit would within
+// milliseconds.
+func (s *fakeStore) RecordEvents(_ context.Context, evs ...inventory.HostEvent) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if hostID != "node-1" {
-		return e, fmt.Errorf("host %s: %w", hostID, inventory.ErrNotFound)
+	for _, he := range evs {
+		if he.HostID != "node-1" {
+			continue // BoltStore drops the events of hosts it does not have
+		}
+		e := he.Event
+		e.Seq = uint64(len(s.events) + 1)
+		s.events = append(s.events, e)
 	}
-	e.Seq = uint64(len(s.events) + 1)
-	s.events = append(s.events, e)
-	return e, nil
+	return nil
 }
 
 func (s *fakeStore) all() []inventory.Event {
@@ -232,23 +237,49 @@ func TestPinClientFetchesEachBinary(t *testing.T) {
 	}
 }
 
-// TestBlksizeNegotiation speaks raw TFTP to see the OACK and block sizes on the wire.
+// TestBlksizeNegotiation speaks raw TFTP to see the OACK and block sizes on the wire:
+// blksize and tsize as PXE firmware asks them, with and without windowsize.
 func TestBlksizeNegotiation(t *testing.T) {
 	ts := startServer(t, nil)
-	rc := dialRaw(t)
 	want := embedded(t, ipxe.SNPOnlyEFI)
-	rc.send(t, ts.addr, rrq(ipxe.SNPOnlyEFI, "octet", "blksize", "1468", "tsize", "0", "windowsize", "16"))
-	op, payload := rc.recv(t)
-	if op != opOACK {
-		t.Fatalf("got opcode %d (%q), want OACK", op, payload)
-	}
-	// windowsize is not acknowledged: pin/tftp v3.2.0 does not implement RFC 7440.
-	if diff := cmp.Diff(map[string]string{"blksize": "1468", "tsize": strconv.Itoa(len(want))}, parseOpts(payload)); diff != "" {
-		t.Errorf("OACK options (-want +got):\n%s", diff)
-	}
-	got := rc.receiveAll(t, 1468, nil)
-	if !bytes.Equal(got, want) {
-		t.Errorf("received %d bytes that differ from the %d embedded", len(got), len(want))
+	for _, tc := range []struct {
+		opts     []string
+		wantOACK map[string]string
+		window   int
+	}{
+		{
+			opts:     []string{"blksize", "1468", "tsize", "0"},
+			wantOACK: map[string]string{"blksize": "1468", "tsize": strconv.Itoa(len(want))},
+			window:   1,
+		},
+		{
+			opts:     []string{"blksize", "1468", "tsize", "0", "windowsize", "16"},
+			wantOACK: map[string]string{"blksize": "1468", "tsize": strconv.Itoa(len(want)), "windowsize": "16"},
+			window:   16,
+		},
+		{
+			// Upper case names (RFC 2347: case-insensitive), a window above the cap,
+			// a timeout longer than the server's (2 s): not taken, so not echoed.
+			opts:     []string{"BLKSIZE", "1468", "WindowSize", "1000", "timeout", "9", "x-unknown", "1"},
+			wantOACK: map[string]string{"blksize": "1468", "windowsize": strconv.Itoa(MaxWindowSize)},
+			window:   MaxWindowSize,
+		},
+	} {
+		t.Run(strings.Join(tc.opts, " "), func(t *testing.T) {
+			rc := dialRaw(t)
+			rc.send(t, ts.addr, rrq(ipxe.SNPOnlyEFI, "octet", tc.opts...))
+			op, payload := rc.recv(t)
+			if op != opOACK {
+				t.Fatalf("got opcode %d (%q), want OACK", op, payload)
+			}
+			if diff := cmp.Diff(tc.wantOACK, parseOpts(payload)); diff != "" {
+				t.Errorf("OACK options (-want +got):\n%s", diff)
+			}
+			got := rc.receiveWindowed(t, 1468, tc.window)
+			if !bytes.Equal(got, want) {
+				t.Errorf("received %d bytes that differ from the %d embedded", len(got), len(want))
+			}
+		})
 	}
 }
 
@@ -500,14 +531,6 @@ func BenchmarkTFTPTransfer(b *testing.B) {
 
 // A minimal raw TFTP client, to see exactly what goes over the wire.
 
-const (
-	opRRQ   = 1
-	opDATA  = 3
-	opACK   = 4
-	opERROR = 5
-	opOACK  = 6
-)
-
 type rawConn struct {
 	c    *net.UDPConn
 	peer net.Addr // the transfer's own port, once it has answered
@@ -602,6 +625,41 @@ func (r *rawConn) receiveAll(t *testing.T, blksize int, before func(block uint16
 		r.ack(t, block)
 		if len(data) < blksize {
 			return out
+		}
+		want++
+	}
+}
+
+// receiveWindowed is receiveAll for a client that negotiated windowsize: it ACKs the
+// OACK, then every window's last block, and checks that the blocks come in order, each
+// exactly once, no more than window of them per ACK.
+func (r *rawConn) receiveWindowed(t *testing.T, blksize, window int) []byte {
+	t.Helper()
+	var out []byte
+	var want uint16 = 1
+	r.ack(t, 0)
+	inWindow := 0
+	for {
+		op, p := r.recv(t)
+		if op != opDATA {
+			t.Fatalf("opcode %d (%q), want DATA", op, p)
+		}
+		if block := binary.BigEndian.Uint16(p); block != want {
+			t.Fatalf("block %d, want %d: a window was sent again with no loss", block, want)
+		}
+		data := p[2:]
+		if len(data) > blksize {
+			t.Fatalf("block %d is %d bytes, more than blksize %d", want, len(data), blksize)
+		}
+		out = append(out, data...)
+		inWindow++
+		if len(data) < blksize {
+			r.ack(t, want)
+			return out
+		}
+		if inWindow == window {
+			r.ack(t, want)
+			inWindow = 0
 		}
 		want++
 	}
