@@ -27,7 +27,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.bui
 
 # Debian packages the tests and the lab drive for real.
 DEB_PACKAGES := systemd skopeo qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf openipmi ipmitool \
-	busybox-static cpio dnsmasq-base tftp-hpa isc-dhcp-client isc-dhcp-relay iproute2 curl python3-sushy e2fsprogs \
+	busybox-static cpio dnsmasq-base tftp-hpa atftp isc-dhcp-client isc-dhcp-relay iproute2 curl python3-sushy e2fsprogs \
 	debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin fdisk zstd nginx btrfs-progs openssh-client \
 	gcc libc6-dev libseccomp-dev pkg-config binutils \
 	kea-dhcp4-server kea-admin

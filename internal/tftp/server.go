@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -131,7 +129,9 @@ type Server struct {
 	onShutdown func()
 	// network is "udp4" or "udp6", that of the conn Serve was given.
 	network string
-	// recentTIDs are the ports of the last error answers (sendError).
+	// rec records what each request did; Serve runs it.
+	rec *recorder
+	// recentTIDs are the ports of the last answers (dial).
 	recentTIDs [64]uint16
 	nextTID    int
 }
@@ -235,12 +235,15 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		_ = conn.SetReadDeadline(time.Unix(1, 0))
 	})
 	defer stop()
+	s.rec = newRecorder(s)
+	go s.rec.run(ctx)
 	var transfers sync.WaitGroup
 	err := s.readRequests(ctx, conn, &transfers)
 	// No request is taken from here on; closing the port makes the kernel refuse new
 	// ones at once instead of queueing them unanswered.
 	_ = conn.Close()
 	transfers.Wait()
+	s.rec.close()
 	if err != nil {
 		return fmt.Errorf("tftp: serve on %s: %w", conn.LocalAddr(), err)
 	}
@@ -274,7 +277,7 @@ func (s *Server) readRequests(ctx context.Context, conn net.PacketConn, transfer
 			continue
 		}
 		if req.op == opWRQ {
-			s.refuseWrite(ctx, req, arr)
+			s.refuseWrite(req, arr)
 			continue
 		}
 		src, _ := netip.AddrFromSlice(arr.remote.IP)
@@ -287,48 +290,56 @@ func (s *Server) readRequests(ctx context.Context, conn net.PacketConn, transfer
 			s.sendError(arr, errUndefined, "server busy: try again later", n)
 			continue
 		}
+		t := transfer{file: req.file, remote: arr.remote, start: time.Now(), size: -1}
+		conn, err := s.dial(arr)
+		if err != nil {
+			t.outcome, t.err = OutcomeFailed, err
+			s.finish(t)
+			release()
+			continue
+		}
 		transfers.Add(1)
 		go func() {
 			defer transfers.Done()
 			defer release()
-			s.serveRead(ctx, req, arr)
+			s.serveRead(t, req, arr, conn)
 		}()
 	}
 }
 
-// dial opens a transfer's socket: a new port (the server's TID), connected to the
-// client, from the address the client sent to.
-func (s *Server) dial(arr arrival) (*net.UDPConn, error) {
-	return net.DialUDP(s.network, &net.UDPAddr{IP: arr.local}, arr.remote)
-}
-
-// sendError answers a request with one error packet from a new port, as a transfer's
-// first packet would come, cut to at most limit bytes. Only the request reader calls
-// it.
+// dial opens the socket of one answer (a transfer, or an error): a new port, the
+// server's TID, connected to the client, from the address the client sent to. Only
+// the request reader calls it.
 //
-// The port is the answer's TID, and RFC 1350 asks that the same TID not come twice in
-// immediate succession: a client that sent several requests from one port (a flood
-// does) would take the second answer from a port for a repeat of the first. The
-// kernel's random ephemeral ports do repeat (about one pair in a few hundred answers),
-// so a port among the last recentTIDs answers' is given back and another taken.
-func (s *Server) sendError(arr arrival, code uint16, msg string, limit int) {
-	var c *net.UDPConn
+// RFC 1350 asks that the same TID not come twice in immediate succession: a client
+// that sent several requests from one port (a flood does; so may UEFI, probing tsize
+// and then fetching) would take the second answer from a port for a repeat of the
+// first. The kernel's random ephemeral ports do repeat (a closed answer's port may
+// come straight back), so a port among the last len(recentTIDs) answers' is given back
+// and another taken.
+func (s *Server) dial(arr arrival) (*net.UDPConn, error) {
 	for range 4 {
-		conn, err := s.dial(arr)
+		c, err := net.DialUDP(s.network, &net.UDPAddr{IP: arr.local}, arr.remote)
 		if err != nil {
-			s.log.Debug("TFTP: cannot answer", "ip", arr.remote.IP.String(), "err", err)
-			return
+			return nil, err
 		}
-		port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
+		port := uint16(c.LocalAddr().(*net.UDPAddr).Port)
 		if !slices.Contains(s.recentTIDs[:], port) {
 			s.recentTIDs[s.nextTID%len(s.recentTIDs)] = port
 			s.nextTID++
-			c = conn
-			break
+			return c, nil
 		}
-		_ = conn.Close()
+		_ = c.Close()
 	}
-	if c == nil {
+	return nil, errors.New("no fresh port for the answer")
+}
+
+// sendError answers a request with one error packet from a port of its own, as a
+// transfer's first packet would come, cut to at most limit bytes.
+func (s *Server) sendError(arr arrival, code uint16, msg string, limit int) {
+	c, err := s.dial(arr)
+	if err != nil {
+		s.log.Debug("TFTP: cannot answer", "ip", arr.remote.IP.String(), "err", err)
 		return
 	}
 	defer c.Close()
@@ -346,26 +357,21 @@ type transfer struct {
 	window      int
 	retransmits int
 	start       time.Time
+	duration    time.Duration
 	err         error
 }
 
 // refuseWrite answers a write request: rackboot never writes.
-func (s *Server) refuseWrite(ctx context.Context, req request, arr arrival) {
+func (s *Server) refuseWrite(req request, arr arrival) {
 	t := transfer{file: req.file, remote: arr.remote, start: time.Now(), size: -1, outcome: OutcomeWriteRefused}
 	t.err = errors.New("rackboot's TFTP server is read-only: write requests are refused")
 	s.sendError(arr, errAccess, t.err.Error(), maxErrorMessage+5)
-	s.finish(ctx, t)
+	s.finish(t)
 }
 
-// serveRead runs one read request to its end, in its own goroutine.
-func (s *Server) serveRead(ctx context.Context, req request, arr arrival) {
-	t := transfer{file: req.file, remote: arr.remote, start: time.Now(), size: -1}
-	defer func() { s.finish(ctx, t) }()
-	conn, err := s.dial(arr)
-	if err != nil {
-		t.outcome, t.err = OutcomeFailed, err
-		return
-	}
+// serveRead runs one read request to its end on conn, in its own goroutine.
+func (s *Server) serveRead(t transfer, req request, arr arrival, conn *net.UDPConn) {
+	defer func() { s.finish(t) }()
 	defer conn.Close()
 	code, err := s.send(&t, req, arr, conn)
 	t.err = err
@@ -461,9 +467,10 @@ func (s *Server) send(t *transfer, req request, arr arrival, conn *net.UDPConn) 
 	}
 }
 
-// finish logs, counts and records one request.
-func (s *Server) finish(ctx context.Context, t transfer) {
-	d := time.Since(t.start)
+// finish counts one request and hands it to the recorder for its log line and
+// timeline event.
+func (s *Server) finish(t transfer) {
+	t.duration = time.Since(t.start)
 	label := t.served
 	if label == "" {
 		label = unknownFile
@@ -471,75 +478,7 @@ func (s *Server) finish(ctx context.Context, t transfer) {
 	s.transfers.WithLabelValues(label, t.outcome).Inc()
 	s.bytes.Add(float64(t.bytes))
 	if t.outcome != OutcomeWriteRefused {
-		s.duration.Observe(d.Seconds())
+		s.duration.Observe(t.duration.Seconds())
 	}
-	// The requested name is the client's: bound it before it reaches logs and the
-	// timeline (CleanPath already refused anything this long).
-	if len(t.file) > MaxPathLen {
-		t.file = strings.ToValidUTF8(t.file[:MaxPathLen], "") + "..."
-	}
-	ip := ""
-	if t.remote != nil {
-		if a, ok := netip.AddrFromSlice(t.remote.IP); ok {
-			ip = a.Unmap().String()
-		}
-	}
-	var hostID string
-	if s.cfg.Store != nil && ip != "" {
-		// The store may be slow or shutting down; the transfer is over either way.
-		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), eventTimeout)
-		defer cancel()
-		host, err := s.cfg.Store.HostByIP(ectx, ip)
-		switch {
-		case err == nil:
-			hostID = host.ID
-		case !errors.Is(err, inventory.ErrNotFound):
-			s.log.Warn("TFTP: inventory lookup by IP failed", "ip", ip, "err", err)
-		}
-		if hostID != "" && t.outcome != OutcomeWriteRefused {
-			fields := map[string]string{
-				"file": t.file, "ip": ip, "outcome": t.outcome, "bytes": strconv.FormatInt(t.bytes, 10),
-			}
-			if t.size >= 0 {
-				fields["size"] = strconv.FormatInt(t.size, 10)
-			}
-			if t.err != nil {
-				fields["error"] = t.err.Error()
-			}
-			ev := inventory.Event{Type: EventRead, Message: fmt.Sprintf("TFTP read of %s: %s", t.file, t.outcome), Fields: fields}
-			if err := s.cfg.Store.RecordEvents(ectx, inventory.HostEvent{HostID: hostID, Event: ev}); err != nil {
-				s.log.Warn("TFTP: cannot record event", "hostID", hostID, "err", err)
-			}
-		}
-	}
-	level := slog.LevelWarn
-	switch t.outcome {
-	case OutcomeOK:
-		level = slog.LevelInfo
-	case OutcomeError:
-		level = slog.LevelError
-	case OutcomeAborted:
-		level = slog.LevelDebug
-	}
-	if !s.log.Enabled(ctx, level) {
-		return
-	}
-	port := 0
-	if t.remote != nil {
-		port = t.remote.Port
-	}
-	attrs := []any{"file", t.file, "ip", ip, "port", port, "outcome", t.outcome, "bytes", t.bytes, "duration", d}
-	if t.window > 1 {
-		attrs = append(attrs, "windowsize", t.window)
-	}
-	if t.retransmits > 0 {
-		attrs = append(attrs, "retransmits", t.retransmits)
-	}
-	if t.err != nil {
-		attrs = append(attrs, "err", t.err.Error())
-	}
-	if hostID != "" {
-		attrs = append(attrs, "hostID", hostID)
-	}
-	s.log.Log(ctx, level, "TFTP transfer", attrs...)
+	s.rec.add(t)
 }
