@@ -24,14 +24,11 @@
 //   - Every transfer ends with one log line, rackboot_tftp_transfers_total{file,outcome},
 //     rackboot_tftp_bytes_total (file bytes the client acknowledged), a duration
 //     observation and, when the client's address belongs to a host, a tftp.read event
-//     on that host's timeline. Events and log lines are written in batches of what
-//     ended within 50 ms (record.go), handed to the inventory's group commit in one
-//     Store.RecordEvents call: writing each event in its own transaction, as the
-//     service once did, capped a boot storm at the disk's fsync rate (and, since the
-//     transfer's slot was held meanwhile, turned the rest into "server busy"). The
-//     file label is the served name, or "unknown" for names that were refused or not
-//     found, so a client cannot grow the metric without bound. Packets that are not a
-//     valid request are dropped and counted in rackboot_tftp_dropped_packets_total.
+//     on that host's timeline, queued at once for the inventory's group commit
+//     (record.go says why). The file label is the served name, or "unknown" for names
+//     that were refused or not found, so a client cannot grow the metric without
+//     bound. Packets that are not a valid request are dropped and counted in
+//     rackboot_tftp_dropped_packets_total.
 //   - Limits: at most MaxTransfers transfers at once, and MaxTransfersPerSource from
 //     one client address. A request beyond either gets one TFTP error packet ("server
 //     busy", no bigger than the request, so a spoofed source gains nothing), writes no
@@ -41,7 +38,7 @@
 //     Timeout × Retries (≈180× amplification). A PXE client runs one transfer at a
 //     time (UEFI two, briefly: the tsize probe it aborts, then the file).
 //   - Shutdown (ctx cancelled) stops accepting requests, closes the server port and
-//     waits for transfers in flight and for their events; one whose client went silent
+//     waits for transfers in flight and their events; one whose client went silent
 //     ends after Timeout × Retries (a window or OACK is sent Retries times).
 //
 // # Why rackboot has its own TFTP server

@@ -129,8 +129,6 @@ type Server struct {
 	onShutdown func()
 	// network is "udp4" or "udp6", that of the conn Serve was given.
 	network string
-	// rec records what each request did; Serve runs it.
-	rec *recorder
 	// recentTIDs are the ports of the last answers (dial).
 	recentTIDs [64]uint16
 	nextTID    int
@@ -235,15 +233,12 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		_ = conn.SetReadDeadline(time.Unix(1, 0))
 	})
 	defer stop()
-	s.rec = newRecorder(s)
-	go s.rec.run(ctx)
 	var transfers sync.WaitGroup
 	err := s.readRequests(ctx, conn, &transfers)
 	// No request is taken from here on; closing the port makes the kernel refuse new
 	// ones at once instead of queueing them unanswered.
 	_ = conn.Close()
 	transfers.Wait()
-	s.rec.close()
 	if err != nil {
 		return fmt.Errorf("tftp: serve on %s: %w", conn.LocalAddr(), err)
 	}
@@ -277,7 +272,7 @@ func (s *Server) readRequests(ctx context.Context, conn net.PacketConn, transfer
 			continue
 		}
 		if req.op == opWRQ {
-			s.refuseWrite(req, arr)
+			s.refuseWrite(ctx, req, arr)
 			continue
 		}
 		src, _ := netip.AddrFromSlice(arr.remote.IP)
@@ -294,7 +289,7 @@ func (s *Server) readRequests(ctx context.Context, conn net.PacketConn, transfer
 		conn, err := s.dial(arr)
 		if err != nil {
 			t.outcome, t.err = OutcomeFailed, err
-			s.finish(t)
+			s.finish(ctx, t)
 			release()
 			continue
 		}
@@ -302,7 +297,7 @@ func (s *Server) readRequests(ctx context.Context, conn net.PacketConn, transfer
 		go func() {
 			defer transfers.Done()
 			defer release()
-			s.serveRead(t, req, arr, conn)
+			s.serveRead(ctx, t, req, arr, conn)
 		}()
 	}
 }
@@ -362,16 +357,16 @@ type transfer struct {
 }
 
 // refuseWrite answers a write request: rackboot never writes.
-func (s *Server) refuseWrite(req request, arr arrival) {
+func (s *Server) refuseWrite(ctx context.Context, req request, arr arrival) {
 	t := transfer{file: req.file, remote: arr.remote, start: time.Now(), size: -1, outcome: OutcomeWriteRefused}
 	t.err = errors.New("rackboot's TFTP server is read-only: write requests are refused")
 	s.sendError(arr, errAccess, t.err.Error(), maxErrorMessage+5)
-	s.finish(t)
+	s.finish(ctx, t)
 }
 
 // serveRead runs one read request to its end on conn, in its own goroutine.
-func (s *Server) serveRead(t transfer, req request, arr arrival, conn *net.UDPConn) {
-	defer func() { s.finish(t) }()
+func (s *Server) serveRead(ctx context.Context, t transfer, req request, arr arrival, conn *net.UDPConn) {
+	defer func() { s.finish(ctx, t) }()
 	defer conn.Close()
 	code, err := s.send(&t, req, arr, conn)
 	t.err = err
@@ -467,9 +462,8 @@ func (s *Server) send(t *transfer, req request, arr arrival, conn *net.UDPConn) 
 	}
 }
 
-// finish counts one request and hands it to the recorder for its log line and
-// timeline event.
-func (s *Server) finish(t transfer) {
+// finish counts one request and records it (record.go).
+func (s *Server) finish(ctx context.Context, t transfer) {
 	t.duration = time.Since(t.start)
 	label := t.served
 	if label == "" {
@@ -480,5 +474,5 @@ func (s *Server) finish(t transfer) {
 	if t.outcome != OutcomeWriteRefused {
 		s.duration.Observe(t.duration.Seconds())
 	}
-	s.rec.add(t)
+	s.record(ctx, &t)
 }
