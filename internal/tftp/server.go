@@ -41,7 +41,7 @@ const EventRead = "tftp.read"
 const (
 	OutcomeOK       = "ok"        // the whole file was sent and acknowledged
 	OutcomeNotFound = "not_found" // a valid name that the FS does not have
-	OutcomeRefused  = "refused"   // a name CleanPath refuses, or a directory
+	OutcomeRefused  = "refused"   // a name CleanPath refuses, a directory, a mode not served
 	OutcomeError    = "error"     // the file could not be opened or read
 	OutcomeFailed   = "failed"    // the transfer started but did not complete
 	// OutcomeAborted: the client ended the transfer with TFTP error 8 (RFC 2347 option
@@ -80,9 +80,10 @@ type Config struct {
 	// Store puts transfers on host timelines; nil records none.
 	Store Store
 	// Timeout is how long to wait for each ACK before resending; 0 means DefaultTimeout.
+	// A client may ask for a shorter one (RFC 2349), never a longer one.
 	Timeout time.Duration `yaml:"timeout" doc:"wait for each ACK before a block is sent again"`
-	// Retries is how many times a block is sent before the transfer fails; 0 means
-	// DefaultRetries.
+	// Retries is how many times a block (a window, with windowsize; the OACK) is sent
+	// before the transfer fails; 0 means DefaultRetries.
 	Retries int `yaml:"retries" doc:"sends of one block before the transfer fails"`
 	// MaxTransfers is how many transfers may run at once; 0 means DefaultMaxTransfers.
 	MaxTransfers int `yaml:"maxTransfers" doc:"transfers at once; more get \"server busy\""`
@@ -260,10 +261,16 @@ func (s *Server) readRequests(ctx context.Context, conn net.PacketConn, transfer
 		}
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue // a deadline set by someone else; only ctx stops the server
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return err
 			}
-			return err
+			// A deadline set by someone else: only ctx stops the server. Clear it,
+			// then look at ctx again, so a cancel in between still wakes the read.
+			_ = conn.SetReadDeadline(time.Time{})
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
 		}
 		req, err := parseRequest(buf[:n])
 		if err != nil || arr.remote == nil {
