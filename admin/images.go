@@ -19,8 +19,10 @@ import (
 //	                                    a URL the image waits for its upload)
 //	GET    /api/v1/images/{name}        one image (status pending, ready or failed + error)
 //	PUT    /api/v1/images/{name}/file   the image's bytes (application/octet-stream) for an
-//	                                    image added without a URL → 200 ready image, or
-//	                                    400 with the checksum mismatch (the image is failed)
+//	                                    image added without a URL → 200 ready image (or
+//	                                    pending in phase convert: a qcow2 is converted
+//	                                    in the background), or 400 with the checksum
+//	                                    mismatch or format error (the image is failed)
 //	DELETE /api/v1/images/{name}        → 204; 409 while a host uses the image
 
 // AddImageRequest is the body of POST /api/v1/images.

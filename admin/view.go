@@ -123,16 +123,29 @@ type Lease struct {
 
 // Image is an OS image in the catalog. Source never shows a password given in its URL.
 type Image struct {
-	Name       string                `json:"name"`
-	Source     string                `json:"source"`
-	SHA256     string                `json:"sha256"`
-	Format     agentapi.Format       `json:"format,omitempty"`
-	Size       int64                 `json:"size,omitempty"`
-	Status     inventory.ImageStatus `json:"status"`
-	Error      string                `json:"error,omitempty"`
-	BytesDone  int64                 `json:"bytesDone,omitempty"`
-	CreatedAt  time.Time             `json:"createdAt"`
-	UpdatedAt  time.Time             `json:"updatedAt"`
-	VerifiedAt time.Time             `json:"verifiedAt,omitzero"`
-	Revision   uint64                `json:"revision"`
+	Name   string `json:"name"`
+	Source string `json:"source"`
+	// SHA256 is the operator's checksum of the file as published; SHA256URL the
+	// checksum file it was read from, if any.
+	SHA256    string `json:"sha256"`
+	SHA256URL string `json:"sha256URL,omitempty"`
+	// Format is the served file's compression; SourceFormat the format the image was
+	// added in (qcow2 is converted once to zstd-compressed raw, whose checksum is
+	// ServedSHA256 and whose disk is DiskSize bytes).
+	Format       agentapi.Format       `json:"format,omitempty"`
+	SourceFormat inventory.ImageFormat `json:"sourceFormat,omitempty"`
+	ServedSHA256 string                `json:"servedSHA256,omitempty"`
+	DiskSize     int64                 `json:"diskSize,omitempty"`
+	Size         int64                 `json:"size,omitempty"`
+	Status       inventory.ImageStatus `json:"status"`
+	Error        string                `json:"error,omitempty"`
+	// Phase (download, upload, verify, convert) and BytesDone of BytesTotal (0:
+	// unknown) are a pending image's progress.
+	Phase      inventory.ImagePhase `json:"phase,omitempty"`
+	BytesDone  int64                `json:"bytesDone,omitempty"`
+	BytesTotal int64                `json:"bytesTotal,omitempty"`
+	CreatedAt  time.Time            `json:"createdAt"`
+	UpdatedAt  time.Time            `json:"updatedAt"`
+	VerifiedAt time.Time            `json:"verifiedAt,omitzero"`
+	Revision   uint64               `json:"revision"`
 }

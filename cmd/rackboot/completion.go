@@ -119,7 +119,7 @@ var (
 		"cycle", "off, then on", "reset", "hard reset", "status", "show the power state")
 	bootDevices   = words("pxe", "network boot from rackboot", "disk", "boot from local disk")
 	wipeModes     = words("quick", "zero the first and last MiB of disks and partitions", "full", "zero every block (hours on a large disk)")
-	imageFormats  = words("raw", "uncompressed", "gzip", "gzip-compressed", "zstd", "zstd-compressed", "xz", "xz-compressed")
+	imageFormats  = words("raw", "uncompressed", "gzip", "gzip-compressed", "zstd", "zstd-compressed", "xz", "xz-compressed", "qcow2", "QEMU qcow2 (converted to raw on the server)")
 	cloudInitMode = words("dropin", "cloud.cfg.d drop-in", "cidata", "CIDATA config drive", "ignition", "Ignition config", "none", "no config")
 )
 

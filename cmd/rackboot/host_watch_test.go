@@ -409,7 +409,7 @@ func TestImageAddComputesSHA256(t *testing.T) {
 	}
 	// A URL is checked against a sum someone published: --sha256 stays required.
 	_, _, err = h.run("image", "add", "x", "--url", "http://127.0.0.1:1/x.img")
-	if err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--sha256 is required with --url") {
+	if err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--sha256 or --sha256-url is required with --url") {
 		t.Errorf("image add --url without --sha256: %v", err)
 	}
 }

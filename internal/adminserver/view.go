@@ -75,8 +75,9 @@ func leaseViews(ls []inventory.Lease) []admin.Lease {
 
 func imageView(im inventory.Image) admin.Image {
 	return admin.Image{
-		Name: im.Name, Source: redactURL(im.Source), SHA256: im.SHA256, Format: agentapi.Format(im.Format), Size: im.Size,
-		Status: im.Status, Error: im.Error, BytesDone: im.BytesDone, CreatedAt: im.CreatedAt,
+		Name: im.Name, Source: redactURL(im.Source), SHA256: im.SHA256, SHA256URL: redactURL(im.SHA256URL),
+		Format: agentapi.Format(im.Format), SourceFormat: im.SourceFormat, ServedSHA256: im.ServedSHA256, DiskSize: im.DiskSize, Size: im.Size,
+		Status: im.Status, Error: im.Error, Phase: im.Phase, BytesDone: im.BytesDone, BytesTotal: im.BytesTotal, CreatedAt: im.CreatedAt,
 		UpdatedAt: im.UpdatedAt, VerifiedAt: im.VerifiedAt, Revision: im.Revision,
 	}
 }

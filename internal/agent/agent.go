@@ -469,7 +469,7 @@ func (r *runner) provision(ctx context.Context, p *agentapi.Provision, res *agen
 		return err
 	}
 	secs := time.Since(t0).Seconds()
-	r.log.Info("image written", "disk", target.Name, "format", w.Format, "served", w.Served, "written", w.Written,
+	r.log.Info("image written", "disk", target.Name, "format", w.Format, "served", w.Served, "written", w.Written, "zeroedNotWritten", w.Zeroed,
 		"sha256", w.SHA256, "verifiedFirst", w.VerifiedFirst, "seconds", secs,
 		"MiBps", strconv.FormatFloat(float64(w.Written)/(1<<20)/max(secs, 0.001), 'f', 1, 64))
 	r.progress(agentapi.Progress{Phase: agentapi.PhaseVerify, Disk: target.Name, BytesDone: w.Served, BytesTotal: w.Served,

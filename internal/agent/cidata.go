@@ -274,15 +274,6 @@ func addGPTPartition(d *disk, typ, name string, size int64) (Partition, error) {
 	return Partition{Number: free + 1, Start: first * ss, Size: (last - first + 1) * ss, Type: typ, Name: name}, d.sync()
 }
 
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // fetchDoc GETs one NoCloud document, seedURL+name: nil when the server has none (404),
 // an error for any other failure or a document over CIDataSize/4 bytes.
 func fetchDoc(ctx context.Context, client *http.Client, seedURL, name string) ([]byte, error) {

@@ -142,6 +142,18 @@ func (d *disk) zeroRange(off, n int64, buf []byte) error {
 	return nil
 }
 
+// zeroOut makes [off, off+n) read as zeros without writing them where it can:
+// BLKZEROOUT on a block device (through zeroRange), a punched hole in a file (tests,
+// and a disk image file given as the disk).
+func (d *disk) zeroOut(off, n int64) error {
+	if !d.block {
+		if err := unix.Fallocate(int(d.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
+			return nil
+		}
+	}
+	return d.zeroRange(off, n, zeroBuf)
+}
+
 // partitions returns the disk's partitions: the table on the disk and, for a block
 // device, what the kernel has (which covers tables this reader does not parse).
 func (d *disk) partitions(root string) []Partition {

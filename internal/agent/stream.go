@@ -282,13 +282,35 @@ func decompress(r io.Reader, format agentapi.Format) (io.Reader, agentapi.Format
 // therefore never carries a partition table.
 const headHold = 1 << 20
 
+// Zero runs: most of a cloud image's disk is zeros (free space, the room the image
+// leaves to grow). Aligned zeroBlock blocks that are all zero are not written; a run of
+// at least minZeroRun of them becomes one zeroOut call (BLKZEROOUT on a block device:
+// the kernel sends WRITE ZEROES, or a discard that reads back zeros, where the device
+// has them, and writes zero pages where it has not). Shorter runs are written as
+// zeros, since an ioctl per few blocks saves nothing. Either way the disk reads back
+// exactly the image's bytes, and the checksum is over the bytes served, so
+// WrittenSHA256 means what it meant.
+const (
+	zeroBlock  = 64 << 10
+	minZeroRun = 1 << 20
+)
+
+// zeroOuter zeroes a range without writing its bytes; *disk is one.
+type zeroOuter interface {
+	zeroOut(off, n int64) error
+}
+
 // diskWriter writes an image sequentially to a disk, holding its first headHold bytes
-// back.
+// back and turning runs of zero blocks into zeroOut calls when d can.
 type diskWriter struct {
 	d     io.WriterAt
 	limit int64
 	off   int64
 	head  []byte
+	// zstart, zlen: the run of zero blocks seen and not yet written.
+	zstart, zlen int64
+	// zeroed counts the bytes zeroed without writing them.
+	zeroed int64
 }
 
 func (w *diskWriter) Write(p []byte) (int, error) {
@@ -302,13 +324,98 @@ func (w *diskWriter) Write(p []byte) (int, error) {
 		p = p[k:]
 		w.off += k
 	}
-	if len(p) > 0 {
-		if _, err := w.d.WriteAt(p, w.off); err != nil {
-			return 0, fmt.Errorf("write to disk at byte %d: %w", w.off, err)
+	if _, ok := w.d.(zeroOuter); !ok {
+		if len(p) > 0 {
+			if err := w.writeData(p); err != nil {
+				return 0, err
+			}
 		}
-		w.off += int64(len(p))
+		return n, nil
+	}
+	// Split p at zeroBlock boundaries of the disk: whole zero blocks extend the
+	// pending zero run, everything else is data, written in as few calls as possible.
+	data := 0 // p[data:i] is data not yet written
+	i := 0
+	for i < len(p) {
+		k := int(min(int64(zeroBlock)-(w.off+int64(i))%zeroBlock, int64(len(p)-i)))
+		if k == zeroBlock && isZero(p[i:i+k]) {
+			if data < i {
+				if err := w.writeData(p[data:i]); err != nil {
+					return 0, err
+				}
+			}
+			if w.zlen == 0 {
+				w.zstart = w.off
+			}
+			w.zlen += int64(k)
+			w.off += int64(k)
+			data = i + k
+		} else if w.zlen > 0 && data == i {
+			if err := w.flushZeros(); err != nil {
+				return 0, err
+			}
+		}
+		i += k
+	}
+	if data < len(p) {
+		if err := w.writeData(p[data:]); err != nil {
+			return 0, err
+		}
 	}
 	return n, nil
+}
+
+// writeData writes p at w.off (after any pending zeros) and advances.
+func (w *diskWriter) writeData(p []byte) error {
+	if w.zlen > 0 {
+		if err := w.flushZeros(); err != nil {
+			return err
+		}
+	}
+	if _, err := w.d.WriteAt(p, w.off); err != nil {
+		return fmt.Errorf("write to disk at byte %d: %w", w.off, err)
+	}
+	w.off += int64(len(p))
+	return nil
+}
+
+// flushZeros makes the pending zero run zeros on the disk.
+func (w *diskWriter) flushZeros() error {
+	off, n := w.zstart, w.zlen
+	w.zlen = 0
+	if n == 0 {
+		return nil
+	}
+	if z, ok := w.d.(zeroOuter); ok && n >= minZeroRun {
+		if err := z.zeroOut(off, n); err != nil {
+			return fmt.Errorf("zero disk bytes %d-%d: %w", off, off+n, err)
+		}
+		w.zeroed += n
+		return nil
+	}
+	for n > 0 {
+		k := min(n, int64(len(zeroBuf)))
+		if _, err := w.d.WriteAt(zeroBuf[:k], off); err != nil {
+			return fmt.Errorf("write to disk at byte %d: %w", off, err)
+		}
+		off += k
+		n -= k
+	}
+	return nil
+}
+
+// zeroBuf is read-only: zeros to compare and write.
+var zeroBuf = make([]byte, minZeroRun)
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		k := min(len(b), len(zeroBuf))
+		if !bytes.Equal(b[:k], zeroBuf[:k]) {
+			return false
+		}
+		b = b[k:]
+	}
+	return true
 }
 
 // commitHead writes the held-back start of the image.
@@ -325,6 +432,8 @@ type imageWrite struct {
 	SHA256  string
 	Served  int64 // bytes downloaded
 	Written int64 // bytes written to the disk (decompressed)
+	// Zeroed is how many of them were zero runs handed to zeroOut, not written.
+	Zeroed int64
 	// VerifiedFirst is true when the image was checked in memory before the disk was
 	// touched.
 	VerifiedFirst bool
@@ -412,11 +521,14 @@ func writeImage(ctx context.Context, d *disk, job imageJob) (imageWrite, error) 
 		err = bw.Flush()
 	}
 	if err == nil {
+		err = w.flushZeros()
+	}
+	if err == nil {
 		// The checksum covers every byte served, also any past the end of the
 		// compressed stream.
 		_, err = io.Copy(io.Discard, in)
 	}
-	res.Written = w.off
+	res.Written, res.Zeroed = w.off, w.zeroed
 	if !res.VerifiedFirst {
 		res.Served, res.SHA256 = src.off, src.Sum()
 	}

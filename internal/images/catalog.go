@@ -20,7 +20,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rackboot/rackboot/agentapi"
 	"github.com/rackboot/rackboot/internal/inventory"
 	"github.com/rackboot/rackboot/internal/ipxe"
 )
@@ -94,6 +93,9 @@ type Config struct {
 	MaxAttempts int `yaml:"maxAttempts" doc:"attempts per download, resuming with Range where the server allows"`
 	// Backoff before a download retry (default 2s, doubled each time).
 	Backoff time.Duration `yaml:"backoff" doc:"wait before a download retry, doubled each time"`
+	// MaxDiskSize bounds the virtual size of a qcow2 image the catalog converts
+	// (default DefaultMaxDiskSize).
+	MaxDiskSize int64
 	// VerifyOnStart re-hashes every ready image when Start runs.
 	VerifyOnStart bool `yaml:"verifyOnStart" doc:"re-hash every ready image at start (reads them all)"`
 	Logger        *slog.Logger
@@ -114,7 +116,10 @@ type Catalog struct {
 	mu      sync.Mutex
 	running map[string]bool // downloads in flight, by name
 	uploads map[string]bool
-	wg      sync.WaitGroup
+	// verified names uploads whose .part file this process verified and queued for
+	// conversion: the worker need not hash it again.
+	verified map[string]bool
+	wg       sync.WaitGroup
 
 	bytesServed prometheus.Counter
 	downloads   *prometheus.CounterVec
@@ -145,6 +150,9 @@ func New(cfg Config) (*Catalog, error) {
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = DefaultBackoff
 	}
+	if cfg.MaxDiskSize <= 0 {
+		cfg.MaxDiskSize = DefaultMaxDiskSize
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
@@ -157,7 +165,7 @@ func New(cfg Config) (*Catalog, error) {
 	}
 	c := &Catalog{
 		cfg: cfg, root: root, log: cfg.Logger, http: cfg.Metrics,
-		queue: make(chan string, 1024), ready: make(chan struct{}), running: map[string]bool{}, uploads: map[string]bool{},
+		queue: make(chan string, 1024), ready: make(chan struct{}), running: map[string]bool{}, uploads: map[string]bool{}, verified: map[string]bool{},
 		bytesServed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rackboot_image_bytes_served_total",
 			Help: "Bytes of OS images sent to agents.",
@@ -203,11 +211,25 @@ func (c *Catalog) Close() error { return c.root.Close() }
 // AddRequest adds an image from a URL (http, https, or file on the server). For an
 // upload, leave URL empty and call Upload with the bytes.
 type AddRequest struct {
-	Name   string          `json:"name"`
-	URL    string          `json:"url,omitempty"`
-	SHA256 string          `json:"sha256"`
-	Format agentapi.Format `json:"format,omitempty"`
+	Name string `json:"name"`
+	URL  string `json:"url,omitempty"`
+	// SHA256 is the file's checksum; or leave it empty and give SHA256URL, a
+	// checksum file (SHA256SUMS, CHECKSUM) listing it.
+	SHA256    string `json:"sha256,omitempty"`
+	SHA256URL string `json:"sha256URL,omitempty"`
+	// SHA256Name is the file name to look up in SHA256URL; default the base name of
+	// URL's path (an upload must give it).
+	SHA256Name string `json:"sha256Name,omitempty"`
+	// Format is what the file is (raw, gzip, zstd, xz, qcow2); empty detects it from
+	// its bytes, and a given format that the bytes contradict fails the image.
+	Format inventory.ImageFormat `json:"format,omitempty"`
 }
+
+// maxSumsBytes bounds a checksum file: distributions' are a few KiB.
+const maxSumsBytes = 4 << 20
+
+// sumsTimeout bounds fetching a checksum file, which Add does before it returns.
+const sumsTimeout = 60 * time.Second
 
 // SourceUpload is the Source of an image whose bytes come through Upload.
 const SourceUpload = "upload"
@@ -227,7 +249,27 @@ func (c *Catalog) Add(ctx context.Context, req AddRequest) (inventory.Image, err
 		}
 		src = u.String()
 	}
-	im := inventory.Image{Name: req.Name, Source: src, SHA256: req.SHA256, Format: inventory.ImageFormat(req.Format), Status: inventory.ImagePending}
+	if err := inventory.ValidateImageName(req.Name); err != nil {
+		return inventory.Image{}, fmt.Errorf("%w: %w", inventory.ErrInvalid, err)
+	}
+	if !req.Format.ValidSource() {
+		return inventory.Image{}, fmt.Errorf("%w: image %s: format %q: use raw, gzip, zstd, xz or qcow2, or leave it out to detect it", inventory.ErrInvalid, req.Name, req.Format)
+	}
+	sum, sumsURL := req.SHA256, ""
+	if req.SHA256URL != "" {
+		if req.SHA256 != "" {
+			return inventory.Image{}, fmt.Errorf("%w: give the image's sha256 or a checksum file URL, not both", inventory.ErrInvalid)
+		}
+		var err error
+		if sum, sumsURL, err = c.lookupSum(ctx, req); err != nil {
+			return inventory.Image{}, err
+		}
+	}
+	phase := inventory.ImageDownload
+	if src == SourceUpload {
+		phase = inventory.ImageUpload
+	}
+	im := inventory.Image{Name: req.Name, Source: src, SHA256: sum, SHA256URL: sumsURL, SourceFormat: req.Format, Status: inventory.ImagePending, Phase: phase}
 	if err := im.Normalize(); err != nil {
 		return inventory.Image{}, fmt.Errorf("%w: %w", inventory.ErrInvalid, err)
 	}
@@ -240,7 +282,7 @@ func (c *Catalog) Add(ctx context.Context, req AddRequest) (inventory.Image, err
 	if err != nil {
 		return inventory.Image{}, err
 	}
-	c.log.Info("image added", "image", created.Name, "source", created.Source, "sha256", created.SHA256)
+	c.log.Info("image added", "image", created.Name, "source", created.Source, "sha256", created.SHA256, "sha256URL", redact(created.SHA256URL))
 	if src != SourceUpload {
 		c.enqueue(created.Name)
 	}
@@ -305,7 +347,7 @@ func (c *Catalog) Remove(ctx context.Context, name string) error {
 	if err := c.cfg.Store.DeleteImage(ctx, name); err != nil {
 		return err
 	}
-	for _, f := range []string{name, partName(name)} {
+	for _, f := range []string{name, partName(name), convName(name)} {
 		if err := c.root.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("image %s removed from the catalog, but its file was not deleted: %w", name, err)
 		}
@@ -355,6 +397,11 @@ func (c *Catalog) Start(ctx context.Context) error {
 	}
 	for _, im := range ims {
 		switch {
+		case im.Status == inventory.ImagePending && im.Phase == inventory.ImageConvert:
+			// Verified, then interrupted while converting: convert again from the
+			// .part file (checked again first), or download again if it is gone.
+			c.log.Info("resuming image conversion", "image", im.Name, "source", im.Source)
+			c.enqueue(im.Name)
 		case im.Status == inventory.ImagePending && im.Source == SourceUpload && !c.busy(im.Name):
 			_, _ = c.fail(ctx, im.Name, "the upload was interrupted (rackboot restarted): upload the file again with rackboot image add --file")
 		case im.Status == inventory.ImagePending:
@@ -392,8 +439,8 @@ func (c *Catalog) rehash(im inventory.Image) error {
 	if _, err := io.Copy(h, f); err != nil {
 		return fmt.Errorf("reading the cached file of image %s: %w", im.Name, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != im.SHA256 {
-		return fmt.Errorf("the cached file of image %s changed on disk: its sha256 is now %s, not %s: remove the image and add it again", im.Name, got, im.SHA256)
+	if got := hex.EncodeToString(h.Sum(nil)); got != im.FileSHA256() {
+		return fmt.Errorf("the cached file of image %s changed on disk: its sha256 is now %s, not %s: remove the image and add it again", im.Name, got, im.FileSHA256())
 	}
 	return nil
 }
@@ -402,8 +449,12 @@ func partName(name string) string { return "." + name + ".part" }
 
 // download fetches one queued image, with retries, and records the outcome.
 func (c *Catalog) download(ctx context.Context, name string) {
+	c.mu.Lock()
+	verified := c.verified[name]
+	delete(c.verified, name)
+	c.mu.Unlock()
 	im, err := c.cfg.Store.GetImage(ctx, name)
-	if err != nil || im.Status != inventory.ImagePending || im.Source == SourceUpload {
+	if err != nil || im.Status != inventory.ImagePending || (im.Source == SourceUpload && im.Phase != inventory.ImageConvert) {
 		return // removed, or already done
 	}
 	c.mu.Lock()
@@ -420,9 +471,23 @@ func (c *Catalog) download(ctx context.Context, name string) {
 		delete(c.running, name)
 		c.mu.Unlock()
 	}()
-	log := c.log.With("image", name, "source", im.Source)
-	log.Info("downloading image")
+	log := c.log.With("image", name, "source", redact(im.Source))
 	start := time.Now()
+	if im.Phase == inventory.ImageConvert {
+		if verified || c.reverify(ctx, log, im) {
+			c.publish(ctx, log, im, start, false)
+			return
+		}
+		if im.Source == SourceUpload {
+			_, _ = c.fail(ctx, name, "the uploaded file was lost while rackboot restarted during its conversion: upload it again with rackboot image add --file")
+			return
+		}
+	}
+	log.Info("downloading image")
+	_, _ = c.cfg.Store.UpdateImage(context.WithoutCancel(ctx), name, func(im *inventory.Image) error {
+		im.Phase, im.BytesDone = inventory.ImageDownload, 0
+		return nil
+	})
 	f, err := c.root.OpenFile(partName(name), os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
 	if err != nil {
 		_, _ = c.fail(ctx, name, fmt.Sprintf("cannot write %s: %v", c.cfg.Dir, err))
@@ -476,11 +541,11 @@ func (c *Catalog) download(ctx context.Context, name string) {
 		_, _ = c.fail(ctx, name, fmt.Sprintf("downloading %s failed after %d bytes: %v: check the URL, then rackboot image add again", im.Source, got, lastErr))
 		return
 	}
-	c.finish(ctx, log, im, f, h.Sum(nil), got, start)
+	c.finish(ctx, log, im, f, h.Sum(nil), got, start, false)
 }
 
 // finish verifies the checksum of the temporary file's content and publishes it.
-func (c *Catalog) finish(ctx context.Context, log *slog.Logger, im inventory.Image, f *os.File, sum []byte, size int64, start time.Time) {
+func (c *Catalog) finish(ctx context.Context, log *slog.Logger, im inventory.Image, f *os.File, sum []byte, size int64, start time.Time, upload bool) {
 	name := im.Name
 	syncErr := f.Sync()
 	closeErr := f.Close()
@@ -498,26 +563,135 @@ func (c *Catalog) finish(ctx context.Context, log *slog.Logger, im inventory.Ima
 		_, _ = c.fail(ctx, name, fmt.Sprintf("writing the image to %s: %v", c.cfg.Dir, err))
 		return
 	}
-	if err := c.root.Rename(partName(name), name); err != nil {
+	log.Info("image verified", "bytes", size, "sha256", got, "seconds", time.Since(start).Seconds(),
+		"MiBps", strconv.FormatFloat(float64(size)/(1<<20)/max(time.Since(start).Seconds(), 0.001), 'f', 1, 64))
+	c.publish(ctx, log, im, start, upload)
+}
+
+// reverify hashes the .part file an interrupted conversion left and reports whether it
+// is still the file verified against the operator's sha256.
+func (c *Catalog) reverify(ctx context.Context, log *slog.Logger, im inventory.Image) bool {
+	f, err := c.root.Open(partName(im.Name))
+	if err != nil {
+		log.Info("the file to convert is gone; fetching it again", "err", err)
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	_, _ = c.cfg.Store.UpdateImage(context.WithoutCancel(ctx), im.Name, func(im *inventory.Image) error {
+		im.Phase, im.BytesDone, im.BytesTotal = inventory.ImageVerify, 0, st.Size()
+		return nil
+	})
+	h := sha256.New()
+	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+		return false
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != im.SHA256 {
+		log.Warn("the file left to convert does not match its sha256 any more; fetching it again", "sha256", got)
+		return false
+	}
+	return true
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+// publish takes the verified .part file of im: it detects the format from the bytes,
+// checks it against the operator's, converts a qcow2 image (now, or in the worker when
+// queue is set: an upload's request does not wait for it), and renames the served
+// file into place, marking the image ready.
+func (c *Catalog) publish(ctx context.Context, log *slog.Logger, im inventory.Image, start time.Time, queue bool) {
+	name := im.Name
+	failWith := func(outcome, msg string) {
 		_ = c.root.Remove(partName(name))
-		c.downloads.WithLabelValues("error").Inc()
-		_, _ = c.fail(ctx, name, fmt.Sprintf("publishing the image in %s: %v", c.cfg.Dir, err))
+		_ = c.root.Remove(convName(name))
+		c.downloads.WithLabelValues(outcome).Inc()
+		_, _ = c.fail(ctx, name, msg)
+	}
+	f, err := c.root.Open(partName(name))
+	if err != nil {
+		failWith("error", fmt.Sprintf("reading the verified file in %s: %v", c.cfg.Dir, err))
+		return
+	}
+	st, err := f.Stat()
+	var detected inventory.ImageFormat
+	if err == nil {
+		detected, err = detectFile(f)
+	}
+	f.Close()
+	if err != nil {
+		failWith("format", err.Error()+"; nothing was kept")
+		return
+	}
+	claim := im.SourceFormat
+	if claim == inventory.FormatAuto {
+		claim = im.Format // a record from before detection
+	}
+	if claim != inventory.FormatAuto && claim != detected {
+		failWith("format", fmt.Sprintf("the image was added as %s but its bytes are %s: add it again with the right --format, or without one to detect it; nothing was kept", claim, detected))
+		return
+	}
+	served, size, sum, diskSize := detected, st.Size(), "", int64(0)
+	if detected == inventory.FormatQcow2 {
+		if queue {
+			c.mu.Lock()
+			c.verified[name] = true
+			c.mu.Unlock()
+			_, _ = c.cfg.Store.UpdateImage(context.WithoutCancel(ctx), name, func(im *inventory.Image) error {
+				im.Phase, im.BytesDone, im.BytesTotal, im.SourceFormat = inventory.ImageConvert, 0, 0, inventory.FormatQcow2
+				return nil
+			})
+			c.enqueue(name)
+			return
+		}
+		conv, err := c.convert(ctx, log, name)
+		if err != nil && ctx.Err() != nil {
+			// Shutting down: the verified file stays, the image pending in phase
+			// convert, and the next start converts it again.
+			log.Info("image conversion stopped by shutdown; it starts again at the next start")
+			return
+		}
+		if err != nil {
+			failWith("format", fmt.Sprintf("converting the qcow2 image: %v; nothing was kept", err))
+			return
+		}
+		if err := c.root.Rename(convName(name), name); err != nil {
+			failWith("error", fmt.Sprintf("publishing the converted image in %s: %v", c.cfg.Dir, err))
+			return
+		}
+		_ = c.root.Remove(partName(name))
+		served, size, sum, diskSize = inventory.FormatZstd, conv.size, conv.sha256, conv.diskSize
+	} else if err := c.root.Rename(partName(name), name); err != nil {
+		failWith("error", fmt.Sprintf("publishing the image in %s: %v", c.cfg.Dir, err))
 		return
 	}
 	now := time.Now().UTC()
-	_, err := c.cfg.Store.UpdateImage(context.WithoutCancel(ctx), name, func(im *inventory.Image) error {
-		im.Status, im.Error, im.Size, im.BytesDone, im.VerifiedAt = inventory.ImageReady, "", size, size, now
+	_, err = c.cfg.Store.UpdateImage(context.WithoutCancel(ctx), name, func(im *inventory.Image) error {
+		im.Status, im.Error, im.Size, im.VerifiedAt = inventory.ImageReady, "", size, now
+		im.Format, im.SourceFormat, im.ServedSHA256, im.DiskSize = served, detected, sum, diskSize
+		im.Phase, im.BytesDone, im.BytesTotal = "", 0, 0
 		return nil
 	})
 	if err != nil {
-		// Removed while downloading: drop the file with the record.
+		// Removed meanwhile: drop the file with the record.
 		_ = c.root.Remove(name)
 		log.Warn("image finished but its record is gone", "err", err)
 		return
 	}
 	c.downloads.WithLabelValues("ok").Inc()
-	secs := time.Since(start).Seconds()
-	log.Info("image ready", "bytes", size, "sha256", got, "seconds", secs, "MiBps", strconv.FormatFloat(float64(size)/(1<<20)/max(secs, 0.001), 'f', 1, 64))
+	log.Info("image ready", "format", served, "sourceFormat", detected, "bytes", size, "servedSHA256", sum, "seconds", time.Since(start).Seconds())
 }
 
 var errPermanent = errors.New("permanent")
@@ -567,7 +741,7 @@ func (c *Catalog) fetch(ctx context.Context, im inventory.Image, f *os.File, h i
 	}
 	if resp.ContentLength > 0 {
 		total := offset + resp.ContentLength
-		_, _ = c.cfg.Store.UpdateImage(ctx, im.Name, func(im *inventory.Image) error { im.Size = total; return nil })
+		_, _ = c.cfg.Store.UpdateImage(ctx, im.Name, func(im *inventory.Image) error { im.Size, im.BytesTotal = total, total; return nil })
 	}
 	// Cut the transfer when it stalls: the body read has no deadline of its own.
 	watch := time.AfterFunc(c.cfg.StallTimeout, cancel)
@@ -662,7 +836,7 @@ func (c *Catalog) Upload(ctx context.Context, name string, r io.Reader) (invento
 		c.downloads.WithLabelValues("error").Inc()
 		return c.fail(ctx, name, fmt.Sprintf("the upload broke off after %d bytes: %v: upload again", n, err))
 	}
-	c.finish(ctx, c.log.With("image", name, "source", SourceUpload), im, f, h.Sum(nil), n, start)
+	c.finish(ctx, c.log.With("image", name, "source", SourceUpload), im, f, h.Sum(nil), n, start, true)
 	return c.cfg.Store.GetImage(context.WithoutCancel(ctx), name)
 }
 

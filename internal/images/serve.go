@@ -78,8 +78,8 @@ func (c *Catalog) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	// A strong validator: the content is fixed by its checksum, so If-Range resumes work.
-	w.Header().Set("ETag", `"sha256:`+im.SHA256+`"`)
-	w.Header().Set("X-Checksum-Sha256", im.SHA256)
+	w.Header().Set("ETag", `"sha256:`+im.FileSHA256()+`"`)
+	w.Header().Set("X-Checksum-Sha256", im.FileSHA256())
 	rc := http.NewResponseController(w)
 	sw := &sendWriter{ResponseWriter: w, rc: rc, stall: c.cfg.StallTimeout}
 	_ = rc.SetWriteDeadline(time.Now().Add(c.cfg.StallTimeout))

@@ -151,6 +151,9 @@ const (
 	FormatGzip ImageFormat = "gzip"
 	FormatZstd ImageFormat = "zstd"
 	FormatXz   ImageFormat = "xz"
+	// FormatQcow2 is a source format only: the catalog converts a qcow2 image to a
+	// zstd-compressed raw file, which is what agents get.
+	FormatQcow2 ImageFormat = "qcow2"
 )
 
 // Valid reports whether f is a known format (FormatAuto and "auto" included).
@@ -161,3 +164,7 @@ func (f ImageFormat) Valid() bool {
 	}
 	return false
 }
+
+// ValidSource reports whether f is a format an image may be added in: the served
+// formats and qcow2.
+func (f ImageFormat) ValidSource() bool { return f == FormatQcow2 || f.Valid() }

@@ -32,21 +32,60 @@ type Image struct {
 	Name string `json:"name"`
 	// Source is where the image came from: an http(s) or file URL, or "upload".
 	Source string `json:"source"`
-	// SHA256 is the expected checksum of the file as stored and served (before
-	// decompression), lower-case hex.
-	SHA256 string      `json:"sha256"`
+	// SHA256 is the operator's checksum of the file as published (before
+	// decompression or conversion), lower-case hex: what the download or upload is
+	// verified against, and the image's identity for provisioning requests.
+	SHA256 string `json:"sha256"`
+	// SHA256URL is the checksum file (SHA256SUMS) SHA256 was read from, if any.
+	SHA256URL string `json:"sha256URL,omitempty"`
+	// Format is how the file served to agents is compressed: set from its bytes when
+	// the image is ready (empty in records older than detection: the agent detects).
 	Format ImageFormat `json:"format,omitempty"`
-	// Size is the file's size in bytes once known.
+	// SourceFormat is the format of the file as added: while pending, what the
+	// operator said it is (empty: detect; a mismatch fails the image), once ready
+	// what its bytes are. Format differs from it only for a converted image (qcow2).
+	SourceFormat ImageFormat `json:"sourceFormat,omitempty"`
+	// ServedSHA256 is the checksum of the file served when it is not the file
+	// verified against SHA256 (a qcow2 image converted to zstd-compressed raw);
+	// empty when the file is served as added. See FileSHA256.
+	ServedSHA256 string `json:"servedSHA256,omitempty"`
+	// DiskSize is the bytes an agent writes for a converted image (the qcow2 virtual
+	// size); 0 when not known without decompressing.
+	DiskSize int64 `json:"diskSize,omitempty"`
+	// Size is the served file's size in bytes once known (while downloading, that of
+	// the download).
 	Size   int64       `json:"size,omitempty"`
 	Status ImageStatus `json:"status"`
 	// Error says why a failed image failed, and what to do.
 	Error string `json:"error,omitempty"`
-	// BytesDone is the download or upload progress of a pending image.
-	BytesDone  int64     `json:"bytesDone,omitempty"`
-	CreatedAt  time.Time `json:"createdAt"`
-	UpdatedAt  time.Time `json:"updatedAt"`
-	VerifiedAt time.Time `json:"verifiedAt,omitzero"`
-	Revision   uint64    `json:"revision"`
+	// Phase is what a pending image is doing (download, upload, verify, convert);
+	// BytesDone of BytesTotal (0: unknown) is its progress.
+	Phase      ImagePhase `json:"phase,omitempty"`
+	BytesDone  int64      `json:"bytesDone,omitempty"`
+	BytesTotal int64      `json:"bytesTotal,omitempty"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	UpdatedAt  time.Time  `json:"updatedAt"`
+	VerifiedAt time.Time  `json:"verifiedAt,omitzero"`
+	Revision   uint64     `json:"revision"`
+}
+
+// ImagePhase is the step a pending image is in.
+type ImagePhase string
+
+const (
+	ImageDownload ImagePhase = "download"
+	ImageUpload   ImagePhase = "upload"
+	ImageVerify   ImagePhase = "verify"
+	ImageConvert  ImagePhase = "convert"
+)
+
+// FileSHA256 is the checksum of the file agents get: ServedSHA256 for a converted
+// image, else SHA256.
+func (im Image) FileSHA256() string {
+	if im.ServedSHA256 != "" {
+		return im.ServedSHA256
+	}
+	return im.SHA256
 }
 
 var imageNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
@@ -86,6 +125,19 @@ func (im *Image) Normalize() error {
 	if !im.Format.Valid() {
 		return fmt.Errorf("image %s: format %q: use raw, gzip, zstd or xz, or leave it out to detect it", im.Name, im.Format)
 	}
+	if im.SourceFormat == "auto" {
+		im.SourceFormat = FormatAuto
+	}
+	if !im.SourceFormat.ValidSource() {
+		return fmt.Errorf("image %s: format %q: use raw, gzip, zstd, xz or qcow2, or leave it out to detect it", im.Name, im.SourceFormat)
+	}
+	if im.ServedSHA256 != "" {
+		sum, err := ValidateSHA256(im.ServedSHA256)
+		if err != nil {
+			return fmt.Errorf("image %s: served file: %w", im.Name, err)
+		}
+		im.ServedSHA256 = sum
+	}
 	switch im.Status {
 	case "":
 		im.Status = ImagePending
@@ -93,7 +145,7 @@ func (im *Image) Normalize() error {
 	default:
 		return fmt.Errorf("image %s: unknown status %q", im.Name, im.Status)
 	}
-	if im.Size < 0 || im.BytesDone < 0 {
+	if im.Size < 0 || im.BytesDone < 0 || im.BytesTotal < 0 || im.DiskSize < 0 {
 		return fmt.Errorf("image %s: negative size", im.Name)
 	}
 	return nil

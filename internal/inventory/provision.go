@@ -80,6 +80,10 @@ type Provision struct {
 	// proxy/off DHCP modes where rackboot sees no leases).
 	HostIP string `json:"hostIP,omitempty"`
 
+	// PlanSHA256 is the checksum of the file the plan sent the agent when it is not
+	// ImageSHA256 (a converted qcow2 image); the agent's report is checked against it.
+	PlanSHA256 string `json:"planSHA256,omitempty"`
+
 	// Set when the agent reported the image written.
 	WrittenDisk   string    `json:"writtenDisk,omitempty"`
 	WrittenSHA256 string    `json:"writtenSHA256,omitempty"`

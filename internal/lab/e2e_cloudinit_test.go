@@ -65,7 +65,7 @@ func TestQEMUProvisionCloudInit(t *testing.T) {
 		for i, hc := range hosts {
 			t.Run(hc.id, func(t *testing.T) {
 				t.Parallel()
-				seeds[i] = provisionWithCloudInit(t, rb, seg, logs, bin, hc.id, hc.mac, hc.ip, hc.fw, hc.proto)
+				seeds[i] = provisionWithCloudInit(t, rb, seg, logs, bin, LabImageName, hc.id, hc.mac, hc.ip, hc.fw, hc.proto)
 			})
 		}
 	})
@@ -129,9 +129,10 @@ func startWithLabImage(t *testing.T, bin string, ns *Netns, logs, addr string, f
 	return rb
 }
 
-// provisionWithCloudInit takes one BMC-backed VM from enrolled to provisioned with the
-// lab image and returns the NoCloud seed URL the agent wrote into its disk.
-func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin, id, mac, ip string, fw Firmware, proto BMCProtocol) string {
+// provisionWithCloudInit takes one BMC-backed VM from enrolled to provisioned with
+// image (a build of the lab image) and returns the NoCloud seed URL the agent wrote
+// into its disk.
+func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin, image, id, mac, ip string, fw Firmware, proto BMCProtocol) string {
 	ctx := t.Context()
 	dir := vmDirFor(t, logs, id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -173,7 +174,7 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 	}
 	t.Logf("%s inspected in %v", id, time.Since(start).Round(time.Second))
 	start = time.Now()
-	cli("host", "provision", id, "--image", LabImageName, "--user-data", userData)
+	cli("host", "provision", id, "--image", image, "--user-data", userData)
 
 	err = rb.WaitHosts(ctx, []string{id}, 25*time.Minute, id+" to be provisioned",
 		func(h admin.Host) bool { return h.State == inventory.StateProvisioned }, nil)

@@ -66,7 +66,7 @@ func provisionBesideSiteDHCP(t *testing.T, bin, mode string) {
 	startDnsmasq(t, seg.NS, logs, seg.Bridge, site...)
 
 	rb := startWithLabImage(t, bin, seg.NS, logs, rbIP, "--dhcp-mode", mode, "--unknown-hosts", "ignore")
-	seed := provisionWithCloudInit(t, rb, seg, logs, bin, id, mac, ip, SeaBIOS, IPMI)
+	seed := provisionWithCloudInit(t, rb, seg, logs, bin, LabImageName, id, mac, ip, SeaBIOS, IPMI)
 	if want := "http://" + rbIP + ":8080/metadata/"; !strings.HasPrefix(seed, want) {
 		t.Errorf("the installed disk's seed is %s, want one under %s", seed, want)
 	}

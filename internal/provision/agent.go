@@ -251,6 +251,7 @@ func (p *Provisioner) hello(r *http.Request) (agentapi.Plan, error) {
 					perr = fmt.Errorf("the host's network spec does not fit it: %w", perr)
 				} else {
 					plan, perr = provisionPlan(*h, im, base, metaTok, data)
+					pv.PlanSHA256 = im.ServedSHA256
 				}
 				if perr != nil {
 					p.fail(h, c, perr.Error(), nil)
@@ -425,9 +426,13 @@ func (p *Provisioner) result(r *http.Request) error {
 			if pv == nil {
 				return stale(h)
 			}
-			if res.ImageSHA256 != "" && !strings.EqualFold(res.ImageSHA256, pv.ImageSHA256) {
+			want := pv.ImageSHA256
+			if pv.PlanSHA256 != "" {
+				want = pv.PlanSHA256 // a converted image: the agent hashed the file served
+			}
+			if res.ImageSHA256 != "" && !strings.EqualFold(res.ImageSHA256, want) {
 				// The agent checks this itself; a disagreement is a bug somewhere.
-				p.fail(h, c, fmt.Sprintf("the agent reports image sha256 %s, the catalog %s: release the host", res.ImageSHA256, pv.ImageSHA256), fields)
+				p.fail(h, c, fmt.Sprintf("the agent reports image sha256 %s, the catalog %s: release the host", res.ImageSHA256, want), fields)
 				return nil
 			}
 			pv.WrittenDisk, pv.WrittenSHA256, pv.BytesWritten, pv.WrittenAt = res.RootDisk, res.ImageSHA256, res.BytesWritten, now

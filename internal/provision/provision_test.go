@@ -704,3 +704,46 @@ func TestDiskBootPowersOnAHostLeftOff(t *testing.T) {
 	}
 	e.wantState(inventory.StateProvisioning, inventory.PhaseDiskBoot)
 }
+
+// TestProvisionConvertedImage: for an image converted on the server (qcow2 → zstd
+// raw), the plan carries the served file's sha256 and format, the host's request keeps
+// the operator's sum as the image's identity, and the agent's report is checked
+// against the file it was sent.
+func TestProvisionConvertedImage(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	served := strings.Repeat("5e", 32)
+	const name = "from-qcow2"
+	if _, err := e.store.CreateImage(ctx, inventory.Image{Name: name, Source: "upload", SHA256: imageSum, SourceFormat: inventory.FormatQcow2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.UpdateImage(ctx, name, func(im *inventory.Image) error {
+		im.Status, im.Format, im.ServedSHA256, im.Size, im.DiskSize = inventory.ImageReady, inventory.FormatZstd, served, 1<<20, 4<<20
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.setState(inventory.StateAvailable)
+	if _, err := e.p.Provision(ctx, hostID, Request{Image: name}); err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile()
+	e.bmc.take()
+	tok := e.boot()
+	plan := e.mustHello(tok)
+	if pv := plan.Provision; pv == nil || pv.SHA256 != served || pv.Format != agentapi.FormatZstd || pv.Size != 1<<20 {
+		t.Fatalf("plan = %+v", plan.Provision)
+	}
+	h := e.wantState(inventory.StateProvisioning, inventory.PhaseAgent)
+	if h.Provision.ImageSHA256 != imageSum || h.Provision.PlanSHA256 != served {
+		t.Errorf("provision record: image sha256 %s, plan sha256 %s", h.Provision.ImageSHA256, h.Provision.PlanSHA256)
+	}
+	if code := e.result(tok, agentapi.Result{Action: agentapi.ActionProvision, OK: true, Phase: agentapi.PhaseDone,
+		RootDisk: "vda", ImageSHA256: served, BytesWritten: 4 << 20, Next: "reboot"}); code != http.StatusNoContent {
+		t.Fatalf("result: %d", code)
+	}
+	h = e.wantState(inventory.StateProvisioning, inventory.PhaseDiskBoot)
+	if h.Provision.WrittenSHA256 != served {
+		t.Errorf("written sha256 = %s, want the served file's %s", h.Provision.WrittenSHA256, served)
+	}
+}

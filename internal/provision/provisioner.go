@@ -932,7 +932,7 @@ func provisionPlan(h inventory.Host, im inventory.Image, base, metaTok string, d
 	pv := h.Provision
 	seed := base + metadata.PathPrefix + url.PathEscape(metaTok) + "/"
 	pr := &agentapi.Provision{
-		ImageURL: base + images.URLPath(im.Name), SHA256: im.SHA256, Format: agentapi.Format(im.Format), Size: im.Size,
+		ImageURL: base + images.URLPath(im.Name), SHA256: im.FileSHA256(), Format: agentapi.Format(im.Format), Size: im.Size,
 		RootDisk: AgentRootDisk(pv.RootDisk), CloudInit: agentapi.CloudInit{Mode: agentapi.CloudInitMode(pv.CloudInit)},
 	}
 	switch pv.CloudInit {
