@@ -64,9 +64,11 @@ func TestResponsesGolden(t *testing.T) {
 	store := openTestStore(t)
 	ctx := context.Background()
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	im := inventory.Image{Name: "debian-12", Source: "https://ops:" + goldenMirrorPass + "@mirror.example.net/debian-12.raw.zst",
-		SHA256: strings.Repeat("5", 64), Format: inventory.FormatZstd, Size: 1 << 30, Status: inventory.ImageReady,
-		CreatedAt: at, UpdatedAt: at, VerifiedAt: at, Revision: 3}
+	// A qcow2 image converted on the server, its sum read from a checksum file.
+	im := inventory.Image{Name: "debian-12", Source: "https://ops:" + goldenMirrorPass + "@mirror.example.net/debian-12.qcow2",
+		SHA256: strings.Repeat("5", 64), SHA256URL: "https://ops:" + goldenMirrorPass + "@mirror.example.net/SHA256SUMS",
+		Format: inventory.FormatZstd, SourceFormat: inventory.FormatQcow2, ServedSHA256: strings.Repeat("6", 64), DiskSize: 2 << 30,
+		Size: 1 << 30, Status: inventory.ImageReady, CreatedAt: at, UpdatedAt: at, VerifiedAt: at, Revision: 3}
 	h, err := NewHandler(Config{Store: store, Token: testToken, Images: fixedCatalog{im},
 		Version: admin.VersionInfo{Version: "v0.9.0", Commit: "0123456789abcdef0123456789abcdef01234567", BuildDate: "2026-12-01T00:00:00Z", GoVersion: "go1.26.0"}})
 	if err != nil {

@@ -809,6 +809,9 @@ func (c *Catalog) Upload(ctx context.Context, name string, r io.Reader) (invento
 	if im.Source != SourceUpload || im.Status != inventory.ImagePending {
 		return im, fmt.Errorf("%w: image %s is %s from %s, not waiting for an upload: remove it and add it again", inventory.ErrConflict, name, im.Status, im.Source)
 	}
+	if im.Phase == inventory.ImageVerify || im.Phase == inventory.ImageConvert {
+		return im, fmt.Errorf("%w: image %s was uploaded and is being converted: wait for it (rackboot image show %s)", inventory.ErrConflict, name, name)
+	}
 	c.mu.Lock()
 	if c.uploads[name] {
 		c.mu.Unlock()

@@ -176,6 +176,9 @@ func TestQcow2ConvertedOnce(t *testing.T) {
 				if im.Status != inventory.ImagePending || im.Phase != inventory.ImageConvert {
 					t.Fatalf("after the upload: %s phase %q (%s), want pending in phase convert", im.Status, im.Phase, im.Error)
 				}
+				if _, err := f.c.Upload(ctx, tc.name, bytes.NewReader(data)); !errors.Is(err, inventory.ErrConflict) {
+					t.Errorf("a second upload while converting = %v, want ErrConflict", err)
+				}
 			}
 			im := f.wait(tc.name)
 			if im.Status != inventory.ImageReady {

@@ -183,7 +183,7 @@ func provisionExact(t *testing.T, rb *rackboot, seg *Segment, logs, image, raw s
 		}
 	}
 	var h admin.Host
-	if err := json.Unmarshal([]byte(cli("host", "show", id, "-o", "json")), &h); err != nil || h.State != inventory.StateAvailable {
+	if err := json.Unmarshal([]byte(mustQuiet(t, rb, "host", "show", id, "-o", "json")), &h); err != nil || h.State != inventory.StateAvailable {
 		t.Errorf("after the refusals %s is %s (%v), want available", id, h.State, err)
 	}
 	if after := sha256File(t, disk); after != before {
