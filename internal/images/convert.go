@@ -122,17 +122,13 @@ func (c *Catalog) convert(ctx context.Context, log *slog.Logger, name string) (r
 	return res, nil
 }
 
-// qcow2Advice adds what to do to the qcow2 reader's refusals.
+// qcow2Advice adds what to do to the qcow2 reader's errors. Its refusals (backing
+// file, encryption, external data file, corrupt bit) say it themselves.
 func qcow2Advice(err error) error {
 	switch {
-	case errors.Is(err, qcow2.ErrBackingFile):
-		return fmt.Errorf("%w: it is an overlay that reads unallocated clusters from another file; flatten it first (qemu-img convert -O qcow2 OVERLAY FLAT.qcow2) and add that", err)
-	case errors.Is(err, qcow2.ErrEncrypted):
-		return fmt.Errorf("%w: rackboot has no key; decrypt it first (qemu-img convert with --object secret,... -O qcow2)", err)
-	case errors.Is(err, qcow2.ErrExternalDataFile):
-		return fmt.Errorf("%w: convert it to a self-contained image first (qemu-img convert -O qcow2 IN OUT.qcow2)", err)
-	case errors.Is(err, qcow2.ErrMarkedCorrupt):
-		return fmt.Errorf("%w: check and repair it (qemu-img check -r all) or fetch it again", err)
+	case errors.Is(err, qcow2.ErrBackingFile), errors.Is(err, qcow2.ErrEncrypted),
+		errors.Is(err, qcow2.ErrExternalDataFile), errors.Is(err, qcow2.ErrMarkedCorrupt):
+		return err
 	}
 	return fmt.Errorf("%w: check it with qemu-img check, or convert it to raw yourself", err)
 }

@@ -257,7 +257,7 @@ func TestQcow2Refusals(t *testing.T) {
 		format          inventory.ImageFormat
 		want            []string
 	}{
-		{"overlay", overlay, fileSum(t, overlay), "", []string{"backing file", "base.qcow2", "flatten it first"}},
+		{"overlay", overlay, fileSum(t, overlay), "", []string{"backing file", "base.qcow2", "flatten it with qemu-img convert"}},
 		{"wrong-sum", base, strings.Repeat("ab", 32), "", []string{"sha256 mismatch", fileSum(t, base), "nothing was kept"}},
 		{"wrong-format", base, fileSum(t, base), inventory.FormatGzip, []string{"added as gzip", "its bytes are qcow2"}},
 		{"gzipped-qcow2", gzq, fileSum(t, gzq), "", []string{"gzip-compressed qcow2", "decompress it"}},
