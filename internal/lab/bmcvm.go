@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -97,6 +98,18 @@ func (v *BMCVM) QEMULog() string { return filepath.Join(v.Dir.Path, bmcsim.QEMUL
 // PID is the QEMU process while the VM is on, else 0.
 func (v *BMCVM) PID() (int, error) { return v.Dir.PID() }
 
+// SetLink plugs (up) or pulls (down) the cable of the running VM's NIC i (0 is the
+// first, 1 ExtraNICs[0]): QMP set_link on its QEMU device. The guest sees the carrier
+// change; frames to and from that NIC are dropped while it is down. QEMU forgets it at
+// the next power-on.
+func (v *BMCVM) SetLink(ctx context.Context, nic int, up bool) error {
+	if nic < 0 || nic > len(v.VM.ExtraNICs) {
+		return fmt.Errorf("lab VM %s has no NIC %d", v.VM.Name, nic)
+	}
+	_, err := v.Dir.QMP(ctx, "set_link", map[string]any{"name": NICDeviceID(nic), "up": up})
+	return err
+}
+
 // PowerState reads the power state from the VM directory, as the BMC does.
 func (v *BMCVM) PowerState(ctx context.Context) (bmcsim.PowerState, error) {
 	return v.Dir.PowerState(ctx)
@@ -169,6 +182,14 @@ func (s *Segment) StartBMCVM(ctx context.Context, c Cleaner, cfg BMCVMConfig) (*
 	if vm.Tap == "" {
 		if vm.Tap, err = s.AddTap(); err != nil {
 			return nil, err
+		}
+	}
+	vm.ExtraNICs = slices.Clone(vm.ExtraNICs) // the taps filled in are the returned VM's
+	for i := range vm.ExtraNICs {
+		if vm.ExtraNICs[i].Tap == "" {
+			if vm.ExtraNICs[i].Tap, err = s.AddTap(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := vm.validate(); err != nil {

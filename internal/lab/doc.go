@@ -48,6 +48,21 @@
 // NS ipmitool "$@"`), since bmclib runs ipmitool as a process in the caller's namespace. `rackboot serve` inside
 // the namespace needs neither.
 //
+// # VLANs and a second NIC
+//
+// The machine's kernel may lack 8021q, bonding and bridge VLAN filtering; the guests'
+// Debian kernel has them. Segment.AddVLANPort puts a namespace on one VLAN of a
+// segment's (plain, non-filtering) bridge: its eth0 is a tap whose untagged frames a
+// relay in the test process tags with the VLAN id onto a second tap on the bridge, and
+// of what that tap receives it passes on only the frames tagged with that id, untagged.
+// Taps rather than veths with AF_PACKET: a tap gives the reader the tag inline (an
+// AF_PACKET socket finds it only in PACKET_AUXDATA, the kernel moving a received tag
+// into metadata even without 8021q) and whole frames with their checksums (no GSO
+// super-frames). Netns.Ping is an ICMP echo client on a raw socket (the machine may have
+// no ping(8)). VM.ExtraNICs adds NICs nic1, nic2, ... without option ROM or bootindex,
+// so the VM still network-boots from nic0; BMCVM.SetLink pulls or plugs a NIC's cable
+// through QMP set_link (bmcsim's VMDir.QMP runs any command with arguments).
+//
 // # Boot fixtures
 //
 // FetchKernel runs `apt-get download` for the package linux-image-amd64 currently depends

@@ -161,6 +161,12 @@ func TestVMQEMUArgs(t *testing.T) {
 		{"direct kernel", with(func(v *VM) { v.Firmware, v.Kernel, v.Initrd, v.Append = SeaBIOS, "/k", "/i", "console=ttyS0" }),
 			cat(common, []string{"-machine", "pc,graphics=off", "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0",
 				"-kernel", "/k", "-append", "console=ttyS0", "-initrd", "/i"}), ""},
+		{"seabios second nic", with(func(v *VM) {
+			v.Firmware, v.ExtraNICs = SeaBIOS, []ExtraNIC{{MAC: "52:54:00:AA:BB:CD", Tap: "tap2"}}
+		}), cat(common, []string{"-machine", "pc,graphics=off", "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,id=nic0",
+			"-netdev", "tap,id=net1,ifname=tap2,script=no,downscript=no",
+			"-device", "virtio-net-pci,netdev=net1,mac=52:54:00:aa:bb:cd,id=nic1,romfile="}), ""},
+		{"second nic without tap", with(func(v *VM) { v.Firmware, v.ExtraNICs = SeaBIOS, []ExtraNIC{{MAC: "52:54:00:AA:BB:CD"}} }), nil, "nic1 has no tap"},
 		{"native pxe e1000 refused", with(func(v *VM) { v.Firmware, v.NIC = OVMFPXE, "e1000" }), nil, "OVMF has no e1000 driver"},
 		{"bad firmware", with(func(v *VM) { v.Firmware = "coreboot" }), nil, "firmware"},
 		{"bad mac", with(func(v *VM) { v.Firmware, v.MAC = SeaBIOS, "zz" }), nil, "MAC"},

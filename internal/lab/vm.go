@@ -48,8 +48,12 @@ type VM struct {
 	// Tap is the tap device (Segment.AddTap) in the namespace QEMU runs in.
 	Tap      string
 	Firmware Firmware
-	// NIC is the QEMU device model: "virtio-net-pci" (default) or "e1000".
+	// NIC is the QEMU device model: "virtio-net-pci" (default) or "e1000", of every NIC.
 	NIC string
+	// ExtraNICs are NICs after the first, QEMU devices nic1, nic2, ... (NICDeviceID).
+	// They carry no option ROM and no bootindex, so the VM network-boots from its first
+	// NIC only, as a server set to PXE from one port.
+	ExtraNICs []ExtraNIC
 	// MemoryMB defaults to 512.
 	MemoryMB int
 	// CPUs defaults to 1 (a Kubernetes control plane wants 2).
@@ -63,6 +67,14 @@ type VM struct {
 	// Kernel, Initrd and Append boot a kernel directly (QEMU -kernel), skipping the
 	// network boot: used to check the boot fixtures on their own.
 	Kernel, Initrd, Append string
+}
+
+// ExtraNIC is a lab VM's second (third, ...) NIC.
+type ExtraNIC struct {
+	MAC string
+	// Tap is its tap device in the namespace QEMU runs in; Segment.StartBMCVM makes one
+	// on the segment when empty.
+	Tap string
 }
 
 func (vm *VM) validate() error {
@@ -82,6 +94,14 @@ func (vm *VM) validate() error {
 	default:
 		return fmt.Errorf("lab VM %s: NIC %q: use virtio-net-pci or e1000", vm.Name, vm.NIC)
 	}
+	for i, x := range vm.ExtraNICs {
+		if x.Tap == "" {
+			return fmt.Errorf("lab VM %s: NIC %s has no tap", vm.Name, NICDeviceID(i+1))
+		}
+		if _, err := net.ParseMAC(x.MAC); err != nil {
+			return fmt.Errorf("lab VM %s: NIC %s: MAC %q: %w", vm.Name, NICDeviceID(i+1), x.MAC, err)
+		}
+	}
 	if (vm.Firmware == OVMFPXE || vm.Firmware == OVMFHTTP) && vm.NIC == "e1000" {
 		return fmt.Errorf("lab VM %s: %s needs virtio-net-pci: OVMF has no e1000 driver without the iPXE ROM", vm.Name, vm.Firmware)
 	}
@@ -97,6 +117,10 @@ const (
 	NICID  = "nic0"
 	DiskID = "disk0"
 )
+
+// NICDeviceID is the QEMU device id of a lab VM's NIC i: nic0 (NICID) is the first,
+// ExtraNICs[0] is nic1. QMP commands such as set_link name a NIC by it.
+func NICDeviceID(i int) string { return "nic" + strconv.Itoa(i) }
 
 // QEMUArgs returns the qemu-system-x86_64 command line without a boot order: the NIC is
 // device NICID and the disk (if any) DiskID, neither with a bootindex, so the caller
@@ -164,6 +188,14 @@ func (vm *VM) QEMUArgs(varsPath string) ([]string, error) {
 			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no")
 	}
 	args = append(args, "-device", dev)
+	for i, x := range vm.ExtraNICs {
+		n := strconv.Itoa(i + 1)
+		// romfile= (none): SeaBIOS would otherwise run an iPXE ROM per NIC and offer
+		// each as a boot device after the ones with a bootindex.
+		args = append(args,
+			"-netdev", "tap,id=net"+n+",ifname="+x.Tap+",script=no,downscript=no",
+			"-device", nic+",netdev=net"+n+",mac="+strings.ToLower(x.MAC)+",id="+NICDeviceID(i+1)+",romfile=")
+	}
 	if vm.Disk != "" {
 		format := "raw"
 		if strings.HasSuffix(vm.Disk, ".qcow2") {

@@ -106,7 +106,8 @@ func redfishHelper(ctx context.Context, args []string) error {
 // fakeQEMU stands in for qemu-system-x86_64 in tests of the power path: it serves QMP on
 // the listening socket bmcsim passes (-chardev socket,...,fd=N), writes its arguments to
 // the serial file (-serial file:PATH) and acts on quit, system_reset and
-// system_powerdown the way QEMU does. Extra flags change its behaviour:
+// system_powerdown the way QEMU does, and answers set_link (QEMU's form: name and up,
+// an empty return). Extra flags change its behaviour:
 //
 //	-fake-fail         exit 1 before serving QMP, as QEMU does on a bad argument
 //	-fake-ignore-quit  answer quit but keep running (a wedged QEMU: SIGKILL needed)
@@ -170,12 +171,17 @@ func serveFakeQMP(conn net.Conn, serial *os.File, noReboot, ignoreQuit, ignoreAC
 	ok := map[string]any{"return": map[string]any{}}
 	for {
 		var cmd struct {
-			Execute string `json:"execute"`
+			Execute   string          `json:"execute"`
+			Arguments json.RawMessage `json:"arguments"`
 		}
 		if err := dec.Decode(&cmd); err != nil {
 			return false
 		}
-		fmt.Fprintf(serial, "qmp %s\n", cmd.Execute)
+		if cmd.Arguments != nil {
+			fmt.Fprintf(serial, "qmp %s %s\n", cmd.Execute, cmd.Arguments)
+		} else {
+			fmt.Fprintf(serial, "qmp %s\n", cmd.Execute)
+		}
 		switch cmd.Execute {
 		case "qmp_capabilities":
 			_ = enc.Encode(ok)
@@ -197,6 +203,20 @@ func serveFakeQMP(conn net.Conn, serial *os.File, noReboot, ignoreQuit, ignoreAC
 			if !ignoreACPI {
 				return true
 			}
+		case "set_link":
+			var a struct {
+				Name string `json:"name"`
+				Up   *bool  `json:"up"`
+			}
+			if json.Unmarshal(cmd.Arguments, &a) != nil || a.Name == "" || a.Up == nil {
+				_ = enc.Encode(map[string]any{"error": map[string]any{"class": "GenericError", "desc": "Parameter 'name' is missing"}})
+				continue
+			}
+			if a.Name != "nic0" && a.Name != "nic1" {
+				_ = enc.Encode(map[string]any{"error": map[string]any{"class": "DeviceNotFound", "desc": "Device '" + a.Name + "' not found"}})
+				continue
+			}
+			_ = enc.Encode(ok)
 		default:
 			_ = enc.Encode(map[string]any{"error": map[string]any{"class": "CommandNotFound", "desc": "The command " + cmd.Execute + " has not been found"}})
 		}

@@ -67,19 +67,30 @@ func dialQMP(ctx context.Context, path string) (*qmpSession, error) {
 
 // execute sends a command without arguments and waits for its return, skipping events.
 func (s *qmpSession) execute(command string) error {
-	if err := json.NewEncoder(s.conn).Encode(map[string]string{"execute": command}); err != nil {
-		return fmt.Errorf("QMP %s: %w", command, err)
+	_, err := s.executeArgs(command, nil)
+	return err
+}
+
+// executeArgs sends a command with arguments (nil: none; else anything encoding/json
+// turns into an object) and returns its "return" value, skipping events.
+func (s *qmpSession) executeArgs(command string, args any) (json.RawMessage, error) {
+	msg := struct {
+		Execute   string `json:"execute"`
+		Arguments any    `json:"arguments,omitempty"`
+	}{command, args}
+	if err := json.NewEncoder(s.conn).Encode(msg); err != nil {
+		return nil, fmt.Errorf("QMP %s: %w", command, err)
 	}
 	for {
 		var m qmpMessage
 		if err := s.dec.Decode(&m); err != nil {
-			return fmt.Errorf("QMP %s: reply: %w", command, err)
+			return nil, fmt.Errorf("QMP %s: reply: %w", command, err)
 		}
 		switch {
 		case m.Error != nil:
-			return fmt.Errorf("QMP %s: %s: %s", command, m.Error.Class, m.Error.Desc)
+			return nil, fmt.Errorf("QMP %s: %s: %s", command, m.Error.Class, m.Error.Desc)
 		case m.Return != nil:
-			return nil
+			return m.Return, nil
 		}
 		// An event (SHUTDOWN, RESET, POWERDOWN...): keep reading for the reply.
 	}
@@ -95,6 +106,24 @@ func qmpCommand(ctx context.Context, path, command string) error {
 	}
 	defer s.close()
 	return s.execute(command)
+}
+
+// QMP runs one command with arguments on the running QEMU's monitor and returns its
+// "return" value: for what a BMC never does but a lab test wants, such as set_link
+// (a NIC's cable pulled and plugged back) or query-status. args is nil or anything
+// encoding/json encodes as an object. It takes no lock: it changes no power state.
+func (d *VMDir) QMP(ctx context.Context, command string, args any) (json.RawMessage, error) {
+	if _, on, err := d.running(); err != nil {
+		return nil, err
+	} else if !on {
+		return nil, fmt.Errorf("QMP %s on VM %s: the VM is off", command, d.Spec.Name)
+	}
+	s, err := dialQMP(ctx, d.file(QMPSocket))
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	return s.executeArgs(command, args)
 }
 
 // errQEMUExited reports that QEMU ended while starting; the error carries its log.

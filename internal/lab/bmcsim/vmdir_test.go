@@ -212,6 +212,40 @@ func TestVMDirOffKillsWedgedQEMU(t *testing.T) {
 	wantState(t, d, bmcsim.PowerOff)
 }
 
+// TestVMDirQMPWithArguments: a command with arguments reaches QEMU as a JSON object
+// (set_link, as the lab pulls a NIC's cable), QEMU's error comes back as the error, and
+// a VM that is off is said to be off.
+func TestVMDirQMPWithArguments(t *testing.T) {
+	t.Parallel()
+	d := fakeVM(t)
+	link := func(name string, up bool) error {
+		_, err := d.QMP(t.Context(), "set_link", map[string]any{"name": name, "up": up})
+		return err
+	}
+	if err := link("nic1", false); err == nil || !strings.Contains(err.Error(), "off") {
+		t.Errorf("set_link on a VM that is off = %v, want an error saying it is off", err)
+	}
+	power(t, d, bmcsim.OpOn)
+	if err := link("nic1", false); err != nil {
+		t.Fatalf("set_link nic1 down: %v", err)
+	}
+	if err := link("nic1", true); err != nil {
+		t.Fatalf("set_link nic1 up: %v", err)
+	}
+	if err := link("nic7", false); err == nil || !strings.Contains(err.Error(), "DeviceNotFound") {
+		t.Errorf("set_link on a missing NIC = %v, want QEMU's DeviceNotFound", err)
+	}
+	b, err := os.ReadFile(filepath.Join(d.Path, bmcsim.SerialLog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`qmp set_link {"name":"nic1","up":false}`, `qmp set_link {"name":"nic1","up":true}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("fake QEMU did not see %s:\n%s", want, b)
+		}
+	}
+}
+
 // TestVMDirConcurrentCallers: callers in this process and in other processes (the
 // chassis-control helper, as ipmi_sim runs it) all switching the same VM on get one QEMU.
 func TestVMDirConcurrentCallers(t *testing.T) {
