@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -71,6 +72,18 @@ func TestQEMUProvisionCloudInit(t *testing.T) {
 	})
 	if t.Failed() {
 		return
+	}
+	// Both hosts have a reservation in the DHCP subnet rackboot serves: their installed
+	// network is decided static (provisionWithCloudInit then checks it in the guest).
+	for _, hc := range hosts {
+		var h admin.Host
+		if err := json.Unmarshal(rb.mustCLI("host", "show", hc.id, "-o", "json"), &h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Provision == nil || h.Provision.InstallNetwork == nil || len(h.Provision.InstallNetwork.Ethernets) != 1 ||
+			h.Provision.InstallNetwork.Ethernets[0].Addresses[0] != hc.ip+"/24" {
+			t.Errorf("%s's installed network is not its reservation, static: %+v", hc.id, h.Provision)
+		}
 	}
 
 	// The first host's user-data, asked for from the bystander's address.
@@ -176,8 +189,9 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 	start = time.Now()
 	cli("host", "provision", id, "--image", image, "--user-data", userData)
 
+	var provisioned admin.Host
 	err = rb.WaitHosts(ctx, []string{id}, 25*time.Minute, id+" to be provisioned",
-		func(h admin.Host) bool { return h.State == inventory.StateProvisioned }, nil)
+		func(h admin.Host) bool { provisioned = h; return h.State == inventory.StateProvisioned }, nil)
 	if err != nil {
 		evs, _ := rb.events(id)
 		t.Fatalf("%v\ntimeline:\n%s\nconsole:\n%s", err, formatEvents(evs), Tail(v.SerialLog(), 60))
@@ -193,7 +207,14 @@ func provisionWithCloudInit(t *testing.T, rb *rackboot, seg *Segment, logs, bin,
 	if !strings.Contains(string(console), marker) {
 		t.Errorf("the serial console lacks the user-data marker %s:\n%s", marker, Tail(v.SerialLog(), 60))
 	}
-	checkStaticAddress(t, string(console), ip)
+	// With a reservation in a subnet rackboot serves, the installed system gets it
+	// statically; in proxy and off modes rackboot knows no subnet and the site's DHCP
+	// keeps the address.
+	if provisioned.Provision != nil && provisioned.Provision.InstallNetwork != nil {
+		checkStaticAddress(t, string(console), ip)
+	} else {
+		checkDHCPAddress(t, string(console), ip)
+	}
 	evs := rb.waitTimeline(id, 10*time.Second, []eventStep{
 		{Type: "provision.request"},
 		{Type: "bmc.bootdev", Fields: map[string]string{"device": "pxe"}},
@@ -251,6 +272,19 @@ func checkStaticAddress(t *testing.T, console, ip string) {
 	if !strings.Contains(report, "RACKBOOT-NO-DHCP-CLIENT") {
 		t.Errorf("a DHCP client runs on the installed system:\n%s", report)
 	}
+}
+
+// checkDHCPAddress checks the console's network report of a host rackboot gave no
+// static configuration (proxy or off mode): ip, from the site's DHCP server.
+func checkDHCPAddress(t *testing.T, console, ip string) {
+	t.Helper()
+	_, rest, _ := strings.Cut(console, "RACKBOOT-NET-BEGIN")
+	report, _, ok := strings.Cut(rest, "RACKBOOT-NET-END")
+	if !ok || !strings.Contains(report, " inet "+ip+"/") {
+		t.Errorf("the installed system does not have %s:\n%s", ip, report)
+		return
+	}
+	t.Logf("the installed system's network (DHCP):\n%s", strings.TrimSpace(report))
 }
 
 // readRootFile reads a file from the root filesystem (second MBR partition) of a raw
