@@ -110,10 +110,12 @@ func (s HostSpec) Host() (inventory.Host, error) {
 	if err := ValidateBoot(h.Boot); err != nil {
 		return inventory.Host{}, fmt.Errorf("host %s: %w", h.ID, err)
 	}
+	// The network spec is checked on its own here (a spec has no facts): HostPatch.Apply
+	// and the provisioner check it against the NICs the host's inspection found.
 	if h.Network != nil {
 		if h.Network.IsZero() {
 			h.Network = nil
-		} else if err := netconfig.Validate(*h.Network, h.InspectedNICs()); err != nil {
+		} else if err := netconfig.Validate(*h.Network, nil); err != nil {
 			return inventory.Host{}, fmt.Errorf("host %s: %w", h.ID, err)
 		} else {
 			n := netconfig.Normalize(*h.Network)
