@@ -6,7 +6,7 @@
 #   make lint   gofmt + go vet
 #   make dist   release artifacts under dist/: static binaries, .deb, OCI image, clusterctl repository
 #   make bench  run the benchmarks and print their numbers
-#   make bench-compare  rackboot beside its peers (DHCP: Kea with perfdhcp), in namespaces
+#   make bench-compare  rackboot beside its peers (DHCP: Kea, TFTP: dnsmasq, HTTP: nginx), in namespaces
 
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
@@ -30,7 +30,7 @@ DEB_PACKAGES := systemd skopeo qemu-system-x86 qemu-utils ipxe-qemu ipxe ovmf op
 	busybox-static cpio dnsmasq-base tftp-hpa atftp isc-dhcp-client isc-dhcp-relay iproute2 curl python3-sushy e2fsprogs \
 	debootstrap mtools dosfstools syslinux syslinux-common grub-efi-amd64-bin fdisk zstd nginx btrfs-progs openssh-client \
 	gcc libc6-dev libseccomp-dev pkg-config binutils \
-	kea-dhcp4-server kea-admin
+	kea-dhcp4-server kea-admin wrk
 
 TEST_TIMEOUT ?= 60m
 
@@ -185,9 +185,11 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # bench-compare runs rackboot beside its peers on this machine and prints the ratios of
-# issue 11. DHCP: perfdhcp against Kea 2.x memfile and against rackboot, in network
-# namespaces, server pinned to one CPU and load to the other, interleaved, medians of
-# BENCH_ROUNDS rounds (hack/bench-compare.sh says how each figure is taken). Needs root.
+# issue 11. DHCP: perfdhcp against Kea 2.x memfile and against rackboot; TFTP: a boot
+# storm against dnsmasq; HTTP: wrk fetching an iPXE binary from nginx and from rackboot;
+# in network namespaces, server pinned to one CPU and load to the other, interleaved,
+# medians of BENCH_ROUNDS rounds (hack/bench-compare.sh says how each figure is taken;
+# ONLY=dhcp|tftp|http runs one). Needs root.
 BENCH_ROUNDS ?= 3
 bench-compare: deps
 	hack/bench-compare.sh $(BENCH_ROUNDS)

@@ -1,10 +1,11 @@
 #!/bin/bash
 # bench-compare.sh: rackboot beside its peers (issue 11), side by side on this machine:
-# DHCP against Kea 2.x (memfile) with ISC's perfdhcp as the load, then TFTP against
-# dnsmasq with internal/tftp/cmd/tftpload as the load.
+# DHCP against Kea 2.x (memfile) with ISC's perfdhcp as the load, TFTP against dnsmasq
+# with internal/tftp/cmd/tftpload as the load, then HTTP boot files against nginx with
+# wrk as the load.
 #
 #   hack/bench-compare.sh [ROUNDS]     (default 3; make bench-compare runs this)
-#   ONLY=dhcp|tftp hack/bench-compare.sh [ROUNDS]     one of the two
+#   ONLY=dhcp|tftp|http hack/bench-compare.sh [ROUNDS]     one of the three
 #
 # DHCP prints, for each server, the median of ROUNDS rounds of:
 #
@@ -41,6 +42,23 @@
 # netem (CONFIG_NET_SCH_NETEM) gets the same round trip from the client, which then
 # holds every ACK back by LATENCY (tftpload -ack-delay), and the output says which.
 #
+# HTTP prints, for rackboot and nginx serving the same file (HTTP_FILE, default
+# snponly.efi, copied from internal/ipxe/bin; rackboot serves its embedded copy at
+# /ipxe/bin/NAME), the median of ROUNDS rounds of wrk with HTTP_CONNS (64) keep-alive
+# connections from one thread for PERIOD seconds, servers alternating within each round:
+#
+#   req/s         requests per second (wrk's Requests/sec)
+#   p99 ms        99th percentile of a request's latency (wrk --latency)
+#   cpu us/req    the server's CPU time (utime+stime) per request
+#
+# and the ratios rackboot/nginx. nginx runs as one process (master_process off: the one
+# worker's work, measurable in /proc) with sendfile on, tcp_nopush, no access log and
+# keepalive_requests 1000000 (its default of 1000 would make wrk reconnect); rackboot
+# serve runs with DHCP off and --log-level warn (no line per request), its metrics,
+# limits (httplimit) and trust gate in the path as always. The load address is no host
+# of rackboot's inventory, so no request writes a timeline event (an enrolled host's GET
+# queues one for the inventory's group commit).
+#
 # Everything runs in two network namespaces made here (server: 10.99.0.1/16 on a veth,
 # load: 10.99.0.2/16); nothing binds a port in the root namespace. perfdhcp sends as a
 # relay (-l ADDRESS: giaddr set), with 10,000 simulated clients. The server is pinned to
@@ -53,7 +71,8 @@
 # appends leases to a CSV file without fsync.
 #
 # Needs root, kea-dhcp4-server and kea-admin (perfdhcp is in kea-admin), dnsmasq
-# (dnsmasq-base), iproute2 (ip, tc), util-linux (taskset); make deps installs them.
+# (dnsmasq-base), nginx, wrk, curl, iproute2 (ip, tc), util-linux (taskset); make deps
+# installs them.
 # Bounded: each perfdhcp or tftpload run lasts PERIOD seconds (default 4; tftpload also
 # stops at 1,000,000 transfers) and the whole script well under 15 minutes.
 set -euo pipefail
@@ -71,19 +90,22 @@ ONLY=${ONLY:-}
 TFTP_FILE=${TFTP_FILE:-undionly.kpxe}
 TFTP_CLIENTS=${TFTP_CLIENTS:-64}
 LATENCY=${LATENCY:-1ms}
+HTTP_FILE=${HTTP_FILE:-snponly.efi}
+HTTP_CONNS=${HTTP_CONNS:-64}
 
 case $ONLY in
-"" | dhcp | tftp) ;;
-*) echo "bench-compare: ONLY=$ONLY: give dhcp or tftp (or nothing for both)" >&2; exit 2 ;;
+"" | dhcp | tftp | http) ;;
+*) echo "bench-compare: ONLY=$ONLY: give dhcp, tftp or http (or nothing for all three)" >&2; exit 2 ;;
 esac
 want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 
 tools="taskset ip"
 want dhcp && tools="$tools kea-dhcp4 perfdhcp"
 want tftp && tools="$tools dnsmasq tc"
+want http && tools="$tools nginx wrk curl"
 for t in $tools; do
 	command -v "$t" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
-	command -v "$t" >/dev/null || { echo "bench-compare: $t is missing: run make deps (kea-dhcp4-server, kea-admin, dnsmasq-base, iproute2)" >&2; exit 1; }
+	command -v "$t" >/dev/null || { echo "bench-compare: $t is missing: run make deps (kea-dhcp4-server, kea-admin, dnsmasq-base, nginx, wrk, iproute2, curl)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "bench-compare: needs root (network namespaces)" >&2; exit 1; }
 
@@ -377,5 +399,122 @@ bench_tftp() {
 	awk -v a="$m16" -v b="$mls" 'BEGIN {printf "rackboot windowsize 16 / lock-step: %.1fx (target >= 5x)\n", (b > 0 ? a / b : 0)}'
 }
 
+# ---- HTTP ----
+
+# start_http nginx|rackboot: a fresh server on CPU SRV_CPU serving HTTP_FILE on port
+# 8080; ready when the file comes back whole.
+start_http() {
+	rm -rf "$work/rbh" "$work/nginx/run"
+	mkdir -p "$work/rbh" "$work/nginx/run"
+	case $1 in
+	nginx)
+		ip netns exec "$S" nice -n "$NICE" taskset -c "$SRV_CPU" nginx -c "$work/nginx/nginx.conf" -p "$work/nginx/run" -e "$work/nginx/run/error.log" \
+			>"$work/nginx/run/out.log" 2>&1 &
+		http_path=/$HTTP_FILE
+		;;
+	rackboot)
+		ip netns exec "$S" nice -n "$NICE" taskset -c "$SRV_CPU" "$work/rackboot" serve --data-dir "$work/rbh" \
+			--address 10.99.0.1 --http-port 8080 --tftp-port 69 --dhcp-mode off \
+			--log-level warn >"$work/rbh/out.log" 2>&1 &
+		http_path=/ipxe/bin/$HTTP_FILE
+		;;
+	esac
+	srv_pid=$!
+	for _ in $(seq 40); do
+		sleep 0.25
+		if [ "$(ip netns exec "$C" curl -sf -o /dev/null -w '%{size_download}' "http://10.99.0.1:8080$http_path" 2>/dev/null)" = "$http_size" ]; then
+			return 0
+		fi
+		kill -0 "$srv_pid" 2>/dev/null || { echo "bench-compare: $1 did not start:" >&2; tail -20 "$work"/rbh/out.log "$work"/nginx/run/*.log >&2 2>/dev/null; exit 1; }
+	done
+	echo "bench-compare: $1 never served $http_path" >&2
+	exit 1
+}
+
+# wrk_run: one wrk run from the load namespace on CPU LOAD_CPU; prints "req_s p99_ms
+# requests errors".
+wrk_run() {
+	ip netns exec "$C" nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$HTTP_CONNS" -d"${PERIOD}s" --latency \
+		"http://10.99.0.1:8080$http_path" 2>&1 |
+		awk 'function ms(v) {
+				if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+				if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+				if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+				return v + 0
+			}
+			/^ +99%/ {p99 = ms($2)}
+			/requests in/ {n = $1}
+			/Non-2xx|Socket errors/ {err = 1}
+			/^Requests\/sec:/ {rps = $2}
+			END {printf "%.0f %.2f %d %d\n", rps, p99, n, err}'
+}
+
+bench_http() {
+	mkdir -p "$work/nginx/root"
+	cp "internal/ipxe/bin/$HTTP_FILE" "$work/nginx/root/"
+	http_size=$(stat -c %s "$work/nginx/root/$HTTP_FILE")
+	cat >"$work/nginx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx/run/nginx.pid;
+error_log $work/nginx/run/error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_requests 1000000;
+	client_body_temp_path $work/nginx/run/body;
+	proxy_temp_path $work/nginx/run/proxy;
+	fastcgi_temp_path $work/nginx/run/fastcgi;
+	uwsgi_temp_path $work/nginx/run/uwsgi;
+	scgi_temp_path $work/nginx/run/scgi;
+	types { application/octet-stream efi kpxe; }
+	server {
+		listen 10.99.0.1:8080;
+		root $work/nginx/root;
+	}
+}
+EOF
+	local -A rate p99 cpu
+	local r s c rps p n e
+	for r in $(seq "$ROUNDS"); do
+		if [ $((r % 2)) = 0 ]; then order=(rackboot nginx); else order=(nginx rackboot); fi
+		for s in "${order[@]}"; do
+			start_http "$s"
+			t0=$(cpu_ticks)
+			read -r rps p n e < <(wrk_run)
+			t1=$(cpu_ticks)
+			stop_server
+			c=$(awk -v d=$((t1 - t0)) -v n="$n" -v h="$(getconf CLK_TCK)" 'BEGIN {if (n > 0) printf "%.1f", d / h * 1e6 / n; else print 0}')
+			[ "$e" = 0 ] || echo "bench-compare: round $r: $s had socket errors or non-2xx answers" >&2
+			rate[$s]="${rate[$s]:-} $rps"
+			p99[$s]="${p99[$s]:-} $p"
+			cpu[$s]="${cpu[$s]:-} $c"
+			echo "round $r: $s $HTTP_FILE: req_s=$rps p99_ms=$p requests=$n cpu_us_per_req=$c" >&2
+		done
+	done
+
+	printf '\nHTTP boot file (wrk: %d connections, 1 thread, %s of %d bytes, %ss runs, median of %d rounds; server on CPU %s, load on CPU %s, nice %s)\n' \
+		"$HTTP_CONNS" "$HTTP_FILE" "$http_size" "$PERIOD" "$ROUNDS" "$SRV_CPU" "$LOAD_CPU" "$NICE"
+	printf '%-10s %12s %10s %12s\n' server "req/s" "p99 ms" "cpu us/req"
+	local -A mr mp mc
+	for s in nginx rackboot; do
+		mr[$s]=$(echo "${rate[$s]}" | median)
+		mp[$s]=$(echo "${p99[$s]}" | median)
+		mc[$s]=$(echo "${cpu[$s]}" | median)
+		printf '%-10s %12s %10s %12s\n' "$s" "${mr[$s]}" "${mp[$s]}" "${mc[$s]}"
+		echo "  $s per round: req/s${rate[$s]} | p99 ms${p99[$s]} | cpu us/req${cpu[$s]}"
+	done
+	awk -v rr="${mr[rackboot]}" -v nr="${mr[nginx]}" -v rp="${mp[rackboot]}" -v np="${mp[nginx]}" \
+		-v rc="${mc[rackboot]}" -v nc="${mc[nginx]}" 'BEGIN {
+		printf "rackboot/nginx: req/s %.2fx (target >= 0.9x), p99 %.2fx, cpu per request %.2fx\n",
+			(nr > 0 ? rr / nr : 0), (np > 0 ? rp / np : 0), (nc > 0 ? rc / nc : 0)
+	}'
+	echo "nginx: sendfile, no access log; rackboot: from memory, metrics, limits and trust gate on, no log line per request (warn)."
+}
+
 if want dhcp; then bench_dhcp; fi
 if want tftp; then bench_tftp; fi
+if want http; then bench_http; fi

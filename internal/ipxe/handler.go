@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rackboot/rackboot/internal/hotfile"
 	"github.com/rackboot/rackboot/internal/inventory"
 	"github.com/rackboot/rackboot/internal/ratelimit"
 	"github.com/rackboot/rackboot/internal/trust"
@@ -27,7 +28,9 @@ type Store interface {
 	// HostByIP finds the host holding ip (reservation or unexpired lease), or
 	// inventory.ErrNotFound.
 	HostByIP(ctx context.Context, ip string) (inventory.Host, error)
-	AppendEvent(ctx context.Context, hostID string, e inventory.Event) (inventory.Event, error)
+	// RecordEvents queues timeline events for the inventory's next group commit and
+	// returns at once.
+	RecordEvents(ctx context.Context, evs ...inventory.HostEvent) error
 }
 
 // AgentTokens issues a fresh agent token for one boot of host through mac, bound to
@@ -42,8 +45,9 @@ type Gate interface {
 	// ScriptBinding returns the address an agent token for this fetch is bound to, or
 	// why the fetch gets none.
 	ScriptBinding(host *inventory.Host, mac, key string, src netip.Addr) (netip.Addr, error)
-	// Who is the host at src, for the timeline.
-	Who(ctx context.Context, src netip.Addr) (inventory.Host, bool)
+	// WhoForTimeline is the ID of the host at src, for the timeline (an answer up to
+	// a second old).
+	WhoForTimeline(ctx context.Context, src netip.Addr) (string, bool)
 	// Reject counts a refusal and records it on the host's timeline within src's budget.
 	Reject(hostID, route, eventType string, src netip.Addr, err error, fields map[string]string)
 }
@@ -151,6 +155,9 @@ type Handler struct {
 
 	script, binary, binaryNested, asset, notFound http.Handler
 
+	// binCache and assetCache keep the files served in memory (package hotfile).
+	binCache, assetCache *hotfile.Cache
+
 	// scriptEvents bounds the timeline writes of unauthenticated script fetches per
 	// source address: anyone may fetch any host's (secret-free) script, and must not
 	// push that host's history out of its timeline.
@@ -203,6 +210,23 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
+	// The embedded binaries never change; an overlay directory and the assets are
+	// checked once a second, so a file the operator replaces is served at once.
+	immutable := false
+	switch b := cfg.Binaries.(type) {
+	case prefixFS:
+		immutable = true
+	case *BinaryFS:
+		immutable = !b.Overlay()
+	}
+	if h.binCache, err = hotfile.New(hotfile.Config{FS: cfg.Binaries, Immutable: immutable, Now: h.clock}); err != nil {
+		return nil, err
+	}
+	if cfg.Assets != nil {
+		if h.assetCache, err = hotfile.New(hotfile.Config{FS: cfg.Assets, Now: h.clock}); err != nil {
+			return nil, err
+		}
+	}
 	if h.metrics == nil {
 		m, err := NewHTTPMetrics(cfg.Registerer)
 		if err != nil {
@@ -225,6 +249,9 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	h.Register(h.mux)
 	return h, nil
 }
+
+// clock is h.now, which tests may replace after NewHandler.
+func (h *Handler) clock() time.Time { return h.now() }
 
 // Register adds the routes to mux (rackboot serve's mux, beside /api, /metrics...).
 func (h *Handler) Register(mux *http.ServeMux) {
@@ -335,82 +362,120 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveFile serves name from the binaries or the assets, with Range, and records the
-// transfer on the timeline of the host the source address belongs to.
+// transfer on the timeline of the host the source address belongs to. Files are served
+// from memory (package hotfile) unless they are too large to keep.
 func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, route, name string) {
 	rc, done := h.stallDeadline(w)
 	defer done()
 	src, _ := sourceIP(r)
-	log := h.log.With("route", route, "ip", src.String(), "file", name)
-	fsys, eventType := h.cfg.Binaries, EventBinary
+	fsys, cache, eventType := h.cfg.Binaries, h.binCache, EventBinary
 	if route == RouteAsset {
-		fsys, eventType = h.cfg.Assets, EventAsset
+		fsys, cache, eventType = h.cfg.Assets, h.assetCache, EventAsset
 		if fsys == nil {
 			http.Error(w, "this rackboot serves no assets: put kernels and initrds in DATA_DIR/assets", http.StatusNotFound)
 			return
 		}
 	}
 	if !validFileName(name) {
-		log.Info("refused file request: invalid path")
+		h.logFile(r, slog.LevelInfo, "refused file request: invalid path", route, src, name)
 		http.Error(w, "invalid path: no \"..\", \".\", empty segments, backslashes or control characters", http.StatusBadRequest)
 		return
 	}
+	if route == RouteBinary {
+		w.Header()["Content-Type"] = octetStream
+	}
+	sw := &statusWriter{ResponseWriter: &progressWriter{ResponseWriter: w, rc: rc, stall: h.cfg.StallTimeout, now: h.now}}
+	start := h.now()
+	var size int64
+	switch hf, err := cache.Get(name); {
+	case err == nil:
+		size = hf.Size()
+		hotfile.ServeContent(sw, r, hf)
+	case errors.Is(err, hotfile.ErrTooLarge):
+		var ok bool
+		if size, ok = h.serveFromFS(sw, r, fsys, route, src, name); !ok {
+			return
+		}
+	default:
+		code := openErrorCode(err)
+		h.logFile(r, slog.LevelInfo, "file request failed", route, src, name, "code", code, "err", err)
+		http.Error(w, http.StatusText(code), code)
+		return
+	}
+	h.logFile(r, slog.LevelInfo, "served file", route, src, name, "method", r.Method, "code", sw.Status(), "bytes", sw.bytes, "duration", h.now().Sub(start))
+	// A HEAD (UEFI HTTP boot sends one to learn the size) fetches nothing: only GETs go
+	// on the timeline.
+	if r.Method != http.MethodGet {
+		return
+	}
+	if hostID, ok := h.hostByIP(r.Context(), src); ok {
+		fields := map[string]string{
+			"file": name, "ip": src.String(), "bytes": strconv.FormatInt(sw.bytes, 10),
+			"size": strconv.FormatInt(size, 10), "code": strconv.Itoa(sw.Status()),
+		}
+		if rg := r.Header.Get("Range"); rg != "" {
+			fields["range"] = rg
+		}
+		h.event(hostID, inventory.Event{Type: eventType, Message: "fetched " + name + " over HTTP", Fields: fields})
+	}
+}
+
+// octetStream is the Content-Type of binaries, shared by every response (never
+// appended to: net/http only replaces header values).
+var octetStream = []string{"application/octet-stream"}
+
+// serveFromFS serves a file too large to keep in memory from fsys, opened for this
+// request. It reports the file's size, and false when it answered with an error.
+func (h *Handler) serveFromFS(w *statusWriter, r *http.Request, fsys fs.FS, route string, src netip.Addr, name string) (int64, bool) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		code := openErrorCode(err)
-		log.Info("file request failed", "code", code, "err", err)
+		h.logFile(r, slog.LevelInfo, "file request failed", route, src, name, "code", code, "err", err)
 		http.Error(w, http.StatusText(code), code)
-		return
+		return 0, false
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || st.IsDir() {
 		// No directory listings: the names in DATA_DIR are the operator's business.
 		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
-		return
+		return 0, false
 	}
 	rs, ok := f.(io.ReadSeeker)
 	if !ok {
-		log.Error("file cannot seek; cannot serve Range", "file", name)
+		h.logFile(r, slog.LevelError, "file cannot seek; cannot serve Range", route, src, name)
 		http.Error(w, "rackboot cannot serve this file", http.StatusInternalServerError)
-		return
+		return 0, false
 	}
-	if route == RouteBinary {
-		w.Header().Set("Content-Type", "application/octet-stream")
-	}
-	sw := &statusWriter{ResponseWriter: &progressWriter{ResponseWriter: w, rc: rc, stall: h.cfg.StallTimeout, now: h.now}}
-	start := h.now()
-	http.ServeContent(sw, r, st.Name(), st.ModTime(), rs)
-	fields := map[string]string{
-		"file": name, "ip": src.String(), "bytes": strconv.FormatInt(sw.bytes, 10),
-		"size": strconv.FormatInt(st.Size(), 10), "code": strconv.Itoa(sw.Status()),
-	}
-	if rg := r.Header.Get("Range"); rg != "" {
-		fields["range"] = rg
-	}
-	log.Info("served file", "method", r.Method, "code", sw.Status(), "bytes", sw.bytes, "duration", h.now().Sub(start))
-	// A HEAD (UEFI HTTP boot sends one to learn the size) fetches nothing: only GETs go
-	// on the timeline.
-	if r.Method != http.MethodGet {
-		return
-	}
-	if host, ok := h.hostByIP(r.Context(), src); ok {
-		h.event(host.ID, inventory.Event{Type: eventType, Message: fmt.Sprintf("fetched %s over HTTP", name), Fields: fields})
-	}
+	http.ServeContent(w, r, st.Name(), st.ModTime(), rs)
+	return st.Size(), true
 }
 
-func (h *Handler) hostByIP(ctx context.Context, src netip.Addr) (inventory.Host, bool) {
+// logFile logs a file request at level; the attributes are built only when the line
+// is written, so a boot storm at the default level costs no allocation for it.
+func (h *Handler) logFile(r *http.Request, level slog.Level, msg, route string, src netip.Addr, name string, args ...any) {
+	if !h.log.Enabled(r.Context(), level) {
+		return
+	}
+	h.log.Log(r.Context(), level, msg, append([]any{"route", route, "ip", src.String(), "file", name}, args...)...)
+}
+
+// hostByIP is the ID of the host at src, for a fetch's timeline event.
+func (h *Handler) hostByIP(ctx context.Context, src netip.Addr) (string, bool) {
 	if h.cfg.Gate == nil || !src.IsValid() {
-		return inventory.Host{}, false
+		return "", false
 	}
-	return h.cfg.Gate.Who(ctx, src)
+	return h.cfg.Gate.WhoForTimeline(ctx, src)
 }
 
-// event appends e to the host's timeline; a failure is logged, never shown to the
-// client, whose boot must not depend on bookkeeping.
+// event queues e for the host's timeline with the inventory's next group commit
+// (RecordEvents), in the order requests end, behind the DHCP and TFTP events of the same
+// boot; a failure is logged, never shown to the client, whose boot must not depend on
+// bookkeeping.
 func (h *Handler) event(hostID string, e inventory.Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
 	defer cancel()
-	if _, err := h.cfg.Store.AppendEvent(ctx, hostID, e); err != nil {
+	if err := h.cfg.Store.RecordEvents(ctx, inventory.HostEvent{HostID: hostID, Event: e}); err != nil {
 		h.log.Warn("cannot record event", "hostID", hostID, "type", e.Type, "err", err)
 	}
 }
@@ -468,6 +533,16 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 }
 
 func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// ReadFrom extends the deadline and passes the copy on (sendfile from a memfd, package
+// hotfile), which hands over at most hotfile.WriteChunk per call.
+func (p *progressWriter) ReadFrom(src io.Reader) (int64, error) {
+	_ = p.rc.SetWriteDeadline(p.now().Add(p.stall))
+	if rf, ok := p.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(writerOnly{p.ResponseWriter}, src)
+}
 
 // sourceIP is the TCP peer's address, IPv4-mapped addresses unmapped.
 func sourceIP(r *http.Request) (netip.Addr, bool) {

@@ -88,6 +88,15 @@ func (s *fakeStore) AppendEvent(_ context.Context, hostID string, e inventory.Ev
 	return e, nil
 }
 
+func (s *fakeStore) RecordEvents(ctx context.Context, evs ...inventory.HostEvent) error {
+	for _, e := range evs {
+		if _, err := s.AppendEvent(ctx, e.HostID, e.Event); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *fakeStore) eventsOf(id string) []inventory.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -350,6 +359,64 @@ func TestBinaryRoute(t *testing.T) {
 	if got := f.counter(t, RouteBinary, "200"); got != 6 {
 		t.Errorf("binary 200 counter = %v, want 6 (5 GETs and a HEAD)", got)
 	}
+
+	// Served from memory with a strong ETag: a client that has the file gets 304, and
+	// a resumed download of another version gets the whole file.
+	etag := f.do("GET", "/ipxe/bin/"+SNPOnlyEFI, otherIP).Header().Get("Etag")
+	if len(etag) != 34 || etag != w.Header().Get("Etag") {
+		t.Fatalf("ETag %q, and %q on the Range answer: want one strong ETag", etag, w.Header().Get("Etag"))
+	}
+	if w := f.do("GET", "/ipxe/bin/"+SNPOnlyEFI, otherIP, "If-None-Match", etag); w.Code != http.StatusNotModified {
+		t.Errorf("If-None-Match with the ETag: status %d, want 304", w.Code)
+	}
+	if w := f.do("GET", "/ipxe/bin/"+SNPOnlyEFI, otherIP, "Range", "bytes=0-1", "If-Range", `"older"`); w.Code != 200 || w.Body.Len() != 173792 {
+		t.Errorf("If-Range with another ETag: status %d, %d bytes, want the whole file", w.Code, w.Body.Len())
+	}
+	if w := f.do("GET", "/ipxe/bin/"+SNPOnlyEFI, otherIP, "Range", "bytes=0-1", "If-Range", etag); w.Code != http.StatusPartialContent {
+		t.Errorf("If-Range with the ETag: status %d, want 206", w.Code)
+	}
+}
+
+// TestFilesFollowTheirDirectory: binaries and assets are kept in memory, and one
+// replaced on disk is served within a second (hotfile.DefaultRevalidate).
+func TestFilesFollowTheirDirectory(t *testing.T) {
+	overlay := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(overlay, SNPOnlyEFI), []byte("build one"), 0o644))
+	bins, err := OpenBinaries(overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bins.Close() })
+	f := newFixture(t, func(c *HandlerConfig) { c.Binaries = bins })
+	clock := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	f.h.now = func() time.Time { return clock }
+
+	if w := f.do("GET", "/ipxe/bin/"+SNPOnlyEFI, otherIP); w.Body.String() != "build one" {
+		t.Fatalf("overlay binary: %d %q", w.Code, w.Body)
+	}
+	if w := f.do("GET", "/assets/debian/vmlinuz", otherIP); w.Body.String() != "0123456789abcdefghij" {
+		t.Fatalf("asset: %d %q", w.Code, w.Body)
+	}
+	replace := func(path, body string) {
+		t.Helper()
+		must(t, os.WriteFile(path+".new", []byte(body), 0o644))
+		must(t, os.Rename(path+".new", path))
+	}
+	replace(filepath.Join(overlay, SNPOnlyEFI), "build two")
+	replace(filepath.Join(f.assets, "debian", "vmlinuz"), "a new kernel")
+	clock = clock.Add(time.Second)
+	if w := f.do("GET", "/ipxe/bin/"+SNPOnlyEFI, otherIP); w.Body.String() != "build two" {
+		t.Errorf("replaced binary: %d %q", w.Code, w.Body)
+	}
+	if w := f.do("GET", "/assets/debian/vmlinuz", otherIP); w.Body.String() != "a new kernel" {
+		t.Errorf("replaced asset: %d %q", w.Code, w.Body)
+	}
+	must(t, os.Remove(filepath.Join(overlay, SNPOnlyEFI)))
+	clock = clock.Add(time.Second)
+	want, _ := fs.ReadFile(Binaries(), SNPOnlyEFI)
+	if w := f.do("GET", "/ipxe/bin/"+SNPOnlyEFI, otherIP); !bytes.Equal(w.Body.Bytes(), want) {
+		t.Errorf("overlay file removed: %d, %d bytes, want the embedded binary", w.Code, w.Body.Len())
+	}
 }
 
 func TestAssetRoute(t *testing.T) {
@@ -488,9 +555,9 @@ func TestWriteDeadlines(t *testing.T) {
 		if d.Code != 200 || d.Body.Len() != 850528 {
 			t.Fatalf("status %d, %d bytes", d.Code, d.Body.Len())
 		}
-		// ServeContent copies in 32 KiB writes: 850528 bytes is 26 of them, each
-		// preceded by a fresh deadline, plus the first and the final two.
-		if len(d.deadlines) < 26+3 {
+		// Served from memory in 256 KiB writes (hotfile.WriteChunk): 850528 bytes is 4
+		// of them, each preceded by a fresh deadline, plus the first and the final two.
+		if len(d.deadlines) < 4+3 {
 			t.Fatalf("%d deadlines set, want one per write", len(d.deadlines))
 		}
 		for i := 1; i < len(d.deadlines)-1; i++ {

@@ -2,8 +2,10 @@ package ipxe
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,13 +64,23 @@ func NewHTTPMetrics(reg prometheus.Registerer) (*HTTPMetrics, error) {
 
 // Wrap counts and times next under route. The route label must come from a fixed set
 // (never from the request), or the series would grow without bound.
+//
+// The series are looked up once per route (and once per route and code), not per
+// request: in a boot storm the label hashing showed in the profile.
 func (m *HTTPMetrics) Wrap(route string, next http.Handler) http.Handler {
+	duration := m.duration.WithLabelValues(route)
+	var codes sync.Map // int -> prometheus.Counter
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		m.requests.WithLabelValues(route, strconv.Itoa(sw.Status())).Inc()
-		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		code := sw.Status()
+		c, ok := codes.Load(code)
+		if !ok {
+			c, _ = codes.LoadOrStore(code, m.requests.WithLabelValues(route, strconv.Itoa(code)))
+		}
+		c.(prometheus.Counter).Inc()
+		duration.Observe(time.Since(start).Seconds())
 	})
 }
 
@@ -105,3 +117,23 @@ func (s *statusWriter) Status() int {
 }
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// ReadFrom passes a copy on to the ResponseWriter's own ReadFrom, so a file or an iPXE
+// binary served from a memfd reaches net/http's sendfile(2) through the metrics.
+func (s *statusWriter) ReadFrom(src io.Reader) (int64, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(writerOnly{s.ResponseWriter}, src)
+	}
+	s.bytes += n
+	return n, err
+}
+
+// writerOnly hides a writer's ReadFrom from io.Copy, which would call it again.
+type writerOnly struct{ io.Writer }

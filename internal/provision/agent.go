@@ -492,6 +492,17 @@ func (p *Provisioner) event(hostID string, e inventory.Event) {
 	}
 }
 
+// recordEvent queues e for the host's timeline with the inventory's next group commit,
+// for events of requests that come by the thousand in a boot storm (boot environment
+// fetches): no transaction or fsync of their own, in the order queued.
+func (p *Provisioner) recordEvent(hostID string, e inventory.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.store.RecordEvents(ctx, inventory.HostEvent{HostID: hostID, Event: e}); err != nil {
+		p.log.Warn("cannot record event", "hostID", hostID, "type", e.Type, "err", err)
+	}
+}
+
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s

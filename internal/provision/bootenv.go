@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rackboot/rackboot/internal/bootenv"
+	"github.com/rackboot/rackboot/internal/hotfile"
 	"github.com/rackboot/rackboot/internal/inventory"
 	"github.com/rackboot/rackboot/internal/ipxe"
 	"github.com/rackboot/rackboot/internal/metadata"
@@ -137,15 +138,22 @@ func sameFile(a, b os.FileInfo) bool {
 
 // RegisterBootEnv serves the agent's kernel and initramfs from dir (DATA_DIR/bootenv),
 // with Range: BootEnvPath+KEY/NAME from the build with that key, BootEnvPath+NAME from
-// the build published now. Files are opened at each request, so dir may still be
-// empty: a build imported later is served at once. Each fetch is recorded on the
-// timeline of the host it came from.
+// the build published now. They are served from memory (package hotfile): read at the
+// first request, checked against dir at most once a second, so dir may still be empty
+// and a build imported later is served within a second of its import, with no restart;
+// the published files are hard links to the build's cache entry and share its copy.
+// Each GET is recorded, through the inventory's group commit, on the timeline of the
+// host it came from.
 func (p *Provisioner) RegisterBootEnv(mux *http.ServeMux, dir string) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("agent boot environment %s: %w", dir, err)
 	}
 	// The root stays open for the process's life, like the assets directory.
+	cache, err := hotfile.New(hotfile.Config{FS: root.FS(), Now: p.now})
+	if err != nil {
+		return err
+	}
 	h := p.http.Wrap("bootenv", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, key := r.PathValue("file"), r.PathValue("key")
 		known := false
@@ -160,37 +168,35 @@ func (p *Provisioner) RegisterBootEnv(mux *http.ServeMux, dir string) error {
 		if key != "" {
 			file = path.Join("cache", key, name)
 		}
-		f, err := root.Open(file)
-		if err != nil {
-			msg := "the agent boot environment is not built: run rackboot bootenv import"
-			if key != "" {
-				msg = "agent boot environment " + key + " is no longer kept (newer ones were imported since this host's script was made): the host gets the current one at its next boot"
-			}
-			http.Error(w, msg, http.StatusNotFound)
-			return
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
 		rc := http.NewResponseController(w)
 		_ = rc.SetWriteDeadline(time.Now().Add(5 * time.Minute))
-		w.Header().Set("Content-Type", "application/octet-stream")
-		http.ServeContent(w, r, name, st.ModTime(), f)
+		w.Header()["Content-Type"] = octetStream
+		var size int64
+		switch f, err := cache.Get(file); {
+		case err == nil:
+			size = f.Size()
+			hotfile.ServeContent(w, r, f)
+		case errors.Is(err, hotfile.ErrTooLarge):
+			if size, err = serveFile(w, r, root, file, name); err != nil {
+				notBuilt(w, key)
+				return
+			}
+		default:
+			notBuilt(w, key)
+			return
+		}
 		_ = rc.Flush()
 		_ = rc.SetWriteDeadline(time.Time{})
 		if r.Method != http.MethodGet {
 			return
 		}
 		src := metadata.SourceIP(r)
-		if host, ok := p.gate.Who(r.Context(), src); ok {
-			fields := map[string]string{"file": name, "ip": src.String(), "size": strconv.FormatInt(st.Size(), 10)}
+		if hostID, ok := p.gate.WhoForTimeline(r.Context(), src); ok {
+			fields := map[string]string{"file": name, "ip": src.String(), "size": strconv.FormatInt(size, 10)}
 			if key != "" {
 				fields["key"] = key
 			}
-			p.event(host.ID, inventory.Event{Type: "http.bootenv", Message: "fetched the agent's " + name, Fields: fields})
+			p.recordEvent(hostID, inventory.Event{Type: "http.bootenv", Message: "fetched the agent's " + name, Fields: fields})
 		}
 	}))
 	for _, pattern := range []string{BootEnvPath + "{file}", BootEnvPath + "{key}/{file}"} {
@@ -198,6 +204,36 @@ func (p *Provisioner) RegisterBootEnv(mux *http.ServeMux, dir string) error {
 		mux.Handle("HEAD "+pattern, h)
 	}
 	return nil
+}
+
+// octetStream is the boot files' Content-Type, shared by every response (net/http only
+// replaces header values, never appends to them).
+var octetStream = []string{"application/octet-stream"}
+
+// notBuilt answers a boot environment file that is not there.
+func notBuilt(w http.ResponseWriter, key string) {
+	w.Header().Del("Content-Type")
+	msg := "the agent boot environment is not built: run rackboot bootenv import"
+	if key != "" {
+		msg = "agent boot environment " + key + " is no longer kept (newer ones were imported since this host's script was made): the host gets the current one at its next boot"
+	}
+	http.Error(w, msg, http.StatusNotFound)
+}
+
+// serveFile serves file, too large to keep in memory, from root; name is what the
+// client asked for.
+func serveFile(w http.ResponseWriter, r *http.Request, root *os.Root, file, name string) (int64, error) {
+	f, err := root.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	http.ServeContent(w, r, name, st.ModTime(), f)
+	return st.Size(), nil
 }
 
 // RouteImage labels the image route in rackboot_trust_rejected_total.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/rackboot/rackboot/internal/bootenv"
+	"github.com/rackboot/rackboot/internal/hotfile"
 	"github.com/rackboot/rackboot/internal/inventory"
 	"github.com/rackboot/rackboot/internal/ipxe"
 )
@@ -127,8 +128,11 @@ func TestBootEnvImportedWhileServing(t *testing.T) {
 	expect("/bootenv/"+keyA+"/vmlinuz", http.StatusOK, "kernel A")
 	expect("/bootenv/vmlinuz", http.StatusOK, "kernel A")
 
-	// A host fetches build A's kernel; then the second import lands.
+	// A host fetches build A's kernel; then the second import lands. The files are
+	// served from memory and checked against the directory once a second.
 	publishBuild(t, dir, keyB, "kernel B", "initrd B")
+	e.clock.Advance(hotfile.DefaultRevalidate)
+	expect("/bootenv/vmlinuz", http.StatusOK, "kernel B")
 	b := envs.Current()
 	wantB := serverURL + "/bootenv/" + keyB + "/"
 	if b == nil || b.Kernel != wantB+"vmlinuz" || b.Initrds[0] != wantB+"initramfs.gz" {
@@ -148,7 +152,7 @@ func TestBootEnvImportedWhileServing(t *testing.T) {
 			keys = append(keys, ev.Fields["file"]+"@"+ev.Fields["key"])
 		}
 	}
-	if got, want := strings.Join(keys, " "), "vmlinuz@"+keyA+" vmlinuz@ initramfs.gz@"+keyA+" initramfs.gz@"+keyB+" initramfs.gz@"; got != want {
+	if got, want := strings.Join(keys, " "), "vmlinuz@"+keyA+" vmlinuz@ vmlinuz@ initramfs.gz@"+keyA+" initramfs.gz@"+keyB+" initramfs.gz@"; got != want {
 		t.Errorf("timeline fetches = %q, want %q", got, want)
 	}
 
@@ -157,6 +161,7 @@ func TestBootEnvImportedWhileServing(t *testing.T) {
 	if err := os.RemoveAll(bootenv.KeyDir(dir, keyA)); err != nil {
 		t.Fatal(err)
 	}
+	e.clock.Advance(hotfile.DefaultRevalidate)
 	if code, body := fetch("/bootenv/" + keyA + "/vmlinuz"); code != http.StatusNotFound || !strings.Contains(body, "no longer kept") {
 		t.Errorf("a dropped build: %d %q", code, body)
 	}

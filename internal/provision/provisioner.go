@@ -37,6 +37,8 @@ type Store interface {
 	TransitionHost(ctx context.Context, id string, fn func(*inventory.Host, *inventory.HostChange) error) (inventory.Host, []inventory.Event, error)
 	StartProvisioning(ctx context.Context, id, image string, fn func(*inventory.Host, inventory.Image, *inventory.HostChange) error) (inventory.Host, []inventory.Event, error)
 	AppendEvent(ctx context.Context, hostID string, e inventory.Event) (inventory.Event, error)
+	// RecordEvents queues timeline events for the next group commit.
+	RecordEvents(ctx context.Context, evs ...inventory.HostEvent) error
 	// ProvisionData is the host's sealed cloud-init or Ignition payload (an Ignition
 	// plan carries the rendered config).
 	ProvisionData(ctx context.Context, hostID string) (inventory.ProvisionData, error)

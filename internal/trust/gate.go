@@ -108,7 +108,23 @@ type Gate struct {
 	rejected   *prometheus.CounterVec
 	suppressed prometheus.Counter
 	issued     prometheus.Counter
+
+	// seen remembers WhoForTimeline's answers (package doc of WhoForTimeline).
+	seenMu sync.Mutex
+	seen   map[netip.Addr]seenHost
 }
+
+// seenHost is a remembered answer of Who: the host's ID, "" for nobody's address.
+type seenHost struct {
+	id string
+	at time.Time
+}
+
+// Bounds of WhoForTimeline's memory.
+const (
+	seenFor = time.Second
+	seenMax = 1 << 16
+)
 
 type key struct {
 	secret  string
@@ -388,6 +404,36 @@ func (g *Gate) Who(ctx context.Context, src netip.Addr) (inventory.Host, bool) {
 		}
 	}
 	return inventory.Host{}, false
+}
+
+// WhoForTimeline is Who for a timeline event only: the ID of the host at src ("" and
+// false for nobody's address), remembered for a second per address. A boot storm's
+// fetches of iPXE binaries and boot files then cost no inventory read each (Who reads
+// the host, and for an address no lease or reservation names, every host). Never use
+// it to decide what a request may have: a second-old answer is good enough to put a
+// fetch on the right timeline, not to hand out a secret.
+func (g *Gate) WhoForTimeline(ctx context.Context, src netip.Addr) (string, bool) {
+	if !src.IsValid() {
+		return "", false
+	}
+	now := g.now()
+	g.seenMu.Lock()
+	s, ok := g.seen[src]
+	g.seenMu.Unlock()
+	if ok && now.Sub(s.at) < seenFor && !now.Before(s.at) {
+		return s.id, s.id != ""
+	}
+	var id string
+	if h, ok := g.Who(ctx, src); ok {
+		id = h.ID
+	}
+	g.seenMu.Lock()
+	if g.seen == nil || len(g.seen) >= seenMax {
+		g.seen = map[netip.Addr]seenHost{} // a flood of addresses: start over
+	}
+	g.seen[src] = seenHost{id: id, at: now}
+	g.seenMu.Unlock()
+	return id, id != ""
 }
 
 // Reject counts a refused request on route and, within src's event rate, records it on

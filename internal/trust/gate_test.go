@@ -176,3 +176,34 @@ func TestRejectBudget(t *testing.T) {
 		t.Errorf("after 5 s: %d events, want one more", got)
 	}
 }
+
+// TestWhoForTimeline: answers, a stranger's too, are remembered for a second per
+// address, then asked again; Who itself never remembers.
+func TestWhoForTimeline(t *testing.T) {
+	st := &fakeStore{hosts: []inventory.Host{{ID: "node-1", IP: hostAddr.String()}}}
+	c := &clock{t: time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)}
+	g := newGate(t, ModeServer, st, c)
+	ctx := context.Background()
+	if id, ok := g.WhoForTimeline(ctx, hostAddr); !ok || id != "node-1" {
+		t.Fatalf("host's address: %q %v", id, ok)
+	}
+	if id, ok := g.WhoForTimeline(ctx, other); ok || id != "" {
+		t.Fatalf("stranger: %q %v", id, ok)
+	}
+	// The address changes hands: within the second the old answers stand...
+	st.hosts = []inventory.Host{{ID: "node-2", IP: other.String()}}
+	if id, _ := g.WhoForTimeline(ctx, hostAddr); id != "node-1" {
+		t.Errorf("within a second: %q, want the remembered node-1", id)
+	}
+	if _, ok := g.Who(ctx, hostAddr); ok {
+		t.Error("Who remembered an answer")
+	}
+	// ...and after it the inventory is asked again.
+	c.t = c.t.Add(seenFor)
+	if id, ok := g.WhoForTimeline(ctx, hostAddr); ok || id != "" {
+		t.Errorf("after a second: %q %v, want nobody", id, ok)
+	}
+	if id, ok := g.WhoForTimeline(ctx, other); !ok || id != "node-2" {
+		t.Errorf("after a second: %q %v, want node-2", id, ok)
+	}
+}
