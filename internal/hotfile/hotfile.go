@@ -368,6 +368,9 @@ func (s sendfileWriter) ReadFrom(src io.Reader) (int64, error) {
 	if !ok || !ok2 {
 		return io.Copy(writerOnly{s.ResponseWriter}, src)
 	}
+	// The header goes first, on its own: otherwise net/http reads the first 512 bytes
+	// from the file to sniff a Content-Type that is already set, one more system call.
+	_ = http.NewResponseController(s.ResponseWriter).Flush()
 	var total int64
 	for lr.N > 0 {
 		n, err := rf.ReadFrom(&io.LimitedReader{R: lr.R, N: min(lr.N, WriteChunk)})

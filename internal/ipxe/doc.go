@@ -92,9 +92,12 @@
 // (403, no token: the running agent keeps its own); binaries and assets on the host the
 // gate says the source address is (trust.Gate.WhoForTimeline: an answer up to a second
 // old, so a storm of fetches costs no inventory read each; nothing when the address is
-// nobody's). Timeline events are queued for the inventory's group commit
-// (Store.RecordEvents): no transaction or fsync per request, and in the order queued,
-// behind the DHCP and TFTP events of the same boot. The source address is the TCP peer:
+// nobody's). The events of binaries and assets are queued for the inventory's group
+// commit (Store.RecordEvents): no transaction or fsync per request, committed within
+// about 50 ms in the order queued, behind the DHCP and TFTP events of the same boot.
+// Script events are written at once (AppendEvent): a script that boots the agent
+// writes its token anyway, the others are bounded per source address, and the agent's
+// events, written directly, must not overtake them on the timeline. The source address is the TCP peer:
 // rackboot serves the provisioning network directly and trusts no X-Forwarded-For.
 // There is no unauthenticated phone-home: an installed system phones home to its
 // per-provisioning metadata URL (package metadata).

@@ -28,8 +28,10 @@ type Store interface {
 	// HostByIP finds the host holding ip (reservation or unexpired lease), or
 	// inventory.ErrNotFound.
 	HostByIP(ctx context.Context, ip string) (inventory.Host, error)
+	// AppendEvent writes a timeline event at once (scripts).
+	AppendEvent(ctx context.Context, hostID string, e inventory.Event) (inventory.Event, error)
 	// RecordEvents queues timeline events for the inventory's next group commit and
-	// returns at once.
+	// returns at once (binaries and assets).
 	RecordEvents(ctx context.Context, evs ...inventory.HostEvent) error
 }
 
@@ -333,7 +335,7 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		log.Error("cannot render iPXE script", "err", err)
 		if host != nil {
-			h.event(host.ID, inventory.Event{Type: EventScript, Message: "iPXE script not served: " + err.Error(),
+			h.appendEvent(host.ID, inventory.Event{Type: EventScript, Message: "iPXE script not served: " + err.Error(),
 				Fields: map[string]string{"mac": mac, "ip": src.String(), "code": "500"}})
 		}
 		http.Error(w, "rackboot cannot render this host's iPXE script: "+err.Error(), http.StatusInternalServerError)
@@ -353,7 +355,7 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if host != nil {
-		h.event(host.ID, inventory.Event{Type: EventScript, Message: "iPXE script: " + s.Reason,
+		h.appendEvent(host.ID, inventory.Event{Type: EventScript, Message: "iPXE script: " + s.Reason,
 			Fields: map[string]string{
 				"mac": mac, "ip": src.String(), "action": string(s.Action), "state": string(host.State),
 				"keyed": strconv.FormatBool(key != ""), "bound": trust.FormatAddr(bound),
@@ -468,10 +470,23 @@ func (h *Handler) hostByIP(ctx context.Context, src netip.Addr) (string, bool) {
 	return h.cfg.Gate.WhoForTimeline(ctx, src)
 }
 
+// appendEvent writes e to the host's timeline at once. Scripts use it: a script that
+// boots the agent already costs a write (its token, with the agent.boot event), the
+// others are bounded per source (scriptEvents), and the agent's own events, written
+// directly, follow at once in tests and must not overtake it on the timeline. A failure
+// is logged, never shown to the client, whose boot must not depend on bookkeeping.
+func (h *Handler) appendEvent(hostID string, e inventory.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
+	defer cancel()
+	if _, err := h.cfg.Store.AppendEvent(ctx, hostID, e); err != nil {
+		h.log.Warn("cannot record event", "hostID", hostID, "type", e.Type, "err", err)
+	}
+}
+
 // event queues e for the host's timeline with the inventory's next group commit
-// (RecordEvents), in the order requests end, behind the DHCP and TFTP events of the same
-// boot; a failure is logged, never shown to the client, whose boot must not depend on
-// bookkeeping.
+// (RecordEvents), committed within about 50 ms in the order queued, behind the DHCP and
+// TFTP events of the same boot: a boot storm's binary and asset fetches cost no
+// transaction or fsync each. A failure is logged, never shown to the client.
 func (h *Handler) event(hostID string, e inventory.Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
 	defer cancel()
