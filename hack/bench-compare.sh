@@ -51,8 +51,12 @@
 #   p99 ms        99th percentile of a request's latency (wrk --latency)
 #   cpu us/req    the server's CPU time (utime+stime) per request
 #
-# and the ratios rackboot/nginx. nginx runs as one process (master_process off: the one
-# worker's work, measurable in /proc) with sendfile on, tcp_nopush, no access log and
+# and the ratios rackboot/nginx; then the same for a small iPXE script: rackboot renders
+# it per request (GET /ipxe/boot.ipxe?mac=HTTP_MAC, an unknown MAC with discovery on and
+# no boot environment: an inventory lookup and a script that says so and exits; its
+# per-source rate limit raised for the one load address), nginx serves a copy of it as
+# a file. nginx runs as one process (master_process off: the one worker's work,
+# measurable in /proc) with sendfile on, tcp_nopush, no access log and
 # keepalive_requests 1000000 (its default of 1000 would make wrk reconnect); rackboot
 # serve runs with DHCP off and --log-level warn (no line per request), its metrics,
 # limits (httplimit) and trust gate in the path as always. The load address is no host
@@ -92,6 +96,7 @@ TFTP_CLIENTS=${TFTP_CLIENTS:-64}
 LATENCY=${LATENCY:-1ms}
 HTTP_FILE=${HTTP_FILE:-snponly.efi}
 HTTP_CONNS=${HTTP_CONNS:-64}
+HTTP_MAC=${HTTP_MAC:-52:54:00:99:03:01}
 
 case $ONLY in
 "" | dhcp | tftp | http) ;;
@@ -401,8 +406,8 @@ bench_tftp() {
 
 # ---- HTTP ----
 
-# start_http nginx|rackboot: a fresh server on CPU SRV_CPU serving HTTP_FILE on port
-# 8080; ready when the file comes back whole.
+# start_http nginx|rackboot: a fresh server on CPU SRV_CPU on port 8080, ready when
+# HTTP_FILE comes back whole. Sets file_path and script_path, the URLs' paths.
 start_http() {
 	rm -rf "$work/rbh" "$work/nginx/run"
 	mkdir -p "$work/rbh" "$work/nginx/run"
@@ -410,32 +415,34 @@ start_http() {
 	nginx)
 		ip netns exec "$S" nice -n "$NICE" taskset -c "$SRV_CPU" nginx -c "$work/nginx/nginx.conf" -p "$work/nginx/run" -e "$work/nginx/run/error.log" \
 			>"$work/nginx/run/out.log" 2>&1 &
-		http_path=/$HTTP_FILE
+		file_path=/$HTTP_FILE
+		script_path=/boot.ipxe
 		;;
 	rackboot)
-		ip netns exec "$S" nice -n "$NICE" taskset -c "$SRV_CPU" "$work/rackboot" serve --data-dir "$work/rbh" \
-			--address 10.99.0.1 --http-port 8080 --tftp-port 69 --dhcp-mode off \
+		ip netns exec "$S" nice -n "$NICE" taskset -c "$SRV_CPU" "$work/rackboot" serve --config "$work/rbh.yaml" --data-dir "$work/rbh" \
+			--address 10.99.0.1 --http-port 8080 --tftp-port 69 --dhcp-mode off --unknown-hosts discover \
 			--log-level warn >"$work/rbh/out.log" 2>&1 &
-		http_path=/ipxe/bin/$HTTP_FILE
+		file_path=/ipxe/bin/$HTTP_FILE
+		script_path="/ipxe/boot.ipxe?mac=$HTTP_MAC"
 		;;
 	esac
 	srv_pid=$!
 	for _ in $(seq 40); do
 		sleep 0.25
-		if [ "$(ip netns exec "$C" curl -sf -o /dev/null -w '%{size_download}' "http://10.99.0.1:8080$http_path" 2>/dev/null)" = "$http_size" ]; then
+		if [ "$(ip netns exec "$C" curl -sf -o /dev/null -w '%{size_download}' "http://10.99.0.1:8080$file_path" 2>/dev/null)" = "$http_size" ]; then
 			return 0
 		fi
 		kill -0 "$srv_pid" 2>/dev/null || { echo "bench-compare: $1 did not start:" >&2; tail -20 "$work"/rbh/out.log "$work"/nginx/run/*.log >&2 2>/dev/null; exit 1; }
 	done
-	echo "bench-compare: $1 never served $http_path" >&2
+	echo "bench-compare: $1 never served $file_path" >&2
 	exit 1
 }
 
-# wrk_run: one wrk run from the load namespace on CPU LOAD_CPU; prints "req_s p99_ms
-# requests errors".
+# wrk_run PATH: one wrk run from the load namespace on CPU LOAD_CPU; prints "req_s
+# p99_ms requests errors".
 wrk_run() {
 	ip netns exec "$C" nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$HTTP_CONNS" -d"${PERIOD}s" --latency \
-		"http://10.99.0.1:8080$http_path" 2>&1 |
+		"http://10.99.0.1:8080$1" 2>&1 |
 		awk 'function ms(v) {
 				if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
 				if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
@@ -453,6 +460,13 @@ bench_http() {
 	mkdir -p "$work/nginx/root"
 	cp "internal/ipxe/bin/$HTTP_FILE" "$work/nginx/root/"
 	http_size=$(stat -c %s "$work/nginx/root/$HTTP_FILE")
+	# The script's route is rate-limited per source address (httplimit): not here,
+	# where every request comes from one address.
+	cat >"$work/rbh.yaml" <<EOF
+http:
+  rateLimits:
+    script: {perSecond: 100000000, burst: 100000000}
+EOF
 	cat >"$work/nginx/nginx.conf" <<EOF
 daemon off;
 master_process off;
@@ -470,49 +484,68 @@ http {
 	fastcgi_temp_path $work/nginx/run/fastcgi;
 	uwsgi_temp_path $work/nginx/run/uwsgi;
 	scgi_temp_path $work/nginx/run/scgi;
-	types { application/octet-stream efi kpxe; }
+	types { application/octet-stream efi kpxe; text/plain ipxe; }
 	server {
 		listen 10.99.0.1:8080;
 		root $work/nginx/root;
 	}
 }
 EOF
+	# nginx serves, as a static file, the script rackboot renders for an unknown MAC
+	# with discovery on (no boot environment: a script that says so and exits).
+	start_http rackboot
+	ip netns exec "$C" curl -sf -o "$work/nginx/root/boot.ipxe" "http://10.99.0.1:8080$script_path"
+	stop_server
+	local script_size
+	script_size=$(stat -c %s "$work/nginx/root/boot.ipxe")
+
 	local -A rate p99 cpu
-	local r s c rps p n e
+	local r s k c rps p n e t0 t1 path
 	for r in $(seq "$ROUNDS"); do
 		if [ $((r % 2)) = 0 ]; then order=(rackboot nginx); else order=(nginx rackboot); fi
 		for s in "${order[@]}"; do
 			start_http "$s"
-			t0=$(cpu_ticks)
-			read -r rps p n e < <(wrk_run)
-			t1=$(cpu_ticks)
+			for k in file script; do
+				path=$file_path
+				[ "$k" = script ] && path=$script_path
+				t0=$(cpu_ticks)
+				read -r rps p n e < <(wrk_run "$path")
+				t1=$(cpu_ticks)
+				c=$(awk -v d=$((t1 - t0)) -v n="$n" -v h="$(getconf CLK_TCK)" 'BEGIN {if (n > 0) printf "%.1f", d / h * 1e6 / n; else print 0}')
+				[ "$e" = 0 ] || echo "bench-compare: round $r: $s $k had socket errors or non-2xx answers" >&2
+				rate[$s.$k]="${rate[$s.$k]:-} $rps"
+				p99[$s.$k]="${p99[$s.$k]:-} $p"
+				cpu[$s.$k]="${cpu[$s.$k]:-} $c"
+				echo "round $r: $s $k ($path): req_s=$rps p99_ms=$p requests=$n cpu_us_per_req=$c" >&2
+			done
 			stop_server
-			c=$(awk -v d=$((t1 - t0)) -v n="$n" -v h="$(getconf CLK_TCK)" 'BEGIN {if (n > 0) printf "%.1f", d / h * 1e6 / n; else print 0}')
-			[ "$e" = 0 ] || echo "bench-compare: round $r: $s had socket errors or non-2xx answers" >&2
-			rate[$s]="${rate[$s]:-} $rps"
-			p99[$s]="${p99[$s]:-} $p"
-			cpu[$s]="${cpu[$s]:-} $c"
-			echo "round $r: $s $HTTP_FILE: req_s=$rps p99_ms=$p requests=$n cpu_us_per_req=$c" >&2
 		done
 	done
 
-	printf '\nHTTP boot file (wrk: %d connections, 1 thread, %s of %d bytes, %ss runs, median of %d rounds; server on CPU %s, load on CPU %s, nice %s)\n' \
-		"$HTTP_CONNS" "$HTTP_FILE" "$http_size" "$PERIOD" "$ROUNDS" "$SRV_CPU" "$LOAD_CPU" "$NICE"
-	printf '%-10s %12s %10s %12s\n' server "req/s" "p99 ms" "cpu us/req"
 	local -A mr mp mc
-	for s in nginx rackboot; do
-		mr[$s]=$(echo "${rate[$s]}" | median)
-		mp[$s]=$(echo "${p99[$s]}" | median)
-		mc[$s]=$(echo "${cpu[$s]}" | median)
-		printf '%-10s %12s %10s %12s\n' "$s" "${mr[$s]}" "${mp[$s]}" "${mc[$s]}"
-		echo "  $s per round: req/s${rate[$s]} | p99 ms${p99[$s]} | cpu us/req${cpu[$s]}"
+	for k in file script; do
+		if [ "$k" = file ]; then
+			printf '\nHTTP boot file (wrk: %d connections, 1 thread, %s of %d bytes, %ss runs, median of %d rounds; server on CPU %s, load on CPU %s, nice %s)\n' \
+				"$HTTP_CONNS" "$HTTP_FILE" "$http_size" "$PERIOD" "$ROUNDS" "$SRV_CPU" "$LOAD_CPU" "$NICE"
+		else
+			printf '\nHTTP iPXE script (the same; rackboot renders it per request for MAC %s, %d bytes; nginx serves a copy as a file)\n' \
+				"$HTTP_MAC" "$script_size"
+		fi
+		printf '%-10s %12s %10s %12s\n' server "req/s" "p99 ms" "cpu us/req"
+		for s in nginx rackboot; do
+			mr[$s]=$(echo "${rate[$s.$k]}" | median)
+			mp[$s]=$(echo "${p99[$s.$k]}" | median)
+			mc[$s]=$(echo "${cpu[$s.$k]}" | median)
+			printf '%-10s %12s %10s %12s\n' "$s" "${mr[$s]}" "${mp[$s]}" "${mc[$s]}"
+			echo "  $s per round: req/s${rate[$s.$k]} | p99 ms${p99[$s.$k]} | cpu us/req${cpu[$s.$k]}"
+		done
+		awk -v rr="${mr[rackboot]}" -v nr="${mr[nginx]}" -v rp="${mp[rackboot]}" -v np="${mp[nginx]}" \
+			-v rc="${mc[rackboot]}" -v nc="${mc[nginx]}" -v t="$([ "$k" = file ] && echo " (target >= 0.9x)")" 'BEGIN {
+			printf "rackboot/nginx: req/s %.2fx%s, p99 %.2fx, cpu per request %.2fx\n",
+				(nr > 0 ? rr / nr : 0), t, (np > 0 ? rp / np : 0), (nc > 0 ? rc / nc : 0)
+		}'
 	done
-	awk -v rr="${mr[rackboot]}" -v nr="${mr[nginx]}" -v rp="${mp[rackboot]}" -v np="${mp[nginx]}" \
-		-v rc="${mc[rackboot]}" -v nc="${mc[nginx]}" 'BEGIN {
-		printf "rackboot/nginx: req/s %.2fx (target >= 0.9x), p99 %.2fx, cpu per request %.2fx\n",
-			(nr > 0 ? rr / nr : 0), (np > 0 ? rp / np : 0), (nc > 0 ? rc / nc : 0)
-	}'
-	echo "nginx: sendfile, no access log; rackboot: from memory, metrics, limits and trust gate on, no log line per request (warn)."
+	echo "nginx: sendfile, no access log; rackboot: from memory (file) or rendered (script), metrics, limits and trust gate on, no log line per request (warn)."
 }
 
 if want dhcp; then bench_dhcp; fi

@@ -283,23 +283,38 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 	done := h.fixedDeadline(w)
 	defer done()
 	src, _ := sourceIP(r)
-	log := h.log.With("route", RouteScript, "ip", src.String())
+	ctx := r.Context()
+	var mac, hostID string
+	// log builds its attributes only for a line that is written: a storm of script
+	// fetches at the default level costs no allocation for the levels turned off.
+	log := func(level slog.Level, msg string, args ...any) {
+		if !h.log.Enabled(ctx, level) {
+			return
+		}
+		attrs := append(make([]any, 0, 8+len(args)), "route", RouteScript, "ip", src.String())
+		if mac != "" {
+			attrs = append(attrs, "mac", mac)
+		}
+		if hostID != "" {
+			attrs = append(attrs, "hostID", hostID)
+		}
+		h.log.Log(ctx, level, msg, append(attrs, args...)...)
+	}
 	mac, key, err := ParseScriptRequest(r.URL.RawQuery, r.PathValue("seg"))
 	if err != nil {
-		log.Debug("invalid script request", "err", err)
+		mac = ""
+		log(slog.LevelDebug, "invalid script request", "err", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	log = log.With("mac", mac)
-	ctx := r.Context()
 	var host *inventory.Host
 	switch hst, err := h.cfg.Store.HostByMAC(ctx, mac); {
 	case err == nil:
 		host = &hst
-		log = log.With("hostID", hst.ID)
+		hostID = hst.ID
 	case errors.Is(err, inventory.ErrNotFound):
 	default:
-		log.Error("inventory lookup failed", "err", err)
+		log(slog.LevelError, "inventory lookup failed", "err", err)
 		http.Error(w, "rackboot cannot read its inventory; see its log", http.StatusInternalServerError)
 		return
 	}
@@ -328,12 +343,12 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if errors.Is(err, ErrNoScript) {
-		log.Info("no iPXE script: unknown MAC and unknown hosts are ignored")
+		log(slog.LevelInfo, "no iPXE script: unknown MAC and unknown hosts are ignored")
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
 	if err != nil {
-		log.Error("cannot render iPXE script", "err", err)
+		log(slog.LevelError, "cannot render iPXE script", "err", err)
 		if host != nil {
 			h.appendEvent(host.ID, inventory.Event{Type: EventScript, Message: "iPXE script not served: " + err.Error(),
 				Fields: map[string]string{"mac": mac, "ip": src.String(), "code": "500"}})
@@ -345,9 +360,9 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(s.Body)))
 	w.Header().Set("Cache-Control", "no-store")
 	if _, err := w.Write(s.Body); err != nil {
-		log.Warn("writing iPXE script failed", "err", err)
+		log(slog.LevelWarn, "writing iPXE script failed", "err", err)
 	}
-	log.Info("served iPXE script", "action", string(s.Action), "reason", s.Reason)
+	log(slog.LevelInfo, "served iPXE script", "action", string(s.Action), "reason", s.Reason)
 	// A fetch that booted the agent is the host's own (the gate said so); any other is
 	// recorded within its source's budget.
 	if host != nil && !bound.IsValid() && !h.scriptEvents.Allow(src) {
