@@ -75,7 +75,9 @@ func (h *Handler) discover(ctx context.Context, x *exchange) (*Reply, outcome, s
 		return nil, outIgnored, "unknown MAC and unknown hosts are ignored"
 	}
 	h.recordArch(ctx, x)
-	h.event(ctx, x, "dhcp.discover", "DHCPDISCOVER from "+x.c.mac, map[string]string{"vendorClass": vendorClassString(x.req)})
+	if x.host != nil { // the events' strings and maps cost a storm of strangers nothing
+		h.event(ctx, x, "dhcp.discover", "DHCPDISCOVER from "+x.c.mac, map[string]string{"vendorClass": vendorClassString(x.req)})
+	}
 
 	ip, err := h.offerAddress(ctx, x)
 	if err != nil {
@@ -89,7 +91,9 @@ func (h *Handler) discover(ctx context.Context, x *exchange) (*Reply, outcome, s
 	if !keyed {
 		hw = nil
 	}
-	h.event(ctx, x, "dhcp.offer", "DHCPOFFER of "+ip.String(), map[string]string{"ip": ip.String(), "bootfile": file})
+	if x.host != nil {
+		h.event(ctx, x, "dhcp.offer", "DHCPOFFER of "+ip.String(), map[string]string{"ip": ip.String(), "bootfile": file})
+	}
 	h.log.Debug("dhcp: offer", "mac", x.c.mac, "xid", x.req.TransactionID.String(), "ip", ip, "file", file)
 	return &Reply{Msg: resp, Dest: replyDest(x.req, false), HWDest: hw}, outReplied, ""
 }
@@ -193,8 +197,10 @@ func (h *Handler) request(ctx context.Context, x *exchange) (*Reply, outcome, st
 
 	// The ACK's event commits with its lease: one transaction for both.
 	var ackEvents []inventory.HostEvent
-	if e, ok := h.newEvent(x, "dhcp.ack", "DHCPACK of "+ip.String(), map[string]string{"ip": ip.String(), "bootfile": h.bootFileFor(x)}); ok {
-		ackEvents = append(x.events, e)
+	if x.host != nil {
+		if e, ok := h.newEvent(x, "dhcp.ack", "DHCPACK of "+ip.String(), map[string]string{"ip": ip.String(), "bootfile": h.bootFileFor(x)}); ok {
+			ackEvents = append(x.events, e)
+		}
 	}
 	silent, reason, err := h.bind(ctx, x, state, ip, ackEvents)
 	if err == nil && !silent && reason == "" {

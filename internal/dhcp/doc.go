@@ -29,11 +29,15 @@
 // written by group commit (inventory.BoltStore): everything changed while one commit
 // runs shares the next transaction and fsync, with the DHCP timeline events. An ACK is
 // sent only after its lease is durable; an OFFER is not waited for (it promises
-// nothing, and a crash just makes the client ask again). Packets of one MAC are
-// handled one at a time (striped locks); packets of different MACs concurrently.
-// Under overload the queue sheds duplicates, then the oldest waiting packets, and
-// serves REQUESTs before DISCOVERs (queue.go). Per-packet logs are at DEBUG: the
-// metrics and the timelines tell the story.
+// nothing, and a crash just makes the client ask again). A commit lingers up to 25 ms
+// for more changes once an ACK waits for it (as ISC dhcpd's delayed-ack does), and
+// writes only each MAC's last change of its batch, so a DORA's offer and ACK cost one
+// lease write. Packets of one MAC are handled one at a time (striped locks); packets of
+// different MACs concurrently, by the worker that went idle last (queue.go). Under
+// overload the queue sheds duplicates, then the oldest waiting packets, and serves
+// REQUESTs before DISCOVERs; the socket's receive buffer (4 MiB) holds bursts for it
+// to shed instead of the kernel. Per-packet logs are at DEBUG: the metrics and the
+// timelines tell the story.
 //
 // # Modes
 //

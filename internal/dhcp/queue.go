@@ -115,8 +115,12 @@ func (r *ring) pop() *packet {
 // queue holds packets for the workers: urgent ones first, each kind bounded, with
 // duplicates of packets waiting or in hand refused.
 type queue struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
+	mu sync.Mutex
+	// idle are the workers waiting for a packet, the most recently busy last: a
+	// packet wakes the worker that ran last, whose stack is still grown and cached,
+	// instead of each of the Workers in turn (sync.Cond wakes the longest waiter: with
+	// 256 workers every packet paid for growing a stack the GC had shrunk).
+	idle    []chan struct{}
 	urgent  ring
 	normal  ring
 	pending map[dupKey]int // waiting or in hand
@@ -127,9 +131,7 @@ type queue struct {
 
 func newQueue(n int, m *metrics, now func() time.Time) *queue {
 	half := max(n/2, 1)
-	q := &queue{urgent: newRing(half), normal: newRing(half), pending: map[dupKey]int{}, m: m, now: now}
-	q.cond = sync.NewCond(&q.mu)
-	return q
+	return &queue{urgent: newRing(half), normal: newRing(half), pending: map[dupKey]int{}, m: m, now: now}
 }
 
 // put queues p, or drops it (counted) when it duplicates one waiting or in hand.
@@ -156,16 +158,23 @@ func (q *queue) put(p *packet) {
 	}
 	r.push(p)
 	q.m.queueDepth.Set(float64(q.urgent.size + q.normal.size))
-	q.cond.Signal()
+	if n := len(q.idle); n > 0 {
+		q.idle[n-1] <- struct{}{}
+		q.idle = q.idle[:n-1]
+	}
 }
 
-// get waits for the next packet worth handling; nil once the queue is closed.
-func (q *queue) get() *packet {
+// get waits for the next packet worth handling; nil once the queue is closed. wake is
+// the calling worker's own channel (capacity 1), on which put wakes it.
+func (q *queue) get(wake chan struct{}) *packet {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
 		for q.urgent.size == 0 && q.normal.size == 0 && !q.closed {
-			q.cond.Wait()
+			q.idle = append(q.idle, wake)
+			q.mu.Unlock()
+			<-wake
+			q.mu.Lock()
 		}
 		if q.closed {
 			return nil
@@ -203,6 +212,9 @@ func (q *queue) release(p *packet) {
 func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
+	for _, w := range q.idle {
+		w <- struct{}{}
+	}
+	q.idle = nil
 	q.mu.Unlock()
-	q.cond.Broadcast()
 }

@@ -50,7 +50,7 @@ func TestQueueShedsDuplicatesOldestAndStale(t *testing.T) {
 	q.put(r1)
 	// The REQUEST goes first, then the DISCOVERs in order.
 	for i, want := range []*packet{r1, d2, d3} {
-		if got := q.get(); got != want {
+		if got := q.get(make(chan struct{}, 1)); got != want {
 			t.Fatalf("get %d = %+v, want %+v", i, got.key, want.key)
 		}
 		q.done(want)
@@ -59,14 +59,14 @@ func TestQueueShedsDuplicatesOldestAndStale(t *testing.T) {
 	// long is dropped at the worker.
 	q.put(queued(t, dhcpv4.MessageTypeDiscover, macUnknown, 1, now.Add(-3*time.Second)))
 	q.put(d2)
-	if got := q.get(); got != d2 {
+	if got := q.get(make(chan struct{}, 1)); got != d2 {
 		t.Fatalf("stale packet not skipped: got %+v", got.key)
 	}
 	if got := shedCount(h.m, "stale"); got != 1 {
 		t.Errorf("stale shed = %v, want 1", got)
 	}
 	q.close()
-	if q.get() != nil {
+	if q.get(make(chan struct{}, 1)) != nil {
 		t.Error("get after close returned a packet")
 	}
 }
@@ -74,5 +74,50 @@ func TestQueueShedsDuplicatesOldestAndStale(t *testing.T) {
 func TestPeekSurvivesGarbage(t *testing.T) {
 	for _, b := range [][]byte{nil, make([]byte, 239), append(make([]byte, 240), 53), append(make([]byte, 240), 53, 9), append(make([]byte, 240), 0, 0, 1, 200)} {
 		peek(b) // must not panic
+	}
+}
+
+// TestQueueWakesTheLastIdleWorker: a packet goes to the worker that went idle last
+// (its stack is still grown), the others stay parked, and close wakes them all.
+func TestQueueWakesTheLastIdleWorker(t *testing.T) {
+	m, err := newMetrics(prometheus.NewRegistry(), &Handler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	q := newQueue(4, m, func() time.Time { return now })
+	idle := func() int {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return len(q.idle)
+	}
+	type worker struct {
+		wake chan struct{}
+		got  chan *packet
+	}
+	start := func() worker {
+		w := worker{make(chan struct{}, 1), make(chan *packet, 1)}
+		n := idle()
+		go func() { w.got <- q.get(w.wake) }()
+		for idle() == n { // parked once it is on the idle list
+			time.Sleep(time.Millisecond)
+		}
+		return w
+	}
+	first, last := start(), start()
+	p := queued(t, dhcpv4.MessageTypeDiscover, macUnknown, 1, now)
+	q.put(p)
+	q.mu.Lock()
+	left := append([]chan struct{}(nil), q.idle...)
+	q.mu.Unlock()
+	if len(left) != 1 || left[0] != first.wake {
+		t.Fatalf("after put, the idle list is %v; want only the first worker's %v", left, first.wake)
+	}
+	if got := <-last.got; got != p {
+		t.Fatalf("the last idle worker got %+v, want the packet", got)
+	}
+	q.close()
+	if got := <-first.got; got != nil {
+		t.Fatalf("the first worker got %+v after close, want nil", got)
 	}
 }

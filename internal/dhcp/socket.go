@@ -19,6 +19,9 @@ import (
 // before a reply this late would be useful.
 const packetTimeout = 5 * time.Second
 
+// discoverType is DHCPDISCOVER's option 53 value, as peek reads it.
+const discoverType = 1
+
 // maxPacket is the read buffer: larger than any UDP datagram, so nothing is truncated
 // into a misleading parse error.
 const maxPacket = 65535
@@ -181,12 +184,18 @@ func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q
 
 // work handles queued packets until the queue closes.
 func (s *Server) work(ctx context.Context, q *queue) {
+	wake := make(chan struct{}, 1)
 	for {
-		p := q.get()
+		p := q.get(wake)
 		if p == nil {
 			return
 		}
-		pctx, pcancel := context.WithTimeout(ctx, packetTimeout)
+		// Only a message that may wait for a commit (not a DISCOVER: its offer is not
+		// waited for) pays for the timer of a deadline.
+		pctx, pcancel := ctx, context.CancelFunc(func() {})
+		if p.key.mt != discoverType {
+			pctx, pcancel = context.WithTimeout(ctx, packetTimeout)
+		}
 		r := s.h.HandlePacket(pctx, p.b, Meta{Peer: p.peer, Listener: p.kind})
 		pcancel()
 		if r != nil {

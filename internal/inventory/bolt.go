@@ -327,12 +327,22 @@ func (s *BoltStore) HostByMAC(ctx context.Context, mac string) (Host, error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketMACs).Get([]byte(n))
 		if id == nil {
-			return fmt.Errorf("no host with MAC %s: %w", n, ErrNotFound)
+			// Unknown MACs are most of a DHCP storm's lookups: the message is built
+			// only if someone prints it.
+			return noHostWithMAC(n)
 		}
 		return getHost(tx, string(id), &h)
 	})
 	return h, err
 }
+
+// noHostWithMAC is ErrNotFound for a MAC no host has.
+type noHostWithMAC string
+
+func (e noHostWithMAC) Error() string {
+	return "no host with MAC " + string(e) + ": " + ErrNotFound.Error()
+}
+func (e noHostWithMAC) Unwrap() error { return ErrNotFound }
 
 // HostByIP implements Store.
 func (s *BoltStore) HostByIP(ctx context.Context, ip string) (Host, error) {
@@ -465,23 +475,6 @@ func (s *BoltStore) DeleteHost(ctx context.Context, id string) error {
 }
 
 // The lease methods are in leases.go.
-
-func deleteLease(tx *bolt.Tx, mac string) error {
-	var l Lease
-	if err := getJSON(tx.Bucket(bucketLeases), []byte(mac), &l); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil
-		}
-		return err
-	}
-	ips := tx.Bucket(bucketLeaseIPs)
-	if owner := ips.Get([]byte(l.IP)); string(owner) == mac {
-		if err := ips.Delete([]byte(l.IP)); err != nil {
-			return err
-		}
-	}
-	return tx.Bucket(bucketLeases).Delete([]byte(mac))
-}
 
 // AppendEvent implements Store.
 func (s *BoltStore) AppendEvent(ctx context.Context, hostID string, e Event) (Event, error) {

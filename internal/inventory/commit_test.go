@@ -1,0 +1,130 @@
+package inventory
+
+import (
+	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestCommitWritesEachMACsLastChange drives one group commit with batches such as the
+// DHCP service queues them (an offer and its ACK, an address moving between MACs, a
+// lease put then deleted) and checks that the durable copy holds exactly each MAC's last
+// state, with the address index agreeing, however the batch's changes interleave.
+func TestCommitWritesEachMACsLastChange(t *testing.T) {
+	const a, b, c = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
+	exp := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	lease := func(mac, ip string, st LeaseState) commitOp {
+		return commitOp{put: &Lease{MAC: mac, IP: ip, State: st, Expires: exp}}
+	}
+	cases := []struct {
+		name    string
+		before  [][]commitOp // committed first, one batch each
+		batch   []commitOp
+		want    map[string]string // MAC → "IP state" in the leases bucket
+		wantIPs map[string]string // IP → MAC in the address index
+	}{
+		{
+			name:    "offer then ack",
+			batch:   []commitOp{lease(a, "10.0.0.5", LeaseOffered), lease(a, "10.0.0.5", LeaseBound)},
+			want:    map[string]string{a: "10.0.0.5 bound"},
+			wantIPs: map[string]string{"10.0.0.5": a},
+		},
+		{
+			name:    "a moves away and b takes a's old address, in one batch",
+			before:  [][]commitOp{{lease(a, "10.0.0.5", LeaseBound)}},
+			batch:   []commitOp{lease(a, "10.0.0.6", LeaseBound), lease(b, "10.0.0.5", LeaseBound)},
+			want:    map[string]string{a: "10.0.0.6 bound", b: "10.0.0.5 bound"},
+			wantIPs: map[string]string{"10.0.0.5": b, "10.0.0.6": a},
+		},
+		{
+			name:    "b takes a's address first, then a moves (the order reversed)",
+			before:  [][]commitOp{{lease(a, "10.0.0.5", LeaseBound)}},
+			batch:   []commitOp{lease(b, "10.0.0.5", LeaseBound), lease(a, "10.0.0.6", LeaseOffered), lease(a, "10.0.0.6", LeaseBound)},
+			want:    map[string]string{a: "10.0.0.6 bound", b: "10.0.0.5 bound"},
+			wantIPs: map[string]string{"10.0.0.5": b, "10.0.0.6": a},
+		},
+		{
+			name:    "an expired lease's address reused by another MAC",
+			before:  [][]commitOp{{lease(a, "10.0.0.5", LeaseBound)}},
+			batch:   []commitOp{lease(c, "10.0.0.5", LeaseOffered)},
+			want:    map[string]string{c: "10.0.0.5 offered"},
+			wantIPs: map[string]string{"10.0.0.5": c},
+		},
+		{
+			name:    "put then delete",
+			before:  [][]commitOp{{lease(b, "10.0.0.7", LeaseBound)}},
+			batch:   []commitOp{lease(a, "10.0.0.5", LeaseOffered), {del: a}, lease(b, "10.0.0.8", LeaseBound)},
+			want:    map[string]string{b: "10.0.0.8 bound"},
+			wantIPs: map[string]string{"10.0.0.8": b},
+		},
+		{
+			name:    "delete then put",
+			before:  [][]commitOp{{lease(a, "10.0.0.5", LeaseBound)}},
+			batch:   []commitOp{{del: a}, lease(a, "10.0.0.9", LeaseOffered)},
+			want:    map[string]string{a: "10.0.0.9 offered"},
+			wantIPs: map[string]string{"10.0.0.9": a},
+		},
+		{
+			name:    "renewal keeps the address",
+			before:  [][]commitOp{{lease(a, "10.0.0.5", LeaseBound)}},
+			batch:   []commitOp{lease(a, "10.0.0.5", LeaseBound)},
+			want:    map[string]string{a: "10.0.0.5 bound"},
+			wantIPs: map[string]string{"10.0.0.5": a},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := db.Update(func(tx *bolt.Tx) error {
+				for _, b := range allBuckets {
+					if _, err := tx.CreateBucket(b); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			c := &committer{db: db, log: slog.New(slog.DiscardHandler)}
+			for _, ops := range append(tc.before, tc.batch) {
+				if err := c.commit(ops); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, gotIPs := map[string]string{}, map[string]string{}
+			if err := db.View(func(tx *bolt.Tx) error {
+				if err := tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error {
+					var l Lease
+					if err := json.Unmarshal(v, &l); err != nil {
+						return err
+					}
+					got[string(k)] = l.IP + " " + string(l.State)
+					return nil
+				}); err != nil {
+					return err
+				}
+				return tx.Bucket(bucketLeaseIPs).ForEach(func(k, v []byte) error {
+					gotIPs[string(k)] = string(v)
+					return nil
+				})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("leases (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tc.wantIPs, gotIPs); d != "" {
+				t.Errorf("address index (-want +got):\n%s", d)
+			}
+		})
+	}
+}
