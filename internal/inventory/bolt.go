@@ -94,6 +94,10 @@ type BoltStore struct {
 	leaseMu sync.Mutex // guards leases and orders the commits queued under it
 	leases  *LeaseTable
 	commits *committer
+
+	// hosts mirrors the MAC and reservation indexes in memory (hostindex.go), so the
+	// DHCP service's lookups of unknown MACs and reservation checks read no bbolt.
+	hosts hostIndex
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -134,6 +138,10 @@ func Open(path string, opts Options) (*BoltStore, error) {
 	if err := s.migrate(path); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if err := s.hosts.load(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open inventory %s: %w", path, err)
 	}
 	if err := s.loadLeases(); err != nil {
 		db.Close()
@@ -224,7 +232,7 @@ func (s *BoltStore) CreateHosts(ctx context.Context, hosts ...Host) ([]Host, err
 	}
 	now := s.now().UTC()
 	out := make([]Host, 0, len(hosts))
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.hostUpdate(func(tx *bolt.Tx) error {
 		for i := range hosts {
 			h := hosts[i].Clone()
 			if err := h.Normalize(); err != nil {
@@ -264,6 +272,7 @@ func (s *BoltStore) index(tx *bolt.Tx, h *Host) error {
 		if err := macs.Put([]byte(m), []byte(h.ID)); err != nil {
 			return err
 		}
+		s.hosts.record(indexMAC, m, h.ID)
 	}
 	if h.IP == "" {
 		return nil
@@ -275,7 +284,11 @@ func (s *BoltStore) index(tx *bolt.Tx, h *Host) error {
 	if l, ok := s.leaseOn(h.IP); ok && !h.HasMAC(l.MAC) && l.Expires.After(s.now()) {
 		return fmt.Errorf("%w: IP %s is leased to MAC %s until %s: pick another address or wait for the lease to expire", ErrConflict, h.IP, l.MAC, l.Expires.Format(time.RFC3339))
 	}
-	return ips.Put([]byte(h.IP), []byte(h.ID))
+	if err := ips.Put([]byte(h.IP), []byte(h.ID)); err != nil {
+		return err
+	}
+	s.hosts.record(indexIP, h.IP, h.ID)
+	return nil
 }
 
 func (s *BoltStore) unindex(tx *bolt.Tx, h *Host) error {
@@ -283,9 +296,13 @@ func (s *BoltStore) unindex(tx *bolt.Tx, h *Host) error {
 		if err := tx.Bucket(bucketMACs).Delete([]byte(m)); err != nil {
 			return err
 		}
+		s.hosts.record(indexMAC, m, "")
 	}
 	if h.IP != "" {
-		return tx.Bucket(bucketIPs).Delete([]byte(h.IP))
+		if err := tx.Bucket(bucketIPs).Delete([]byte(h.IP)); err != nil {
+			return err
+		}
+		s.hosts.record(indexIP, h.IP, "")
 	}
 	return nil
 }
@@ -323,16 +340,14 @@ func (s *BoltStore) HostByMAC(ctx context.Context, mac string) (Host, error) {
 	if err != nil {
 		return Host{}, invalid(err)
 	}
+	// Unknown MACs are most of a DHCP storm's lookups: they read no bbolt, and their
+	// error's message is built only if someone prints it.
+	id, ok := s.hosts.byMAC(n)
+	if !ok {
+		return Host{}, noHostWithMAC(n)
+	}
 	var h Host
-	err = s.db.View(func(tx *bolt.Tx) error {
-		id := tx.Bucket(bucketMACs).Get([]byte(n))
-		if id == nil {
-			// Unknown MACs are most of a DHCP storm's lookups: the message is built
-			// only if someone prints it.
-			return noHostWithMAC(n)
-		}
-		return getHost(tx, string(id), &h)
-	})
+	err = s.db.View(func(tx *bolt.Tx) error { return getHost(tx, id, &h) })
 	return h, err
 }
 
@@ -392,7 +407,7 @@ func (s *BoltStore) UpdateHost(ctx context.Context, id string, fn func(*Host) er
 		return Host{}, err
 	}
 	var out Host
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.hostUpdate(func(tx *bolt.Tx) error {
 		var old Host
 		if err := getHost(tx, id, &old); err != nil {
 			return err
@@ -443,7 +458,7 @@ func (s *BoltStore) DeleteHost(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.hostUpdate(func(tx *bolt.Tx) error {
 		var h Host
 		if err := getHost(tx, id, &h); err != nil {
 			return err

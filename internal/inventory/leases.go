@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -207,19 +206,13 @@ func (s *BoltStore) RecordEvents(ctx context.Context, evs ...HostEvent) error {
 	return nil
 }
 
-// withReservations runs fn under the lease lock with a reader of the reservations (one
-// bbolt read transaction): reservedForOther(a, mac) says a is reserved for a host that
-// does not own mac.
+// withReservations runs fn under the lease lock with a reader of the reservations (the
+// in-memory mirror of the index, hostindex.go): reservedForOther(a, mac) says a is
+// reserved for a host that does not own mac.
 func (s *BoltStore) withReservations(fn func(reservedForOther func(netip.Addr, string) bool) error) error {
 	s.leaseMu.Lock()
 	defer s.leaseMu.Unlock()
-	return s.db.View(func(tx *bolt.Tx) error {
-		ips, macs := tx.Bucket(bucketIPs), tx.Bucket(bucketMACs)
-		return fn(func(a netip.Addr, mac string) bool {
-			owner := ips.Get([]byte(a.String()))
-			return owner != nil && !bytes.Equal(owner, macs.Get([]byte(mac)))
-		})
-	})
+	return fn(s.hosts.reservedForOther)
 }
 
 func validLeaseState(mac string, st LeaseState) error {

@@ -201,7 +201,7 @@ func (s *BoltStore) transitionWithTx(ctx context.Context, id string, fn func(tx 
 	}
 	var out Host
 	var events []Event
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.hostUpdate(func(tx *bolt.Tx) error {
 		var old Host
 		if err := getHost(tx, id, &old); err != nil {
 			return err
