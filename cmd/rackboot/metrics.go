@@ -3,6 +3,8 @@ package main
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/rackboot/rackboot/internal/inventory"
 )
 
 // registerProcessMetrics registers what describes the process rather than a service:
@@ -30,6 +32,34 @@ func registerProcessMetrics(reg prometheus.Registerer) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		info,
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// registerInventoryMetrics registers the inventory's group commit counters: how many
+// bbolt transactions carried the leases and timeline events, and how many changes they
+// carried (their ratio is the batching an fsync buys).
+func registerInventoryMetrics(reg prometheus.Registerer, store *inventory.BoltStore) error {
+	stat := func(f func(inventory.CommitStats) uint64) func() float64 {
+		return func() float64 { return float64(f(store.CommitStats())) }
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "rackboot_inventory_commits_total",
+			Help: "Group commits of leases and timeline events: bbolt transactions, one fsync each.",
+		}, stat(func(s inventory.CommitStats) uint64 { return s.Commits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "rackboot_inventory_commit_changes_total",
+			Help: "Changes (lease writes, event batches) the group commits carried.",
+		}, stat(func(s inventory.CommitStats) uint64 { return s.Ops })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "rackboot_inventory_commit_failures_total",
+			Help: "Group commits that failed; their lease writes are retried with the next one, and the replies that waited for them were not sent.",
+		}, stat(func(s inventory.CommitStats) uint64 { return s.Failures })),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

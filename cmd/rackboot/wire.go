@@ -52,6 +52,9 @@ type wiring struct {
 func buildServices(r *resolved, capi capiSettings, store *inventory.BoltStore, token string, log *slog.Logger, reg prometheus.Registerer) (*wiring, error) {
 	w := &wiring{mux: http.NewServeMux()}
 	serverURL := r.ServerURL()
+	if err := registerInventoryMetrics(reg, store); err != nil { // metrics.go
+		return w, err
+	}
 
 	bins, err := ipxe.OpenBinaries(filepath.Join(r.DataDir, "ipxe"))
 	if err != nil {
