@@ -26,10 +26,14 @@ var ErrClosed = errors.New("inventory is closed")
 // 0.30 ms and 25 ms 0.26 ms. An ACK 25 ms later is invisible to a client, which
 // retransmits after 4 s (RFC 2131 §4.1); ISC dhcpd's delayed-ack holds ACKs up to 250 ms
 // (max-ack-delay) to batch its lease writes the same way.
+//
+// Under heavy load a full linger would keep too many callers waiting (each holds a DHCP
+// worker): once lingerWaiters callers wait, the commit starts at once.
 const (
-	linger    = 25 * time.Millisecond
-	maxBatch  = 1024
-	idleFlush = 50 * time.Millisecond
+	linger        = 25 * time.Millisecond
+	lingerWaiters = 64
+	maxBatch      = 1024
+	idleFlush     = 50 * time.Millisecond
 )
 
 // maxRetry bounds the lease writes kept for the next commit after a failed one.
@@ -62,6 +66,7 @@ type committer struct {
 	waiters int        // queued ops someone waits for
 	closed  bool
 	wake    chan struct{}
+	enough  chan struct{} // ends a linger early: lingerWaiters waiters or maxBatch ops
 	stopped chan struct{}
 
 	// Counters for /metrics (read with stats).
@@ -69,7 +74,7 @@ type committer struct {
 }
 
 func newCommitter(db *bolt.DB, log *slog.Logger) *committer {
-	c := &committer{db: db, log: log, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	c := &committer{db: db, log: log, wake: make(chan struct{}, 1), enough: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go c.loop()
 	return c
 }
@@ -92,9 +97,16 @@ func (c *committer) enqueue(op commitOp) {
 		c.waiters++
 	}
 	urgent := op.done != nil || len(c.queue) >= maxBatch
+	enough := c.waiters >= lingerWaiters || len(c.queue) >= maxBatch
 	c.mu.Unlock()
 	if urgent {
 		c.poke()
+	}
+	if enough {
+		select {
+		case c.enough <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -127,11 +139,20 @@ func (c *committer) loop() {
 		select {
 		case <-c.wake:
 			// Linger: let the changes of the next moment share this fsync.
+			select {
+			case <-c.enough: // left over from a batch already committed
+			default:
+			}
 			c.mu.Lock()
-			n := len(c.queue)
+			enough := len(c.queue) >= maxBatch || c.waiters >= lingerWaiters || c.closed
 			c.mu.Unlock()
-			if n < maxBatch {
-				time.Sleep(linger)
+			if !enough {
+				t := time.NewTimer(linger)
+				select {
+				case <-t.C:
+				case <-c.enough:
+				}
+				t.Stop()
 			}
 		case <-idle.C:
 		}
