@@ -67,6 +67,7 @@ type committer struct {
 	closed  bool
 	wake    chan struct{}
 	enough  chan struct{} // ends a linger early: lingerWaiters waiters or maxBatch ops
+	linger  time.Duration // linger, which tests may lengthen
 	stopped chan struct{}
 
 	// Counters for /metrics (read with stats).
@@ -74,7 +75,7 @@ type committer struct {
 }
 
 func newCommitter(db *bolt.DB, log *slog.Logger) *committer {
-	c := &committer{db: db, log: log, wake: make(chan struct{}, 1), enough: make(chan struct{}, 1), stopped: make(chan struct{})}
+	c := &committer{db: db, log: log, wake: make(chan struct{}, 1), enough: make(chan struct{}, 1), linger: linger, stopped: make(chan struct{})}
 	go c.loop()
 	return c
 }
@@ -103,10 +104,14 @@ func (c *committer) enqueue(op commitOp) {
 		c.poke()
 	}
 	if enough {
-		select {
-		case c.enough <- struct{}{}:
-		default:
-		}
+		c.endLinger()
+	}
+}
+
+func (c *committer) endLinger() {
+	select {
+	case c.enough <- struct{}{}:
+	default:
 	}
 }
 
@@ -147,7 +152,7 @@ func (c *committer) loop() {
 			enough := len(c.queue) >= maxBatch || c.waiters >= lingerWaiters || c.closed
 			c.mu.Unlock()
 			if !enough {
-				t := time.NewTimer(linger)
+				t := time.NewTimer(c.linger)
 				select {
 				case <-t.C:
 				case <-c.enough:
@@ -259,6 +264,7 @@ func (c *committer) close() {
 	c.closed = true
 	c.mu.Unlock()
 	c.poke()
+	c.endLinger() // a commit lingering now goes at once
 	<-c.stopped
 }
 
@@ -325,8 +331,9 @@ type CommitStats struct {
 }
 
 // CommitStats reports the lease and event group commit's counters.
-func (s *BoltStore) CommitStats() CommitStats {
-	c := s.commits
+func (s *BoltStore) CommitStats() CommitStats { return s.commits.stats() }
+
+func (c *committer) stats() CommitStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return CommitStats{Commits: c.commits, Ops: c.committedOps, Failures: c.failures}

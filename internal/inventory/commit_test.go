@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -126,5 +127,59 @@ func TestCommitWritesEachMACsLastChange(t *testing.T) {
 				t.Errorf("address index (-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// TestCommitLingerEndsWithEnoughWaiters: with a linger far longer than the test, a
+// commit still starts once lingerWaiters callers wait (each holds a DHCP worker), and
+// they all get their result; close commits a caller queued after them.
+func TestCommitLingerEndsWithEnoughWaiters(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c := &committer{db: db, log: slog.New(slog.DiscardHandler), wake: make(chan struct{}, 1),
+		enough: make(chan struct{}, 1), linger: time.Hour, stopped: make(chan struct{})}
+	go c.loop()
+	dones := make([]chan error, lingerWaiters)
+	for i := range dones {
+		dones[i] = make(chan error, 1)
+		c.enqueue(commitOp{put: &Lease{MAC: fmt.Sprintf("52:54:00:00:%02x:%02x", i>>8, i&0xff), IP: fmt.Sprintf("10.0.%d.%d", i>>8, i&0xff+1), State: LeaseBound}, done: dones[i]})
+	}
+	guard := time.After(time.Minute) // a liveness guard, not a speed limit
+	for i, d := range dones {
+		select {
+		case err := <-d:
+			if err != nil {
+				t.Fatalf("waiter %d: %v", i, err)
+			}
+		case <-guard:
+			t.Fatalf("waiter %d not committed: the linger did not end with %d waiters", i, lingerWaiters)
+		}
+	}
+	if st := c.stats(); st.Commits == 0 || st.Ops != lingerWaiters {
+		t.Fatalf("commit stats %+v, want the %d waiters committed", st, lingerWaiters)
+	}
+	lone := make(chan error, 1)
+	c.enqueue(commitOp{put: &Lease{MAC: "52:54:00:00:ff:ff", IP: "10.0.9.9", State: LeaseBound}, done: lone})
+	c.close() // ends the hour-long linger the lone waiter started
+	select {
+	case err := <-lone:
+		if err != nil {
+			t.Fatalf("lone waiter at close: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("close did not commit the lone waiter: it did not end the linger")
 	}
 }
