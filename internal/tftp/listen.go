@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -61,6 +62,9 @@ type requestReader struct {
 	p6   *ipv6.PacketConn
 	v6   bool
 	mtus map[int]cachedMTU
+	// raw and oob read without blocking (the event loop, engine_linux.go).
+	raw syscall.RawConn
+	oob []byte
 }
 
 // cachedMTU is an interface's MTU as last looked up: a lookup is a netlink dump of
@@ -120,9 +124,15 @@ func (r *requestReader) read(buf []byte) (int, arrival, error) {
 	if err != nil {
 		return 0, arrival{}, err
 	}
+	return n, r.arrival(src, dst, ifIndex), nil
+}
+
+// arrival is where a packet from src to dst, in through interface ifIndex (0:
+// unknown), came from and to.
+func (r *requestReader) arrival(src net.Addr, dst net.IP, ifIndex int) arrival {
 	a := arrival{maxBlksize: defaultBlksize}
 	a.remote, _ = src.(*net.UDPAddr)
-	if a.remote == nil {
+	if a.remote == nil && src != nil {
 		if ap, perr := netip.ParseAddrPort(src.String()); perr == nil {
 			a.remote = net.UDPAddrFromAddrPort(ap)
 		}
@@ -139,7 +149,7 @@ func (r *requestReader) read(buf []byte) (int, arrival, error) {
 		}
 		a.maxBlksize = min(max(mtu-overhead, defaultBlksize), maxBlksize)
 	}
-	return n, a, nil
+	return a
 }
 
 // mtu returns the MTU of interface ifIndex, or 0 when it is unknown.

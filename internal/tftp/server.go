@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/pin/tftp/v3/netascii"
@@ -128,8 +127,12 @@ type Server struct {
 	slots     *slots
 	// onShutdown, when set by a test, runs when shutdown begins.
 	onShutdown func()
-	// network is "udp4" or "udp6", that of the conn Serve was given.
-	network string
+	// goroutines, set by a test, runs each transfer in a goroutine of its own
+	// (goroutineEngine) where the event loop would.
+	goroutines bool
+	// eng runs the transfers; ended takes them when they end (Serve).
+	eng   engine
+	ended chan *active
 	// recentTIDs are the ports of the last answers (dial).
 	recentTIDs [64]uint16
 	nextTID    int
@@ -222,10 +225,36 @@ func (s *Server) Start(ctx context.Context) error {
 // Use Listen to make conn; a conn made otherwise gets IP_PKTINFO only from here on.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	enablePacketInfo(conn)
-	s.network = "udp4"
+	network := "udp4"
 	if isIPv6(conn) {
-		s.network = "udp6"
+		network = "udp6"
 	}
+	// Ended transfers are counted and recorded off the goroutine that runs transfers: a
+	// store lookup must not hold up other transfers' packets. Slots are given back only
+	// after, so at most MaxTransfers are ever queued here and a send never blocks.
+	s.ended = make(chan *active, s.cfg.MaxTransfers)
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		for a := range s.ended {
+			s.finish(ctx, a.t)
+			a.release()
+		}
+	}()
+	err := s.serve(ctx, conn, network)
+	close(s.ended)
+	<-recorded
+	if err != nil {
+		return fmt.Errorf("tftp: serve on %s: %w", conn.LocalAddr(), err)
+	}
+	s.log.Info("TFTP server stopped")
+	return nil
+}
+
+// serveGoroutines serves conn with a goroutine reading requests and a goroutine per
+// transfer (goroutineEngine), until ctx ends and the last transfer with it.
+func (s *Server) serveGoroutines(ctx context.Context, conn net.PacketConn, network string) error {
+	s.eng = newGoroutineEngine(s, network)
 	// Cancelling ctx wakes the read below: a deadline in the past fails it at once.
 	stop := context.AfterFunc(ctx, func() {
 		if s.onShutdown != nil {
@@ -234,22 +263,17 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		_ = conn.SetReadDeadline(time.Unix(1, 0))
 	})
 	defer stop()
-	var transfers sync.WaitGroup
-	err := s.readRequests(ctx, conn, &transfers)
+	err := s.readRequests(ctx, conn)
 	// No request is taken from here on; closing the port makes the kernel refuse new
 	// ones at once instead of queueing them unanswered.
 	_ = conn.Close()
-	transfers.Wait()
-	if err != nil {
-		return fmt.Errorf("tftp: serve on %s: %w", conn.LocalAddr(), err)
-	}
-	s.log.Info("TFTP server stopped")
-	return nil
+	s.eng.close()
+	return err
 }
 
 // readRequests reads the server port until ctx ends, in order: each packet is dropped,
-// refused, or handed to a transfer of its own before the next is read.
-func (s *Server) readRequests(ctx context.Context, conn net.PacketConn, transfers *sync.WaitGroup) error {
+// refused, or started as a transfer before the next is read.
+func (s *Server) readRequests(ctx context.Context, conn net.PacketConn) error {
 	rr := newRequestReader(conn)
 	// A request is at most 512 bytes (RFC 1350); a bigger datagram is cut and then
 	// fails to parse.
@@ -272,41 +296,52 @@ func (s *Server) readRequests(ctx context.Context, conn net.PacketConn, transfer
 			}
 			continue
 		}
-		req, err := parseRequest(buf[:n])
-		if err != nil || arr.remote == nil {
-			s.dropped.Inc()
-			s.log.Debug("TFTP: dropped a packet that is not a valid request", "err", err)
-			continue
-		}
-		if req.op == opWRQ {
-			s.refuseWrite(ctx, req, arr)
-			continue
-		}
-		src, _ := netip.AddrFromSlice(arr.remote.IP)
-		release, limit := s.slots.acquire(src.Unmap())
-		if limit != "" {
-			// No log line at info, no event: a flood must not cost more than a counter
-			// and one error packet no bigger than the request.
-			s.limited.WithLabelValues(limit).Inc()
-			s.log.Debug("TFTP: request refused, too many transfers", "ip", src.Unmap().String(), "limit", limit)
-			s.sendError(arr, errUndefined, "server busy: try again later", n)
-			continue
-		}
-		t := transfer{file: req.file, remote: arr.remote, start: time.Now(), size: -1}
-		conn, err := s.dial(arr)
-		if err != nil {
-			t.outcome, t.err = OutcomeFailed, err
-			s.finish(ctx, t)
-			release()
-			continue
-		}
-		transfers.Add(1)
-		go func() {
-			defer transfers.Done()
-			defer release()
-			s.serveRead(ctx, t, req, arr, conn)
-		}()
+		s.request(ctx, buf[:n], arr)
 	}
+}
+
+// request handles one packet to the server port: it is dropped, refused, or started as
+// a transfer (its first packet sent) and handed to the engine.
+func (s *Server) request(ctx context.Context, p []byte, arr arrival) {
+	req, err := parseRequest(p)
+	if err != nil || arr.remote == nil {
+		s.dropped.Inc()
+		s.log.Debug("TFTP: dropped a packet that is not a valid request", "err", err)
+		return
+	}
+	if req.op == opWRQ {
+		s.refuseWrite(ctx, req, arr)
+		return
+	}
+	src, _ := netip.AddrFromSlice(arr.remote.IP)
+	release, limit := s.slots.acquire(src.Unmap())
+	if limit != "" {
+		// No log line at info, no event: a flood must not cost more than a counter
+		// and one error packet no bigger than the request.
+		s.limited.WithLabelValues(limit).Inc()
+		s.log.Debug("TFTP: request refused, too many transfers", "ip", src.Unmap().String(), "limit", limit)
+		s.sendError(arr, errUndefined, "server busy: try again later", len(p))
+		return
+	}
+	t := transfer{file: req.file, remote: arr.remote, start: time.Now(), size: -1}
+	conn, err := s.dial(arr)
+	if err != nil {
+		t.outcome, t.err = OutcomeFailed, err
+		s.finish(ctx, t)
+		release()
+		return
+	}
+	a := &active{t: t, conn: conn, release: release}
+	code, err := s.open(a, req, arr)
+	if err == nil {
+		err = a.x.begin(a.conn, a.t.start)
+		if err == nil {
+			s.eng.run(a)
+			return
+		}
+		code, err = s.sendFailed(a, err)
+	}
+	s.end(a, code, err, time.Now())
 }
 
 // dial opens the socket of one answer (a transfer, or an error): a new port, the
@@ -319,13 +354,13 @@ func (s *Server) readRequests(ctx context.Context, conn net.PacketConn, transfer
 // first. The kernel's random ephemeral ports do repeat (a closed answer's port may
 // come straight back), so a port among the last len(recentTIDs) answers' is given back
 // and another taken.
-func (s *Server) dial(arr arrival) (*net.UDPConn, error) {
+func (s *Server) dial(arr arrival) (answerConn, error) {
 	for range 4 {
-		c, err := net.DialUDP(s.network, &net.UDPAddr{IP: arr.local}, arr.remote)
+		c, err := s.eng.dial(arr)
 		if err != nil {
 			return nil, err
 		}
-		port := uint16(c.LocalAddr().(*net.UDPAddr).Port)
+		port := c.port()
 		if !slices.Contains(s.recentTIDs[:], port) {
 			s.recentTIDs[s.nextTID%len(s.recentTIDs)] = port
 			s.nextTID++
@@ -371,12 +406,25 @@ func (s *Server) refuseWrite(ctx context.Context, req request, arr arrival) {
 	s.finish(ctx, t)
 }
 
-// serveRead runs one read request to its end on conn, in its own goroutine.
-func (s *Server) serveRead(ctx context.Context, t transfer, req request, arr arrival, conn *net.UDPConn) {
-	defer func() { s.finish(ctx, t) }()
-	defer conn.Close()
-	code, err := s.send(&t, req, arr, conn)
+// complete ends a transfer the engine ran: err is nil once the client acknowledged the
+// last block. The engine calls it from its own goroutine.
+func (s *Server) complete(a *active, err error, now time.Time) {
+	var code uint16
+	if err == nil {
+		a.t.outcome = OutcomeOK
+	} else {
+		code, err = s.sendFailed(a, err)
+	}
+	s.end(a, code, err, now)
+}
+
+// end closes a's socket and file, after an error packet to the client when the server
+// gave up (code and err say what the client reads), and queues it to be counted and
+// recorded.
+func (s *Server) end(a *active, code uint16, err error, now time.Time) {
+	t := &a.t
 	t.err = err
+	t.bytes, t.retransmits, t.duration = a.x.acked, a.x.retransmits, now.Sub(t.start)
 	var ce *clientError
 	switch {
 	case err == nil:
@@ -390,13 +438,19 @@ func (s *Server) serveRead(ctx context.Context, t transfer, req request, arr arr
 	default:
 		// What the client reads: it names the problem without revealing anything on
 		// the server.
-		_, _ = conn.Write(appendError(nil, code, err.Error(), maxErrorMessage+5))
+		_, _ = a.conn.Write(appendError(nil, code, err.Error(), maxErrorMessage+5))
 	}
+	_ = a.conn.Close()
+	if a.file != nil {
+		_ = a.file.Close()
+	}
+	s.ended <- a
 }
 
-// send opens the file and streams it. On failure it returns the error code and the
-// error whose text the client gets.
-func (s *Server) send(t *transfer, req request, arr arrival, conn *net.UDPConn) (uint16, error) {
+// open opens the file a asks for and settles the transfer's options into a.x. On
+// failure it returns the error code and the error whose text the client gets.
+func (s *Server) open(a *active, req request, arr arrival) (uint16, error) {
+	t := &a.t
 	name, err := CleanPath(req.file)
 	if err != nil {
 		t.outcome = OutcomeRefused
@@ -416,7 +470,7 @@ func (s *Server) send(t *transfer, req request, arr arrival, conn *net.UDPConn) 
 		s.log.Error("TFTP: cannot open file", "file", name, "err", err)
 		return errUndefined, fmt.Errorf("cannot open %s", name)
 	}
-	defer f.Close()
+	a.file = f
 	st, err := f.Stat()
 	if err != nil {
 		t.outcome = OutcomeError
@@ -445,33 +499,35 @@ func (s *Server) send(t *transfer, req request, arr arrival, conn *net.UDPConn) 
 		}
 		src = &ringSource{r: r, window: p.window, blksize: p.blksize}
 	}
-	snd := sender{conn: conn, src: src, blksize: p.blksize, window: p.window, timeout: s.cfg.Timeout, retries: s.cfg.Retries}
+	a.x = xfer{src: src, blksize: p.blksize, window: p.window, timeout: s.cfg.Timeout, retries: s.cfg.Retries}
 	if p.timeout > 0 {
-		snd.timeout = p.timeout
+		a.x.timeout = p.timeout
 	}
 	if len(p.oack) > 0 {
-		snd.oack = appendOACK(nil, p.oack)
+		a.x.oack = appendOACK(nil, p.oack)
 	}
-	err = snd.run()
-	t.bytes, t.window, t.retransmits = snd.acked, p.window, snd.retransmits
+	t.window = p.window
+	return 0, nil
+}
+
+// sendFailed sets the outcome of a transfer whose sending failed with err, and returns
+// the error code and the error whose text the client gets.
+func (s *Server) sendFailed(a *active, err error) (uint16, error) {
 	var re *readError
-	switch {
-	case err == nil:
-		t.outcome = OutcomeOK
-		return 0, nil
-	case errors.As(err, &re):
-		t.outcome = OutcomeError
-		s.log.Error("TFTP: cannot read file", "file", name, "err", err)
-		return errUndefined, fmt.Errorf("cannot read %s", name)
-	default:
-		t.outcome = OutcomeFailed
-		return errUndefined, err
+	if errors.As(err, &re) {
+		a.t.outcome = OutcomeError
+		s.log.Error("TFTP: cannot read file", "file", a.t.served, "err", err)
+		return errUndefined, fmt.Errorf("cannot read %s", a.t.served)
 	}
+	a.t.outcome = OutcomeFailed
+	return errUndefined, err
 }
 
 // finish counts one request and records it (record.go).
 func (s *Server) finish(ctx context.Context, t transfer) {
-	t.duration = time.Since(t.start)
+	if t.duration == 0 {
+		t.duration = time.Since(t.start)
+	}
 	label := t.served
 	if label == "" {
 		label = unknownFile

@@ -182,58 +182,64 @@ var binaries = []string{ipxe.UndionlyKPXE, ipxe.SNPOnlyEFI, ipxe.IPXEEFI}
 
 // TestPinClientFetchesEachBinary fetches every embedded binary with blksize 1468 and
 // tsize over real UDP and compares the bytes, the tsize, the metrics and the events.
+// TestPinClientFetchesEachBinary runs with the platform's engine (the event loop on
+// Linux) and with a goroutine per transfer.
 func TestPinClientFetchesEachBinary(t *testing.T) {
-	ts := startServer(t, nil)
-	c := pinClient(t, ts.addr, 1468)
-	var total int
-	for _, name := range binaries {
-		want := embedded(t, name)
-		total += len(want)
-		for _, req := range []string{name, "/" + name} {
-			wt, err := c.Receive(req, "octet")
-			if err != nil {
-				t.Fatalf("%s: %v", req, err)
+	for _, goroutines := range []bool{false, true} {
+		t.Run(fmt.Sprintf("goroutines=%v", goroutines), func(t *testing.T) {
+			ts := startServer(t, func(s *Server) { s.goroutines = goroutines })
+			c := pinClient(t, ts.addr, 1468)
+			var total int
+			for _, name := range binaries {
+				want := embedded(t, name)
+				total += len(want)
+				for _, req := range []string{name, "/" + name} {
+					wt, err := c.Receive(req, "octet")
+					if err != nil {
+						t.Fatalf("%s: %v", req, err)
+					}
+					if n, ok := wt.(tftplib.IncomingTransfer).Size(); !ok || n != int64(len(want)) {
+						t.Errorf("%s: tsize %d (sent %v), want %d", req, n, ok, len(want))
+					}
+					var buf bytes.Buffer
+					if _, err := wt.WriteTo(&buf); err != nil {
+						t.Fatalf("%s: %v", req, err)
+					}
+					if !bytes.Equal(buf.Bytes(), want) {
+						t.Errorf("%s: got %d bytes that differ from the %d embedded ones", req, buf.Len(), len(want))
+					}
+				}
 			}
-			if n, ok := wt.(tftplib.IncomingTransfer).Size(); !ok || n != int64(len(want)) {
-				t.Errorf("%s: tsize %d (sent %v), want %d", req, n, ok, len(want))
+			if err := ts.stop(); err != nil {
+				t.Fatal(err)
 			}
-			var buf bytes.Buffer
-			if _, err := wt.WriteTo(&buf); err != nil {
-				t.Fatalf("%s: %v", req, err)
+			for _, name := range binaries {
+				if got := ts.value(t, "rackboot_tftp_transfers_total", map[string]string{"file": name, "outcome": OutcomeOK}); got != 2 {
+					t.Errorf("transfers{file=%s,outcome=ok} = %v, want 2", name, got)
+				}
 			}
-			if !bytes.Equal(buf.Bytes(), want) {
-				t.Errorf("%s: got %d bytes that differ from the %d embedded ones", req, buf.Len(), len(want))
+			if got := ts.value(t, "rackboot_tftp_bytes_total", nil); got != float64(2*total) {
+				t.Errorf("bytes_total = %v, want %d", got, 2*total)
 			}
-		}
-	}
-	if err := ts.stop(); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range binaries {
-		if got := ts.value(t, "rackboot_tftp_transfers_total", map[string]string{"file": name, "outcome": OutcomeOK}); got != 2 {
-			t.Errorf("transfers{file=%s,outcome=ok} = %v, want 2", name, got)
-		}
-	}
-	if got := ts.value(t, "rackboot_tftp_bytes_total", nil); got != float64(2*total) {
-		t.Errorf("bytes_total = %v, want %d", got, 2*total)
-	}
-	evs := ts.store.all()
-	if len(evs) != 6 {
-		t.Fatalf("%d events, want 6", len(evs))
-	}
-	// A transfer's event is written after the client's last ACK, so the next transfer
-	// may be recorded first: find the event by file rather than by position.
-	var got inventory.Event
-	for _, e := range evs {
-		if e.Fields["file"] == ipxe.UndionlyKPXE {
-			got = e
-		}
-	}
-	if diff := cmp.Diff(inventory.Event{
-		Type: EventRead, Message: "TFTP read of undionly.kpxe: ok",
-		Fields: map[string]string{"file": "undionly.kpxe", "ip": "127.0.0.1", "outcome": "ok", "bytes": "74213", "size": "74213"},
-	}, got, cmpopts.IgnoreFields(inventory.Event{}, "Seq")); diff != "" {
-		t.Errorf("event of undionly.kpxe (-want +got):\n%s", diff)
+			evs := ts.store.all()
+			if len(evs) != 6 {
+				t.Fatalf("%d events, want 6", len(evs))
+			}
+			// A transfer's event is written after the client's last ACK, so the next transfer
+			// may be recorded first: find the event by file rather than by position.
+			var got inventory.Event
+			for _, e := range evs {
+				if e.Fields["file"] == ipxe.UndionlyKPXE {
+					got = e
+				}
+			}
+			if diff := cmp.Diff(inventory.Event{
+				Type: EventRead, Message: "TFTP read of undionly.kpxe: ok",
+				Fields: map[string]string{"file": "undionly.kpxe", "ip": "127.0.0.1", "outcome": "ok", "bytes": "74213", "size": "74213"},
+			}, got, cmpopts.IgnoreFields(inventory.Event{}, "Seq")); diff != "" {
+				t.Errorf("event of undionly.kpxe (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -12,14 +12,6 @@ import (
 // blocks (RFC 7440; a window of one is RFC 1350's lock-step), each window sent again
 // when its ACK does not come within the timeout.
 
-// transferConn is the transfer's own socket, connected to the client: it reads only
-// that client's packets. *net.UDPConn is one; tests use others.
-type transferConn interface {
-	Read(b []byte) (int, error)
-	Write(b []byte) (int, error)
-	SetReadDeadline(t time.Time) error
-}
-
 // Errors of a transfer, which say its outcome.
 var (
 	// errTimeout: the client went silent; the last window was sent Retries times.
@@ -107,10 +99,13 @@ func (s *ringSource) block(seq int64, dst []byte) (int, error) {
 	return copy(dst, s.ring[i*s.blksize:i*s.blksize+s.lens[i]]), nil
 }
 
-// sender runs one transfer over conn. Its zero values of retries and timeout are not
-// usable; serveRead fills every field.
-type sender struct {
-	conn    transferConn
+// xfer is the sending side of one transfer as a state machine, without a socket or a
+// clock of its own: whoever drives it (engine.go) hands it the client's packets and the
+// time, and it writes its packets to the writer it is given. So one event loop can run
+// every transfer (engine_linux.go), and a goroutine per transfer elsewhere.
+//
+// Its zero values of retries and timeout are not usable; Server.open fills every field.
+type xfer struct {
 	src     blockSource
 	blksize int
 	window  int
@@ -118,129 +113,155 @@ type sender struct {
 	retries int    // sends of one window (or the OACK) before the transfer fails
 	oack    []byte // the OACK packet, nil when no option was acknowledged
 
-	pkt  []byte // one DATA packet: 4 + blksize
-	rbuf []byte // the client's packets
+	pkt      []byte    // one DATA packet: 4 + blksize
+	base     int64     // the last block acknowledged; the window starts after it
+	last     int64     // the last block of the file, once read (0: not yet)
+	sizes    []int     // bytes of each block of the window sent: sizes[i] is block base+1+i's
+	tries    int       // sends of the current window (or the OACK)
+	inOACK   bool      // the OACK is waiting for its ACK 0
+	deadline time.Time // when the window (or OACK) is sent again if no ACK came
 
 	// What happened, for the log, metrics and the timeline.
 	acked       int64 // file bytes the client acknowledged
 	retransmits int   // windows (or OACKs) sent again after a timeout
 }
 
-// run sends the file and returns nil once the client acknowledged the last block.
-func (s *sender) run() error {
-	s.pkt = make([]byte, 4+s.blksize)
-	s.rbuf = make([]byte, 4+defaultBlksize)
-	if s.oack != nil {
-		if err := s.sendOACK(); err != nil {
-			return err
-		}
+// begin sends the OACK, or the first window when no option was acknowledged.
+func (x *xfer) begin(w io.Writer, now time.Time) error {
+	x.pkt = make([]byte, 4+x.blksize)
+	x.sizes = make([]int, 0, x.window)
+	if x.oack != nil {
+		x.inOACK = true
+		return x.sendOACK(w, now)
 	}
-	var (
-		base  int64                      // the last block acknowledged; the window starts after it
-		last  int64                      // the last block of the file, once read (0: not yet)
-		sizes = make([]int, 0, s.window) // bytes of each block sent: sizes[i] is block base+1+i's
-		tries int                        // sends of the current window
-	)
-	for {
-		if tries >= s.retries {
-			return errTimeout
-		}
-		if tries > 0 {
-			s.retransmits++
-		}
-		tries++
-		// Send blocks base+1 ... base+window, or up to the last.
-		sizes = sizes[:0]
-		for seq := base + 1; seq <= base+int64(s.window); seq++ {
-			n, err := s.src.block(seq, s.pkt[4:])
-			if err != nil {
-				return &readError{err}
-			}
-			putDataHeader(s.pkt, uint16(seq)) // block numbers roll over to 0 after 65535
-			if _, err := s.conn.Write(s.pkt[:4+n]); err != nil {
-				return err
-			}
-			sizes = append(sizes, n)
-			if n < s.blksize {
-				last = seq
-				break
-			}
-		}
-		// Wait for an ACK of a block sent: it moves the window to after that block.
-		// The client ACKs the window's last block, or, when it saw a gap, the last block
-		// it holds in order: then the next window starts right after it ("rolled
-		// back"). ACKs of older blocks (duplicates, late ones) are ignored, which keeps
-		// one lost packet from doubling every packet after it (the Sorcerer's Apprentice
-		// of RFC 1350).
-		acked, err := s.awaitACK(func(block uint16) bool {
-			d := int(block - uint16(base)) // block numbers wrap; d counts from base
-			return d >= 1 && d <= len(sizes)
-		})
-		if err == errWaitTimeout {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		d := int(acked - uint16(base))
-		for _, n := range sizes[:d] {
-			s.acked += int64(n)
-		}
-		base += int64(d)
-		if last != 0 && base == last {
-			return nil
-		}
-		tries = 0
-	}
+	return x.sendWindow(w, now)
 }
 
-// sendOACK sends the OACK until the client acknowledges it with ACK 0.
-func (s *sender) sendOACK() error {
-	for tries := 0; ; tries++ {
-		if tries >= s.retries {
-			return errTimeout
+// expire is called once now is past the deadline: the OACK or the window is sent again,
+// or, after Retries sends, the transfer fails with errTimeout.
+func (x *xfer) expire(w io.Writer, now time.Time) error {
+	if x.inOACK {
+		return x.sendOACK(w, now)
+	}
+	return x.sendWindow(w, now)
+}
+
+// packet handles one packet from the client. It returns done once the client
+// acknowledged the last block, and an error when the client sent one or the next
+// window could not be sent. Packets that are neither an ACK of a block sent nor an
+// ERROR are ignored and do not move the deadline.
+func (x *xfer) packet(w io.Writer, p []byte, now time.Time) (done bool, err error) {
+	r := parseReply(p)
+	switch r.op {
+	case opERROR:
+		return false, &clientError{code: r.code, msg: r.msg}
+	case opACK:
+	default:
+		return false, nil
+	}
+	if x.inOACK {
+		if r.block != 0 {
+			return false, nil
 		}
-		if tries > 0 {
-			s.retransmits++
-		}
-		if _, err := s.conn.Write(s.oack); err != nil {
-			return err
-		}
-		_, err := s.awaitACK(func(block uint16) bool { return block == 0 })
-		if err == errWaitTimeout {
-			continue
-		}
+		x.inOACK, x.tries = false, 0
+		return false, x.sendWindow(w, now)
+	}
+	// An ACK of a block sent moves the window to after that block. The client ACKs the
+	// window's last block, or, when it saw a gap, the last block it holds in order:
+	// then the next window starts right after it ("rolled back"). ACKs of older blocks
+	// (duplicates, late ones) are ignored, which keeps one lost packet from doubling
+	// every packet after it (the Sorcerer's Apprentice of RFC 1350).
+	d := int(r.block - uint16(x.base)) // block numbers wrap; d counts from base
+	if d < 1 || d > len(x.sizes) {
+		return false, nil
+	}
+	for _, n := range x.sizes[:d] {
+		x.acked += int64(n)
+	}
+	x.base += int64(d)
+	if x.last != 0 && x.base == x.last {
+		return true, nil
+	}
+	x.tries = 0
+	return false, x.sendWindow(w, now)
+}
+
+// sendOACK sends the OACK (again).
+func (x *xfer) sendOACK(w io.Writer, now time.Time) error {
+	if x.tries >= x.retries {
+		return errTimeout
+	}
+	if x.tries > 0 {
+		x.retransmits++
+	}
+	x.tries++
+	if _, err := w.Write(x.oack); err != nil {
 		return err
 	}
+	x.deadline = now.Add(x.timeout)
+	return nil
 }
 
-// errWaitTimeout: no ACK that counts came within the timeout; the caller sends again.
-var errWaitTimeout = errors.New("no ACK within the timeout")
-
-// awaitACK reads the client's packets until an ACK that want accepts (it returns its
-// block), an ERROR, or the timeout from now; other packets are ignored and do not
-// extend the wait.
-func (s *sender) awaitACK(want func(block uint16) bool) (uint16, error) {
-	if err := s.conn.SetReadDeadline(time.Now().Add(s.timeout)); err != nil {
-		return 0, err
+// sendWindow sends blocks base+1 ... base+window, or up to the last.
+func (x *xfer) sendWindow(w io.Writer, now time.Time) error {
+	if x.tries >= x.retries {
+		return errTimeout
 	}
+	if x.tries > 0 {
+		x.retransmits++
+	}
+	x.tries++
+	x.sizes = x.sizes[:0]
+	for seq := x.base + 1; seq <= x.base+int64(x.window); seq++ {
+		n, err := x.src.block(seq, x.pkt[4:])
+		if err != nil {
+			return &readError{err}
+		}
+		putDataHeader(x.pkt, uint16(seq)) // block numbers roll over to 0 after 65535
+		if _, err := w.Write(x.pkt[:4+n]); err != nil {
+			return err
+		}
+		x.sizes = append(x.sizes, n)
+		if n < x.blksize {
+			x.last = seq
+			break
+		}
+	}
+	x.deadline = now.Add(x.timeout)
+	return nil
+}
+
+// transferConn is a transfer's own socket, connected to the client, as the goroutine
+// engine drives it: *net.UDPConn is one.
+type transferConn interface {
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	SetReadDeadline(t time.Time) error
+}
+
+// drive runs x over conn to its end in the calling goroutine, x.begin already done:
+// nil once the client acknowledged the last block.
+func (x *xfer) drive(conn transferConn) error {
+	buf := make([]byte, 4+defaultBlksize)
 	for {
-		n, err := s.conn.Read(s.rbuf)
+		if err := conn.SetReadDeadline(x.deadline); err != nil {
+			return err
+		}
+		n, err := conn.Read(buf)
+		now := time.Now()
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return 0, errWaitTimeout
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return err
 			}
-			return 0, err
+			if err := x.expire(conn, now); err != nil {
+				return err
+			}
+			continue
 		}
-		r := parseReply(s.rbuf[:n])
-		switch r.op {
-		case opACK:
-			if want(r.block) {
-				return r.block, nil
-			}
-		case opERROR:
-			return 0, &clientError{code: r.code, msg: r.msg}
+		done, err := x.packet(conn, buf[:n], now)
+		if done || err != nil {
+			return err
 		}
 	}
 }

@@ -3,6 +3,7 @@ package tftp
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io/fs"
 	"strconv"
 	"testing"
@@ -41,17 +42,20 @@ func (r readerOnlyFS) Open(name string) (fs.File, error) {
 }
 
 // windowServers runs fn against a server whose files can be read at any offset and
-// against one whose files can only be read in order.
+// against one whose files can only be read in order, each with the platform's engine
+// (the event loop on Linux) and with a goroutine per transfer.
 func windowServers(t *testing.T, timeout time.Duration, fn func(t *testing.T, ts *testServer)) {
 	files := fstest.MapFS{"w.bin": {Data: windowFile}}
 	for name, fsys := range map[string]fs.FS{"ReaderAt": files, "Reader": readerOnlyFS{files}} {
-		t.Run(name, func(t *testing.T) {
-			ts := startServerConfig(t, func(c *Config) {
-				c.FS = fsys
-				c.Timeout, c.Retries = timeout, 3
-			}, nil)
-			fn(t, ts)
-		})
+		for _, goroutines := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/goroutines=%v", name, goroutines), func(t *testing.T) {
+				ts := startServerConfig(t, func(c *Config) {
+					c.FS = fsys
+					c.Timeout, c.Retries = timeout, 3
+				}, func(s *Server) { s.goroutines = goroutines })
+				fn(t, ts)
+			})
+		}
 	}
 }
 

@@ -1,0 +1,462 @@
+package tftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// The event loop that serves the port and runs every transfer on Linux (doc.go says
+// why). One goroutine owns an epoll(7) set of the server port, every transfer's socket
+// and an eventfd that ctx's end pokes. It waits for that set through Go's own netpoller
+// (the epoll descriptor is itself pollable), so it never blocks a thread in a system
+// call: when nothing is ready it parks like any goroutine reading a socket, and the
+// rest of rackboot runs meanwhile on the same CPU. For each ready socket it reads one
+// packet and sends what it calls for, from the same goroutine. Timeouts are found by a
+// sweep of all transfers' deadlines every sweepEvery, through the read deadline of the
+// epoll descriptor: one timer, not one per packet. Transfers' sockets are the kernel's,
+// not Go's net package's: non-blocking, in this epoll set only (level-triggered), and
+// read and written with plain system calls, so a packet costs one read and one write,
+// with no goroutine switch, timer or read that finds nothing.
+
+// sweepEvery is how often the loop looks for transfers whose ACK is overdue, when any
+// are running: a retransmission comes at most this much after its timeout.
+const sweepEvery = 10 * time.Millisecond
+
+// requestsPerWake bounds the requests read from the server port before the transfers'
+// packets ready meanwhile get their turn.
+const requestsPerWake = 16
+
+// serve runs the event loop on conn, or a goroutine per transfer when a test asks for
+// it or conn is not a socket the loop can wait on.
+func (s *Server) serve(ctx context.Context, conn net.PacketConn, network string) error {
+	sc, ok := conn.(syscall.Conn)
+	if s.goroutines || !ok {
+		return s.serveGoroutines(ctx, conn, network)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return s.serveGoroutines(ctx, conn, network)
+	}
+	l, err := newLoop(s, network == "udp6")
+	if err != nil {
+		_ = conn.Close()
+		return err
+	}
+	defer l.closeFDs()
+	s.eng = l
+	return l.serve(ctx, conn, raw)
+}
+
+// loop is the event loop: the engine that runs transfers, and the server port's reader.
+// Only its goroutine touches it once serve runs.
+type loop struct {
+	s      *Server
+	v6     bool
+	epfd   int
+	epoll  *os.File        // epfd as Go's netpoller sees it
+	epRaw  syscall.RawConn // to wait on epoll
+	wake   int             // an eventfd that ctx's end pokes
+	active map[int32]*active
+	waitTo time.Time // the read deadline set on epoll
+}
+
+func newLoop(s *Server, v6 bool) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	l := &loop{s: s, v6: v6, epfd: epfd, wake: wake, active: map[int32]*active{}}
+	fail := func(err error) (*loop, error) {
+		l.closeFDs()
+		return nil, err
+	}
+	if err := l.add(wake); err != nil {
+		return fail(err)
+	}
+	// Non-blocking, so that os.NewFile hands it to Go's netpoller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		return fail(fmt.Errorf("epoll: %w", err))
+	}
+	l.epoll = os.NewFile(uintptr(epfd), "epoll")
+	if err := l.epoll.SetReadDeadline(time.Time{}); err != nil {
+		return fail(fmt.Errorf("epoll is not pollable: %w", err))
+	}
+	if l.epRaw, err = l.epoll.SyscallConn(); err != nil {
+		return fail(fmt.Errorf("epoll: %w", err))
+	}
+	return l, nil
+}
+
+func (l *loop) closeFDs() {
+	if l.epoll != nil {
+		_ = l.epoll.Close()
+	} else {
+		_ = unix.Close(l.epfd)
+	}
+	_ = unix.Close(l.wake)
+}
+
+// add puts fd in the epoll set, level-triggered: a socket with a packet left is
+// reported again.
+func (l *loop) add(fd int) error {
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+		return fmt.Errorf("epoll: %w", err)
+	}
+	return nil
+}
+
+// fdConn is a transfer's socket: non-blocking, connected to the client.
+type fdConn struct {
+	fd    int
+	local uint16
+}
+
+func (c *fdConn) port() uint16 { return c.local }
+
+// Write sends one datagram. A full send buffer loses it, as a full link would: the
+// client's timeout or its ACK of an earlier block brings it again.
+func (c *fdConn) Write(p []byte) (int, error) {
+	// A non-blocking send does not block, so the scheduler need not hear of it.
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	switch errno {
+	case 0:
+		return int(n), nil
+	case syscall.EAGAIN, syscall.ENOBUFS:
+		return len(p), nil
+	}
+	return 0, &net.OpError{Op: "write", Net: "udp", Err: errno}
+}
+
+// read reads one datagram; ok is false when none was waiting.
+func (c *fdConn) read(p []byte) (n int, ok bool, err error) {
+	r, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	switch errno {
+	case 0:
+		return int(r), true, nil
+	case syscall.EAGAIN, syscall.EINTR:
+		return 0, false, nil
+	}
+	return 0, false, &net.OpError{Op: "read", Net: "udp", Err: errno}
+}
+
+func (c *fdConn) Close() error { return unix.Close(c.fd) }
+
+func (l *loop) dial(arr arrival) (answerConn, error) {
+	family := unix.AF_INET
+	if l.v6 {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "udp", Err: err}
+	}
+	fail := func(op string, err error) (answerConn, error) {
+		_ = unix.Close(fd)
+		return nil, &net.OpError{Op: op, Net: "udp", Addr: arr.remote, Err: err}
+	}
+	if arr.local != nil {
+		sa, err := l.sockaddr(arr.local, 0, "")
+		if err != nil {
+			return fail("bind", err)
+		}
+		if err := unix.Bind(fd, sa); err != nil {
+			return fail("bind", err)
+		}
+	}
+	sa, err := l.sockaddr(arr.remote.IP, arr.remote.Port, arr.remote.Zone)
+	if err != nil {
+		return fail("dial", err)
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		return fail("dial", err)
+	}
+	c := &fdConn{fd: fd}
+	switch la, err := unix.Getsockname(fd); a := la.(type) {
+	case *unix.SockaddrInet4:
+		c.local = uint16(a.Port)
+	case *unix.SockaddrInet6:
+		c.local = uint16(a.Port)
+	default:
+		return fail("dial", fmt.Errorf("local address %v: %w", la, err))
+	}
+	return c, nil
+}
+
+// sockaddr is ip:port in the socket's family.
+func (l *loop) sockaddr(ip net.IP, port int, zone string) (unix.Sockaddr, error) {
+	if !l.v6 {
+		ip4 := ip.To4()
+		if ip4 == nil {
+			return nil, fmt.Errorf("%s is not an IPv4 address", ip)
+		}
+		return &unix.SockaddrInet4{Port: port, Addr: [4]byte(ip4)}, nil
+	}
+	ip16 := ip.To16()
+	if ip16 == nil {
+		return nil, fmt.Errorf("%s is not an IP address", ip)
+	}
+	sa := &unix.SockaddrInet6{Port: port, Addr: [16]byte(ip16)}
+	if zone != "" {
+		ifi, err := net.InterfaceByName(zone)
+		if err != nil {
+			return nil, err
+		}
+		sa.ZoneId = uint32(ifi.Index)
+	}
+	return sa, nil
+}
+
+// run takes over a, started by request in the loop's goroutine.
+func (l *loop) run(a *active) {
+	c := a.conn.(*fdConn)
+	if err := l.add(c.fd); err != nil {
+		l.s.complete(a, err, time.Now())
+		return
+	}
+	l.active[int32(c.fd)] = a
+}
+
+// close is not needed: serve returns once the last transfer has ended.
+func (l *loop) close() {}
+
+// serve reads requests from conn and runs transfers until ctx ends; then it closes conn
+// and runs the transfers in flight to their end.
+func (l *loop) serve(ctx context.Context, conn net.PacketConn, raw syscall.RawConn) error {
+	var port int
+	if err := raw.Control(func(fd uintptr) { port = int(fd) }); err != nil {
+		return err
+	}
+	if err := l.add(port); err != nil {
+		return err
+	}
+	rr := newRequestReader(conn)
+	rr.raw = raw
+	poke := context.AfterFunc(ctx, func() {
+		if l.s.onShutdown != nil {
+			l.s.onShutdown()
+		}
+		one := [8]byte{1}
+		_, _ = unix.Write(l.wake, one[:])
+	})
+	defer poke()
+
+	var (
+		events    = make([]unix.EpollEvent, 128)
+		buf       = make([]byte, 4+defaultBlksize) // requests are at most 512 bytes, ACKs 4; longer ones are cut
+		expired   []*active
+		nextSweep time.Time
+		serveErr  error
+		accepting = true
+	)
+	stopAccepting := func() {
+		if accepting {
+			// No request is taken from here on; closing the port makes the kernel
+			// refuse new ones at once instead of queueing them unanswered.
+			_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, port, nil)
+			_ = conn.Close()
+			accepting = false
+		}
+	}
+	for {
+		if accepting && ctx.Err() != nil {
+			stopAccepting()
+		}
+		if !accepting && len(l.active) == 0 {
+			return serveErr
+		}
+		var until time.Time
+		if len(l.active) > 0 {
+			until = nextSweep
+		}
+		n, err := l.wait(events, until)
+		if err != nil {
+			// Not expected of a valid epoll descriptor. Transfers end by their
+			// deadlines; the next wait shows whether it lasts.
+			l.s.log.Error("TFTP: waiting for packets failed", "err", err)
+			serveErr = err
+			stopAccepting()
+			time.Sleep(sweepEvery)
+		}
+		now := time.Now()
+		for _, ev := range events[:n] {
+			switch fd := int(ev.Fd); fd {
+			case l.wake:
+				var b [8]byte
+				_, _ = unix.Read(l.wake, b[:])
+			case port:
+				if !accepting {
+					continue
+				}
+				for range requestsPerWake {
+					m, arr, ok, err := rr.tryRead(buf)
+					if err != nil {
+						serveErr = err
+						stopAccepting()
+						break
+					}
+					if !ok {
+						break
+					}
+					l.s.request(ctx, buf[:m], arr)
+				}
+			default:
+				a := l.active[ev.Fd]
+				if a == nil {
+					continue
+				}
+				c := a.conn.(*fdConn)
+				m, ok, err := c.read(buf)
+				if !ok && err == nil {
+					continue
+				}
+				done := false
+				if err == nil {
+					done, err = a.x.packet(c, buf[:m], now)
+				}
+				if done || err != nil {
+					l.remove(a, err, now)
+				}
+			}
+		}
+		if now.Before(nextSweep) {
+			continue
+		}
+		nextSweep = now.Add(sweepEvery)
+		for _, a := range l.active {
+			if !now.Before(a.x.deadline) {
+				expired = append(expired, a)
+			}
+		}
+		for _, a := range expired {
+			if err := a.x.expire(a.conn, now); err != nil {
+				l.remove(a, err, now)
+			}
+		}
+		clear(expired)
+		expired = expired[:0]
+	}
+}
+
+// wait returns the events ready, waiting for one until until (zero: no bound); it
+// returns none at until.
+func (l *loop) wait(events []unix.EpollEvent, until time.Time) (int, error) {
+	if !until.Equal(l.waitTo) {
+		if err := l.epoll.SetReadDeadline(until); err != nil {
+			return 0, err
+		}
+		l.waitTo = until
+	}
+	var (
+		n    int
+		werr error
+	)
+	err := l.epRaw.Read(func(uintptr) bool {
+		// Never blocks: when nothing is ready, Read parks this goroutine until epoll
+		// is readable, which it is once one of its sockets is.
+		n, werr = unix.EpollWait(l.epfd, events, 0)
+		if errors.Is(werr, unix.EINTR) {
+			n, werr = 0, nil
+		}
+		return n > 0 || werr != nil
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// remove ends a: out of the map before its socket closes, so that a new socket given
+// the same number is not taken for it.
+func (l *loop) remove(a *active, err error, now time.Time) {
+	delete(l.active, int32(a.conn.(*fdConn).fd))
+	l.s.complete(a, err, now)
+}
+
+// tryRead reads one request if one is waiting, without blocking: ok is false when none
+// was. It needs r.raw.
+func (r *requestReader) tryRead(buf []byte) (n int, a arrival, ok bool, err error) {
+	if r.oob == nil {
+		if r.v6 {
+			r.oob = ipv6.NewControlMessage(ipv6.FlagDst | ipv6.FlagInterface)
+		} else {
+			r.oob = ipv4.NewControlMessage(ipv4.FlagDst | ipv4.FlagInterface)
+		}
+	}
+	var (
+		oobn int
+		from unix.Sockaddr
+		rerr error
+	)
+	err = r.raw.Read(func(fd uintptr) bool {
+		n, oobn, _, from, rerr = unix.Recvmsg(int(fd), buf, r.oob, unix.MSG_DONTWAIT)
+		return true // never wait: the loop waits
+	})
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// A deadline set on conn by someone else: only ctx stops the server.
+			_ = r.conn.SetReadDeadline(time.Time{})
+			return 0, arrival{}, false, nil
+		}
+		return 0, arrival{}, false, err
+	}
+	switch {
+	case errors.Is(rerr, unix.EAGAIN) || errors.Is(rerr, unix.EINTR) || errors.Is(rerr, unix.ECONNREFUSED):
+		// ECONNREFUSED: an ICMP error for an earlier packet from the port, no request.
+		return 0, arrival{}, false, nil
+	case rerr != nil:
+		return 0, arrival{}, false, &net.OpError{Op: "read", Net: "udp", Addr: r.conn.LocalAddr(), Err: rerr}
+	}
+	var (
+		src     *net.UDPAddr
+		dst     net.IP
+		ifIndex int
+	)
+	switch sa := from.(type) {
+	case *unix.SockaddrInet4:
+		src = &net.UDPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
+	case *unix.SockaddrInet6:
+		src = &net.UDPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+		if sa.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
+				src.Zone = ifi.Name
+			}
+		}
+	}
+	if r.v6 {
+		var cm ipv6.ControlMessage
+		if cm.Parse(r.oob[:oobn]) == nil {
+			dst, ifIndex = cm.Dst, cm.IfIndex
+		}
+	} else {
+		var cm ipv4.ControlMessage
+		if cm.Parse(r.oob[:oobn]) == nil {
+			dst, ifIndex = cm.Dst, cm.IfIndex
+		}
+	}
+	if src == nil {
+		return n, arrival{maxBlksize: defaultBlksize}, true, nil
+	}
+	return n, r.arrival(src, dst, ifIndex), true, nil
+}
