@@ -92,6 +92,16 @@ type File struct {
 // Size is the content's length in bytes.
 func (f *File) Size() int64 { return f.size }
 
+// ReaderAt reads the content where it is kept: from memory, or, when it is in a memfd
+// (Linux without Config.NoSendfile), with pread(2). TFTP reads its blocks this way; a
+// cache made for it sets NoSendfile, so a block costs a copy and no system call.
+func (f *File) ReaderAt() io.ReaderAt {
+	if f.mem != nil {
+		return io.NewSectionReader(f.mem.f, 0, f.size)
+	}
+	return bytes.NewReader(f.data)
+}
+
 // contents is the content, read from the memfd if it is there.
 func (f *File) contents() ([]byte, error) {
 	if f.mem == nil {

@@ -305,3 +305,26 @@ func TestCacheConcurrentFirstRead(t *testing.T) {
 		}
 	}
 }
+
+func TestFileReaderAt(t *testing.T) {
+	body := strings.Repeat("0123456789", 100)
+	for _, noSendfile := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSendfile=%v", noSendfile), func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, filepath.Join(dir, "f.bin"), body)
+			c, _ := newCache(t, dir, func(cfg *Config) { cfg.NoSendfile = noSendfile })
+			f, err := c.Get("f.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 64)
+			n, err := f.ReaderAt().ReadAt(buf, 990)
+			if n != 10 || err != io.EOF || string(buf[:n]) != body[990:] {
+				t.Errorf("ReadAt at 990: %d bytes %q, %v; want the last 10 and io.EOF", n, buf[:n], err)
+			}
+			if n, err := f.ReaderAt().ReadAt(buf, 100); n != 64 || err != nil || string(buf) != body[100:164] {
+				t.Errorf("ReadAt at 100: %d bytes %q, %v", n, buf[:n], err)
+			}
+		})
+	}
+}

@@ -7,7 +7,10 @@
 //     ever written.
 //   - Names are parsed by CleanPath (a pure function, fuzzed) and opened only through
 //     the fs.FS in Config (the embedded binaries, possibly with DATA_DIR/ipxe layered
-//     over them via os.Root), so no request can reach a file outside it.
+//     over them via os.Root), so no request can reach a file outside it. Files up to
+//     32 MiB are kept in memory (package hotfile, checked against the FS once a second,
+//     so a replaced file is served within a second), so that a block is a copy and
+//     the event loop never waits for a disk; larger ones are read from the FS.
 //   - Options (packet.go, pure): blksize (RFC 2348), clamped so that a DATA packet fits
 //     the MTU of the interface the request came in on and never fragments; tsize (RFC
 //     2349), answered from the file's size; timeout (RFC 2349), taken only when it is

@@ -15,6 +15,7 @@ import (
 	"github.com/pin/tftp/v3/netascii"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rackboot/rackboot/internal/hotfile"
 	"github.com/rackboot/rackboot/internal/inventory"
 )
 
@@ -62,6 +63,9 @@ const (
 	DefaultMaxTransfersPerSource = 4
 	// unknownFile is the file label for names that were not served.
 	unknownFile = "unknown"
+	// maxKeptFile and maxKept bound the files kept in memory (package hotfile).
+	maxKeptFile = 32 << 20
+	maxKept     = 128 << 20
 	// eventTimeout bounds a timeline write after a transfer.
 	eventTimeout = 5 * time.Second
 )
@@ -125,6 +129,7 @@ type Server struct {
 	dropped   prometheus.Counter
 	limited   *prometheus.CounterVec
 	slots     *slots
+	files     *hotfile.Cache // cfg.FS's files, kept in memory; nil (a test) reads each from FS
 	// onShutdown, when set by a test, runs when shutdown begins.
 	onShutdown func()
 	// goroutines, set by a test, runs each transfer in a goroutine of its own
@@ -162,6 +167,13 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxTransfersPerSource = min(DefaultMaxTransfersPerSource, cfg.MaxTransfers)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, slots: newSlots(cfg.MaxTransfers, cfg.MaxTransfersPerSource)}
+	// TFTP serves boot loaders, a few MiB at most; anything larger is read from FS.
+	// The blocks are copied out of the heap (NoSendfile): no system call per block.
+	files, err := hotfile.New(hotfile.Config{FS: cfg.FS, NoSendfile: true, MaxFile: maxKeptFile, MaxTotal: maxKept})
+	if err != nil {
+		return nil, fmt.Errorf("tftp: %w", err)
+	}
+	s.files = files
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -460,43 +472,53 @@ func (s *Server) open(a *active, req request, arr arrival) (uint16, error) {
 		t.outcome = OutcomeRefused
 		return errIllegalOp, fmt.Errorf("transfer mode %q is not supported: use octet", req.mode)
 	}
-	f, err := s.cfg.FS.Open(name)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			t.outcome = OutcomeNotFound
-			return errNotFound, fmt.Errorf("file not found: %s", name)
+	var (
+		ra    io.ReaderAt // the content, when it can be read at any offset
+		r     io.Reader   // otherwise, in order
+		tsize int64
+	)
+	// Files come from memory (package hotfile): a block is a copy, and the event loop
+	// never waits for a disk. Those too large to keep, and names that are not a file
+	// (a directory is refused rather than not found), are opened from FS.
+	var hf *hotfile.File
+	err = hotfile.ErrTooLarge
+	if s.files != nil {
+		hf, err = s.files.Get(name)
+	}
+	switch {
+	case err == nil:
+		ra, tsize = hf.ReaderAt(), hf.Size()
+	case errors.Is(err, hotfile.ErrTooLarge) || errors.Is(err, fs.ErrNotExist):
+		f, code, err := s.openFS(t, name)
+		if err != nil {
+			return code, err
 		}
+		a.file = f
+		if st, serr := f.Stat(); serr == nil {
+			tsize = st.Size()
+		}
+		r = f
+		ra, _ = f.(io.ReaderAt)
+	default:
 		t.outcome = OutcomeError
 		s.log.Error("TFTP: cannot open file", "file", name, "err", err)
 		return errUndefined, fmt.Errorf("cannot open %s", name)
 	}
-	a.file = f
-	st, err := f.Stat()
-	if err != nil {
-		t.outcome = OutcomeError
-		return errUndefined, fmt.Errorf("cannot open %s", name)
-	}
-	if st.IsDir() {
-		t.outcome = OutcomeRefused
-		return errAccess, fmt.Errorf("%s is a directory", name)
-	}
-	t.served, t.size = name, st.Size()
+	t.served, t.size = name, tsize
 
-	tsize := st.Size()
 	var src blockSource
-	ra, ok := f.(io.ReaderAt)
 	switch {
 	case req.mode == "netascii":
 		tsize = -1 // the converted length is not known before the end
-	case ok:
+		if ra != nil {
+			r = io.NewSectionReader(ra, 0, t.size)
+		}
+		r = netascii.ToReader(r)
+	case ra != nil:
 		src = readerAtSource{ra}
 	}
 	p := negotiate(req.opts, tsize, limits{maxBlksize: arr.maxBlksize, maxTimeout: s.cfg.Timeout})
 	if src == nil {
-		var r io.Reader = f
-		if req.mode == "netascii" {
-			r = netascii.ToReader(f)
-		}
 		src = &ringSource{r: r, window: p.window, blksize: p.blksize}
 	}
 	a.x = xfer{src: src, blksize: p.blksize, window: p.window, timeout: s.cfg.Timeout, retries: s.cfg.Retries}
@@ -508,6 +530,33 @@ func (s *Server) open(a *active, req request, arr arrival) (uint16, error) {
 	}
 	t.window = p.window
 	return 0, nil
+}
+
+// openFS opens name from FS, for a file not kept in memory. On failure it returns the
+// error code and the error whose text the client gets.
+func (s *Server) openFS(t *transfer, name string) (fs.File, uint16, error) {
+	f, err := s.cfg.FS.Open(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			t.outcome = OutcomeNotFound
+			return nil, errNotFound, fmt.Errorf("file not found: %s", name)
+		}
+		t.outcome = OutcomeError
+		s.log.Error("TFTP: cannot open file", "file", name, "err", err)
+		return nil, errUndefined, fmt.Errorf("cannot open %s", name)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		t.outcome = OutcomeError
+		return nil, errUndefined, fmt.Errorf("cannot open %s", name)
+	}
+	if st.IsDir() {
+		_ = f.Close()
+		t.outcome = OutcomeRefused
+		return nil, errAccess, fmt.Errorf("%s is a directory", name)
+	}
+	return f, 0, nil
 }
 
 // sendFailed sets the outcome of a transfer whose sending failed with err, and returns

@@ -181,9 +181,9 @@ func pinClient(t testing.TB, addr string, blksize int) *tftplib.Client {
 var binaries = []string{ipxe.UndionlyKPXE, ipxe.SNPOnlyEFI, ipxe.IPXEEFI}
 
 // TestPinClientFetchesEachBinary fetches every embedded binary with blksize 1468 and
-// tsize over real UDP and compares the bytes, the tsize, the metrics and the events.
-// TestPinClientFetchesEachBinary runs with the platform's engine (the event loop on
-// Linux) and with a goroutine per transfer.
+// tsize over real UDP and compares the bytes, the tsize, the metrics and the events,
+// with the platform's engine (the event loop on Linux) and with a goroutine per
+// transfer.
 func TestPinClientFetchesEachBinary(t *testing.T) {
 	for _, goroutines := range []bool{false, true} {
 		t.Run(fmt.Sprintf("goroutines=%v", goroutines), func(t *testing.T) {
@@ -491,6 +491,45 @@ func TestShutdownWaitsForTransfers(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 600)); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("request after shutdown: %v, want connection refused", err)
+	}
+}
+
+// TestIPv6 serves over IPv6 loopback with each engine: the event loop makes its own
+// sockets, IPv6 ones here.
+func TestIPv6(t *testing.T) {
+	for _, goroutines := range []bool{false, true} {
+		t.Run(fmt.Sprintf("goroutines=%v", goroutines), func(t *testing.T) {
+			conn, err := Listen("udp6", "[::1]:0")
+			if err != nil {
+				t.Skipf("no IPv6 loopback: %v", err)
+			}
+			srv, err := New(Config{FS: ipxe.Binaries(), Timeout: 2 * time.Second, Retries: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.goroutines = goroutines
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx, conn) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			want := embedded(t, ipxe.UndionlyKPXE)
+			wt, err := pinClient(t, conn.LocalAddr().String(), 1468).Receive(ipxe.UndionlyKPXE, "octet")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if _, err := wt.WriteTo(&buf); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf.Bytes(), want) {
+				t.Errorf("got %d bytes that differ from the %d embedded ones", buf.Len(), len(want))
+			}
+		})
 	}
 }
 

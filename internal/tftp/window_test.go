@@ -42,8 +42,9 @@ func (r readerOnlyFS) Open(name string) (fs.File, error) {
 }
 
 // windowServers runs fn against a server whose files can be read at any offset and
-// against one whose files can only be read in order, each with the platform's engine
-// (the event loop on Linux) and with a goroutine per transfer.
+// against one whose files can only be read in order (and are not kept in memory, which
+// would make them readable at any offset), each with the platform's engine (the event
+// loop on Linux) and with a goroutine per transfer.
 func windowServers(t *testing.T, timeout time.Duration, fn func(t *testing.T, ts *testServer)) {
 	files := fstest.MapFS{"w.bin": {Data: windowFile}}
 	for name, fsys := range map[string]fs.FS{"ReaderAt": files, "Reader": readerOnlyFS{files}} {
@@ -52,7 +53,12 @@ func windowServers(t *testing.T, timeout time.Duration, fn func(t *testing.T, ts
 				ts := startServerConfig(t, func(c *Config) {
 					c.FS = fsys
 					c.Timeout, c.Retries = timeout, 3
-				}, func(s *Server) { s.goroutines = goroutines })
+				}, func(s *Server) {
+					s.goroutines = goroutines
+					if _, ok := fsys.(readerOnlyFS); ok {
+						s.files = nil
+					}
+				})
 				fn(t, ts)
 			})
 		}
