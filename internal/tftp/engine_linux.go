@@ -49,8 +49,9 @@ func (s *Server) serve(ctx context.Context, conn net.PacketConn, network string)
 	}
 	l, err := newLoop(s, network == "udp6")
 	if err != nil {
-		_ = conn.Close()
-		return err
+		// A sandbox that forbids epoll, say: serve all the same, at a higher cost.
+		s.log.Warn("TFTP: no event loop, running a goroutine per transfer", "err", err)
+		return s.serveGoroutines(ctx, conn, network)
 	}
 	defer l.closeFDs()
 	s.eng = l
