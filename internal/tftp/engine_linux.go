@@ -424,6 +424,9 @@ func (l *loop) serve(ctx context.Context, conn net.PacketConn, raw syscall.RawCo
 			default:
 				a := l.active[ev.Fd]
 				if a == nil {
+					// A kept socket: what comes to it is late, and a packet left
+					// unread would be reported again and again.
+					drain(fd)
 					continue
 				}
 				c := a.conn.(*fdConn)
