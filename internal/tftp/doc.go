@@ -86,20 +86,22 @@
 //
 // Why: a boot storm is lock-step transfers of small blocks, so the server's work is
 // one ACK in and one block out, over and over, for many clients at once. A goroutine
-// per transfer on Go's net sockets paid, per block, a read that found nothing (the ACK
-// was not there yet right after the block went out), a park and a wake-up through the
-// netpoller, and a new read deadline (a timer), and per transfer a socket opened and
-// closed; on the one CPU a storm's server gets, that made its CPU per transfer 1.13x
-// dnsmasq's and its rate 0.84x (64 clients, undionly.kpxe, blksize 1468, with a
-// tftp.read event per transfer; hack/bench-compare.sh). The loop reads only sockets
-// that epoll says hold a packet and sends with plain non-blocking system calls, so
-// what is left is mostly the kernel's own cost of the two datagrams: the profile is
-// send 62%, recvfrom 11%, epoll 10%, and the timeline events about 7%. That brought
-// it to dnsmasq's level, which has the same kernel costs: 0.99x its rate, 1.01x its
-// p99 and 0.95x its CPU per transfer (medians of 3 rounds, December 2026; single
-// rounds on the shared 2-CPU machine vary by 10%). The loop itself never blocks a
-// thread: it waits for the epoll descriptor through Go's netpoller like any socket
-// read, so the rest of rackboot shares the CPU with it without a thread hand-off per
-// wake-up (an epoll_wait that blocked its thread left the server idle a quarter of
-// the time, at 0.69x dnsmasq's rate).
+// per transfer on Go's net sockets paid, per block, a read that found nothing (the
+// ACK was not there yet right after the block went out), a park and a wake-up
+// through the netpoller, and a new read deadline (a timer), and per transfer a
+// socket opened and closed; on the one CPU a storm's server gets, that made its CPU
+// per transfer 1.13x dnsmasq's and its rate 0.84x (64 clients, undionly.kpxe,
+// blksize 1468, with a tftp.read event per transfer; hack/bench-compare.sh). The
+// loop reads only sockets that epoll says hold a packet and sends with plain
+// non-blocking system calls, so what is left is mostly the kernel's own cost of the
+// two datagrams: the profile is send 62%, recvfrom 11%, epoll 5-10%, and the
+// timeline events about 7%. That brought it to dnsmasq's level, which has the same
+// kernel costs: 0.96-1.01x its rate, 1.01-1.08x its p99 and 0.94-0.98x its CPU per
+// transfer (three runs of 3 rounds, December 2026; single rounds on the shared 2-CPU
+// machine vary by 10%, and the load generator on the other CPU is nearly as busy as
+// the server). The loop itself never blocks a thread: it waits for the epoll
+// descriptor through Go's netpoller like any socket read, so the rest of rackboot
+// shares the CPU with it without a thread hand-off per wake-up (an epoll_wait that
+// blocked its thread left the server idle a quarter of the time, at 0.69x dnsmasq's
+// rate).
 package tftp
