@@ -80,21 +80,7 @@ func TestCommitWritesEachMACsLastChange(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			db, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if err := db.Update(func(tx *bolt.Tx) error {
-				for _, b := range allBuckets {
-					if _, err := tx.CreateBucket(b); err != nil {
-						return err
-					}
-				}
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
+			db := commitDB(t)
 			c := &committer{db: db, log: slog.New(slog.DiscardHandler)}
 			for _, ops := range append(tc.before, tc.batch) {
 				if err := c.commit(ops); err != nil {
@@ -134,21 +120,7 @@ func TestCommitWritesEachMACsLastChange(t *testing.T) {
 // commit still starts once lingerWaiters callers wait (each holds a DHCP worker), and
 // they all get their result; close commits a caller queued after them.
 func TestCommitLingerEndsWithEnoughWaiters(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucket(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	db := commitDB(t)
 	c := &committer{db: db, log: slog.New(slog.DiscardHandler), wake: make(chan struct{}, 1),
 		enough: make(chan struct{}, 1), linger: time.Hour, stopped: make(chan struct{})}
 	go c.loop()
@@ -182,4 +154,25 @@ func TestCommitLingerEndsWithEnoughWaiters(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("close did not commit the lone waiter: it did not end the linger")
 	}
+}
+
+// commitDB is a bbolt file with the inventory's buckets, closed when the test ends.
+func commitDB(t *testing.T) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
