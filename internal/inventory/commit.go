@@ -98,7 +98,7 @@ func (c *committer) enqueue(op commitOp) {
 		c.waiters++
 	}
 	urgent := op.done != nil || len(c.queue) >= maxBatch
-	enough := c.waiters >= lingerWaiters || len(c.queue) >= maxBatch
+	enough := c.enoughLocked()
 	c.mu.Unlock()
 	if urgent {
 		c.poke()
@@ -106,6 +106,11 @@ func (c *committer) enqueue(op commitOp) {
 	if enough {
 		c.endLinger()
 	}
+}
+
+// enoughLocked says a commit need not linger for more changes (c.mu held).
+func (c *committer) enoughLocked() bool {
+	return c.waiters >= lingerWaiters || len(c.queue) >= maxBatch
 }
 
 func (c *committer) endLinger() {
@@ -149,7 +154,7 @@ func (c *committer) loop() {
 			default:
 			}
 			c.mu.Lock()
-			enough := len(c.queue) >= maxBatch || c.waiters >= lingerWaiters || c.closed
+			enough := c.enoughLocked() || c.closed
 			c.mu.Unlock()
 			if !enough {
 				t := time.NewTimer(c.linger)

@@ -186,8 +186,9 @@ func (x *xfer) packet(w io.Writer, p []byte, now time.Time) (done bool, err erro
 	return false, x.sendWindow(w, now)
 }
 
-// sendOACK sends the OACK (again).
-func (x *xfer) sendOACK(w io.Writer, now time.Time) error {
+// try counts one more sending of what is outstanding (a retransmission after the
+// first), or says errTimeout once Retries sendings have gone unanswered.
+func (x *xfer) try() error {
 	if x.tries >= x.retries {
 		return errTimeout
 	}
@@ -195,6 +196,14 @@ func (x *xfer) sendOACK(w io.Writer, now time.Time) error {
 		x.retransmits++
 	}
 	x.tries++
+	return nil
+}
+
+// sendOACK sends the OACK (again).
+func (x *xfer) sendOACK(w io.Writer, now time.Time) error {
+	if err := x.try(); err != nil {
+		return err
+	}
 	if _, err := w.Write(x.oack); err != nil {
 		return err
 	}
@@ -204,13 +213,9 @@ func (x *xfer) sendOACK(w io.Writer, now time.Time) error {
 
 // sendWindow sends blocks base+1 ... base+window, or up to the last.
 func (x *xfer) sendWindow(w io.Writer, now time.Time) error {
-	if x.tries >= x.retries {
-		return errTimeout
+	if err := x.try(); err != nil {
+		return err
 	}
-	if x.tries > 0 {
-		x.retransmits++
-	}
-	x.tries++
 	x.sizes = x.sizes[:0]
 	for seq := x.base + 1; seq <= x.base+int64(x.window); seq++ {
 		n, err := x.src.block(seq, x.pkt[4:])
