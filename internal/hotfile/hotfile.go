@@ -57,6 +57,10 @@ const (
 // ErrTooLarge says a file is not kept in memory; serve it from its fs.FS.
 var ErrTooLarge = errors.New("hotfile: file too large to keep in memory")
 
+// ErrNoSeek is Serve's error for a file too large to keep whose FS cannot seek it, so
+// that Range cannot be served.
+var ErrNoSeek = errors.New("hotfile: file cannot seek; cannot serve Range")
+
 // Config configures a Cache.
 type Config struct {
 	// FS holds the files. Required.
@@ -311,6 +315,39 @@ func (c *Cache) read(name string) (*File, error) {
 		hf.data = data
 	}
 	return hf, nil
+}
+
+// Serve answers a GET or HEAD for name, with Range: from memory, or, for a file too
+// large to keep, from the FS opened for this request. It reports the file's size. On an
+// error nothing has been written and the caller answers: Get's errors (a directory is
+// fs.ErrNotExist), the FS's, or ErrNoSeek.
+func (c *Cache) Serve(w http.ResponseWriter, r *http.Request, name string) (int64, error) {
+	hf, err := c.Get(name)
+	if err == nil {
+		ServeContent(w, r, hf)
+		return hf.Size(), nil
+	}
+	if !errors.Is(err, ErrTooLarge) {
+		return 0, err
+	}
+	f, err := c.cfg.FS.Open(name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if st.IsDir() { // no listings: the names in a served directory are its owner's business
+		return 0, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	rs, ok := f.(io.ReadSeeker)
+	if !ok {
+		return 0, ErrNoSeek
+	}
+	http.ServeContent(w, r, st.Name(), st.ModTime(), rs)
+	return st.Size(), nil
 }
 
 // makeRoom drops the least recently used files until n more bytes fit in MaxTotal; it

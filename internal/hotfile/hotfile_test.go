@@ -328,3 +328,71 @@ func TestFileReaderAt(t *testing.T) {
 		})
 	}
 }
+
+// noSeekFS hands out files that cannot seek.
+type noSeekFS struct{ fs.FS }
+
+func (n noSeekFS) Open(name string) (fs.File, error) {
+	f, err := n.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return struct{ fs.File }{f}, nil
+}
+
+// TestServe: a kept file and one too large to keep are both served whole and by Range,
+// with their sizes; a directory is fs.ErrNotExist, a missing file the FS's error, and a
+// file too large to keep on an FS that cannot seek ErrNoSeek, with nothing written.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	small, big := "0123456789", strings.Repeat("abcdefghij", 20)
+	write(t, filepath.Join(dir, "small"), small)
+	write(t, filepath.Join(dir, "big"), big)
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := newCache(t, dir, func(c *Config) { c.MaxFile, c.MaxTotal = 100, 100 })
+	for _, tc := range []struct {
+		name, rng, want string
+		code            int
+	}{
+		{"small", "", small, http.StatusOK},
+		{"small", "bytes=2-4", "234", http.StatusPartialContent},
+		{"big", "", big, http.StatusOK},
+		{"big", "bytes=195-", "fghij", http.StatusPartialContent},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/"+tc.name, nil)
+		if tc.rng != "" {
+			r.Header.Set("Range", tc.rng)
+		}
+		w := httptest.NewRecorder()
+		size, err := c.Serve(w, r, tc.name)
+		if err != nil || w.Code != tc.code || w.Body.String() != tc.want {
+			t.Errorf("Serve(%s, Range %q) = %d %q, %v; want %d %q", tc.name, tc.rng, w.Code, w.Body.String(), err, tc.code, tc.want)
+		}
+		if want := int64(map[string]int{"small": len(small), "big": len(big)}[tc.name]); size != want {
+			t.Errorf("Serve(%s) size %d, want %d", tc.name, size, want)
+		}
+	}
+	ns, err := New(Config{FS: noSeekFS{os.DirFS(dir)}, MaxFile: 100, MaxTotal: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		c    *Cache
+		name string
+		want error
+	}{
+		{c, "sub", fs.ErrNotExist},
+		{c, "missing", fs.ErrNotExist},
+		{ns, "big", ErrNoSeek},
+	} {
+		w := httptest.NewRecorder()
+		if _, err := tc.c.Serve(w, httptest.NewRequest(http.MethodGet, "/"+tc.name, nil), tc.name); !errors.Is(err, tc.want) {
+			t.Errorf("Serve(%s): %v, want %v", tc.name, err, tc.want)
+		}
+		if w.Body.Len() != 0 || len(w.Header()) != 0 {
+			t.Errorf("Serve(%s) wrote %q %v before its error", tc.name, w.Body.String(), w.Header())
+		}
+	}
+}

@@ -403,17 +403,13 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, route, name 
 	}
 	sw := &statusWriter{ResponseWriter: &progressWriter{ResponseWriter: w, rc: rc, stall: h.cfg.StallTimeout, now: h.now}}
 	start := h.now()
-	var size int64
-	switch hf, err := cache.Get(name); {
-	case err == nil:
-		size = hf.Size()
-		hotfile.ServeContent(sw, r, hf)
-	case errors.Is(err, hotfile.ErrTooLarge):
-		var ok bool
-		if size, ok = h.serveFromFS(sw, r, fsys, route, src, name); !ok {
-			return
-		}
-	default:
+	size, err := cache.Serve(sw, r, name)
+	switch {
+	case errors.Is(err, hotfile.ErrNoSeek):
+		h.logFile(r, slog.LevelError, "file cannot seek; cannot serve Range", route, src, name)
+		http.Error(w, "rackboot cannot serve this file", http.StatusInternalServerError)
+		return
+	case err != nil:
 		code := openErrorCode(err)
 		h.logFile(r, slog.LevelInfo, "file request failed", route, src, name, "code", code, "err", err)
 		http.Error(w, http.StatusText(code), code)
@@ -440,33 +436,6 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, route, name 
 // octetStream is the Content-Type of binaries, shared by every response (never
 // appended to: net/http only replaces header values).
 var octetStream = []string{"application/octet-stream"}
-
-// serveFromFS serves a file too large to keep in memory from fsys, opened for this
-// request. It reports the file's size, and false when it answered with an error.
-func (h *Handler) serveFromFS(w *statusWriter, r *http.Request, fsys fs.FS, route string, src netip.Addr, name string) (int64, bool) {
-	f, err := fsys.Open(name)
-	if err != nil {
-		code := openErrorCode(err)
-		h.logFile(r, slog.LevelInfo, "file request failed", route, src, name, "code", code, "err", err)
-		http.Error(w, http.StatusText(code), code)
-		return 0, false
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || st.IsDir() {
-		// No directory listings: the names in DATA_DIR are the operator's business.
-		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
-		return 0, false
-	}
-	rs, ok := f.(io.ReadSeeker)
-	if !ok {
-		h.logFile(r, slog.LevelError, "file cannot seek; cannot serve Range", route, src, name)
-		http.Error(w, "rackboot cannot serve this file", http.StatusInternalServerError)
-		return 0, false
-	}
-	http.ServeContent(w, r, st.Name(), st.ModTime(), rs)
-	return st.Size(), true
-}
 
 // logFile logs a file request at level; the attributes are built only when the line
 // is written, so a boot storm at the default level costs no allocation for it.

@@ -171,17 +171,8 @@ func (p *Provisioner) RegisterBootEnv(mux *http.ServeMux, dir string) error {
 		rc := http.NewResponseController(w)
 		_ = rc.SetWriteDeadline(time.Now().Add(5 * time.Minute))
 		w.Header()["Content-Type"] = octetStream
-		var size int64
-		switch f, err := cache.Get(file); {
-		case err == nil:
-			size = f.Size()
-			hotfile.ServeContent(w, r, f)
-		case errors.Is(err, hotfile.ErrTooLarge):
-			if size, err = serveFile(w, r, root, file, name); err != nil {
-				notBuilt(w, key)
-				return
-			}
-		default:
+		size, err := cache.Serve(w, r, file)
+		if err != nil {
 			notBuilt(w, key)
 			return
 		}
@@ -218,22 +209,6 @@ func notBuilt(w http.ResponseWriter, key string) {
 		msg = "agent boot environment " + key + " is no longer kept (newer ones were imported since this host's script was made): the host gets the current one at its next boot"
 	}
 	http.Error(w, msg, http.StatusNotFound)
-}
-
-// serveFile serves file, too large to keep in memory, from root; name is what the
-// client asked for.
-func serveFile(w http.ResponseWriter, r *http.Request, root *os.Root, file, name string) (int64, error) {
-	f, err := root.Open(file)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	http.ServeContent(w, r, name, st.ModTime(), f)
-	return st.Size(), nil
 }
 
 // RouteImage labels the image route in rackboot_trust_rejected_total.
