@@ -226,7 +226,7 @@ func (h *Handler) request(ctx context.Context, x *exchange) (*Reply, outcome, st
 		hw = nil
 	}
 	h.log.Debug("dhcp: ack", "mac", x.c.mac, "xid", req.TransactionID.String(), "ip", ip, "file", file, "hostID", hostID(x))
-	return &Reply{Msg: resp, Dest: replyDest(req, false), HWDest: hw}, outReplied, ""
+	return &Reply{Msg: resp, Dest: replyDest(req, false), HWDest: hw, durable: x.durable}, outReplied, ""
 }
 
 // bind decides a REQUEST and records the lease. It returns silent (no reply at all),
@@ -263,10 +263,15 @@ func (h *Handler) bind(ctx context.Context, x *exchange, state requestState, ip 
 			return false, fmt.Sprintf("%s is not in the dynamic range", ip), nil
 		}
 	}
-	_, err = h.cfg.Store.BindLease(ctx, inventory.LeaseClaim{
+	claim := inventory.LeaseClaim{
 		MAC: x.c.mac, Hostname: h.hostname(x), State: inventory.LeaseBound,
 		TTL: sub.LeaseTime, Want: []netip.Addr{ip}, Events: events,
-	})
+	}
+	if x.deferAck {
+		x.durable = make(chan error, 1)
+		claim.Durable = x.durable
+	}
+	_, err = h.cfg.Store.BindLease(ctx, claim)
 	if errors.Is(err, inventory.ErrConflict) {
 		return false, fmt.Sprintf("%s is in use by another client", ip), nil
 	}

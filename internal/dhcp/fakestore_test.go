@@ -208,6 +208,9 @@ func (s *fakeStore) BindLease(_ context.Context, c inventory.LeaseClaim) (invent
 	for _, he := range c.Events {
 		s.appendEvent(he.HostID, he.Event)
 	}
+	if c.Durable != nil {
+		c.Durable <- nil // nothing here is more durable than it is now
+	}
 	return l, nil
 }
 

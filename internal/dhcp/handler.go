@@ -47,6 +47,9 @@ type Meta struct {
 	// Peer is the source address and port of the packet.
 	Peer     netip.AddrPort
 	Listener Listener
+	// deferAck: the Server sends the reply itself once its lease is durable (see
+	// Reply.durable), so the handler does not wait for the commit.
+	deferAck bool
 }
 
 // Reply is a message to send and where to send it.
@@ -57,6 +60,12 @@ type Reply struct {
 	// boot key. The Server sends it as an Ethernet frame to HWDest (IP destination Dest),
 	// so a broadcast IP destination does not make it a broadcast frame.
 	HWDest net.HardwareAddr
+	// durable, when set, receives the commit result of the lease this reply (an ACK)
+	// promises: the reply may be sent only after nil arrives. Only the Server's own
+	// calls get such replies (Meta.deferAck); it counts them in the metrics when they
+	// are sent, under typ.
+	durable <-chan error
+	typ     string
 }
 
 // Handler turns DHCP requests into replies. It owns no socket: the Server reads
@@ -202,6 +211,10 @@ func (h *Handler) recoverPanic(typ *string, r **Reply) {
 
 func (h *Handler) handleCounted(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta, typ string) *Reply {
 	r, out, why := h.handle(ctx, req, meta)
+	if r != nil && r.durable != nil {
+		r.typ = typ
+		return r // counted once its lease is durable (Server.sendAcks)
+	}
 	h.m.packets.WithLabelValues(typ, string(out)).Inc()
 	switch out {
 	case outReplied, outAccepted, outNAK:
@@ -223,6 +236,9 @@ type exchange struct {
 	host   *inventory.Host // nil: unknown MAC served by policy, or not looked up
 	sub    *subnetState    // server mode only
 	relay  netip.Addr      // giaddr, if relayed
+	// deferAck: an ACK's lease commit is not waited for; durable gets its result.
+	deferAck bool
+	durable  chan error
 }
 
 func (h *Handler) handle(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta) (*Reply, outcome, string) {
@@ -235,7 +251,7 @@ func (h *Handler) handle(ctx context.Context, req *dhcpv4.DHCPv4, meta Meta) (*R
 	if req.MessageType() == dhcpv4.MessageTypeNone {
 		return nil, outIgnored, "BOOTP request (no DHCP message type): BOOTP is not served"
 	}
-	x := &exchange{req: req, c: classify(req)}
+	x := &exchange{req: req, c: classify(req), deferAck: meta.deferAck}
 	if gi := addr4(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
 		x.relay = gi
 	}
@@ -424,7 +440,7 @@ func (h *Handler) newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) *dhcpv4.DH
 		ServerIPAddr:  net.IPv4zero,
 		GatewayIPAddr: req.GatewayIPAddr,
 		ClientHWAddr:  req.ClientHWAddr,
-		Options:       make(dhcpv4.Options, 16),
+		Options:       make(dhcpv4.Options, 10),
 	}
 	resp.UpdateOption(dhcpv4.OptMessageType(mt))
 	resp.UpdateOption(dhcpv4.OptServerIdentifier(h.serverIP))

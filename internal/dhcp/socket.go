@@ -13,14 +13,22 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/ipv4"
 )
 
 // packetTimeout bounds the inventory work for one packet; a client retransmits long
 // before a reply this late would be useful.
 const packetTimeout = 5 * time.Second
 
-// discoverType is DHCPDISCOVER's option 53 value, as peek reads it.
-const discoverType = 1
+// DHCPDISCOVER's and DHCPREQUEST's option 53 values, as peek reads them.
+const (
+	discoverType = 1
+	requestType  = 3
+)
+
+// batchLen bounds the packets one recvmmsg reads and the ACKs one sendmmsg sends.
+const batchLen = 64
 
 // maxPacket is the read buffer: larger than any UDP datagram, so nothing is truncated
 // into a misleading parse error.
@@ -133,9 +141,12 @@ func (s *Server) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := newQueue(s.cfg.QueueLength, s.h.m, time.Now)
+	acks := make(chan ackJob, s.cfg.QueueLength)
+	var sender sync.WaitGroup
+	sender.Go(func() { s.sendAcks(q, acks) })
 	var workers sync.WaitGroup
 	for range s.cfg.Workers {
-		workers.Go(func() { s.work(ctx, q) })
+		workers.Go(func() { s.work(ctx, q, acks) })
 	}
 	errs := make([]error, len(ls))
 	var wg sync.WaitGroup
@@ -146,10 +157,17 @@ func (s *Server) Start(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
-	closeAll() // unblocks ReadFrom
+	// Unblock the reads, let the workers and the ACK sender finish what they hold
+	// (an ACK whose lease is durable still goes out), then close the sockets.
+	for _, l := range ls {
+		l.conn.SetReadDeadline(time.Unix(1, 0))
+	}
 	wg.Wait()
 	q.close()
 	workers.Wait()
+	close(acks)
+	sender.Wait()
+	closeAll()
 	s.log.Info("dhcp: stopped")
 	return errors.Join(errs...)
 }
@@ -158,9 +176,26 @@ func (s *Server) Start(ctx context.Context) error {
 // (queue.go decides what is shed under overload), so a slow packet (an ACK waiting for
 // its lease's fsync) never stops the reading.
 func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q *queue) error {
-	buf := make([]byte, maxPacket)
+	// A UDP socket reads many packets per system call (recvmmsg on Linux); a busy
+	// server then pays one call for a burst.
+	var batch *ipv4.PacketConn
+	n := 1
+	if uc, ok := conn.(*net.UDPConn); ok {
+		batch, n = ipv4.NewPacketConn(uc), batchLen
+	}
+	ms := make([]ipv4.Message, n)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, maxPacket)}
+	}
 	for {
-		n, peer, err := conn.ReadFrom(buf)
+		var got int
+		var err error
+		if batch != nil {
+			got, err = batch.ReadBatch(ms, 0)
+		} else {
+			ms[0].N, ms[0].Addr, err = conn.ReadFrom(ms[0].Buffers[0])
+			got = 1
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -171,54 +206,78 @@ func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q
 			}
 			return fmt.Errorf("dhcp: read from %s: %w", conn.LocalAddr(), err)
 		}
-		p := &packet{b: append([]byte(nil), buf[:n]...), kind: kind, conn: conn, at: time.Now()}
-		if ua, ok := peer.(*net.UDPAddr); ok {
-			ap := ua.AddrPort()
-			p.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		now := time.Now()
+		for _, m := range ms[:got] {
+			p := &packet{b: append([]byte(nil), m.Buffers[0][:m.N]...), kind: kind, conn: conn, at: now}
+			if ua, ok := m.Addr.(*net.UDPAddr); ok {
+				ap := ua.AddrPort()
+				p.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			}
+			p.key, p.dup = peek(p.b)
+			p.key.kind = kind
+			q.put(p)
 		}
-		p.key, p.dup = peek(p.b)
-		p.key.kind = kind
-		q.put(p)
 	}
 }
 
-// work handles queued packets until the queue closes.
-func (s *Server) work(ctx context.Context, q *queue) {
+// work handles queued packets until the queue closes. An ACK goes to the ACK sender,
+// which sends it once its lease is durable: the worker goes on with the next packet
+// instead of waiting through the commit.
+func (s *Server) work(ctx context.Context, q *queue, acks chan<- ackJob) {
 	wake := make(chan struct{}, 1)
+	var buf []byte
 	for {
 		p := q.get(wake)
 		if p == nil {
 			return
 		}
-		// Only a message that may wait for a commit (not a DISCOVER: its offer is not
-		// waited for) pays for the timer of a deadline.
+		// Only a message that may wait for a commit pays for the timer of a deadline:
+		// not a DISCOVER (its offer is not waited for) nor a REQUEST (its ACK waits in
+		// the ACK sender; a REQUEST for another server's offer frees ours, which the
+		// committer answers like every change).
 		pctx, pcancel := ctx, context.CancelFunc(func() {})
-		if p.key.mt != discoverType {
+		if p.key.mt != discoverType && p.key.mt != requestType {
 			pctx, pcancel = context.WithTimeout(ctx, packetTimeout)
 		}
-		r := s.h.HandlePacket(pctx, p.b, Meta{Peer: p.peer, Listener: p.kind})
+		r := s.h.HandlePacket(pctx, p.b, Meta{Peer: p.peer, Listener: p.kind, deferAck: true})
 		pcancel()
+		if r != nil && r.durable != nil {
+			acks <- ackJob{r: r, p: p} // q.done once sent
+			continue
+		}
 		if r != nil {
-			if err := s.write(p.conn, r); err != nil {
-				s.h.m.sendErrors.Inc()
-				s.log.Warn("dhcp: could not send reply", "dest", r.Dest.String(), "mac", r.Msg.ClientHWAddr.String(), "xid", r.Msg.TransactionID.String(), "err", err)
-			}
+			buf = s.send(p.conn, r, buf)
 		}
 		q.done(p)
 	}
 }
 
-// write sends r: to its hardware address only when it has one (and the server opened
-// its own sockets), else through conn.
-func (s *Server) write(conn net.PacketConn, r *Reply) error {
+// send writes r (see write) with buf as scratch space, which it returns for reuse; a
+// failure is counted and logged.
+func (s *Server) send(conn net.PacketConn, r *Reply, buf []byte) []byte {
+	buf = appendMsg(buf[:0], r.Msg)
+	if err := s.write(conn, r, buf); err != nil {
+		s.sendFailed(r, err)
+	}
+	return buf
+}
+
+func (s *Server) sendFailed(r *Reply, err error) {
+	s.h.m.sendErrors.Inc()
+	s.log.Warn("dhcp: could not send reply", "dest", r.Dest.String(), "mac", r.Msg.ClientHWAddr.String(), "xid", r.Msg.TransactionID.String(), "err", err)
+}
+
+// write sends the encoded reply b of r: to r's hardware address only when it has one
+// (and the server opened its own sockets), else through conn.
+func (s *Server) write(conn net.PacketConn, r *Reply, b []byte) error {
 	if r.HWDest != nil && s.frames != nil {
 		var port uint16
 		if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 			port = uint16(ua.Port)
 		}
-		return s.frames.send(r.HWDest, port, r.Dest, r.Msg.ToBytes())
+		return s.frames.send(r.HWDest, port, r.Dest, b)
 	}
-	_, err := conn.WriteTo(r.Msg.ToBytes(), net.UDPAddrFromAddrPort(r.Dest))
+	_, err := conn.WriteTo(b, net.UDPAddrFromAddrPort(r.Dest))
 	return err
 }
 

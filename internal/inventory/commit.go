@@ -45,7 +45,7 @@ type commitOp struct {
 	put    *Lease
 	del    string
 	events []HostEvent
-	done   chan error
+	done   chan<- error
 	retry  bool // carried over from a failed commit: already out of pending
 }
 
@@ -321,12 +321,39 @@ func deleteLeaseIn(leases, ips *bolt.Bucket, mac string) error {
 }
 
 // leaseIP is the address of a stored lease, decoded without the rest of the record.
+// The records putLease writes begin {"mac":"…","ip":"…" (Lease's field order), and
+// those two are read from there; anything else goes through encoding/json.
 func leaseIP(v []byte) (string, error) {
+	if ip, ok := leadingIP(v); ok {
+		return ip, nil
+	}
 	var l struct {
 		IP string `json:"ip"`
 	}
 	err := json.Unmarshal(v, &l)
 	return l.IP, err
+}
+
+// leadingIP reads the "ip" of a record that starts with the "mac" and "ip" fields as
+// encoding/json writes a Lease, or reports false. A string holding a quote or an escape
+// is left to encoding/json.
+func leadingIP(v []byte) (string, bool) {
+	rest, ok := bytes.CutPrefix(v, []byte(`{"mac":"`))
+	if !ok {
+		return "", false
+	}
+	i := bytes.IndexByte(rest, '"')
+	if i < 0 || bytes.IndexByte(rest[:i], '\\') >= 0 {
+		return "", false
+	}
+	if rest, ok = bytes.CutPrefix(rest[i:], []byte(`","ip":"`)); !ok {
+		return "", false
+	}
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
+		return "", false
+	}
+	return string(rest[:j]), true
 }
 
 // CommitStats is what the group commit has done: transactions, the changes they carried

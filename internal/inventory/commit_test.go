@@ -1,9 +1,11 @@
 package inventory
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -175,4 +177,98 @@ func commitDB(t *testing.T) *bolt.DB {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// TestLeaseIP: the address of a stored lease, read from the front of the records this
+// package writes and through encoding/json from anything else.
+func TestLeaseIP(t *testing.T) {
+	written, err := json.Marshal(Lease{MAC: "52:54:00:00:00:01", IP: "10.0.0.7", Hostname: `a"b`, State: LeaseBound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := leadingIP(written); !ok {
+		t.Fatalf("leadingIP(%s): not read from the front: Lease's field order changed?", written)
+	}
+	for _, c := range []struct{ in, want string }{
+		{string(written), "10.0.0.7"},
+		{`{"ip":"10.0.0.8","mac":"52:54:00:00:00:01"}`, "10.0.0.8"},                // another order
+		{`{"mac":"52:54:00:00:00:01", "ip":"10.0.0.9"}`, "10.0.0.9"},               // spacing
+		{`{"mac":"52:54:00:00:00:01","ip":"10.0.0.\u0031"}`, "10.0.0.1"},           // an escape
+		{`{"mac":"x\"","ip":"10.0.0.2"}`, "10.0.0.2"},                              // a quote in the MAC
+		{`{"mac":"52:54:00:00:00:01","hostname":"n","ip":"10.0.0.3"}`, "10.0.0.3"}, // ip later
+	} {
+		got, err := leaseIP([]byte(c.in))
+		if err != nil || got != c.want {
+			t.Errorf("leaseIP(%s) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+	if _, err := leaseIP([]byte(`{"mac":"52:54:00:00:00:01","ip":`)); err == nil {
+		t.Error("leaseIP of a cut record: no error")
+	}
+}
+
+// TestBindLeaseDurableLater: with LeaseClaim.Durable, BindLease returns once the claim
+// is decided, before its commit (here: held back by an hour-long linger), and the
+// commit's result arrives on Durable; the lease is on disk after that. An offer's
+// Durable gets nil at once.
+func TestBindLeaseDurableLater(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inv.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.commits.linger = time.Hour // before any change: the loop reads it after a wake
+	ctx := context.Background()
+	durable := make(chan error, 1)
+	bound := make(chan error, 1)
+	go func() {
+		_, err := s.BindLease(ctx, LeaseClaim{MAC: "52:54:00:00:00:01", State: LeaseBound, TTL: time.Hour,
+			Want: []netip.Addr{netip.MustParseAddr("10.0.0.5")}, Durable: durable})
+		bound <- err
+	}()
+	select {
+	case err := <-bound:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute): // a liveness guard, not a speed limit
+		t.Fatal("BindLease with Durable waited for its commit")
+	}
+	select {
+	case err := <-durable:
+		t.Fatalf("Durable told (%v) while the commit still lingers", err)
+	default:
+	}
+	if l, err := s.GetLease(ctx, "52:54:00:00:00:01"); err != nil || l.IP != "10.0.0.5" {
+		t.Fatalf("lease in memory: %+v, %v", l, err)
+	}
+
+	offered := make(chan error, 1)
+	if _, err := s.BindLease(ctx, LeaseClaim{MAC: "52:54:00:00:00:02", State: LeaseOffered, TTL: time.Minute,
+		Want: []netip.Addr{netip.MustParseAddr("10.0.0.6")}, Durable: offered}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-offered:
+		if err != nil {
+			t.Fatalf("offer's Durable: %v", err)
+		}
+	default:
+		t.Fatal("an offer's Durable got nothing at once")
+	}
+
+	if err := s.Close(); err != nil { // ends the linger: the commit runs
+		t.Fatal(err)
+	}
+	if err := <-durable; err != nil {
+		t.Fatalf("commit result: %v", err)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if l, err := s.GetLease(ctx, "52:54:00:00:00:01"); err != nil || l.IP != "10.0.0.5" || l.State != LeaseBound {
+		t.Fatalf("lease after reopening: %+v, %v", l, err)
+	}
 }

@@ -136,8 +136,8 @@ func (s *BoltStore) DeleteLease(ctx context.Context, mac string) error {
 
 // BindLease decides and records a lease claim in one step (see LeaseClaim): the only
 // place an address is allocated. A bound or declined lease returns once it (and the
-// claim's events) are durable; an offer returns at once and is committed with the next
-// group. Errors: ErrConflict (no wanted address is free), ErrPoolExhausted, ErrInvalid.
+// claim's events) are durable, or at once with LeaseClaim.Durable told later; an offer
+// returns at once and is committed with the next group. Errors: ErrConflict (no wanted address is free), ErrPoolExhausted, ErrInvalid.
 func (s *BoltStore) BindLease(ctx context.Context, c LeaseClaim) (Lease, error) {
 	mac, err := NormalizeMAC(c.MAC)
 	if err != nil {
@@ -153,9 +153,15 @@ func (s *BoltStore) BindLease(ctx context.Context, c LeaseClaim) (Lease, error) 
 			c.Events[i].Event.Time = now.UTC()
 		}
 	}
-	var done chan error
-	if c.State != LeaseOffered {
-		done = make(chan error, 1)
+	var done chan<- error
+	var wait1 chan error
+	switch {
+	case c.State == LeaseOffered:
+	case c.Durable != nil:
+		done = c.Durable
+	default:
+		wait1 = make(chan error, 1)
+		done = wait1
 	}
 	var l Lease
 	err = s.withReservations(func(reservedForOther func(netip.Addr, string) bool) error {
@@ -178,10 +184,12 @@ func (s *BoltStore) BindLease(ctx context.Context, c LeaseClaim) (Lease, error) 
 	if err != nil {
 		return Lease{}, err
 	}
-	if done != nil {
-		if err := wait(ctx, done); err != nil {
+	if wait1 != nil {
+		if err := wait(ctx, wait1); err != nil {
 			return Lease{}, fmt.Errorf("commit lease of %s for %s: %w", l.IP, mac, err)
 		}
+	} else if c.Durable != nil && done == nil {
+		c.Durable <- nil // an offer: nothing to wait for
 	}
 	return l, nil
 }

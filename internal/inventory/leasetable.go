@@ -41,6 +41,13 @@ type LeaseClaim struct {
 	// Events go on host timelines in the same commit as the lease, and only if the
 	// claim succeeds.
 	Events []HostEvent
+	// Durable, when set, makes BindLease return as soon as the claim is decided instead
+	// of waiting for its commit: if it returns no error, the commit's result (nil: the
+	// lease and its events are durable) is sent on Durable once, from the committer, so
+	// it must have room for it (capacity 1). An offer, which no commit is waited for,
+	// gets nil at once. The DHCP server sends its ACKs this way: a worker does not wait
+	// through a commit, so commits can batch more than there are workers.
+	Durable chan<- error
 }
 
 // HostEvent is an event for one host's timeline.
