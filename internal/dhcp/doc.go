@@ -18,6 +18,7 @@
 //   - queue.go: the overload policy between the reader and the workers.
 //   - handler.go: what every mode shares (parsing, the host lookup and discovery
 //     policy, events, reply building and destinations).
+//   - acks.go: the ACK sender; encode.go: replies to bytes without allocating.
 //   - authoritative.go: server mode (RFC 2131: DISCOVER, REQUEST, DECLINE, RELEASE,
 //     INFORM).
 //   - proxy.go: proxy mode (proxyDHCP and the PXE boot server port).
@@ -29,15 +30,19 @@
 // written by group commit (inventory.BoltStore): everything changed while one commit
 // runs shares the next transaction and fsync, with the DHCP timeline events. An ACK is
 // sent only after its lease is durable; an OFFER is not waited for (it promises
-// nothing, and a crash just makes the client ask again). A commit lingers up to 25 ms
-// for more changes once an ACK waits for it (as ISC dhcpd's delayed-ack does), and
-// writes only each MAC's last change of its batch, so a DORA's offer and ACK cost one
-// lease write. Packets of one MAC are handled one at a time (striped locks); packets of
-// different MACs concurrently, by the worker that went idle last (queue.go). Under
-// overload the queue sheds duplicates, then the oldest waiting packets, and serves
-// REQUESTs before DISCOVERs; the socket's receive buffer (4 MiB) holds bursts for it
-// to shed instead of the kernel. Per-packet logs are at DEBUG: the metrics and the
-// timelines tell the story.
+// nothing, and a crash just makes the client ask again). A commit lingers up to 50 ms
+// for more changes once an ACK waits for it (as ISC dhcpd's delayed-ack does; less once
+// 64 wait), and writes only each MAC's last change of its batch, so a DORA's offer and
+// ACK cost one lease write. The worker that decided an ACK does not wait for the
+// commit: one sender (acks.go) sends ACKs in order as their commits tell them, many per
+// sendmmsg, paced so that a commit's burst does not overflow a relay's socket. Packets
+// of one MAC are decided one at a time (striped locks); packets of different MACs
+// concurrently, by the worker that went idle last (queue.go). The socket loop reads many
+// packets per recvmmsg, and a quiet server (under 5,000 packets/s) reads at most every
+// 10 ms, which spares the Go runtime a wakeup per packet. Under overload the queue sheds
+// duplicates, then the oldest waiting packets, and serves REQUESTs before DISCOVERs;
+// the socket's receive buffer (4 MiB) holds bursts for it to shed instead of the
+// kernel. Per-packet logs are at DEBUG: the metrics and the timelines tell the story.
 //
 // # Modes
 //

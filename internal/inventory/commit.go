@@ -23,14 +23,18 @@ var ErrClosed = errors.New("inventory is closed")
 // the Go runtime handing its CPU to another thread while a sync blocks: some 0.7 ms of
 // CPU on the lab machine) dominates a DHCP server's CPU at moderate rates. At 1,000
 // DORA/s (perfdhcp, server on one CPU) a 2 ms linger cost 0.47 ms of CPU per DORA, 10 ms
-// 0.30 ms and 25 ms 0.26 ms. An ACK 25 ms later is invisible to a client, which
-// retransmits after 4 s (RFC 2131 §4.1); ISC dhcpd's delayed-ack holds ACKs up to 250 ms
-// (max-ack-delay) to batch its lease writes the same way.
+// 0.30 ms and 25 ms 0.26 ms with a DHCP worker waiting for each ACK's commit; with the
+// ACKs sent by the DHCP server's ACK sender instead, 25 ms cost 0.12-0.15 ms and 50 ms
+// 0.10-0.12 ms (three runs each, 2026-12-03). An ACK 50 ms later is invisible to a
+// client, which retransmits after 4 s (RFC 2131 §4.1); ISC dhcpd's delayed-ack holds
+// ACKs up to 250 ms (max-ack-delay) to batch its lease writes the same way.
 //
-// Under heavy load a full linger would keep too many callers waiting (each holds a DHCP
-// worker): once lingerWaiters callers wait, the commit starts at once.
+// Under heavy load a commit starts once lingerWaiters callers wait: the callers' answers
+// (ACKs) come back together, and a larger burst and a longer wait cost more than the
+// commits saved (perfdhcp, whose send rate falls as its exchanges wait longer, measured
+// it).
 const (
-	linger        = 25 * time.Millisecond
+	linger        = 50 * time.Millisecond
 	lingerWaiters = 64
 	maxBatch      = 1024
 	idleFlush     = 50 * time.Millisecond
