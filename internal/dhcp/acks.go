@@ -5,32 +5,62 @@ import (
 	"net"
 
 	"golang.org/x/time/rate"
-
-	"golang.org/x/net/ipv4"
 )
 
-// This file is the ACK sender. An ACK promises a lease, so it may leave only once the
-// lease is durable (the inventory's group commit). Workers do not wait for that: they
-// hand the ACK over and go on with the next packet, and one goroutine sends the ACKs
-// in the order they came, each once its commit has told it so. So a commit is not
-// bounded by the number of workers, and the ACKs one commit makes durable leave
-// together, many per system call (sendmmsg) on a UDP socket.
+// This file is the reply senders. Workers do not write replies: they hand them over and
+// go on with the next packet, and two goroutines send them, many per system call
+// (sendmmsg) on a UDP socket:
 //
-// They leave paced: at most ackBurst at once and ackRate per second. A commit can make
+//   - sendReplies sends every reply that may leave at once (OFFERs, NAKs, proxyDHCP
+//     answers), as they come. One sendto per reply cost 7 µs of the server's CPU at
+//     20,000 DORA/s, a reply in a sendmmsg 2.3 µs (pprof, 2026-12-04): the system
+//     call's fixed cost, and the veth or NIC driver's, are paid once per batch.
+//   - sendAcks sends ACKs. An ACK promises a lease, so it may leave only once the lease
+//     is durable (the inventory's group commit); sendAcks takes them in the order they
+//     came, each once its commit has told it so. So a commit is not bounded by the
+//     number of workers, and the ACKs one commit makes durable leave together.
+//
+// ACKs leave paced: at most ackBurst at once and ackRate per second. A commit can make
 // hundreds of ACKs sendable at the same moment, and a burst that size overflows the
 // socket buffer of a relay or client that reads a little late (perfdhcp with the
 // default 208 KiB lost 2-25 % of its ACKs at 20,000 DORA/s unpaced, 0.1-0.4 % paced;
 // four runs each, measured 2026-12-03). ackRate is well above what one CPU answers
 // (about 23,000 DORA/s there), so pacing spreads bursts without lowering throughput.
+// Other replies need no pacing: they leave as the workers make them, at most a read
+// batch (batchLen) at a time.
 const (
-	ackBurst = 16
-	ackRate  = 40_000
+	ackBurst   = 16
+	ackRate    = 40_000
+	replyBurst = 16
 )
 
-// ackJob is an ACK waiting for its lease's commit, with the packet it answers.
+// ackJob is a reply to send, with the packet it answers.
 type ackJob struct {
 	r *Reply
 	p *packet
+}
+
+// sendReplies sends the jobs' replies, which need not wait for anything (counted when
+// they were made), until jobs is closed and drained.
+func (s *Server) sendReplies(q *queue, jobs <-chan ackJob) {
+	b := &ackBatch{s: s, q: q}
+	for j := range jobs {
+		b.add(j)
+	more:
+		for len(b.jobs) < replyBurst {
+			select {
+			case j, ok := <-jobs:
+				if !ok {
+					break more
+				}
+				b.add(j)
+				continue
+			default:
+			}
+			break more
+		}
+		b.flush()
+	}
 }
 
 // sendAcks sends the jobs' ACKs until jobs is closed and drained.
@@ -47,7 +77,7 @@ func (s *Server) sendAcks(q *queue, jobs <-chan ackJob) {
 			next = j
 		}
 		held = false
-		b.add(next, <-next.r.durable)
+		b.settle(next, <-next.r.durable)
 		// Take the ACKs whose commits are done too, up to a batch; the first one still
 		// waiting is held for the next round.
 	more:
@@ -60,7 +90,7 @@ func (s *Server) sendAcks(q *queue, jobs <-chan ackJob) {
 				}
 				select {
 				case err := <-j.r.durable:
-					b.add(j, err)
+					b.settle(j, err)
 					continue
 				default:
 					next, held = j, true
@@ -73,23 +103,23 @@ func (s *Server) sendAcks(q *queue, jobs <-chan ackJob) {
 	}
 }
 
-// ackBatch collects ACKs to send through one socket.
+// ackBatch collects replies to send through one socket.
 type ackBatch struct {
 	s    *Server
 	q    *queue
 	conn net.PacketConn
-	pc   *ipv4.PacketConn // conn's batch writer, nil when it has none
+	bc   *mmsgConn // conn's batch writer, nil when it has none
 	jobs []ackJob
 	ends []int // where each job's bytes end in buf
 	buf  []byte
-	ms   []ipv4.Message
-	one  []byte // scratch for an ACK sent on its own
-	pace *rate.Limiter
+	ds   []dgram
+	one  []byte        // scratch for a reply sent on its own
+	pace *rate.Limiter // nil: unpaced
 }
 
-// add counts j (its lease committed, or not: err) and queues its ACK, or sends it at
-// once when it cannot go in a batch.
-func (b *ackBatch) add(j ackJob, err error) {
+// settle counts the ACK of j (its lease committed, or not: err) and adds it to the
+// batch if it may go.
+func (b *ackBatch) settle(j ackJob, err error) {
 	s, r := b.s, j.r
 	if err != nil {
 		s.h.m.packets.WithLabelValues(r.typ, string(outError)).Inc()
@@ -98,6 +128,13 @@ func (b *ackBatch) add(j ackJob, err error) {
 		return
 	}
 	s.h.m.packets.WithLabelValues(r.typ, string(outReplied)).Inc()
+	b.add(j)
+}
+
+// add queues j's reply, or sends it at once when it cannot go in a batch (a frame to a
+// hardware address).
+func (b *ackBatch) add(j ackJob) {
+	s, r := b.s, j.r
 	if r.HWDest != nil && s.frames != nil {
 		b.one = s.send(j.p.conn, r, b.one)
 		b.q.done(j.p)
@@ -105,18 +142,15 @@ func (b *ackBatch) add(j ackJob, err error) {
 	}
 	if j.p.conn != b.conn {
 		b.flush()
-		b.conn, b.pc = j.p.conn, nil
-		if uc, ok := j.p.conn.(*net.UDPConn); ok {
-			b.pc = ipv4.NewPacketConn(uc)
-		}
+		b.conn, b.bc = j.p.conn, newMmsgConn(j.p.conn)
 	}
 	b.buf = appendMsg(b.buf, r.Msg)
 	b.jobs = append(b.jobs, j)
 	b.ends = append(b.ends, len(b.buf))
 }
 
-// flush sends the queued ACKs: one sendmmsg for as many as it takes, one by one where
-// the socket has no batch writer or a message fails (counted and logged).
+// flush sends the queued replies: one sendmmsg for as many as it takes, one by one
+// where the socket has no batch writer or a message fails (counted and logged).
 func (b *ackBatch) flush() {
 	defer func() {
 		for _, j := range b.jobs {
@@ -128,7 +162,9 @@ func (b *ackBatch) flush() {
 	if len(b.jobs) == 0 {
 		return
 	}
-	b.pace.WaitN(context.Background(), len(b.jobs)) // never more than ackBurst
+	if b.pace != nil {
+		b.pace.WaitN(context.Background(), len(b.jobs)) // never more than ackBurst
+	}
 	bytesOf := func(i int) []byte {
 		start := 0
 		if i > 0 {
@@ -137,19 +173,14 @@ func (b *ackBatch) flush() {
 		return b.buf[start:b.ends[i]]
 	}
 	sent := 0
-	if b.pc != nil && len(b.jobs) > 1 {
-		b.ms = b.ms[:0]
+	if b.bc != nil {
+		b.ds = b.ds[:0]
 		for i, j := range b.jobs {
-			b.ms = append(b.ms, ipv4.Message{Buffers: [][]byte{bytesOf(i)}, Addr: net.UDPAddrFromAddrPort(j.r.Dest)})
+			b.ds = append(b.ds, dgram{b: bytesOf(i), addr: j.r.Dest})
 		}
-		for sent < len(b.ms) {
-			n, err := b.pc.WriteBatch(b.ms[sent:], 0)
-			if err != nil || n <= 0 {
-				break // the message at sent goes one by one below, with its error
-			}
-			sent += n
-		}
-		clear(b.ms)
+		// A message not sent goes one by one below, with its error.
+		sent, _ = b.bc.writeBatch(b.ds)
+		clear(b.ds)
 	}
 	for i := sent; i < len(b.jobs); i++ {
 		if err := b.s.write(b.conn, b.jobs[i].r, bytesOf(i)); err != nil {

@@ -18,7 +18,8 @@
 //   - queue.go: the overload policy between the reader and the workers.
 //   - handler.go: what every mode shares (parsing, the host lookup and discovery
 //     policy, events, reply building and destinations).
-//   - acks.go: the ACK sender; encode.go: replies to bytes without allocating.
+//   - acks.go: the reply senders; encode.go: replies to bytes without allocating;
+//     mmsg_linux.go: recvmmsg and sendmmsg as raw system calls (why: there).
 //   - authoritative.go: server mode (RFC 2131: DISCOVER, REQUEST, DECLINE, RELEASE,
 //     INFORM).
 //   - proxy.go: proxy mode (proxyDHCP and the PXE boot server port).
@@ -33,9 +34,10 @@
 // nothing, and a crash just makes the client ask again). A commit lingers up to 50 ms
 // for more changes once an ACK waits for it (as ISC dhcpd's delayed-ack does; less once
 // 64 wait), and writes only each MAC's last change of its batch, so a DORA's offer and
-// ACK cost one lease write. The worker that decided an ACK does not wait for the
-// commit: one sender (acks.go) sends ACKs in order as their commits tell them, many per
-// sendmmsg, paced so that a commit's burst does not overflow a relay's socket. Packets
+// ACK cost one lease write. Workers send no replies: the worker that decided an ACK does
+// not wait for the commit, one sender (acks.go) sends ACKs in order as their commits
+// tell them, many per sendmmsg, paced so that a commit's burst does not overflow a
+// relay's socket; another sends every other reply (OFFERs, NAKs) at once, also batched. Packets
 // of one MAC are decided one at a time (striped locks); packets of different MACs
 // concurrently, by the worker that went idle last (queue.go). The socket loop reads many
 // packets per recvmmsg, and a quiet server (under 5,000 packets/s) reads at most every

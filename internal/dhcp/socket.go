@@ -13,8 +13,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/net/ipv4"
 )
 
 // packetTimeout bounds the inventory work for one packet; a client retransmits long
@@ -27,8 +25,16 @@ const (
 	requestType  = 3
 )
 
-// batchLen bounds the packets one recvmmsg reads and the ACKs one sendmmsg sends.
+// batchLen bounds the packets one recvmmsg reads and the replies one sendmmsg sends.
 const batchLen = 64
+
+// dgram is one datagram of a batch (mmsgConn): read into b (n bytes, from addr), or b
+// sent to addr.
+type dgram struct {
+	b    []byte
+	n    int
+	addr netip.AddrPort
+}
 
 // A quiet server reads at most every coalesce (interrupt moderation, as NICs do): at
 // rates below coalesceBelow packets per second (measured over rateWindow), after a read
@@ -157,12 +163,14 @@ func (s *Server) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := newQueue(s.cfg.QueueLength, s.h.m, time.Now)
+	replies := make(chan ackJob, s.cfg.QueueLength)
 	acks := make(chan ackJob, s.cfg.QueueLength)
-	var sender sync.WaitGroup
-	sender.Go(func() { s.sendAcks(q, acks) })
+	var senders sync.WaitGroup
+	senders.Go(func() { s.sendReplies(q, replies) })
+	senders.Go(func() { s.sendAcks(q, acks) })
 	var workers sync.WaitGroup
 	for range s.cfg.Workers {
-		workers.Go(func() { s.work(ctx, q, acks) })
+		workers.Go(func() { s.work(ctx, q, replies, acks) })
 	}
 	errs := make([]error, len(ls))
 	var wg sync.WaitGroup
@@ -173,16 +181,17 @@ func (s *Server) Start(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
-	// Unblock the reads, let the workers and the ACK sender finish what they hold
-	// (an ACK whose lease is durable still goes out), then close the sockets.
+	// Unblock the reads, let the workers and the senders finish what they hold (an ACK
+	// whose lease is durable still goes out), then close the sockets.
 	for _, l := range ls {
 		l.conn.SetReadDeadline(time.Unix(1, 0))
 	}
 	wg.Wait()
 	q.close()
 	workers.Wait()
+	close(replies)
 	close(acks)
-	sender.Wait()
+	senders.Wait()
 	closeAll()
 	s.log.Info("dhcp: stopped")
 	return errors.Join(errs...)
@@ -194,14 +203,14 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q *queue) error {
 	// A UDP socket reads many packets per system call (recvmmsg on Linux); a busy
 	// server then pays one call for a burst.
-	var batch *ipv4.PacketConn
+	batch := newMmsgConn(conn)
 	n := 1
-	if uc, ok := conn.(*net.UDPConn); ok {
-		batch, n = ipv4.NewPacketConn(uc), batchLen
+	if batch != nil {
+		n = batchLen
 	}
-	ms := make([]ipv4.Message, n)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, maxPacket)}
+	ds := make([]dgram, n)
+	for i := range ds {
+		ds[i].b = make([]byte, maxPacket)
 	}
 	var windowStart time.Time
 	windowCount, quiet := 0, false
@@ -209,10 +218,15 @@ func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q
 		var got int
 		var err error
 		if batch != nil {
-			got, err = batch.ReadBatch(ms, 0)
+			got, err = batch.readBatch(ds)
 		} else {
-			ms[0].N, ms[0].Addr, err = conn.ReadFrom(ms[0].Buffers[0])
-			got = 1
+			var addr net.Addr
+			ds[0].n, addr, err = conn.ReadFrom(ds[0].b)
+			ds[0].addr, got = netip.AddrPort{}, 1
+			if ua, ok := addr.(*net.UDPAddr); ok {
+				ap := ua.AddrPort()
+				ds[0].addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -225,12 +239,8 @@ func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q
 			return fmt.Errorf("dhcp: read from %s: %w", conn.LocalAddr(), err)
 		}
 		now := time.Now()
-		for _, m := range ms[:got] {
-			p := &packet{b: append([]byte(nil), m.Buffers[0][:m.N]...), kind: kind, conn: conn, at: now}
-			if ua, ok := m.Addr.(*net.UDPAddr); ok {
-				ap := ua.AddrPort()
-				p.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-			}
+		for _, d := range ds[:got] {
+			p := &packet{b: append([]byte(nil), d.b[:d.n]...), peer: d.addr, kind: kind, conn: conn, at: now}
 			p.key, p.dup = peek(p.b)
 			p.key.kind = kind
 			q.put(p)
@@ -239,18 +249,17 @@ func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q
 			quiet = windowCount < coalesceBelow*int(rateWindow/time.Millisecond)/1000
 			windowStart, windowCount = now, 0
 		}
-		if quiet && got < len(ms) {
+		if quiet && got < len(ds) {
 			time.Sleep(coalesce)
 		}
 	}
 }
 
-// work handles queued packets until the queue closes. An ACK goes to the ACK sender,
-// which sends it once its lease is durable: the worker goes on with the next packet
-// instead of waiting through the commit.
-func (s *Server) work(ctx context.Context, q *queue, acks chan<- ackJob) {
+// work handles queued packets until the queue closes. Replies go to the senders
+// (acks.go): an ACK to the one that sends it once its lease is durable, so the worker
+// goes on with the next packet instead of waiting through the commit.
+func (s *Server) work(ctx context.Context, q *queue, replies, acks chan<- ackJob) {
 	wake := make(chan struct{}, 1)
-	var buf []byte
 	for {
 		p := q.get(wake)
 		if p == nil {
@@ -266,14 +275,14 @@ func (s *Server) work(ctx context.Context, q *queue, acks chan<- ackJob) {
 		}
 		r := s.h.HandlePacket(pctx, p.b, Meta{Peer: p.peer, Listener: p.kind, deferAck: true})
 		pcancel()
-		if r != nil && r.durable != nil {
+		switch {
+		case r == nil:
+			q.done(p)
+		case r.durable != nil:
 			acks <- ackJob{r: r, p: p} // q.done once sent
-			continue
+		default:
+			replies <- ackJob{r: r, p: p} // q.done once sent
 		}
-		if r != nil {
-			buf = s.send(p.conn, r, buf)
-		}
-		q.done(p)
 	}
 }
 
