@@ -499,6 +499,12 @@ func (s *BoltStore) AppendEvent(ctx context.Context, hostID string, e Event) (Ev
 	if e.Time.IsZero() {
 		e.Time = s.now().UTC()
 	}
+	// Events queued before this one (RecordEvents: DHCP's and TFTP's, waiting for the
+	// group commit) get their sequence numbers first, so a timeline keeps the order
+	// things happened in: a DHCP ACK before the iPXE script fetch that follows it.
+	if err := s.commits.flush(); err != nil {
+		return Event{}, err
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketHosts).Get([]byte(hostID)) == nil {
 			return fmt.Errorf("host %s: %w", hostID, ErrNotFound)

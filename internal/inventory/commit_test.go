@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -270,5 +272,47 @@ func TestBindLeaseDurableLater(t *testing.T) {
 	defer s.Close()
 	if l, err := s.GetLease(ctx, "52:54:00:00:00:01"); err != nil || l.IP != "10.0.0.5" || l.State != LeaseBound {
 		t.Fatalf("lease after reopening: %+v, %v", l, err)
+	}
+}
+
+// TestAppendEventKeepsQueuedOrder: an event queued for the group commit (RecordEvents,
+// as DHCP's ACK is) and then one appended directly (AppendEvent, as the iPXE script
+// fetch that follows the ACK is) come back from the timeline in that order, though
+// the queued one had not been committed when the second was written.
+func TestAppendEventKeepsQueuedOrder(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "inventory.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.CreateHosts(ctx, Host{ID: "h1", MACs: []string{"52:54:00:00:00:01"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := s.RecordEvents(ctx, HostEvent{HostID: "h1", Event: Event{Type: "dhcp.ack", Message: fmt.Sprint(i)}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AppendEvent(ctx, "h1", Event{Type: "http.script", Message: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := s.Events(ctx, "h1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		if e.Type != "dhcp.ack" && e.Type != "http.script" {
+			continue
+		}
+		got = append(got, e.Type+" "+e.Message)
+	}
+	var want []string
+	for i := range 5 {
+		want = append(want, fmt.Sprintf("dhcp.ack %d", i), fmt.Sprintf("http.script %d", i))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("timeline order:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
