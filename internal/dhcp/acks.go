@@ -5,6 +5,8 @@ import (
 	"net"
 
 	"golang.org/x/time/rate"
+
+	"github.com/rackboot/rackboot/internal/udpbatch"
 )
 
 // This file is the reply senders. Workers do not write replies: they hand them over and
@@ -108,11 +110,11 @@ type ackBatch struct {
 	s    *Server
 	q    *queue
 	conn net.PacketConn
-	bc   *mmsgConn // conn's batch writer, nil when it has none
+	bc   *udpbatch.Conn // conn's batch writer, nil when it has none
 	jobs []ackJob
 	ends []int // where each job's bytes end in buf
 	buf  []byte
-	ds   []dgram
+	ds   []udpbatch.Datagram
 	one  []byte        // scratch for a reply sent on its own
 	pace *rate.Limiter // nil: unpaced
 }
@@ -142,7 +144,7 @@ func (b *ackBatch) add(j ackJob) {
 	}
 	if j.p.conn != b.conn {
 		b.flush()
-		b.conn, b.bc = j.p.conn, newMmsgConn(j.p.conn)
+		b.conn, b.bc = j.p.conn, udpbatch.NewConn(j.p.conn)
 	}
 	b.buf = appendMsg(b.buf, r.Msg)
 	b.jobs = append(b.jobs, j)
@@ -176,10 +178,10 @@ func (b *ackBatch) flush() {
 	if b.bc != nil {
 		b.ds = b.ds[:0]
 		for i, j := range b.jobs {
-			b.ds = append(b.ds, dgram{b: bytesOf(i), addr: j.r.Dest})
+			b.ds = append(b.ds, udpbatch.Datagram{B: bytesOf(i), Addr: j.r.Dest})
 		}
 		// A message not sent goes one by one below, with its error.
-		sent, _ = b.bc.writeBatch(b.ds)
+		sent, _ = b.bc.WriteBatch(b.ds)
 		clear(b.ds)
 	}
 	for i := sent; i < len(b.jobs); i++ {

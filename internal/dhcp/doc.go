@@ -19,7 +19,7 @@
 //   - handler.go: what every mode shares (parsing, the host lookup and discovery
 //     policy, events, reply building and destinations).
 //   - acks.go: the reply senders; encode.go: replies to bytes without allocating;
-//     mmsg_linux.go: recvmmsg and sendmmsg as raw system calls (why: there).
+//     internal/udpbatch: recvmmsg and sendmmsg as raw system calls (why: there).
 //   - authoritative.go: server mode (RFC 2131: DISCOVER, REQUEST, DECLINE, RELEASE,
 //     INFORM).
 //   - proxy.go: proxy mode (proxyDHCP and the PXE boot server port).

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rackboot/rackboot/internal/udpbatch"
 )
 
 // packetTimeout bounds the inventory work for one packet; a client retransmits long
@@ -27,14 +29,6 @@ const (
 
 // batchLen bounds the packets one recvmmsg reads and the replies one sendmmsg sends.
 const batchLen = 64
-
-// dgram is one datagram of a batch (mmsgConn): read into b (n bytes, from addr), or b
-// sent to addr.
-type dgram struct {
-	b    []byte
-	n    int
-	addr netip.AddrPort
-}
 
 // A quiet server reads at most every coalesce (interrupt moderation, as NICs do): at
 // rates below coalesceBelow packets per second (measured over rateWindow), after a read
@@ -203,14 +197,14 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q *queue) error {
 	// A UDP socket reads many packets per system call (recvmmsg on Linux); a busy
 	// server then pays one call for a burst.
-	batch := newMmsgConn(conn)
+	batch := udpbatch.NewConn(conn)
 	n := 1
 	if batch != nil {
 		n = batchLen
 	}
-	ds := make([]dgram, n)
+	ds := make([]udpbatch.Datagram, n)
 	for i := range ds {
-		ds[i].b = make([]byte, maxPacket)
+		ds[i].B = make([]byte, maxPacket)
 	}
 	var windowStart time.Time
 	windowCount, quiet := 0, false
@@ -218,14 +212,14 @@ func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q
 		var got int
 		var err error
 		if batch != nil {
-			got, err = batch.readBatch(ds)
+			got, err = batch.ReadBatch(ds)
 		} else {
 			var addr net.Addr
-			ds[0].n, addr, err = conn.ReadFrom(ds[0].b)
-			ds[0].addr, got = netip.AddrPort{}, 1
+			ds[0].N, addr, err = conn.ReadFrom(ds[0].B)
+			ds[0].Addr, got = netip.AddrPort{}, 1
 			if ua, ok := addr.(*net.UDPAddr); ok {
 				ap := ua.AddrPort()
-				ds[0].addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+				ds[0].Addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 			}
 		}
 		if err != nil {
@@ -240,7 +234,7 @@ func (s *Server) read(ctx context.Context, conn net.PacketConn, kind Listener, q
 		}
 		now := time.Now()
 		for _, d := range ds[:got] {
-			p := &packet{b: append([]byte(nil), d.b[:d.n]...), peer: d.addr, kind: kind, conn: conn, at: now}
+			p := &packet{b: append([]byte(nil), d.B[:d.N]...), peer: d.Addr, kind: kind, conn: conn, at: now}
 			p.key, p.dup = peek(p.b)
 			p.key.kind = kind
 			q.put(p)
