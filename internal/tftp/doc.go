@@ -63,26 +63,47 @@
 //   - Others found (lfkeitel/tftp-go, JNPRAutomate/nitro-tftp) list RFC 7440 as to do.
 //
 // So this package has its own sender, kept small by doing only what a PXE server
-// needs: read requests (RFC 1350), options (RFC 2347, 2348, 2349, 7440), one connected
-// socket per transfer (the kernel hands it only its client's packets; nothing is
-// allocated per packet), blocks read in place with io.ReaderAt. Generic parts still
+// needs: read requests (RFC 1350), options (RFC 2347, 2348, 2349, 7440), blocks read
+// in place with io.ReaderAt, nothing allocated per packet. Generic parts still
 // come from libraries: golang.org/x/net/ipv4 and ipv6 for the request's destination
 // address and interface (IP_PKTINFO), pin/tftp's netascii conversion. pin/tftp's
 // client stays in the tests as an independent implementation to check this one
 // against, beside curl, tftp-hpa and atftp.
 //
-// # One event loop, not a goroutine per transfer
+// # One event loop and one port, not a goroutine and a socket per transfer
 //
 // A transfer's protocol is a state machine with no socket or clock of its own (xfer,
 // transfer.go): it is handed the client's packets and the time, and writes what they
 // call for. On Linux one goroutine runs the server port and every transfer
-// (engine_linux.go): it waits on an epoll set of all their sockets, reads the packet a
-// ready socket holds, and answers it at once; a sweep every 10 ms sends again what
-// timed out. A transfer's socket is kept when it ends and connected to a later client
-// (oldest first, so TIDs do not repeat). Ended transfers go to one more goroutine,
-// which counts and records them (a store lookup never holds up packets). Elsewhere,
-// and in tests beside the loop, each transfer runs in a goroutine of its own
-// (goroutineEngine), as the whole server did until December 2026.
+// (engine_linux.go): it waits on an epoll set of its few sockets, and a sweep every
+// 10 ms sends again what timed out. Ended transfers go to one more goroutine, which
+// counts and records them (a store lookup never holds up packets). Elsewhere, and in
+// tests beside the loop, each transfer runs in a goroutine of its own on a socket of
+// its own (goroutineEngine), as the whole server did until December 2026.
+//
+// The loop answers every client from one port per local address (bound to the
+// address the request came to, on a port the kernel chose, not 69), and tells the
+// transfers apart by the client's address and port, the client's TID. Their ACKs are
+// read up to 64 per recvmmsg, and the blocks the loop wrote while handling one wake-up
+// leave in one sendmmsg (internal/udpbatch). dnsmasq's --tftp-single-port answers from
+// one port too (69 itself; this one is not, so that a client's next request is never
+// mistaken for a transfer's packet). What that means for a client:
+//
+//   - Its transfer's packets come from a port it did not choose, as RFC 1350 wants,
+//     and the pair of ports still names one transfer. A client asking again from the
+//     same port (it started over, or its request crossed the OACK) gets a new
+//     transfer, and the old one ends (outcome failed, no error packet: the port is
+//     the new transfer's now).
+//   - Packets from no transfer's client (late ones, a stranger's) are read, dropped and
+//     counted in rackboot_tftp_dropped_packets_total.
+//   - A closed client port (ICMP port unreachable) ends its transfer at once, as a
+//     connected socket's error did: the port reads its error queue (IP_RECVERR), which
+//     names the client.
+//   - An attacker who knows a client's address and port can end that client's transfer
+//     with a forged request or ERROR, as a forged ERROR to a port of its own always
+//     could (the server's port was 16 more bits to guess; it is not a secret on the
+//     wire). TFTP has no authentication, serves only the public iPXE binaries, and a
+//     PXE client whose transfer fails asks again.
 //
 // Why: a boot storm is lock-step transfers of small blocks, so the server's work is
 // one ACK in and one block out, over and over, for many clients at once. A goroutine
@@ -91,17 +112,19 @@
 // through the netpoller, and a new read deadline (a timer), and per transfer a
 // socket opened and closed; on the one CPU a storm's server gets, that made its CPU
 // per transfer 1.13x dnsmasq's and its rate 0.84x (64 clients, undionly.kpxe,
-// blksize 1468, with a tftp.read event per transfer; hack/bench-compare.sh). The
-// loop reads only sockets that epoll says hold a packet and sends with plain
-// non-blocking system calls, so what is left is mostly the kernel's own cost of the
-// two datagrams: the profile is send 62%, recvfrom 11%, epoll 5-10%, and the
-// timeline events about 7%. That brought it to dnsmasq's level, which has the same
-// kernel costs: 0.96-1.01x its rate, 1.01-1.08x its p99 and 0.94-0.98x its CPU per
-// transfer (three runs of 3 rounds, December 2026; single rounds on the shared 2-CPU
-// machine vary by 10%, and the load generator on the other CPU is nearly as busy as
-// the server). The loop itself never blocks a thread: it waits for the epoll
-// descriptor through Go's netpoller like any socket read, so the rest of rackboot
-// shares the CPU with it without a thread hand-off per wake-up (an epoll_wait that
-// blocked its thread left the server idle a quarter of the time, at 0.69x dnsmasq's
-// rate).
+// blksize 1468, with a tftp.read event per transfer; hack/bench-compare.sh). A loop
+// over one connected socket per transfer (epoll, plain non-blocking system calls)
+// brought the CPU per transfer to dnsmasq's, which makes the same calls. On this
+// paravirtualised machine a system call's entry and exit were then about 30 % of the
+// server's CPU (perf), one recvfrom, one sendto and part of an epoll_wait per block;
+// sharing one socket lets a batch of ACKs and blocks cross in one call each: 0.44 ms of
+// CPU per transfer against 0.46-0.47 with a socket per transfer and dnsmasq's 0.52,
+// 1.12x dnsmasq's rate where the socket per transfer made 1.07x, and p99 0.87x where
+// it made 0.97x (three interleaved runs, December 2026, with tftpload's event loop,
+// which costs less than either server). Nor does a storm cost a socket, a bind or an
+// epoll registration per transfer any more. The loop itself never blocks a thread: it
+// waits for the epoll descriptor through Go's netpoller like any socket read, so the
+// rest of rackboot shares the CPU with it without a thread hand-off per wake-up (an
+// epoll_wait that blocked its thread left the server idle a quarter of the time, at
+// 0.69x dnsmasq's rate).
 package tftp

@@ -1,8 +1,10 @@
 package tftp
 
 import (
+	"errors"
 	"io/fs"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -15,8 +17,8 @@ import (
 
 // engine runs transfers to their end.
 type engine interface {
-	// dial opens the socket of one answer: a new port, connected to arr.remote, from
-	// arr.local when it is known.
+	// dial opens the socket of one answer, the server's TID: to arr.remote, from
+	// arr.local when it is known. Only the request reader calls it.
 	dial(arr arrival) (answerConn, error)
 	// run takes over a, whose first packet is sent, and ends it with Server.complete.
 	run(a *active)
@@ -59,12 +61,31 @@ type udpAnswer struct{ *net.UDPConn }
 
 func (u udpAnswer) port() uint16 { return uint16(u.LocalAddr().(*net.UDPAddr).Port) }
 
+// dial opens a new port for each answer, connected to the client.
+//
+// RFC 1350 asks that the same TID not come twice in immediate succession: a client
+// that sent several requests from one port (a flood does; so may UEFI, probing tsize
+// and then fetching) would take the second answer from a port for a repeat of the
+// first. The kernel's random ephemeral ports do repeat (a closed answer's port may
+// come straight back), so a port among the last len(recentTIDs) answers' is given back
+// and another taken. (The event loop answers every client from one port, and tells a
+// client's transfers apart by its own port: engine_linux.go.)
 func (g *goroutineEngine) dial(arr arrival) (answerConn, error) {
-	c, err := net.DialUDP(g.network, &net.UDPAddr{IP: arr.local}, arr.remote)
-	if err != nil {
-		return nil, err
+	s := g.s
+	for range 4 {
+		c, err := net.DialUDP(g.network, &net.UDPAddr{IP: arr.local}, arr.remote)
+		if err != nil {
+			return nil, err
+		}
+		port := udpAnswer{c}.port()
+		if !slices.Contains(s.recentTIDs[:], port) {
+			s.recentTIDs[s.nextTID%len(s.recentTIDs)] = port
+			s.nextTID++
+			return udpAnswer{c}, nil
+		}
+		_ = c.Close()
 	}
-	return udpAnswer{c}, nil
+	return nil, errors.New("no fresh port for the answer")
 }
 
 func (g *goroutineEngine) run(a *active) {

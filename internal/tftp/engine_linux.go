@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
@@ -13,24 +14,34 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/rackboot/rackboot/internal/udpbatch"
 )
 
 // The event loop that serves the port and runs every transfer on Linux (doc.go says
-// why). One goroutine owns an epoll(7) set of the server port, every transfer's socket
-// and an eventfd that ctx's end pokes. It waits for that set through Go's own netpoller
-// (the epoll descriptor is itself pollable), so it never blocks a thread in a system
-// call: when nothing is ready it parks like any goroutine reading a socket, and the
-// rest of rackboot runs meanwhile on the same CPU. For each ready socket it reads one
-// packet and sends what it calls for, from the same goroutine. Timeouts are found by a
-// sweep of all transfers' deadlines every sweepEvery, through the read deadline of the
-// epoll descriptor: one timer, not one per packet. Transfers' sockets are the kernel's,
-// not Go's net package's: non-blocking, in this epoll set only (level-triggered), and
-// read and written with plain system calls, so a packet costs one read and one write,
-// with no goroutine switch, timer or read that finds nothing.
+// why). One goroutine owns an epoll(7) set of the server port, the shared ports that
+// answer the transfers (one per local address) and an eventfd that ctx's end pokes. It
+// waits for that set through Go's own netpoller (the epoll descriptor is itself
+// pollable), so it never blocks a thread in a system call: when nothing is ready it
+// parks like any goroutine reading a socket, and the rest of rackboot runs meanwhile on
+// the same CPU. It reads a shared port's packets a batch at a time, hands each to its
+// transfer, and sends what they wrote in one batch once the wake-up is handled.
+// Timeouts are found by a sweep of all transfers' deadlines every sweepEvery, through
+// the read deadline of the epoll descriptor: one timer, not one per packet. The
+// sockets are the kernel's, not Go's net package's: non-blocking, in this epoll set
+// only (level-triggered), and read and written with raw system calls, so there is no
+// goroutine switch, timer or read that finds nothing per packet.
 
 // sweepEvery is how often the loop looks for transfers whose ACK is overdue, when any
 // are running: a retransmission comes at most this much after its timeout.
 const sweepEvery = 10 * time.Millisecond
+
+// batchIn is how many packets one recvmmsg reads from a shared port, and readsPerWake
+// how many such reads one wake-up makes before the other sockets get their turn.
+const (
+	batchIn      = 64
+	readsPerWake = 4
+)
 
 // requestsPerWake bounds the requests read from the server port before the transfers'
 // packets ready meanwhile get their turn.
@@ -61,20 +72,19 @@ func (s *Server) serve(ctx context.Context, conn net.PacketConn, network string)
 // loop is the event loop: the engine that runs transfers, and the server port's reader.
 // Only its goroutine touches it once serve runs.
 type loop struct {
-	s      *Server
-	v6     bool
-	epfd   int
-	epoll  *os.File        // epfd as Go's netpoller sees it
-	epRaw  syscall.RawConn // to wait on epoll
-	wake   int             // an eventfd that ctx's end pokes
-	active map[int32]*active
-	waitTo time.Time // the read deadline set on epoll
-	// idle are the sockets kept for reuse, by local address (keep); closing says
-	// serve is ending and keeps no more.
-	idle    map[string][]*fdConn
-	closing bool
-	now     time.Time // of the loop's last wake-up
-	kept    time.Time // when a socket was last kept
+	s       *Server
+	v6      bool
+	epfd    int
+	epoll   *os.File        // epfd as Go's netpoller sees it
+	epRaw   syscall.RawConn // to wait on epoll
+	wake    int             // an eventfd that ctx's end pokes
+	ports   map[string]*sharedPort
+	byFD    map[int32]*sharedPort
+	running int              // transfers in flight, in the ports' peers
+	hdr     udpbatch.Headers // for sendmmsg
+	rhdr    udpbatch.Headers // for recvmmsg
+	waitTo  time.Time        // the read deadline set on epoll
+	now     time.Time        // of the loop's last wake-up
 }
 
 func newLoop(s *Server, v6 bool) (*loop, error) {
@@ -87,7 +97,8 @@ func newLoop(s *Server, v6 bool) (*loop, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	l := &loop{s: s, v6: v6, epfd: epfd, wake: wake, active: map[int32]*active{}, idle: map[string][]*fdConn{}}
+	l := &loop{s: s, v6: v6, epfd: epfd, wake: wake, ports: map[string]*sharedPort{}, byFD: map[int32]*sharedPort{}}
+	l.hdr.Inet6, l.rhdr.Inet6 = v6, v6
 	fail := func(err error) (*loop, error) {
 		l.closeFDs()
 		return nil, err
@@ -116,6 +127,9 @@ func (l *loop) closeFDs() {
 		_ = unix.Close(l.epfd)
 	}
 	_ = unix.Close(l.wake)
+	for _, sp := range l.ports {
+		_ = unix.Close(sp.fd)
+	}
 }
 
 // add puts fd in the epoll set, level-triggered: a socket with a packet left is
@@ -127,130 +141,105 @@ func (l *loop) add(fd int) error {
 	return nil
 }
 
-// fdConn is a transfer's socket: non-blocking, connected to the client.
-type fdConn struct {
-	fd     int
-	local  uint16
-	pool   *loop  // takes it back at Close; nil: closed for good
-	key    string // the local address it is bound to, its pool's key
-	polled bool   // in the epoll set
+// sharedPort is the socket that every transfer answered from one local address sends
+// from and reads its client's packets on: bound to that address and a port the kernel
+// chose, never connected. The transfers' clients tell them apart (peers), and their
+// packets come and go a batch per system call (doc.go says why).
+type sharedPort struct {
+	fd    int
+	port  uint16
+	peers map[netip.AddrPort]*active // by client address: each transfer's other TID
+	out   []udpbatch.Datagram        // packets queued to be sent
+	slots [][]byte                   // out's buffers, kept from one batch to the next
 }
 
-func (c *fdConn) port() uint16 { return c.local }
+// outMax bounds the packets queued on a port before they are sent.
+const outMax = 64
 
-// Write sends one datagram. A full send buffer loses it, as a full link would: the
-// client's timeout or its ACK of an earlier block brings it again.
-func (c *fdConn) Write(p []byte) (int, error) {
-	// A non-blocking send does not block, so the scheduler need not hear of it.
-	// send(2) rather than write(2): a socket call skips the file layer's work
-	// (fsnotify, the write checks), a few per cent of a storm's CPU.
-	n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(c.fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, 0, 0)
-	switch errno {
-	case 0:
-		return int(n), nil
-	case syscall.EAGAIN, syscall.ENOBUFS:
-		return len(p), nil
-	}
-	return 0, &net.OpError{Op: "write", Net: "udp", Err: errno}
-}
-
-// read reads one datagram; ok is false when none was waiting.
-func (c *fdConn) read(p []byte) (n int, ok bool, err error) {
-	r, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, 0, 0)
-	switch errno {
-	case 0:
-		return int(r), true, nil
-	case syscall.EAGAIN, syscall.EINTR:
-		return 0, false, nil
-	}
-	return 0, false, &net.OpError{Op: "read", Net: "udp", Err: errno}
-}
-
-// Close keeps the socket for another answer when the loop has room for it.
-func (c *fdConn) Close() error {
-	if c.pool != nil && c.pool.keep(c) {
-		return nil
-	}
-	return unix.Close(c.fd)
-}
-
-// Sockets of ended answers are kept, by the local address they are bound to, and
-// connected to the next client asking that address: a storm then costs no socket,
-// bind, close or epoll registration per transfer (a tenth of the server's CPU in the
-// profile went to them). They are taken oldest first and only while more than
-// idleMin are kept, so a port comes back only after more than len(Server.recentTIDs)
-// other answers, as RFC 1350 asks (see Server.dial). Packets that reach a kept socket
-// (a late ACK of the transfer it served) are read and dropped; once it is connected
-// to another client the kernel no longer hands it the old one's.
+// Socket buffers of a shared port: a storm's ACKs and a batch of blocks to every
+// client must fit. The kernel caps them at net.core.[rw]mem_max unless the server may
+// force them (it runs as root to serve port 69).
 const (
-	idleMin = 64
-	idleMax = 256
-	idleTTL = 10 * time.Second
+	sharedRcvBuf = 1 << 20
+	sharedSndBuf = 4 << 20
 )
 
-// keep takes c back for reuse, or says to close it.
-func (l *loop) keep(c *fdConn) bool {
-	if c.key == "" || l.closing {
-		return false
-	}
-	q := l.idle[c.key]
-	if len(q) >= idleMax {
-		return false
-	}
-	l.idle[c.key] = append(q, c)
-	l.kept = l.now
-	return true
+// peerConn is one answer's view of a shared port: what it writes is queued for the
+// client.
+type peerConn struct {
+	l  *loop
+	sp *sharedPort
+	to netip.AddrPort
 }
 
-// reuse connects a kept socket bound to local to remote, or returns nil.
-func (l *loop) reuse(local net.IP, remote *net.UDPAddr) *fdConn {
+func (c *peerConn) port() uint16 { return c.sp.port }
+
+// Write queues one datagram to the client. Sending happens once the loop has handled
+// what woke it (or outMax are queued); a send that finds the socket's buffer full loses
+// the rest, as a full link would: the client's timeout or its ACK of an earlier block
+// brings them again.
+func (c *peerConn) Write(p []byte) (int, error) {
+	c.l.queue(c.sp, c.to, p)
+	return len(p), nil
+}
+
+// Close ends the answer: the client's packets are no longer taken for it.
+func (c *peerConn) Close() error {
+	if a := c.sp.peers[c.to]; a != nil && a.conn == answerConn(c) {
+		delete(c.sp.peers, c.to)
+	}
+	return nil
+}
+
+// queue adds p for to to sp's next batch.
+func (l *loop) queue(sp *sharedPort, to netip.AddrPort, p []byte) {
+	if len(sp.out) == outMax {
+		l.flush(sp)
+	}
+	i := len(sp.out)
+	if i == len(sp.slots) {
+		sp.slots = append(sp.slots, nil)
+	}
+	if cap(sp.slots[i]) < len(p) {
+		sp.slots[i] = make([]byte, len(p), max(len(p), 4+defaultBlksize))
+	}
+	b := append(sp.slots[i][:0], p...)
+	sp.out = append(sp.out, udpbatch.Datagram{B: b, Addr: to})
+}
+
+// flush sends what is queued on sp. A packet the kernel refuses (no route to its
+// client, say) is skipped; a full socket drops the rest.
+func (l *loop) flush(sp *sharedPort) {
+	for i := 0; i < len(sp.out); {
+		n, err := l.hdr.SendFD(sp.fd, sp.out[i:])
+		i += n
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOBUFS) {
+			break
+		}
+		i++
+	}
+	clear(sp.out)
+	sp.out = sp.out[:0]
+}
+
+// flushAll sends what every shared port has queued.
+func (l *loop) flushAll() {
+	for _, sp := range l.ports {
+		if len(sp.out) > 0 {
+			l.flush(sp)
+		}
+	}
+}
+
+// sharedFor returns the shared port of local (nil: any address), opening it the first
+// time.
+func (l *loop) sharedFor(local net.IP) (*sharedPort, error) {
 	key := string(local.To16())
-	q := l.idle[key]
-	if len(q) <= idleMin {
-		return nil
-	}
-	c := q[0]
-	l.idle[key] = append(q[:0], q[1:]...)
-	sa, err := l.sockaddr(remote.IP, remote.Port, remote.Zone)
-	if err == nil {
-		err = unix.Connect(c.fd, sa)
-	}
-	if err != nil {
-		_ = unix.Close(c.fd)
-		return nil
-	}
-	drain(c.fd)
-	return c
-}
-
-// drain reads and drops what fd holds.
-func drain(fd int) {
-	c := fdConn{fd: fd}
-	var b [4]byte
-	for range 64 {
-		if _, ok, err := c.read(b[:]); !ok && err == nil {
-			return
-		}
-	}
-}
-
-// closeIdle closes the kept sockets: once the server has had no transfer for idleTTL,
-// and for good (final) when serve ends.
-func (l *loop) closeIdle(final bool) {
-	l.closing = final
-	for _, q := range l.idle {
-		for _, c := range q {
-			_ = unix.Close(c.fd)
-		}
-	}
-	clear(l.idle)
-}
-
-func (l *loop) dial(arr arrival) (answerConn, error) {
-	if arr.local != nil {
-		if c := l.reuse(arr.local, arr.remote); c != nil {
-			return c, nil
-		}
+	if sp := l.ports[key]; sp != nil {
+		return sp, nil
 	}
 	family := unix.AF_INET
 	if l.v6 {
@@ -258,41 +247,69 @@ func (l *loop) dial(arr arrival) (answerConn, error) {
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
-		return nil, &net.OpError{Op: "dial", Net: "udp", Err: err}
+		return nil, &net.OpError{Op: "listen", Net: "udp", Err: err}
 	}
-	fail := func(op string, err error) (answerConn, error) {
+	fail := func(err error) (*sharedPort, error) {
 		_ = unix.Close(fd)
-		return nil, &net.OpError{Op: op, Net: "udp", Addr: arr.remote, Err: err}
+		return nil, &net.OpError{Op: "listen", Net: "udp", Addr: &net.UDPAddr{IP: local}, Err: err}
 	}
-	if arr.local != nil {
-		sa, err := l.sockaddr(arr.local, 0, "")
-		if err != nil {
-			return fail("bind", err)
-		}
-		if err := unix.Bind(fd, sa); err != nil {
-			return fail("bind", err)
+	for _, o := range []struct{ force, plain, size int }{
+		{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, sharedRcvBuf},
+		{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sharedSndBuf},
+	} {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.force, o.size) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.plain, o.size)
 		}
 	}
-	sa, err := l.sockaddr(arr.remote.IP, arr.remote.Port, arr.remote.Zone)
+	// ICMP errors (port unreachable: the client is gone) come back on the error queue,
+	// naming the client: its transfer ends at once instead of sending to nobody until
+	// it times out, as a connected socket's would.
+	if l.v6 {
+		err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
+	} else {
+		err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1)
+	}
 	if err != nil {
-		return fail("dial", err)
+		return fail(err)
 	}
-	if err := unix.Connect(fd, sa); err != nil {
-		return fail("dial", err)
+	ip := local
+	if ip == nil {
+		ip = net.IPv4zero
+		if l.v6 {
+			ip = net.IPv6unspecified
+		}
 	}
-	c := &fdConn{fd: fd}
-	if arr.local != nil {
-		c.key = string(arr.local.To16())
+	sa, err := l.sockaddr(ip, 0, "")
+	if err != nil {
+		return fail(err)
 	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail(err)
+	}
+	sp := &sharedPort{fd: fd, peers: map[netip.AddrPort]*active{}}
 	switch la, err := unix.Getsockname(fd); a := la.(type) {
 	case *unix.SockaddrInet4:
-		c.local = uint16(a.Port)
+		sp.port = uint16(a.Port)
 	case *unix.SockaddrInet6:
-		c.local = uint16(a.Port)
+		sp.port = uint16(a.Port)
 	default:
-		return fail("dial", fmt.Errorf("local address %v: %w", la, err))
+		return fail(fmt.Errorf("local address %v: %w", la, err))
 	}
-	return c, nil
+	if err := l.add(fd); err != nil {
+		return fail(err)
+	}
+	l.ports[key] = sp
+	l.byFD[int32(fd)] = sp
+	return sp, nil
+}
+
+func (l *loop) dial(arr arrival) (answerConn, error) {
+	sp, err := l.sharedFor(arr.local)
+	if err != nil {
+		return nil, err
+	}
+	ap := arr.remote.AddrPort()
+	return &peerConn{l: l, sp: sp, to: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, nil
 }
 
 // sockaddr is ip:port in the socket's family.
@@ -319,18 +336,18 @@ func (l *loop) sockaddr(ip net.IP, port int, zone string) (unix.Sockaddr, error)
 	return sa, nil
 }
 
+// errSuperseded ends a transfer whose client asked again from the same port: it
+// started over, and the packets from that port are the new transfer's.
+var errSuperseded = errors.New("the client asked again from the same port")
+
 // run takes over a, started by request in the loop's goroutine.
 func (l *loop) run(a *active) {
-	c := a.conn.(*fdConn)
-	c.pool = l // a transfer's socket is kept for another; an error's is closed
-	if !c.polled {
-		if err := l.add(c.fd); err != nil {
-			l.s.complete(a, err, time.Now())
-			return
-		}
-		c.polled = true
+	c := a.conn.(*peerConn)
+	if old := c.sp.peers[c.to]; old != nil {
+		l.remove(old, errSuperseded, l.now)
 	}
-	l.active[int32(c.fd)] = a
+	c.sp.peers[c.to] = a
+	l.running++
 }
 
 // close is not needed: serve returns once the last transfer has ended.
@@ -358,13 +375,19 @@ func (l *loop) serve(ctx context.Context, conn net.PacketConn, raw syscall.RawCo
 	defer poke()
 
 	var (
-		events    = make([]unix.EpollEvent, 128)
+		events = make([]unix.EpollEvent, 128)
+		in     = make([]udpbatch.Datagram, batchIn)
+		inBuf  = make([]byte, batchIn*(4+defaultBlksize)) // ACKs are 4 bytes, ERRORs at most 516
+
 		buf       = make([]byte, 4+defaultBlksize) // requests are at most 512 bytes, ACKs 4; longer ones are cut
 		expired   []*active
 		nextSweep time.Time
 		serveErr  error
 		accepting = true
 	)
+	for i := range in {
+		in[i].B = inBuf[i*(4+defaultBlksize) : (i+1)*(4+defaultBlksize)]
+	}
 	stopAccepting := func() {
 		if accepting {
 			// No request is taken from here on; closing the port makes the kernel
@@ -378,16 +401,12 @@ func (l *loop) serve(ctx context.Context, conn net.PacketConn, raw syscall.RawCo
 		if accepting && ctx.Err() != nil {
 			stopAccepting()
 		}
-		if !accepting && len(l.active) == 0 {
-			l.closeIdle(true)
+		if !accepting && l.running == 0 {
 			return serveErr
 		}
 		var until time.Time
-		switch {
-		case len(l.active) > 0:
+		if l.running > 0 {
 			until = nextSweep
-		case len(l.idle) > 0:
-			until = l.kept.Add(idleTTL)
 		}
 		n, err := l.wait(events, until)
 		if err != nil {
@@ -422,37 +441,24 @@ func (l *loop) serve(ctx context.Context, conn net.PacketConn, raw syscall.RawCo
 					l.s.request(ctx, buf[:m], arr)
 				}
 			default:
-				a := l.active[ev.Fd]
-				if a == nil {
-					// A kept socket: what comes to it is late, and a packet left
-					// unread would be reported again and again.
-					drain(fd)
-					continue
-				}
-				c := a.conn.(*fdConn)
-				m, ok, err := c.read(buf)
-				if !ok && err == nil {
-					continue
-				}
-				done := false
-				if err == nil {
-					done, err = a.x.packet(c, buf[:m], now)
-				}
-				if done || err != nil {
-					l.remove(a, err, now)
+				if sp := l.byFD[ev.Fd]; sp != nil {
+					if ev.Events&unix.EPOLLERR != 0 {
+						l.readErrors(sp, now)
+					}
+					l.readPort(sp, in, now)
 				}
 			}
 		}
-		if len(l.active) == 0 && len(l.idle) > 0 && now.Sub(l.kept) >= idleTTL {
-			l.closeIdle(false)
-		}
 		if now.Before(nextSweep) {
+			l.flushAll()
 			continue
 		}
 		nextSweep = now.Add(sweepEvery)
-		for _, a := range l.active {
-			if !now.Before(a.x.deadline) {
-				expired = append(expired, a)
+		for _, sp := range l.ports {
+			for _, a := range sp.peers {
+				if !now.Before(a.x.deadline) {
+					expired = append(expired, a)
+				}
 			}
 		}
 		for _, a := range expired {
@@ -462,6 +468,7 @@ func (l *loop) serve(ctx context.Context, conn net.PacketConn, raw syscall.RawCo
 		}
 		clear(expired)
 		expired = expired[:0]
+		l.flushAll()
 	}
 }
 
@@ -514,10 +521,65 @@ func epollNow(epfd int, events []unix.EpollEvent) (int, error) {
 	return 0, os.NewSyscallError("epoll_pwait", errno)
 }
 
-// remove ends a: out of the map before its socket closes (or is kept), so that another
-// transfer on a socket of the same number is not taken for it.
+// readPort reads what sp holds, a batch at a time, and hands each packet to its
+// transfer. Packets from no transfer's client (late ones of a transfer that ended, or
+// a stranger's) are dropped and counted.
+func (l *loop) readPort(sp *sharedPort, in []udpbatch.Datagram, now time.Time) {
+	for range readsPerWake {
+		n, err := l.rhdr.RecvFD(sp.fd, in)
+		if err != nil {
+			// An ICMP error for an earlier packet: its client is gone.
+			l.readErrors(sp, now)
+			continue
+		}
+		for _, d := range in[:n] {
+			a := sp.peers[d.Addr]
+			if a == nil {
+				l.s.dropped.Inc()
+				continue
+			}
+			done, err := a.x.packet(a.conn, d.B[:d.N], now)
+			if done || err != nil {
+				l.remove(a, err, now)
+			}
+		}
+		if n < len(in) {
+			return
+		}
+	}
+}
+
+// errClientGone ends a transfer whose client's port is closed (ICMP port unreachable).
+var errClientGone = &net.OpError{Op: "write", Net: "udp", Err: syscall.ECONNREFUSED}
+
+// readErrors reads sp's error queue: each ICMP error names the client a packet was for,
+// whose transfer ends.
+func (l *loop) readErrors(sp *sharedPort, now time.Time) {
+	var b [64]byte
+	var oob [512]byte
+	for range 64 {
+		_, _, _, from, err := unix.Recvmsg(sp.fd, b[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if err != nil {
+			return
+		}
+		var to netip.AddrPort
+		switch sa := from.(type) {
+		case *unix.SockaddrInet4:
+			to = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+		case *unix.SockaddrInet6:
+			to = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+		}
+		if a := sp.peers[to]; a != nil {
+			l.remove(a, errClientGone, now)
+		}
+	}
+}
+
+// remove ends a: out of its port's peers before anything else, so that a transfer
+// that follows from the same client is not taken for it.
 func (l *loop) remove(a *active, err error, now time.Time) {
-	delete(l.active, int32(a.conn.(*fdConn).fd))
+	_ = a.conn.Close()
+	l.running--
 	l.s.complete(a, err, now)
 }
 

@@ -16,80 +16,125 @@ import (
 	"github.com/rackboot/rackboot/internal/tftp/tftpload"
 )
 
-// TestLoopReusesSockets runs enough transfers that the event loop connects kept
-// sockets to new clients (more than idleMin answers), with a late packet sent to a
-// kept socket between them: every transfer completes whole, each answer comes from a
-// port none of the previous len(recentTIDs) answers used, and the sockets kept stay
-// within idleMax.
-func TestLoopReusesSockets(t *testing.T) {
-	// One source address: its limit is raised, so that no request is refused while
-	// the transfer before it is still being recorded.
+// TestLoopSharedPort: the event loop answers every client from one port of its own
+// (not the server port), and tells transfers apart by the client's port. Two clients
+// fetched side by side, block for block, each get their own file whole; packets from a
+// client whose transfer ended (a late ACK, junk) are read, dropped and counted and do
+// not disturb the transfer still running; a client that asks again from the same
+// port mid-transfer gets a fresh transfer of the whole file; and hundreds of transfers
+// open no socket each.
+func TestLoopSharedPort(t *testing.T) {
 	ts := startServerConfig(t, func(c *Config) { c.MaxTransfersPerSource = 64 }, nil)
-	fdsBefore := openFDs(t)
-	size := int64(len(embedded(t, ipxe.UndionlyKPXE)))
-	run := func(n int) {
-		t.Helper()
-		res, err := tftpload.Run(context.Background(), tftpload.Config{
-			Server: ts.addr, File: ipxe.UndionlyKPXE, Blksize: 1468, TSize: true,
-			Clients: 4, Duration: time.Minute, MaxTransfers: n, Size: size,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Transfers != n || res.Failures != 0 {
-			t.Fatalf("%d of %d transfers completed: %v", res.Transfers, n, res.Errors)
-		}
-	}
-	run(2 * idleMin)
+	undionly := embedded(t, ipxe.UndionlyKPXE)
+	snp := embedded(t, ipxe.SNPOnlyEFI)
 
-	// By hand: note the answer's port, finish, then send that port a late ACK and
-	// junk, as a slow client's retransmission would arrive.
-	rc := dialRaw(t)
-	ports := map[int]int{} // port -> index of the answer that used it
-	want := embedded(t, ipxe.UndionlyKPXE)
-	fetch := func() int {
-		t.Helper()
-		rc.peer = nil
-		rc.send(t, ts.addr, rrq(ipxe.UndionlyKPXE, "octet", "blksize", "1468"))
-		if op, p := rc.recv(t); op != opOACK {
+	a, b := dialRaw(t), dialRaw(t)
+	a.send(t, ts.addr, rrq(ipxe.UndionlyKPXE, "octet", "blksize", "1468"))
+	b.send(t, ts.addr, rrq(ipxe.SNPOnlyEFI, "octet", "blksize", "1468"))
+	for _, c := range []*rawConn{a, b} {
+		if op, p := c.recv(t); op != opOACK {
 			t.Fatalf("opcode %d (%q), want OACK", op, p)
 		}
-		if got := rc.receiveAll(t, 1468, nil); !bytes.Equal(got, want) {
-			t.Fatalf("got %d bytes that differ from the %d embedded ones", len(got), len(want))
-		}
-		return rc.peer.(*net.UDPAddr).Port
 	}
-	reused := 0
-	for i := range 2*idleMin + 10 {
-		port := fetch()
-		if j, ok := ports[port]; ok {
-			if i-j <= 64 {
-				t.Fatalf("answer %d came from port %d, as answer %d did", i, port, j)
+	pa, pb := a.peer.(*net.UDPAddr).Port, b.peer.(*net.UDPAddr).Port
+	if pa != pb || strconv.Itoa(pa) == ts.port() {
+		t.Fatalf("answers came from ports %d and %d (server port %s): want one port, not the server's", pa, pb, ts.port())
+	}
+	// Block for block: a's next block is asked for only after b's.
+	var gotA, gotB []byte
+	doneA, doneB := false, false
+	a.ack(t, 0)
+	b.ack(t, 0)
+	step := func(c *rawConn, got *[]byte, done *bool, want uint16) {
+		t.Helper()
+		for {
+			op, p := c.recv(t)
+			if op != opDATA {
+				t.Fatalf("opcode %d (%q), want DATA", op, p)
 			}
-			reused++
-		}
-		ports[port] = i
-		ua := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
-		_, _ = rc.c.WriteTo(binary.BigEndian.AppendUint16([]byte{0, opACK}, 1), ua)
-		_, _ = rc.c.WriteTo([]byte("late junk"), ua)
-		if i%16 == 0 {
-			// The loop reads and drops them, rather than leaving them for epoll to
-			// report again and again. The deadline only bounds a failing test.
-			for deadline := time.Now().Add(5 * time.Second); rxQueue(t, port) > 0; time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("the kept socket on port %d still holds %d bytes of late packets", port, rxQueue(t, port))
-				}
+			if binary.BigEndian.Uint16(p) != want {
+				continue
 			}
+			*got = append(*got, p[2:]...)
+			*done = len(p[2:]) < 1468
+			c.ack(t, want)
+			return
 		}
 	}
-	// Fresh ephemeral ports would repeat about once in these; kept sockets, oldest
-	// first, do after the first len(recentTIDs) + 1.
-	if reused < idleMin/2 {
-		t.Errorf("%d of %d answers came from a port used before, want most: sockets are not reused", reused, 2*idleMin+10)
+	for blk := uint16(1); !doneA || !doneB; blk++ {
+		if !doneA {
+			step(a, &gotA, &doneA, blk)
+		}
+		if !doneB {
+			step(b, &gotB, &doneB, blk)
+		}
+		if doneA && !doneB && blk%8 == 0 {
+			// a is done: what it sends now is late, and b's transfer goes on.
+			_, _ = a.c.WriteTo(binary.BigEndian.AppendUint16([]byte{0, opACK}, blk), a.peer)
+			_, _ = a.c.WriteTo([]byte("late junk"), a.peer)
+		}
 	}
-	run(idleMin)
-	if fds := openFDs(t) - fdsBefore; fds > idleMax+8 {
-		t.Errorf("%d more file descriptors open after the transfers, want at most %d", fds, idleMax+8)
+	if !bytes.Equal(gotA, undionly) || !bytes.Equal(gotB, snp) {
+		t.Fatalf("side by side: got %d and %d bytes, want %d of %s and %d of %s",
+			len(gotA), len(gotB), len(undionly), ipxe.UndionlyKPXE, len(snp), ipxe.SNPOnlyEFI)
+	}
+	if len(undionly) >= len(snp) {
+		t.Fatalf("the test needs %s shorter than %s", ipxe.UndionlyKPXE, ipxe.SNPOnlyEFI)
+	}
+	// The late packets are read and counted (the loop does not leave them queued).
+	for deadline := time.Now().Add(5 * time.Second); ts.value(t, "rackboot_tftp_dropped_packets_total", nil) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("dropped_packets_total = %v, want at least the 2 late packets", ts.value(t, "rackboot_tftp_dropped_packets_total", nil))
+		}
+	}
+
+	// Asking again from the same port, two blocks in: a new transfer from block 1.
+	c := dialRaw(t)
+	c.send(t, ts.addr, rrq(ipxe.UndionlyKPXE, "octet", "blksize", "1468"))
+	if op, p := c.recv(t); op != opOACK {
+		t.Fatalf("opcode %d (%q), want OACK", op, p)
+	}
+	c.ack(t, 0)
+	if op, p := c.recv(t); op != opDATA || binary.BigEndian.Uint16(p) != 1 {
+		t.Fatalf("opcode %d block %d, want DATA 1", op, binary.BigEndian.Uint16(p))
+	}
+	c.ack(t, 1)
+	if op, p := c.recv(t); op != opDATA || binary.BigEndian.Uint16(p) != 2 {
+		t.Fatalf("opcode %d block %d, want DATA 2", op, binary.BigEndian.Uint16(p))
+	}
+	c.peer = nil
+	c.send(t, ts.addr, rrq(ipxe.UndionlyKPXE, "octet", "blksize", "1468"))
+	if op, p := c.recv(t); op != opOACK {
+		t.Fatalf("asked again: opcode %d (%q), want OACK", op, p)
+	}
+	if got := c.receiveAll(t, 1468, nil); !bytes.Equal(got, undionly) {
+		t.Fatalf("asked again: got %d bytes that differ from the %d embedded ones", len(got), len(undionly))
+	}
+
+	// Many transfers, no socket each.
+	fdsBefore := openFDs(t)
+	res, err := tftpload.Run(context.Background(), tftpload.Config{
+		Server: ts.addr, File: ipxe.UndionlyKPXE, Blksize: 1468, TSize: true,
+		Clients: 8, Duration: time.Minute, MaxTransfers: 300, Size: int64(len(undionly)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Transfers != 300 || res.Failures != 0 {
+		t.Fatalf("%d of 300 transfers completed: %v", res.Transfers, res.Errors)
+	}
+	if fds := openFDs(t) - fdsBefore; fds > 4 {
+		t.Errorf("%d more file descriptors open after 300 transfers, want none (the load's own aside)", fds)
+	}
+	if err := ts.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The transfer asked again for ended as failed; every other one completed.
+	if got := ts.value(t, "rackboot_tftp_transfers_total", map[string]string{"file": ipxe.UndionlyKPXE, "outcome": OutcomeFailed}); got != 1 {
+		t.Errorf("failed transfers of %s = %v, want 1 (the one asked again)", ipxe.UndionlyKPXE, got)
+	}
+	if got := ts.value(t, "rackboot_tftp_transfers_total", map[string]string{"file": ipxe.UndionlyKPXE, "outcome": OutcomeOK}); got != 302 {
+		t.Errorf("completed transfers of %s = %v, want 302", ipxe.UndionlyKPXE, got)
 	}
 }
 

@@ -11,35 +11,37 @@ import (
 	"github.com/rackboot/rackboot/internal/ipxe"
 )
 
-// flood sends n read requests from c to the server without acknowledging anything and
-// returns, per transfer the server started (one new source port each), the opcode of
-// its first packet and, for errors, the message. It stops once n transfers answered.
-func flood(t *testing.T, c *net.UDPConn, addr string, n int) (data int, errs []string, bytesIn int) {
+// flood sends n read requests from ip, each from a socket (a port) of its own, without
+// acknowledging anything, and returns, per request, the opcode of the first packet the
+// server answered it with and, for errors, the message.
+func flood(t *testing.T, ip net.IP, addr string, n int) (data int, errs []string, bytesIn int) {
 	t.Helper()
 	ua, err := net.ResolveUDPAddr("udp4", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := rrq(ipxe.UndionlyKPXE, "octet", "blksize", "1468")
-	for range n {
+	cs := make([]*net.UDPConn, n)
+	for i := range cs {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
+		if err != nil {
+			t.Skipf("no socket on %v: %v", ip, err)
+		}
+		defer c.Close()
+		cs[i] = c
 		if _, err := c.WriteTo(req, ua); err != nil {
 			t.Fatal(err)
 		}
 	}
-	seen := map[string]bool{}
 	buf := make([]byte, 70000)
-	for len(seen) < n {
+	for i, c := range cs {
 		// Bounds a failing test only: every request is answered at once.
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		k, from, err := c.ReadFrom(buf)
+		k, _, err := c.ReadFrom(buf)
 		if err != nil {
-			t.Fatalf("%d of %d requests answered: %v", len(seen), n, err)
+			t.Fatalf("%d of %d requests answered: %v", i, n, err)
 		}
 		bytesIn += k
-		if seen[from.String()] {
-			continue // a retransmission
-		}
-		seen[from.String()] = true
 		switch op := binary.BigEndian.Uint16(buf); op {
 		case opDATA, opOACK:
 			data++
@@ -62,8 +64,7 @@ func TestTransferLimits(t *testing.T) {
 		c.Timeout, c.Retries = time.Second, 2
 	}, nil)
 
-	a := dialRaw(t)
-	data, errs, _ := flood(t, a.c, ts.addr, 20)
+	data, errs, _ := flood(t, net.IPv4(127, 0, 0, 1), ts.addr, 20)
 	if data != 3 || len(errs) != 17 {
 		t.Fatalf("from one address: %d transfers started, %d refused; want 3 and 17", data, len(errs))
 	}
@@ -77,12 +78,7 @@ func TestTransferLimits(t *testing.T) {
 	}
 
 	// A second address while the three still run: two more slots in all.
-	b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
-	if err != nil {
-		t.Skipf("no second loopback address: %v", err)
-	}
-	defer b.Close()
-	data, errs, _ = flood(t, b, ts.addr, 5)
+	data, errs, _ = flood(t, net.IPv4(127, 0, 0, 2), ts.addr, 5)
 	if data != 2 || len(errs) != 3 {
 		t.Fatalf("from a second address: %d started, %d refused; want 2 and 3 (global limit 5)", data, len(errs))
 	}
@@ -118,13 +114,12 @@ func TestTransferLimits(t *testing.T) {
 	}
 }
 
-// TestFloodIsBounded sends 300 read requests from one socket with the default limits
+// TestFloodIsBounded sends 300 read requests from one address with the default limits
 // and measures what the server sent back: the transfers in flight stay at the
 // per-source limit and the bytes returned within the first round trip stay close to
 // the bytes sent (no amplification beyond the few transfers admitted).
 func TestFloodIsBounded(t *testing.T) {
 	ts := startServerConfig(t, func(c *Config) { c.Timeout, c.Retries = time.Second, 1 }, nil)
-	a := dialRaw(t)
 	fdsBefore := openFDs(t)
 	// In bursts of 25, so the loopback socket buffers drop none of them; the first
 	// burst's transfers run (Timeout × Retries, 1 s) through all the others.
@@ -134,13 +129,14 @@ func TestFloodIsBounded(t *testing.T) {
 		errs     []string
 	)
 	for range n / burst {
-		d, e, b := flood(t, a.c, ts.addr, burst)
+		d, e, b := flood(t, net.IPv4(127, 0, 0, 1), ts.addr, burst)
 		data, errs, in = data+d, append(errs, e...), in+b
 	}
 	if data != DefaultMaxTransfersPerSource || len(errs) != n-DefaultMaxTransfersPerSource {
 		t.Fatalf("%d started, %d refused; want %d started", data, len(errs), DefaultMaxTransfersPerSource)
 	}
-	// The admitted transfers are still running: each holds one socket.
+	// The admitted transfers are still running, on the port the server shares among
+	// them: none holds a socket of its own.
 	fds := openFDs(t) - fdsBefore
 	if fds > 2*DefaultMaxTransfersPerSource {
 		t.Errorf("%d more file descriptors open during the flood, want at most %d", fds, 2*DefaultMaxTransfersPerSource)

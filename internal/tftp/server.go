@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/pin/tftp/v3/netascii"
@@ -138,7 +137,7 @@ type Server struct {
 	// eng runs the transfers; ended takes them when they end (Serve).
 	eng   engine
 	ended chan *active
-	// recentTIDs are the ports of the last answers (dial).
+	// recentTIDs are the ports of the last answers (goroutineEngine.dial).
 	recentTIDs [64]uint16
 	nextTID    int
 }
@@ -336,7 +335,7 @@ func (s *Server) request(ctx context.Context, p []byte, arr arrival) {
 		return
 	}
 	t := transfer{file: req.file, remote: arr.remote, start: time.Now(), size: -1}
-	conn, err := s.dial(arr)
+	conn, err := s.eng.dial(arr)
 	if err != nil {
 		t.outcome, t.err = OutcomeFailed, err
 		s.finish(ctx, t)
@@ -356,37 +355,10 @@ func (s *Server) request(ctx context.Context, p []byte, arr arrival) {
 	s.end(a, code, err, time.Now())
 }
 
-// dial opens the socket of one answer (a transfer, or an error): a new port, the
-// server's TID, connected to the client, from the address the client sent to. Only
-// the request reader calls it.
-//
-// RFC 1350 asks that the same TID not come twice in immediate succession: a client
-// that sent several requests from one port (a flood does; so may UEFI, probing tsize
-// and then fetching) would take the second answer from a port for a repeat of the
-// first. The kernel's random ephemeral ports do repeat (a closed answer's port may
-// come straight back), so a port among the last len(recentTIDs) answers' is given back
-// and another taken.
-func (s *Server) dial(arr arrival) (answerConn, error) {
-	for range 4 {
-		c, err := s.eng.dial(arr)
-		if err != nil {
-			return nil, err
-		}
-		port := c.port()
-		if !slices.Contains(s.recentTIDs[:], port) {
-			s.recentTIDs[s.nextTID%len(s.recentTIDs)] = port
-			s.nextTID++
-			return c, nil
-		}
-		_ = c.Close()
-	}
-	return nil, errors.New("no fresh port for the answer")
-}
-
-// sendError answers a request with one error packet from a port of its own, as a
-// transfer's first packet would come, cut to at most limit bytes.
+// sendError answers a request with one error packet from the port a transfer's first
+// packet would come from, cut to at most limit bytes.
 func (s *Server) sendError(arr arrival, code uint16, msg string, limit int) {
-	c, err := s.dial(arr)
+	c, err := s.eng.dial(arr)
 	if err != nil {
 		s.log.Debug("TFTP: cannot answer", "ip", arr.remote.IP.String(), "err", err)
 		return
