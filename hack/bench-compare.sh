@@ -35,7 +35,10 @@
 # and the ratios rackboot/dnsmasq; servers alternate within each round. The 64 clients
 # are enrolled hosts of rackboot's inventory, so every transfer also writes its tftp.read
 # event, as in a real rack; dnsmasq runs with --quiet-tftp (no per-transfer log line),
-# rackboot with --log-level warn (none either). Then one client alone on a link with
+# rackboot with --log-level warn (none either). tftpload runs its clients in one event
+# loop, cheaper per packet than either server; its former goroutine per client used all
+# of its CPU and capped the storm below what rackboot could serve (tftpload's package
+# doc). Then one client alone on a link with
 # LATENCY (1ms) of delay: rackboot's transfers/s with windowsize 16 (RFC 7440) against
 # lock-step, and the ratio; dnsmasq 2.90 has no windowsize, its lock-step rate is
 # printed beside them. The delay is a netem qdisc on the server's veth; a kernel without

@@ -83,3 +83,42 @@ func BenchmarkStorm(b *testing.B) {
 		})
 	}
 }
+
+// TestLoadGenerators runs tftpload's two clients, the event loop and a goroutine per
+// client, against the server, lock-step and with windowsize 16, from several source
+// addresses: each completes every transfer whole and counts it, and each reports a
+// file of the wrong length as a failure, not a transfer.
+func TestLoadGenerators(t *testing.T) {
+	_, addrs := stormHosts(t, 4)
+	// Limits raised: a transfer's slot comes back once it is recorded, a moment after
+	// the client is done, and each client starts its next at once.
+	ts := startServerConfig(t, func(c *Config) { c.Store, c.MaxTransfersPerSource = nil, 64 }, nil)
+	size := int64(len(embedded(t, ipxe.UndionlyKPXE)))
+	for _, goroutines := range []bool{false, true} {
+		for _, window := range []int{0, 16} {
+			t.Run(fmt.Sprintf("goroutines=%v/windowsize=%d", goroutines, window), func(t *testing.T) {
+				cfg := tftpload.Config{
+					Server: ts.addr, File: ipxe.UndionlyKPXE, Blksize: 1468, Windowsize: window, TSize: true,
+					Clients: 8, Sources: addrs, Duration: time.Minute, MaxTransfers: 40, Size: size, Goroutines: goroutines,
+				}
+				res, err := tftpload.Run(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Transfers != 40 || res.Failures != 0 || res.Bytes != 40*size || len(res.Latencies) != 40 {
+					t.Fatalf("%d transfers (%d bytes, %d latencies), %d failures %v; want 40 of %d bytes each, none failed",
+						res.Transfers, res.Bytes, len(res.Latencies), res.Failures, res.Errors, size)
+				}
+				cfg.Size, cfg.MaxTransfers = size+1, 8
+				res, err = tftpload.Run(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := fmt.Sprintf("received %d bytes, want %d", size, size+1)
+				if res.Transfers != 0 || res.Failures != 8 || res.Errors[want] != 8 {
+					t.Fatalf("wrong size expected: %d transfers, %d failures %v; want 8 failures %q", res.Transfers, res.Failures, res.Errors, want)
+				}
+			})
+		}
+	}
+}

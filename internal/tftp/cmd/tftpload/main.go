@@ -48,6 +48,7 @@ func run() error {
 	flag.IntVar(&cfg.MaxTransfers, "max", 1_000_000, "bound on transfers started")
 	flag.DurationVar(&cfg.Timeout, "timeout", time.Second, "client retransmission timeout")
 	flag.Int64Var(&cfg.Size, "size", 0, "the file's size: other lengths count as failures (0: unchecked)")
+	flag.BoolVar(&cfg.Goroutines, "goroutines", false, "a goroutine per client instead of the event loop (to compare the two)")
 	flag.DurationVar(&cfg.AckDelay, "ack-delay", 0, "hold each ACK back this long (a round trip where netem is missing)")
 	flag.StringVar(&src, "src", "", "first source address (empty: the kernel's choice)")
 	flag.IntVar(&srcs, "srcs", 1, "consecutive source addresses from -src")
