@@ -92,9 +92,13 @@ func TestServerSendsACKOnlyWhenDurable(t *testing.T) {
 		t.Fatalf("after the commit: %v, want the ACK of 10.0.0.11", m)
 	}
 
-	// A failed commit: no ACK, an error in the metrics.
+	// A failed commit: no ACK, an error in the metrics. A new exchange, so a new xid:
+	// the same packet again would be shed as a retransmission of the first if it came
+	// before the first was done, which is only once its ACK's send has returned
+	// (queue.go), and the client may read the ACK before that.
 	failed := rs.srv.Handler().m.packets.WithLabelValues("request", string(outError))
-	send(msg(dhcpv4.MessageTypeRequest, macReserved, sid("10.0.0.1"), requested("10.0.0.11")))
+	send(msg(dhcpv4.MessageTypeRequest, macReserved, sid("10.0.0.1"), requested("10.0.0.11"),
+		dhcpv4.WithTransactionID(dhcpv4.TransactionID{5, 6, 7, 8})))
 	commit() <- errors.New("disk on fire")
 	for deadline := time.Now().Add(10 * time.Second); counterValue(failed) < 1 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
