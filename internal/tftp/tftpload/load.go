@@ -299,18 +299,8 @@ func (c *client) get(ctx context.Context) (int64, error) {
 			if next != 1 || inWindow != 0 || n != 0 {
 				continue // a repeated OACK after data began
 			}
-			opts := strings.Split(strings.TrimRight(string(p[2:]), "\x00"), "\x00")
-			for i := 0; i+1 < len(opts); i += 2 {
-				v, err := strconv.Atoi(opts[i+1])
-				if err != nil {
-					return n, fmt.Errorf("OACK %s=%q", opts[i], opts[i+1])
-				}
-				switch strings.ToLower(opts[i]) {
-				case "blksize":
-					blksize = v
-				case "windowsize":
-					window = v
-				}
+			if err := parseOACK(p, &blksize, &window); err != nil {
+				return n, err
 			}
 			if blksize+4 > len(c.buf) {
 				return n, fmt.Errorf("OACK blksize %d is more than asked", blksize)
@@ -350,4 +340,23 @@ func (c *client) get(ctx context.Context) (int64, error) {
 			next++
 		}
 	}
+}
+
+// parseOACK reads the blksize and windowsize an OACK p (opcode included) acknowledged
+// into blksize and window; the options it does not name leave them as they were.
+func parseOACK(p []byte, blksize, window *int) error {
+	opts := strings.Split(strings.TrimRight(string(p[2:]), "\x00"), "\x00")
+	for i := 0; i+1 < len(opts); i += 2 {
+		v, err := strconv.Atoi(opts[i+1])
+		if err != nil {
+			return fmt.Errorf("OACK %s=%q", opts[i], opts[i+1])
+		}
+		switch strings.ToLower(opts[i]) {
+		case "blksize":
+			*blksize = v
+		case "windowsize":
+			*window = v
+		}
+	}
+	return nil
 }

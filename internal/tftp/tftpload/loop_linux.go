@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -223,18 +222,8 @@ func (c *lclient) packet(p []byte, from netip.AddrPort, now time.Time, timeout t
 		if c.next != 1 || c.inWindow != 0 || c.n != 0 {
 			return false, nil
 		}
-		opts := strings.Split(strings.TrimRight(string(p[2:]), "\x00"), "\x00")
-		for i := 0; i+1 < len(opts); i += 2 {
-			v, err := strconv.Atoi(opts[i+1])
-			if err != nil {
-				return false, fmt.Errorf("OACK %s=%q", opts[i], opts[i+1])
-			}
-			switch strings.ToLower(opts[i]) {
-			case "blksize":
-				c.blksize = v
-			case "windowsize":
-				c.window = v
-			}
+		if err := parseOACK(p, &c.blksize, &c.window); err != nil {
+			return false, err
 		}
 		c.sendAck(0)
 	case opDATA:
