@@ -31,8 +31,6 @@ type engine interface {
 type answerConn interface {
 	Write(p []byte) (int, error)
 	Close() error
-	// port is the local port: the server's TID.
-	port() uint16
 }
 
 // active is a transfer in flight.

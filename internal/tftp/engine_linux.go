@@ -81,8 +81,7 @@ type loop struct {
 	ports   map[string]*sharedPort
 	byFD    map[int32]*sharedPort
 	running int              // transfers in flight, in the ports' peers
-	hdr     udpbatch.Headers // for sendmmsg
-	rhdr    udpbatch.Headers // for recvmmsg
+	hdr     udpbatch.Headers // for sendmmsg and recvmmsg (one at a time: the loop's goroutine)
 	waitTo  time.Time        // the read deadline set on epoll
 	now     time.Time        // of the loop's last wake-up
 }
@@ -98,7 +97,7 @@ func newLoop(s *Server, v6 bool) (*loop, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	l := &loop{s: s, v6: v6, epfd: epfd, wake: wake, ports: map[string]*sharedPort{}, byFD: map[int32]*sharedPort{}}
-	l.hdr.Inet6, l.rhdr.Inet6 = v6, v6
+	l.hdr.Inet6 = v6
 	fail := func(err error) (*loop, error) {
 		l.closeFDs()
 		return nil, err
@@ -147,7 +146,6 @@ func (l *loop) add(fd int) error {
 // packets come and go a batch per system call (doc.go says why).
 type sharedPort struct {
 	fd    int
-	port  uint16
 	peers map[netip.AddrPort]*active // by client address: each transfer's other TID
 	out   []udpbatch.Datagram        // packets queued to be sent
 	slots [][]byte                   // out's buffers, kept from one batch to the next
@@ -171,8 +169,6 @@ type peerConn struct {
 	sp *sharedPort
 	to netip.AddrPort
 }
-
-func (c *peerConn) port() uint16 { return c.sp.port }
 
 // Write queues one datagram to the client. Sending happens once the loop has handled
 // what woke it (or outMax are queued); a send that finds the socket's buffer full loses
@@ -287,14 +283,6 @@ func (l *loop) sharedFor(local net.IP) (*sharedPort, error) {
 		return fail(err)
 	}
 	sp := &sharedPort{fd: fd, peers: map[netip.AddrPort]*active{}}
-	switch la, err := unix.Getsockname(fd); a := la.(type) {
-	case *unix.SockaddrInet4:
-		sp.port = uint16(a.Port)
-	case *unix.SockaddrInet6:
-		sp.port = uint16(a.Port)
-	default:
-		return fail(fmt.Errorf("local address %v: %w", la, err))
-	}
 	if err := l.add(fd); err != nil {
 		return fail(err)
 	}
@@ -526,7 +514,7 @@ func epollNow(epfd int, events []unix.EpollEvent) (int, error) {
 // a stranger's) are dropped and counted.
 func (l *loop) readPort(sp *sharedPort, in []udpbatch.Datagram, now time.Time) {
 	for range readsPerWake {
-		n, err := l.rhdr.RecvFD(sp.fd, in)
+		n, err := l.hdr.RecvFD(sp.fd, in)
 		if err != nil {
 			// An ICMP error for an earlier packet: its client is gone.
 			l.readErrors(sp, now)

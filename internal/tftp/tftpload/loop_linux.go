@@ -112,7 +112,7 @@ func runLoop(ctx context.Context, cfg Config, server netip.AddrPort, req []byte)
 		}
 		nextSweep = now.Add(10 * time.Millisecond)
 		for _, c := range cs {
-			if _, ok := byFD[int32(c.fd)]; !ok || byFD[int32(c.fd)] != c || now.Before(c.deadline) {
+			if byFD[int32(c.fd)] != c || now.Before(c.deadline) {
 				continue
 			}
 			if c.timeouts++; c.timeouts > cfg.Retries {
