@@ -185,7 +185,8 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # bench-compare runs rackboot beside its peers on this machine and prints the ratios of
-# issue 11. DHCP: perfdhcp against Kea 2.x memfile and against rackboot; TFTP: a boot
+# issue 11. DHCP: dhcpload (perfdhcp's relay DORA load in one event loop; DHCP_LOAD=perfdhcp
+# for perfdhcp itself) against Kea 2.x memfile and against rackboot; TFTP: a boot
 # storm against dnsmasq; HTTP: wrk fetching an iPXE binary from nginx and from rackboot;
 # in network namespaces, server pinned to one CPU and load to the other, interleaved,
 # medians of BENCH_ROUNDS rounds (hack/bench-compare.sh says how each figure is taken;
