@@ -5,6 +5,8 @@ package dhcp
 import (
 	"fmt"
 	"syscall"
+
+	"github.com/rackboot/rackboot/internal/udpbatch"
 )
 
 // soReusePort is SO_REUSEPORT in asm-generic (amd64, arm64, riscv64, ...); the syscall
@@ -34,10 +36,7 @@ func setSockopts(fd int, iface string, share bool) error {
 			return fmt.Errorf("set SO_REUSEPORT: %w", err)
 		}
 	}
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, rcvBuf); err != nil {
-		// Unprivileged: the largest net.core.rmem_max allows. Either way the socket works.
-		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvBuf)
-	}
+	udpbatch.SetBuffers(fd, rcvBuf, 0)
 	if iface != "" {
 		if err := syscall.BindToDevice(fd, iface); err != nil {
 			return fmt.Errorf("bind to interface %s (SO_BINDTODEVICE; needs CAP_NET_RAW on kernels before 5.7): %w", iface, err)

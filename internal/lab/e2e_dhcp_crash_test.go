@@ -50,14 +50,7 @@ func TestNetnsDHCPCrashKeepsAckedLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	relay := addClient(t, seg, "relay", "52:54:00:77:00:02")
-	if err := relay.IP("addr", "add", "10.77.0.2/16", "dev", "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := relay.ListenPacket("udp4", "10.77.0.2:67")
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := listenAt(t, seg, "relay", "52:54:00:77:00:02", "10.77.0.2/16", 67)
 	load := NewRelayLoad(conn, netip.MustParseAddr("10.77.0.2"), netip.MustParseAddr(serverIP))
 	t.Cleanup(func() { load.Close() })
 

@@ -28,6 +28,24 @@ func addClient(t testing.TB, seg *Segment, role, mac string) *Netns {
 	return ns
 }
 
+// listenAt adds a client namespace with mac to seg, gives its eth0 the address prefix
+// (such as 10.77.0.2/16) and opens a UDP socket there on that address and port. The
+// socket is closed when the test ends.
+func listenAt(t testing.TB, seg *Segment, role, mac, prefix string, port int) *net.UDPConn {
+	t.Helper()
+	ns := addClient(t, seg, role, mac)
+	if err := ns.IP("addr", "add", prefix, "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParsePrefix(prefix).Addr()
+	pc, err := ns.ListenPacket("udp4", netip.AddrPortFrom(addr, uint16(port)).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc.(*net.UDPConn)
+}
+
 func inRange(ip, first, last string) bool {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {

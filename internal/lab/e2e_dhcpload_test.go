@@ -2,7 +2,6 @@ package lab
 
 import (
 	"encoding/json"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -36,17 +35,9 @@ func TestNetnsDHCPLoadAgainstRackboot(t *testing.T) {
 		"--unknown-hosts", "discover",
 		"--log-level", "info")
 
-	relay := addClient(t, seg, "relay", "52:54:00:77:00:02")
-	if err := relay.IP("addr", "add", "10.77.0.2/16", "dev", "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := relay.ListenPacket("udp4", "10.77.0.2:67")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	relay := listenAt(t, seg, "relay", "52:54:00:77:00:02", "10.77.0.2/16", 67)
 	const clients = 200
-	res, err := dhcpload.Run(t.Context(), pc.(*net.UDPConn), dhcpload.Config{
+	res, err := dhcpload.Run(t.Context(), relay, dhcpload.Config{
 		Server:   netip.MustParseAddrPort(serverIP + ":67"),
 		Clients:  clients,
 		Rate:     1000,

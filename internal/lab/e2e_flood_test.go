@@ -40,15 +40,7 @@ func TestNetnsDiscoveryFlood(t *testing.T) {
 	const reservedMAC = "52:54:00:1b:00:01"
 	rb.mustCLI("host", "add", "--mac", reservedMAC, "--ip", "10.77.0.10", "--hostname", "steady")
 	steady := addClient(t, seg, "steady", reservedMAC)
-	flooder := addClient(t, seg, "flooder", "52:54:00:1b:00:66")
-	if err := flooder.IP("addr", "add", "10.77.0.66/24", "dev", "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := flooder.ListenPacket("udp4", "10.77.0.66:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := listenAt(t, seg, "flooder", "52:54:00:1b:00:66", "10.77.0.66/24", 0)
 
 	var sent atomic.Int64
 	done := make(chan struct{})

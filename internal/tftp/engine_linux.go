@@ -249,14 +249,7 @@ func (l *loop) sharedFor(local net.IP) (*sharedPort, error) {
 		_ = unix.Close(fd)
 		return nil, &net.OpError{Op: "listen", Net: "udp", Addr: &net.UDPAddr{IP: local}, Err: err}
 	}
-	for _, o := range []struct{ force, plain, size int }{
-		{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, sharedRcvBuf},
-		{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sharedSndBuf},
-	} {
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.force, o.size) != nil {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.plain, o.size)
-		}
-	}
+	udpbatch.SetBuffers(fd, sharedRcvBuf, sharedSndBuf)
 	// ICMP errors (port unreachable: the client is gone) come back on the error queue,
 	// naming the client: its transfer ends at once instead of sending to nobody until
 	// it times out, as a connected socket's would.

@@ -256,3 +256,19 @@ func (c *Conn) WriteBatch(ds []Datagram) (int, error) {
 	}
 	return sent, nil
 }
+
+// SetBuffers asks for a receive buffer of rcv bytes and a send buffer of snd bytes on
+// the socket fd (0 leaves one as it is): past net.core.rmem_max and wmem_max where the
+// process may force them (SO_RCVBUFFORCE, SO_SNDBUFFORCE: root or CAP_NET_ADMIN), else
+// as large as those maximums allow. The socket works either way, so nothing is
+// reported.
+func SetBuffers(fd, rcv, snd int) {
+	for _, o := range []struct{ force, plain, size int }{
+		{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, rcv},
+		{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, snd},
+	} {
+		if o.size > 0 && unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.force, o.size) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.plain, o.size)
+		}
+	}
+}

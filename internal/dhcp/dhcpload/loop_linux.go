@@ -30,6 +30,12 @@ type exchange struct {
 	state  uint8
 }
 
+// overdue reports whether e waits for an answer (an OFFER or an ACK) longer than drop
+// after its packet left.
+func (e *exchange) overdue(now, drop int64) bool {
+	return e.state == stDiscover && now-e.t0 > drop || e.state == stRequest && now-e.t1 > drop
+}
+
 const batch = 64
 
 // Run runs cfg's load from conn, a UDP socket bound to the relay's IPv4 address (port
@@ -89,13 +95,8 @@ func (l *loop) now() int64 { return int64(time.Since(l.start)) }
 func (l *loop) run(ctx context.Context, fd int) (Result, error) {
 	l.fd = fd
 	// Room for a few hundred milliseconds of replies: the load must not be where they
-	// are dropped. The FORCE variants pass rmem_max/wmem_max when run as root.
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
-	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
-	}
+	// are dropped.
+	udpbatch.SetBuffers(fd, 8<<20, 4<<20)
 	rd := make([]udpbatch.Datagram, batch)
 	for i := range rd {
 		rd[i].B = make([]byte, 1500)
@@ -157,7 +158,7 @@ func (l *loop) run(ctx context.Context, fd int) (Result, error) {
 		// Retire what has ended or timed out, oldest first.
 		for lo < len(l.ex) {
 			e := &l.ex[lo]
-			if e.state == stDiscover && now-e.t0 > drop || e.state == stRequest && now-e.t1 > drop {
+			if e.overdue(now, drop) {
 				e.state = stLost
 			}
 			if e.state != stDone && e.state != stLost {
@@ -244,7 +245,7 @@ func (l *loop) answer(b []byte, now int64) {
 	e := &l.ex[i]
 	switch r.typ {
 	case dhcpv4.MessageTypeOffer:
-		if !l.awaited(e, stDiscover, e.t0, now) {
+		if !l.awaited(e, stDiscover, now) {
 			return
 		}
 		l.res.Offers++
@@ -263,7 +264,7 @@ func (l *loop) answer(b []byte, now int64) {
 			l.sendErr = l.flushRequests() // a full batch goes now
 		}
 	case dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak:
-		if !l.awaited(e, stRequest, e.t1, now) {
+		if !l.awaited(e, stRequest, now) {
 			return
 		}
 		e.state = stDone
@@ -279,10 +280,10 @@ func (l *loop) answer(b []byte, now int64) {
 }
 
 // awaited reports whether an answer that came at now is the one e waits for in state
-// want, since its packet left at since. One later than Drop loses e and counts late;
-// any other (a duplicate, an ACK to a DISCOVER) counts stray.
-func (l *loop) awaited(e *exchange, want uint8, since, now int64) bool {
-	if e.state == want && now-since > int64(l.cfg.Drop) {
+// want. One later than Drop loses e and counts late; any other (a duplicate, an ACK to
+// a DISCOVER) counts stray.
+func (l *loop) awaited(e *exchange, want uint8, now int64) bool {
+	if e.state == want && e.overdue(now, int64(l.cfg.Drop)) {
 		e.state = stLost
 	}
 	switch e.state {
